@@ -1,0 +1,2 @@
+//! Latchkey
+pub mod testkit;

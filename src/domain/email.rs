@@ -1,0 +1,191 @@
+//! Email addresses as the portal accepts them.
+
+use std::fmt;
+
+/// An email address that is safe to put in a header, an SMTP envelope and a database key.
+///
+/// The only constructor is [`EmailAddress::parse`]: it refuses line breaks and other control
+/// characters (header injection), display names, quoted local parts, comments, IP-literal
+/// domains, and anything longer than RFC 5321 allows. Unicode letters are allowed in the local
+/// part and the domain (internationalised addresses).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EmailAddress {
+    address: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidEmail {
+    #[error("Enter your email address.")]
+    Empty,
+    #[error("An email address cannot contain line breaks or control characters.")]
+    ControlCharacter,
+    #[error("That email address is too long.")]
+    TooLong,
+    #[error("Enter an email address like name@example.com.")]
+    Malformed,
+}
+
+const LOCAL_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
+
+impl EmailAddress {
+    pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
+        if raw.chars().any(|c| c.is_control() || is_invisible(c)) {
+            return Err(InvalidEmail::ControlCharacter);
+        }
+        let trimmed = raw.trim_matches(' ');
+        if trimmed.is_empty() {
+            return Err(InvalidEmail::Empty);
+        }
+        if trimmed.len() > 254 {
+            return Err(InvalidEmail::TooLong);
+        }
+        let (local, domain) = trimmed.rsplit_once('@').ok_or(InvalidEmail::Malformed)?;
+        if local.is_empty() || local.len() > 64 || !valid_local(local) {
+            return Err(InvalidEmail::Malformed);
+        }
+        if !valid_domain(domain) {
+            return Err(InvalidEmail::Malformed);
+        }
+        Ok(Self {
+            address: format!("{local}@{}", domain.to_lowercase()),
+        })
+    }
+
+    /// The address as entered (domain lowercased).
+    pub fn as_str(&self) -> &str {
+        &self.address
+    }
+
+    /// The comparison key: addresses are unique per storefront regardless of case.
+    pub fn key(&self) -> String {
+        self.address.to_lowercase()
+    }
+
+    pub fn domain(&self) -> &str {
+        self.address
+            .rsplit_once('@')
+            .map(|(_, d)| d)
+            .unwrap_or_default()
+    }
+}
+
+fn is_invisible(c: char) -> bool {
+    // Zero-width and bidirectional controls: they make two addresses look alike.
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+fn valid_local(local: &str) -> bool {
+    !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || c == '.'
+                || LOCAL_SPECIALS.contains(c)
+                || (!c.is_ascii() && c.is_alphanumeric())
+        })
+}
+
+fn valid_domain(domain: &str) -> bool {
+    if domain.is_empty() || domain.len() > 253 {
+        return false;
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return false;
+    }
+    let tld = labels[labels.len() - 1];
+    if tld.chars().all(|c| c.is_ascii_digit()) {
+        return false;
+    }
+    labels.iter().all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c == '-' || c.is_alphanumeric())
+    })
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.address)
+    }
+}
+
+impl fmt::Debug for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EmailAddress({})", self.address)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_ordinary_addresses() {
+        for ok in [
+            "alex@example.com",
+            "Alex.Martin+portal@Example.COM",
+            "o'brien@mail.example.co.uk",
+            "josé@exämple.de",
+            "  sam@example.com ",
+        ] {
+            assert!(EmailAddress::parse(ok).is_ok(), "{ok}");
+        }
+        let e = EmailAddress::parse("Alex@Example.COM").unwrap();
+        assert_eq!(e.as_str(), "Alex@example.com");
+        assert_eq!(e.key(), "alex@example.com");
+        assert_eq!(e.domain(), "example.com");
+    }
+
+    #[test]
+    fn refuses_injection_and_nonsense() {
+        use InvalidEmail::*;
+        let cases = [
+            ("", Empty),
+            ("   ", Empty),
+            ("alex@example.com\r\nBcc: x@evil.com", ControlCharacter),
+            ("alex@example.com\n", ControlCharacter),
+            ("al\u{200B}ex@example.com", ControlCharacter),
+            ("alex@example.com\u{0}", ControlCharacter),
+            ("alex", Malformed),
+            ("alex@", Malformed),
+            ("@example.com", Malformed),
+            ("alex@localhost", Malformed),
+            ("alex@[127.0.0.1]", Malformed),
+            ("alex@1.2.3.4", Malformed),
+            ("Alex <alex@example.com>", Malformed),
+            ("\"alex\"@example.com", Malformed),
+            ("a..b@example.com", Malformed),
+            (".a@example.com", Malformed),
+            ("a@-example.com", Malformed),
+            ("a@exa_mple.com", Malformed),
+            ("a b@example.com", Malformed),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(EmailAddress::parse(raw).err(), Some(want), "{raw:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(EmailAddress::parse(&long).err(), Some(TooLong));
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        assert_eq!(EmailAddress::parse(&long_local).err(), Some(Malformed));
+    }
+
+    proptest! {
+        #[test]
+        fn parsed_addresses_are_header_safe(s in "\\PC{0,80}|[a-z.\\r\\n@<>\" ]{0,40}") {
+            if let Ok(e) = EmailAddress::parse(&s) {
+                let a = e.as_str();
+                prop_assert!(!a.chars().any(|c| c.is_control()));
+                prop_assert!(!a.contains(['<', '>', '"', ' ', ',', ';', '\\']));
+                prop_assert_eq!(a.matches('@').count(), 1);
+                prop_assert!(a.len() <= 254);
+                // Parsing is idempotent.
+                prop_assert_eq!(EmailAddress::parse(a).unwrap(), e.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Types with no I/O: they refuse bad data at the edge of the system, so nothing past the edge
+//! re-checks it.
+
+pub mod clock;
+pub mod email;
+pub mod money;
+pub mod pdf;
+pub mod secret;
+pub mod slug;
+pub mod token;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use email::EmailAddress;
+pub use money::Money;
+pub use secret::Secret;
+pub use slug::StorefrontSlug;
+pub use token::{OpaqueToken, TokenHash};

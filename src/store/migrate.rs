@@ -1,0 +1,91 @@
+//! Applies the numbered SQL files of `migrations/postgres` or `migrations/sqlite`, once each,
+//! in order, recording them in `schema_migrations`.
+
+use chrono::Utc;
+
+use super::db::{Database, DbError, DbResult, Dialect};
+use crate::params;
+
+/// (version, SQL) for each dialect, compiled in so the binary migrates on its own.
+const POSTGRES: &[(&str, &str)] = &[(
+    "0001_init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+const SQLITE: &[(&str, &str)] = &[(
+    "0001_init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+/// A fixed key for PostgreSQL's advisory lock, so nodes starting together migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x4c61_7463_686b_6579;
+
+/// Applies what is missing; returns the versions applied now.
+pub async fn migrate(db: &dyn Database) -> DbResult<Vec<String>> {
+    let files = match db.dialect() {
+        Dialect::Postgres => POSTGRES,
+        Dialect::Sqlite => SQLITE,
+    };
+    let mut conn = db.conn().await?;
+    if db.dialect() == Dialect::Postgres {
+        conn.execute("SELECT pg_advisory_lock($1)", &params![MIGRATION_LOCK])
+            .await?;
+    }
+    let result = async {
+        conn.batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version TEXT PRIMARY KEY,
+                 applied_at TEXT NOT NULL
+             )",
+        )
+        .await?;
+        let done: Vec<String> = conn
+            .query("SELECT version FROM schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| r.string(0))
+            .collect();
+        let mut applied = Vec::new();
+        for (version, sql) in files {
+            if done.iter().any(|d| d == version) {
+                continue;
+            }
+            let mut tx = db.begin().await?;
+            tx.batch(sql)
+                .await
+                .map_err(|e| DbError::Query(format!("migration {version}: {e}")))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &params![*version, Utc::now().to_rfc3339()],
+            )
+            .await?;
+            tx.commit().await?;
+            applied.push(version.to_string());
+        }
+        Ok(applied)
+    }
+    .await;
+    if db.dialect() == Dialect::Postgres {
+        let _ = conn
+            .execute("SELECT pg_advisory_unlock($1)", &params![MIGRATION_LOCK])
+            .await;
+    }
+    result
+}
+
+/// The versions a fresh database would get (for `latchkey migrate --status`).
+pub fn known_versions(dialect: Dialect) -> Vec<&'static str> {
+    match dialect {
+        Dialect::Postgres => POSTGRES.iter().map(|(v, _)| *v).collect(),
+        Dialect::Sqlite => SQLITE.iter().map(|(v, _)| *v).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_trees_have_the_same_versions() {
+        assert_eq!(known_versions(Dialect::Postgres), known_versions(Dialect::Sqlite));
+    }
+}

@@ -1,0 +1,63 @@
+//! Storage: one [`Store`] of queries written against the [`Database`] interface, which
+//! PostgreSQL ([`postgres::Postgres`]) and SQLite ([`sqlite::Sqlite`]) implement.
+
+pub mod db;
+pub mod migrate;
+pub mod postgres;
+pub mod sqlite;
+
+mod deliveries;
+mod demo;
+mod portal;
+mod sessions;
+mod storefronts;
+mod tokens;
+
+use std::sync::Arc;
+
+pub use db::{Database, DbError, DbResult, Dialect, Row, Value};
+pub use deliveries::*;
+pub use demo::DemoSummary;
+pub use portal::*;
+pub use sessions::*;
+pub use storefronts::*;
+pub use tokens::*;
+
+use crate::config::DatabaseKind;
+
+/// The application's storage. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<dyn Database>,
+}
+
+impl Store {
+    pub fn new(db: Arc<dyn Database>) -> Self {
+        Self { db }
+    }
+
+    /// Opens the database the configuration names (the pool connects lazily).
+    pub fn open(kind: &DatabaseKind, pool_size: usize) -> DbResult<Self> {
+        let db: Arc<dyn Database> = match kind {
+            DatabaseKind::Postgres(url) => Arc::new(postgres::Postgres::connect(url, pool_size)?),
+            DatabaseKind::Sqlite(path) => Arc::new(sqlite::Sqlite::open(path, pool_size)?),
+        };
+        Ok(Self { db })
+    }
+
+    pub fn db(&self) -> &dyn Database {
+        &*self.db
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
+    }
+
+    pub async fn migrate(&self) -> DbResult<Vec<String>> {
+        migrate::migrate(&*self.db).await
+    }
+
+    pub async fn ping(&self) -> DbResult<()> {
+        self.db.ping().await
+    }
+}

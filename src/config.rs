@@ -236,7 +236,10 @@ impl Config {
             ));
         }
         if public.query().is_some() || public.fragment().is_some() {
-            return Err(ConfigError::new("public_url", "must not have a query or fragment"));
+            return Err(ConfigError::new(
+                "public_url",
+                "must not have a query or fragment",
+            ));
         }
         let db = self.database_kind()?;
         self.queue_kind()?;
@@ -260,26 +263,41 @@ impl Config {
                 .map_err(|e| ConfigError::new("stripe_api_base", format!("not a URL: {e}")))?;
         }
         positive("database.pool_size", self.database.pool_size as u64)?;
-        positive("sign_in.link_ttl_minutes", self.sign_in.link_ttl_minutes as u64)?;
+        positive(
+            "sign_in.link_ttl_minutes",
+            self.sign_in.link_ttl_minutes as u64,
+        )?;
         positive("sign_in.session_hours", self.sign_in.session_hours as u64)?;
-        positive("sign_in.per_account_max", self.sign_in.per_account_max as u64)?;
+        positive(
+            "sign_in.per_account_max",
+            self.sign_in.per_account_max as u64,
+        )?;
         positive(
             "sign_in.per_account_window_minutes",
             self.sign_in.per_account_window_minutes as u64,
         )?;
-        positive("rate_limit.ip_per_second", self.rate_limit.ip_per_second as u64)?;
+        positive(
+            "rate_limit.ip_per_second",
+            self.rate_limit.ip_per_second as u64,
+        )?;
         positive("rate_limit.ip_burst", self.rate_limit.ip_burst as u64)?;
         positive("mail.concurrency", self.mail.concurrency as u64)?;
         positive("mail.smtp_pool_size", self.mail.smtp_pool_size as u64)?;
         positive("mail.smtp_timeout_seconds", self.mail.smtp_timeout_seconds)?;
         positive("mail.lease_seconds", self.mail.lease_seconds)?;
         positive("mail.global_per_second", self.mail.global_per_second as u64)?;
-        positive("mail.per_domain_per_second", self.mail.per_domain_per_second as u64)?;
+        positive(
+            "mail.per_domain_per_second",
+            self.mail.per_domain_per_second as u64,
+        )?;
         positive(
             "mail.per_storefront_per_second",
             self.mail.per_storefront_per_second as u64,
         )?;
-        positive("queue.connect_timeout_seconds", self.queue.connect_timeout_seconds)?;
+        positive(
+            "queue.connect_timeout_seconds",
+            self.queue.connect_timeout_seconds,
+        )?;
         if self.mail.retry_delays_seconds.is_empty()
             || self
                 .mail
@@ -293,11 +311,17 @@ impl Config {
             ));
         }
         for (key, v) in [
-            ("mail.relay_interval_seconds", self.mail.relay_interval_seconds),
+            (
+                "mail.relay_interval_seconds",
+                self.mail.relay_interval_seconds,
+            ),
             ("mail.relay_after_seconds", self.mail.relay_after_seconds),
         ] {
             if !v.is_finite() || v <= 0.0 {
-                return Err(ConfigError::new(key, "must be a positive number of seconds"));
+                return Err(ConfigError::new(
+                    key,
+                    "must be a positive number of seconds",
+                ));
             }
         }
         if self.mail.hello_name.is_empty()
@@ -337,7 +361,10 @@ impl Config {
         let url = self.database_url.as_str();
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
-                return Err(ConfigError::new("database_url", "sqlite:// needs a file path"));
+                return Err(ConfigError::new(
+                    "database_url",
+                    "sqlite:// needs a file path",
+                ));
             }
             Ok(DatabaseKind::Sqlite(PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -377,8 +404,8 @@ impl Config {
             }
             return Ok(MailKind::Outbox(PathBuf::from(path)));
         }
-        let url = Url::parse(raw)
-            .map_err(|e| ConfigError::new("mail_url", format!("not a URL: {e}")))?;
+        let url =
+            Url::parse(raw).map_err(|e| ConfigError::new("mail_url", format!("not a URL: {e}")))?;
         let implicit = match url.scheme() {
             "smtp" => false,
             "smtps" => true,
@@ -396,7 +423,11 @@ impl Config {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let mut tls = if implicit { SmtpTls::Implicit } else { SmtpTls::StartTls };
+        let mut tls = if implicit {
+            SmtpTls::Implicit
+        } else {
+            SmtpTls::StartTls
+        };
         for (k, v) in url.query_pairs() {
             match (k.as_ref(), v.as_ref()) {
                 ("tls", "none") if !implicit => tls = SmtpTls::None,
@@ -444,6 +475,12 @@ impl Config {
             .collect()
     }
 
+    /// How long a `queued` delivery may wait before the relay publishes it again.
+    pub fn relay_after(&self) -> chrono::Duration {
+        chrono::Duration::from_std(Duration::from_secs_f64(self.mail.relay_after_seconds))
+            .unwrap_or(chrono::Duration::seconds(60))
+    }
+
     pub fn stripe_enabled(&self) -> bool {
         self.stripe_secret_key.is_some()
     }
@@ -488,9 +525,15 @@ mod tests {
     fn defaults_are_the_embedded_setup() {
         let c = Config::defaults();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.database_kind().unwrap(), DatabaseKind::Sqlite("./data/latchkey.db".into()));
+        assert_eq!(
+            c.database_kind().unwrap(),
+            DatabaseKind::Sqlite("./data/latchkey.db".into())
+        );
         assert_eq!(c.queue_kind().unwrap(), QueueKind::Local);
-        assert_eq!(c.mail_kind().unwrap(), MailKind::Outbox("./data/outbox".into()));
+        assert_eq!(
+            c.mail_kind().unwrap(),
+            MailKind::Outbox("./data/outbox".into())
+        );
         assert_eq!(c.sign_in.link_ttl_minutes, 60);
         assert_eq!(c.sign_in.session_hours, 24);
         assert_eq!(c.retry_delays().len(), 5);
@@ -502,14 +545,22 @@ mod tests {
         let c = load(&[
             ("LATCHKEY_LISTEN", "0.0.0.0:9000"),
             ("LATCHKEY_MAIL__CONCURRENCY", "64"),
-            ("LATCHKEY_QUEUE_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-            ("LATCHKEY_MAIL_URL", "smtp://u:p%40ss@mail.example.com:2525?tls=none"),
+            (
+                "LATCHKEY_QUEUE_URL",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+            ),
+            (
+                "LATCHKEY_MAIL_URL",
+                "smtp://u:p%40ss@mail.example.com:2525?tls=none",
+            ),
         ])
         .unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.mail.concurrency, 64);
         assert!(matches!(c.queue_kind().unwrap(), QueueKind::Amqp(_)));
-        let MailKind::Smtp(smtp) = c.mail_kind().unwrap() else { panic!() };
+        let MailKind::Smtp(smtp) = c.mail_kind().unwrap() else {
+            panic!()
+        };
         assert_eq!(smtp.host, "mail.example.com");
         assert_eq!(smtp.port, 2525);
         assert_eq!(smtp.tls, SmtpTls::None);
@@ -527,8 +578,14 @@ mod tests {
             (("LATCHKEY_MAIL_URL", "smtp://x?tls=maybe"), "mail_url"),
             (("LATCHKEY_MAIL__CONCURRENCY", "lots"), "mail.concurrency"),
             (("LATCHKEY_MAIL__CONCURRENCY", "0"), "mail.concurrency"),
-            (("LATCHKEY_SIGN_IN__LINK_TTL_MINUTES", "0"), "sign_in.link_ttl_minutes"),
-            (("LATCHKEY_DATABASE_URL", "postgres://localhost/x"), "secret_key"),
+            (
+                ("LATCHKEY_SIGN_IN__LINK_TTL_MINUTES", "0"),
+                "sign_in.link_ttl_minutes",
+            ),
+            (
+                ("LATCHKEY_DATABASE_URL", "postgres://localhost/x"),
+                "secret_key",
+            ),
             (("LATCHKEY_SECRET_KEY", "short"), "secret_key"),
             (("LATCHKEY_LOG_FORMAT", "xml"), "log_format"),
         ];

@@ -4,7 +4,18 @@
 //! `main.rs` parses the command line and calls [`cli::run`]; everything else lives here so
 //! that tests build the very same application ([`app::App`]).
 
+pub mod actors;
+pub mod app;
+pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod domain;
+pub mod error;
+pub mod http;
+pub mod mail;
+pub mod metrics;
+pub mod queue;
+pub mod services;
 pub mod store;
+pub mod telemetry;
 pub mod testkit;

@@ -78,7 +78,10 @@ mod tests {
     #[test]
     fn formats_amounts() {
         assert_eq!(Money::new(12950, "usd").unwrap().to_string(), "$129.50 USD");
-        assert_eq!(Money::new(123456789, "EUR").unwrap().to_string(), "€1,234,567.89 EUR");
+        assert_eq!(
+            Money::new(123456789, "EUR").unwrap().to_string(),
+            "€1,234,567.89 EUR"
+        );
         assert_eq!(Money::new(5, "JPY").unwrap().to_string(), "0.05 JPY");
         assert_eq!(Money::new(-1, "USD"), Err(InvalidMoney::Negative));
         assert_eq!(Money::new(1, "US"), Err(InvalidMoney::Currency));

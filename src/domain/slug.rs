@@ -6,7 +6,9 @@ use std::fmt;
 pub struct StorefrontSlug(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("a storefront slug is 1 to 63 lowercase letters, digits or dashes, starting with a letter or digit")]
+#[error(
+    "a storefront slug is 1 to 63 lowercase letters, digits or dashes, starting with a letter or digit"
+)]
 pub struct InvalidSlug;
 
 impl StorefrontSlug {

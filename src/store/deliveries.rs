@@ -37,7 +37,10 @@ impl DeliveryKind {
 
     /// Kinds whose email carries a magic link.
     pub fn carries_link(self) -> bool {
-        matches!(self, DeliveryKind::SignIn | DeliveryKind::BookingConfirmation)
+        matches!(
+            self,
+            DeliveryKind::SignIn | DeliveryKind::BookingConfirmation
+        )
     }
 }
 

@@ -210,11 +210,57 @@ impl Store {
             now,
         )
         .await?;
-        let alex = upsert_account(c, sf, "alex@example.com", "Alex Martin", "+1 207-555-0111", now).await?;
-        let sam = upsert_account(c, sf, "sam@example.com", "Sam Rivera", "+1 207-555-0122", now).await?;
-        let alex_dt = upsert_contact(c, sf, downtown, alex, "CON-DT-1001", "Alex Martin", "alex@example.com", now).await?;
-        let alex_mr = upsert_contact(c, sf, marina, alex, "CON-MR-2001", "Alex Martin", "alex@example.com", now).await?;
-        let sam_dt = upsert_contact(c, sf, downtown, sam, "CON-DT-1002", "Sam Rivera", "sam@example.com", now).await?;
+        let alex = upsert_account(
+            c,
+            sf,
+            "alex@example.com",
+            "Alex Martin",
+            "+1 207-555-0111",
+            now,
+        )
+        .await?;
+        let sam = upsert_account(
+            c,
+            sf,
+            "sam@example.com",
+            "Sam Rivera",
+            "+1 207-555-0122",
+            now,
+        )
+        .await?;
+        let alex_dt = upsert_contact(
+            c,
+            sf,
+            downtown,
+            alex,
+            "CON-DT-1001",
+            "Alex Martin",
+            "alex@example.com",
+            now,
+        )
+        .await?;
+        let alex_mr = upsert_contact(
+            c,
+            sf,
+            marina,
+            alex,
+            "CON-MR-2001",
+            "Alex Martin",
+            "alex@example.com",
+            now,
+        )
+        .await?;
+        let sam_dt = upsert_contact(
+            c,
+            sf,
+            downtown,
+            sam,
+            "CON-DT-1002",
+            "Sam Rivera",
+            "sam@example.com",
+            now,
+        )
+        .await?;
 
         let unit_start = first_of_month(today, 8);
         let unit = upsert_rental(
@@ -294,10 +340,66 @@ impl Store {
         .await?;
         let this_month = first_of_month(today, 0);
         let last_month = first_of_month(today, 1);
-        upsert_invoice(c, sf, downtown, alex_dt, unit, "INV-1042", "Unit B-112, monthly rent", 12_900, this_month, this_month + Duration::days(14), "pending", now).await?;
-        upsert_invoice(c, sf, downtown, alex_dt, unit, "INV-1031", "Unit B-112, monthly rent", 12_900, last_month, last_month + Duration::days(14), "paid", now).await?;
-        upsert_invoice(c, sf, downtown, alex_dt, old_unit, "INV-0877", "Unit A-07, final month", 5_900, first_of_month(today, 10), first_of_month(today, 10) + Duration::days(14), "paid", now).await?;
-        upsert_invoice(c, sf, downtown, sam_dt, sam_unit, "INV-1020", "Unit C-03, final month", 7_900, first_of_month(today, 3), first_of_month(today, 3) + Duration::days(14), "paid", now).await?;
+        upsert_invoice(
+            c,
+            sf,
+            downtown,
+            alex_dt,
+            unit,
+            "INV-1042",
+            "Unit B-112, monthly rent",
+            12_900,
+            this_month,
+            this_month + Duration::days(14),
+            "pending",
+            now,
+        )
+        .await?;
+        upsert_invoice(
+            c,
+            sf,
+            downtown,
+            alex_dt,
+            unit,
+            "INV-1031",
+            "Unit B-112, monthly rent",
+            12_900,
+            last_month,
+            last_month + Duration::days(14),
+            "paid",
+            now,
+        )
+        .await?;
+        upsert_invoice(
+            c,
+            sf,
+            downtown,
+            alex_dt,
+            old_unit,
+            "INV-0877",
+            "Unit A-07, final month",
+            5_900,
+            first_of_month(today, 10),
+            first_of_month(today, 10) + Duration::days(14),
+            "paid",
+            now,
+        )
+        .await?;
+        upsert_invoice(
+            c,
+            sf,
+            downtown,
+            sam_dt,
+            sam_unit,
+            "INV-1020",
+            "Unit C-03, final month",
+            7_900,
+            first_of_month(today, 3),
+            first_of_month(today, 3) + Duration::days(14),
+            "paid",
+            now,
+        )
+        .await?;
         let pdf = simple_pdf(
             "Harborview Self Storage - Rental Agreement",
             &[

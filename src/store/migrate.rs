@@ -86,6 +86,9 @@ mod tests {
 
     #[test]
     fn both_trees_have_the_same_versions() {
-        assert_eq!(known_versions(Dialect::Postgres), known_versions(Dialect::Sqlite));
+        assert_eq!(
+            known_versions(Dialect::Postgres),
+            known_versions(Dialect::Sqlite)
+        );
     }
 }

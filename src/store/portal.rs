@@ -75,7 +75,11 @@ fn facility_from(r: &Row) -> Facility {
 impl Store {
     /// Active and upcoming rentals of every contact linked to the account, across the
     /// storefront's facilities.
-    pub async fn current_rentals(&self, storefront_id: i64, account_id: i64) -> DbResult<Vec<Rental>> {
+    pub async fn current_rentals(
+        &self,
+        storefront_id: i64,
+        account_id: i64,
+    ) -> DbResult<Vec<Rental>> {
         let sql = format!(
             "SELECT {RENTAL_COLUMNS} FROM rentals r
              JOIN contacts c ON c.id = r.contact_id

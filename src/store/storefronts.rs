@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::db::{DbResult, Row};
 use super::Store;
+use super::db::{DbResult, Row};
 use crate::domain::{EmailAddress, Secret};
 use crate::params;
 
@@ -206,7 +206,14 @@ impl Store {
             .db()
             .query_one(
                 &sql,
-                &params![storefront_id, email.as_str(), email.key(), full_name, phone, now],
+                &params![
+                    storefront_id,
+                    email.as_str(),
+                    email.key(),
+                    full_name,
+                    phone,
+                    now
+                ],
             )
             .await?;
         Ok(account_from(&row))

@@ -80,7 +80,9 @@ impl Store {
     ) -> DbResult<IssueOutcome> {
         let mut tx = self.db().begin().await?;
         let lock = match self.dialect() {
-            Dialect::Postgres => "SELECT id FROM accounts WHERE id = $1 AND storefront_id = $2 FOR UPDATE",
+            Dialect::Postgres => {
+                "SELECT id FROM accounts WHERE id = $1 AND storefront_id = $2 FOR UPDATE"
+            }
             // BEGIN IMMEDIATE already holds SQLite's write lock.
             Dialect::Sqlite => "SELECT id FROM accounts WHERE id = $1 AND storefront_id = $2",
         };

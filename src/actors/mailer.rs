@@ -1,0 +1,509 @@
+//! Mailer: publishes queued deliveries, takes them from the queue one at a time per message,
+//! renders and sends them, records every attempt with the server's reply, and schedules
+//! retries. Its relay (on a timer, and as a single step for tests) republishes rows the broker
+//! never got or whose worker died.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::StreamExt;
+use governor::clock::DefaultClock;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use tokio::sync::{Semaphore, watch};
+
+use super::spawn_work;
+use crate::error::AppError;
+use crate::mail::{EmailContent, Transport, build_message, render};
+use crate::metrics::StatusLabel;
+use crate::queue::{Job, MailMessage, MailQueue};
+use crate::services::Services;
+use crate::store::{AttemptRecord, ClaimRules, ClaimedDelivery, DeliveryKind, Finish};
+
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
+
+/// Sending limits (governor): global, per recipient domain, per storefront.
+pub struct SendLimits {
+    global: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
+    per_domain: Keyed<String>,
+    per_storefront: Keyed<i64>,
+}
+
+fn quota(per_second: u32) -> Quota {
+    let n = NonZeroU32::new(per_second.max(1)).expect("non-zero");
+    Quota::per_second(n).allow_burst(n)
+}
+
+impl SendLimits {
+    pub fn new(global: u32, per_domain: u32, per_storefront: u32) -> Self {
+        Self {
+            global: RateLimiter::direct(quota(global)),
+            per_domain: RateLimiter::keyed(quota(per_domain)),
+            per_storefront: RateLimiter::keyed(quota(per_storefront)),
+        }
+    }
+
+    /// Waits until all three limits allow one more email.
+    async fn wait(&self, domain: &str, storefront_id: i64) {
+        self.per_storefront.until_key_ready(&storefront_id).await;
+        self.per_domain.until_key_ready(&domain.to_string()).await;
+        self.global.until_ready().await;
+    }
+
+    fn retain_recent(&self) {
+        self.per_domain.retain_recent();
+        self.per_storefront.retain_recent();
+    }
+}
+
+pub struct Mailer {
+    work: Arc<MailWork>,
+    run_relay: bool,
+}
+
+/// The Mailer's state, shared with the tasks that do its work.
+pub struct MailWork {
+    svc: Arc<Services>,
+    transport: Arc<dyn Transport>,
+    limits: SendLimits,
+}
+
+impl Mailer {
+    pub fn new(svc: Arc<Services>, transport: Arc<dyn Transport>, run_relay: bool) -> Self {
+        let m = &svc.config.mail;
+        let limits = SendLimits::new(
+            m.global_per_second,
+            m.per_domain_per_second,
+            m.per_storefront_per_second,
+        );
+        Self {
+            work: Arc::new(MailWork {
+                svc,
+                transport,
+                limits,
+            }),
+            run_relay,
+        }
+    }
+}
+
+impl Actor for Mailer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.run_relay {
+            let every = Duration::from_secs_f64(self.work.svc.config.mail.relay_interval_seconds);
+            ctx.run_interval(every, |_, ctx| ctx.notify(RelayOnce));
+        }
+        ctx.run_interval(Duration::from_secs(60), |this, _| {
+            this.work.limits.retain_recent()
+        });
+    }
+}
+
+/// Publish a freshly written delivery. Fire and forget: if the broker is down, the row stays
+/// `queued` and the relay publishes it later.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueue {
+    pub delivery_id: i64,
+}
+
+/// Deliver one delivery (one queue message).
+#[derive(Message)]
+#[rtype(result = "Result<DeliverOutcome, AppError>")]
+pub struct Deliver {
+    pub delivery_id: i64,
+    pub redelivered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliverOutcome {
+    /// Not ours to send now (another worker has it, it is final, or not due yet).
+    Skipped,
+    Sent,
+    Deferred {
+        retry_in: Duration,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// Republish rows waiting too long; one batch.
+#[derive(Message)]
+#[rtype(result = "Result<RelayReport, AppError>")]
+pub struct RelayOnce;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayReport {
+    pub published: usize,
+    pub failed: usize,
+}
+
+impl Handler<Enqueue> for Mailer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Enqueue, _: &mut Context<Self>) {
+        let queue = self.work.svc.queue.clone();
+        tokio::spawn(async move {
+            if let Err(e) = queue
+                .publish(MailMessage {
+                    delivery_id: msg.delivery_id,
+                })
+                .await
+            {
+                tracing::warn!(delivery_id = msg.delivery_id, error = %e, "could not publish; the relay will retry");
+            }
+        });
+    }
+}
+
+impl Handler<Deliver> for Mailer {
+    type Result = ResponseFuture<Result<DeliverOutcome, AppError>>;
+
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) -> Self::Result {
+        let work = self.work.clone();
+        spawn_work(async move { work.deliver(msg.delivery_id, msg.redelivered).await })
+    }
+}
+
+impl Handler<RelayOnce> for Mailer {
+    type Result = ResponseFuture<Result<RelayReport, AppError>>;
+
+    fn handle(&mut self, _: RelayOnce, _: &mut Context<Self>) -> Self::Result {
+        let work = self.work.clone();
+        spawn_work(async move {
+            let report = work.relay_once().await;
+            if let Err(e) = &report {
+                tracing::warn!(error = %e, "relay pass failed");
+            }
+            report
+        })
+    }
+}
+
+impl MailWork {
+    fn count(&self, status: &'static str) {
+        self.svc
+            .metrics
+            .sends
+            .get_or_create(&StatusLabel { status })
+            .inc();
+    }
+
+    async fn relay_once(&self) -> Result<RelayReport, AppError> {
+        let svc = &self.svc;
+        let now = svc.now();
+        let batch = svc
+            .store
+            .take_relay_batch(now, now + svc.config.relay_after(), 500)
+            .await?;
+        let mut report = RelayReport::default();
+        for item in batch {
+            match svc
+                .queue
+                .publish(MailMessage {
+                    delivery_id: item.id,
+                })
+                .await
+            {
+                Ok(()) => report.published += 1,
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::debug!(delivery_id = item.id, error = %e, "relay could not publish");
+                }
+            }
+        }
+        if report.published + report.failed > 0 {
+            svc.metrics.relayed.inc_by(report.published as u64);
+            tracing::info!(
+                published = report.published,
+                failed = report.failed,
+                "relayed deliveries"
+            );
+        }
+        Ok(report)
+    }
+
+    async fn deliver(&self, id: i64, redelivered: bool) -> Result<DeliverOutcome, AppError> {
+        let svc = &self.svc;
+        let now = svc.now();
+        let lease = chrono::Duration::seconds(svc.config.mail.lease_seconds as i64);
+        let Some(claimed) = svc
+            .store
+            .claim_delivery(
+                id,
+                ClaimRules {
+                    now,
+                    lease_until: now + lease,
+                    redelivered,
+                },
+            )
+            .await?
+        else {
+            return Ok(DeliverOutcome::Skipped);
+        };
+        let prepared = match self.prepare(&claimed).await {
+            Ok(p) => p,
+            Err(error) => {
+                svc.store
+                    .finish_delivery(
+                        &claimed,
+                        None,
+                        &Finish::Failed {
+                            error: error.clone(),
+                        },
+                        svc.now(),
+                    )
+                    .await?;
+                self.count("failed");
+                tracing::warn!(delivery_id = id, %error, "delivery failed before sending");
+                return Ok(DeliverOutcome::Failed { error });
+            }
+        };
+        let domain = claimed
+            .recipient
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        self.limits.wait(&domain, claimed.storefront_id).await;
+
+        let started_at = svc.now();
+        let timer = std::time::Instant::now();
+        let result = self
+            .transport
+            .send(&prepared.envelope, &prepared.raw, claimed.id)
+            .await;
+        svc.metrics
+            .send_seconds
+            .observe(timer.elapsed().as_secs_f64());
+        let finished_at = svc.now();
+        let attempt_no = claimed.attempts + 1;
+        let (finish, attempt, outcome) = match result {
+            Ok(reply) => (
+                Finish::Sent,
+                AttemptRecord {
+                    started_at,
+                    finished_at,
+                    smtp_code: reply.code,
+                    detail: reply.detail,
+                    worker: svc.worker_name.clone(),
+                },
+                DeliverOutcome::Sent,
+            ),
+            Err(f) => {
+                let attempt = AttemptRecord {
+                    started_at,
+                    finished_at,
+                    smtp_code: f.code,
+                    detail: f.detail.clone(),
+                    worker: svc.worker_name.clone(),
+                };
+                let delays = svc.config.retry_delays();
+                if f.permanent {
+                    let error = f.detail;
+                    (
+                        Finish::Failed {
+                            error: error.clone(),
+                        },
+                        attempt,
+                        DeliverOutcome::Failed { error },
+                    )
+                } else if let Some(delay) = delays.get(attempt_no as usize - 1) {
+                    let next = finished_at
+                        + chrono::Duration::from_std(*delay)
+                            .unwrap_or(chrono::Duration::seconds(30));
+                    (
+                        Finish::Deferred {
+                            next_attempt_at: next,
+                            relay_at: next + svc.config.relay_after(),
+                            error: f.detail,
+                        },
+                        attempt,
+                        DeliverOutcome::Deferred { retry_in: *delay },
+                    )
+                } else {
+                    let error = format!("gave up after {attempt_no} attempts: {}", f.detail);
+                    (
+                        Finish::Failed {
+                            error: error.clone(),
+                        },
+                        attempt,
+                        DeliverOutcome::Failed { error },
+                    )
+                }
+            }
+        };
+        svc.store
+            .finish_delivery(&claimed, Some(&attempt), &finish, finished_at)
+            .await?;
+        match &outcome {
+            DeliverOutcome::Sent => {
+                self.count("sent");
+                if self.transport.is_outbox()
+                    && svc.config.mail.print_links
+                    && let Some(link) = &prepared.link
+                {
+                    tracing::info!(target: "latchkey::outbox", recipient = %claimed.recipient, "sign-in link: {link}");
+                }
+            }
+            DeliverOutcome::Deferred { retry_in } => {
+                self.count("deferred");
+                svc.metrics.retries.inc();
+                if let Err(e) = svc
+                    .queue
+                    .publish_delayed(MailMessage { delivery_id: id }, *retry_in)
+                    .await
+                {
+                    tracing::warn!(delivery_id = id, error = %e, "could not schedule the retry; the relay will");
+                }
+                tracing::info!(delivery_id = id, attempt = attempt_no, error = %attempt.detail, "delivery deferred");
+            }
+            DeliverOutcome::Failed { error } => {
+                self.count("failed");
+                tracing::warn!(delivery_id = id, attempt = attempt_no, %error, "delivery failed");
+            }
+            DeliverOutcome::Skipped => {}
+        }
+        Ok(outcome)
+    }
+
+    /// Renders and builds the message; an `Err` is a permanent failure reason.
+    async fn prepare(&self, claimed: &ClaimedDelivery) -> Result<Prepared, String> {
+        let svc = &self.svc;
+        let storefront = svc
+            .storefronts
+            .by_id(claimed.storefront_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the storefront no longer exists")?;
+        let (content, link) = match claimed.kind {
+            DeliveryKind::SignIn => {
+                let expires = claimed.link_expires_at.ok_or("no link expiry recorded")?;
+                if expires <= svc.now() {
+                    return Err("link expired before delivery".into());
+                }
+                let token = claimed
+                    .sealed_token
+                    .as_deref()
+                    .and_then(|s| svc.keys.open_token(s))
+                    .ok_or("the link's token cannot be opened (was the secret key changed?)")?;
+                let url = format!("{}/auth/{}", svc.portal_url(&storefront), token.encode());
+                (
+                    EmailContent::SignIn {
+                        first_name: claimed.payload["first_name"]
+                            .as_str()
+                            .unwrap_or("there")
+                            .to_string(),
+                        link: url.clone(),
+                        minutes: (expires - claimed.created_at).num_minutes().max(1),
+                    },
+                    Some(url),
+                )
+            }
+            other => return Err(format!("no template for {} emails", other.as_str())),
+        };
+        let (text, html) = render(&storefront.name, &content).map_err(|e| e.to_string())?;
+        let message = build_message(
+            &storefront,
+            &claimed.recipient,
+            &claimed.subject,
+            text,
+            html,
+            claimed.id,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Prepared {
+            envelope: message.envelope().clone(),
+            raw: message.formatted(),
+            link,
+        })
+    }
+}
+
+struct Prepared {
+    envelope: lettre::address::Envelope,
+    raw: Vec<u8>,
+    link: Option<String>,
+}
+
+/// A worker: consumes the mail queue with `concurrency` messages in flight, hands each to the
+/// Mailer, and acknowledges it once the delivery row is updated. Reconnects when the broker
+/// goes away. Runs until `shutdown` turns true.
+pub async fn run_worker(
+    queue: Arc<dyn MailQueue>,
+    mailer: Addr<Mailer>,
+    concurrency: u16,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency as usize));
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match queue.subscribe(concurrency).await {
+            Ok(mut jobs) => {
+                backoff = Duration::from_millis(200);
+                tracing::info!(queue = queue.name(), concurrency, "mail worker consuming");
+                loop {
+                    let job = tokio::select! {
+                        job = jobs.next() => job,
+                        _ = shutdown.changed() => return,
+                    };
+                    let Some(job) = job else { break };
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let mailer = mailer.clone();
+                    tokio::spawn(async move {
+                        handle_job(job, &mailer).await;
+                        drop(slot);
+                    });
+                }
+                tracing::warn!("lost the mail queue; reconnecting");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot consume the mail queue; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn handle_job(job: Job, mailer: &Addr<Mailer>) {
+    let Some(message) = job.message else {
+        tracing::warn!("poison message: to the dead-letter queue");
+        job.ack.dead_letter().await;
+        return;
+    };
+    match mailer
+        .send(Deliver {
+            delivery_id: message.delivery_id,
+            redelivered: job.redelivered,
+        })
+        .await
+    {
+        Ok(Ok(_)) => job.ack.ack().await,
+        Ok(Err(AppError::Unavailable(e))) => {
+            tracing::warn!(delivery_id = message.delivery_id, error = %e, "cannot deliver now; requeueing");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            job.ack.requeue().await;
+        }
+        Ok(Err(e)) => {
+            // The row stays `sending`; the relay takes it again when the lease ends.
+            tracing::error!(delivery_id = message.delivery_id, error = %e, "delivery crashed");
+            job.ack.ack().await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "mailer unavailable");
+            job.ack.requeue().await;
+        }
+    }
+}

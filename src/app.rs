@@ -1,0 +1,412 @@
+//! Builds and runs the application: storage, queue, transport, actors, workers and the web
+//! front, inside one actix system on a multi-threaded tokio runtime.
+//!
+//! [`App::run`] blocks the calling thread (the binary); [`App::start`] runs the same thing on
+//! a thread of its own and returns a handle with the real address (tests bind port 0).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, System};
+use tokio::sync::watch;
+
+use crate::actors::mailer::run_worker;
+use crate::actors::{Actors, DeliverOutcome, Mailer, RelayReport, SessionKeeper, TokenIssuer};
+use crate::config::{Config, DatabaseKind, MailKind, QueueKind};
+use crate::crypto::Keys;
+use crate::domain::clock::{SharedClock, SystemClock};
+use crate::error::AppError;
+use crate::http::{HttpState, ratelimit::IpLimiter};
+use crate::mail::smtp::SmtpPool;
+use crate::mail::{Outbox, Transport};
+use crate::metrics::Metrics;
+use crate::queue::MailQueue;
+use crate::queue::local::LocalQueue;
+use crate::queue::rabbit::RabbitQueue;
+use crate::services::{Services, StorefrontCache};
+use crate::store::Store;
+
+/// What to run besides the configuration.
+pub struct AppOptions {
+    /// Serve HTTP (`latchkey serve`); false for `latchkey worker`.
+    pub web: bool,
+    /// Run mail workers and the relay; defaults to `config.run_workers`.
+    pub workers: Option<bool>,
+    /// The clock (tests pass a [`crate::domain::ManualClock`]).
+    pub clock: SharedClock,
+    /// A listener to serve on instead of binding `config.listen`.
+    pub listener: Option<std::net::TcpListener>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            web: true,
+            workers: None,
+            clock: Arc::new(SystemClock),
+            listener: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot open the database: {0}")]
+    Database(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A running application.
+pub struct AppHandle {
+    pub addr: Option<SocketAddr>,
+    pub services: Arc<Services>,
+    pub actors: Actors,
+    shutdown: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub struct App;
+
+struct Running {
+    addr: Option<SocketAddr>,
+    services: Arc<Services>,
+    actors: Actors,
+}
+
+impl App {
+    /// Starts the application on its own thread and returns once it serves.
+    pub fn start(config: Config, options: AppOptions) -> Result<AppHandle, StartError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("latchkey-app".into())
+            .spawn(move || {
+                let sys = System::with_tokio_rt(runtime);
+                sys.block_on(async move {
+                    match build(config, options, shutdown_rx.clone()).await {
+                        Ok(running) => {
+                            let _ = ready_tx.send(Ok((
+                                running.addr,
+                                running.services.clone(),
+                                running.actors.clone(),
+                            )));
+                            wait_for(shutdown_rx).await;
+                            // Let the server and workers see the signal and wind down.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+                System::current().stop();
+            })
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        match ready_rx.recv() {
+            Ok(Ok((addr, services, actors))) => Ok(AppHandle {
+                addr,
+                services,
+                actors,
+                shutdown: shutdown_tx,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(StartError::Other(
+                    "the application thread ended during start-up".into(),
+                ))
+            }
+        }
+    }
+
+    /// Runs on the calling thread until Ctrl-C or SIGTERM.
+    pub fn run(config: Config, options: AppOptions) -> Result<(), StartError> {
+        let sys = System::with_tokio_rt(runtime);
+        let result = sys.block_on(async move {
+            let (shutdown_tx, shutdown_rx) = watch::channel(false);
+            let running = build(config, options, shutdown_rx).await?;
+            announce(&running);
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = shutdown_tx.send(true);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(())
+        });
+        System::current().stop();
+        result
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("latchkey-worker")
+        .build()
+        .expect("a tokio runtime")
+}
+
+async fn wait_for(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn announce(running: &Running) {
+    let cfg = &running.services.config;
+    if let Some(addr) = running.addr {
+        tracing::info!(%addr, "listening");
+        let public = cfg.public_url();
+        let base = public.as_str().trim_end_matches('/');
+        if let (Ok(MailKind::Outbox(dir)), Ok(DatabaseKind::Sqlite(_))) =
+            (cfg.mail_kind(), cfg.database_kind())
+        {
+            println!();
+            println!("  Latchkey is running.");
+            println!("  Open the demo portal:  {base}/s/demo/");
+            println!(
+                "  Sign in as alex@example.com (or sam@example.com). No email is really sent:"
+            );
+            println!(
+                "  the sign-in link is printed here and saved under {}.",
+                dir.display()
+            );
+            println!();
+        } else {
+            println!("Latchkey is serving {base}/s/<storefront>/");
+        }
+    } else {
+        tracing::info!("mail worker running");
+    }
+}
+
+async fn build(
+    config: Config,
+    options: AppOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Running, StartError> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let db_kind = config.database_kind()?;
+    let store = Store::open(&db_kind, config.database.pool_size)
+        .map_err(|e| StartError::Database(e.to_string()))?;
+    if config.migrate_on_start {
+        let applied = store
+            .migrate()
+            .await
+            .map_err(|e| StartError::Database(e.to_string()))?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied migrations");
+        }
+    } else {
+        store
+            .ping()
+            .await
+            .map_err(|e| StartError::Database(e.to_string()))?;
+    }
+    let keys = match &config.secret_key {
+        Some(secret) => Keys::from_secret(secret),
+        None => {
+            Keys::load_or_create(&config.data_dir).map_err(|e| StartError::Other(e.to_string()))?
+        }
+    };
+    if matches!(db_kind, DatabaseKind::Sqlite(_))
+        && config.demo_on_first_start
+        && options.web
+        && !store
+            .has_storefronts()
+            .await
+            .map_err(|e| StartError::Database(e.to_string()))?
+    {
+        store
+            .load_demo(options.clock.now())
+            .await
+            .map_err(|e| StartError::Database(e.to_string()))?;
+        tracing::info!("loaded the demo storefront (first start)");
+    }
+    let queue: Arc<dyn MailQueue> = match config.queue_kind()? {
+        QueueKind::Local => Arc::new(LocalQueue::new()),
+        QueueKind::Amqp(uri) => Arc::new(RabbitQueue::new(
+            &uri,
+            &config.queue.prefix,
+            config.queue.quorum,
+            Duration::from_secs(config.queue.connect_timeout_seconds),
+        )),
+    };
+    let transport: Arc<dyn Transport> = match config.mail_kind()? {
+        MailKind::Outbox(dir) => Arc::new(Outbox::new(dir.clone()).map_err(|e| {
+            StartError::Other(format!("cannot create the outbox {}: {e}", dir.display()))
+        })?),
+        MailKind::Smtp(smtp) => Arc::new(SmtpPool::new(
+            smtp,
+            &config.mail.hello_name,
+            config.mail.smtp_pool_size,
+            Duration::from_secs(config.mail.smtp_timeout_seconds),
+        )),
+    };
+    let workers = options.workers.unwrap_or(config.run_workers);
+    if !workers && matches!(config.queue_kind()?, QueueKind::Local) && options.web {
+        tracing::warn!(
+            "workers are off with the in-process queue: no email will be sent by this process"
+        );
+    }
+    let services = Arc::new(Services {
+        storefronts: StorefrontCache::new(store.clone(), Duration::from_secs(30)),
+        config: config.clone(),
+        store,
+        clock: options.clock.clone(),
+        keys,
+        queue: queue.clone(),
+        metrics: Arc::new(Metrics::new()),
+        worker_name: format!("{}:{}", hostname(), std::process::id()),
+    });
+    let mailer = Mailer::new(services.clone(), transport, workers).start();
+    let actors = Actors {
+        token_issuer: TokenIssuer::new(services.clone(), mailer.clone()).start(),
+        session_keeper: SessionKeeper::new(services.clone()).start(),
+        mailer: mailer.clone(),
+    };
+    if workers {
+        tokio::spawn(run_worker(
+            queue,
+            mailer,
+            config.mail.concurrency,
+            shutdown.clone(),
+        ));
+    }
+    let mut addr = None;
+    if options.web {
+        let listener = match options.listener {
+            Some(l) => {
+                l.set_nonblocking(true)
+                    .map_err(|e| StartError::Other(e.to_string()))?;
+                tokio::net::TcpListener::from_std(l)
+                    .map_err(|e| StartError::Other(e.to_string()))?
+            }
+            None => tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?,
+        };
+        addr = Some(
+            listener
+                .local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        let state = Arc::new(HttpState {
+            svc: services.clone(),
+            actors: actors.clone(),
+            ip_limiter: IpLimiter::new(config.rate_limit.ip_per_second, config.rate_limit.ip_burst),
+        });
+        let routes = crate::http::routes(state.clone());
+        let limiter_state = state.clone();
+        let mut limiter_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => limiter_state.ip_limiter.retain_recent(),
+                    _ = limiter_shutdown.changed() => return,
+                }
+            }
+        });
+        tokio::spawn(crate::http::server::serve(
+            listener, state, routes, shutdown,
+        ));
+    }
+    Ok(Running {
+        addr,
+        services,
+        actors,
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl AppHandle {
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr.expect("the web front runs"))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.services.store
+    }
+
+    pub fn mailer(&self) -> &Addr<Mailer> {
+        &self.actors.mailer
+    }
+
+    /// One delivery step, as a worker would take it off the queue.
+    pub async fn deliver(&self, delivery_id: i64) -> Result<DeliverOutcome, AppError> {
+        crate::actors::ask(
+            &self.actors.mailer,
+            crate::actors::Deliver {
+                delivery_id,
+                redelivered: false,
+            },
+        )
+        .await
+    }
+
+    /// One relay pass.
+    pub async fn relay_once(&self) -> Result<RelayReport, AppError> {
+        crate::actors::ask(&self.actors.mailer, crate::actors::RelayOnce).await
+    }
+
+    /// Stops the application and waits for its thread.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for AppHandle {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}

@@ -1,0 +1,130 @@
+//! The web front: warp filters, one file per page group, served by [`server::serve`].
+//! Errors become pages here; a request never sees internal details.
+
+pub mod context;
+pub mod form;
+pub mod ops;
+pub mod pages;
+pub mod portal;
+pub mod ratelimit;
+pub mod server;
+
+use std::convert::Infallible;
+use std::sync::{Arc, LazyLock};
+
+use http::StatusCode;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::actors::Actors;
+use crate::services::Services;
+
+/// What the handlers share.
+pub struct HttpState {
+    pub svc: Arc<Services>,
+    pub actors: Actors,
+    pub ip_limiter: ratelimit::IpLimiter,
+}
+
+/// A short hash of the stylesheet and script, so browsers cache them until they change.
+pub static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{}{}", ops::APP_CSS, ops::APP_JS).as_bytes(),
+    );
+    hex::encode(&digest.as_ref()[..6])
+});
+
+/// The signed-in navigation after Dashboard: (section, path, label).
+pub const SIGNED_IN_NAV: &[(&str, &str, &str)] = &[];
+
+pub fn plain_error(status: StatusCode, message: &str) -> Response {
+    pages::html(
+        status,
+        format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><link rel=\"stylesheet\" href=\"/static/app.css?v={}\"></head><body><main class=\"wrap\"><section class=\"card narrow\"><h1>{}</h1><p>{}</p></section></main></body></html>",
+            status.canonical_reason().unwrap_or("Error"),
+            ASSET_VERSION.as_str(),
+            status.canonical_reason().unwrap_or("Error"),
+            message
+        ),
+    )
+}
+
+pub fn not_found_page() -> Response {
+    plain_error(
+        StatusCode::NOT_FOUND,
+        "There is no page here. Check the address, or use the Customer portal link on your rental company's website.",
+    )
+}
+
+/// All routes.
+pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
+    let with_state = {
+        let state = state.clone();
+        warp::any().map(move || state.clone())
+    };
+    let healthz = warp::path("healthz")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(ops::healthz);
+    let readyz = warp::path("readyz")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(ops::readyz);
+    let metrics = warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(ops::metrics);
+    let assets = warp::path("static")
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(|name: String| ops::asset(&name));
+    let index = warp::path::end().and(warp::get()).map(ops::index);
+    let portal = warp::path("s")
+        .and(warp::path::param::<String>())
+        .and(portal::route())
+        .and(with_state.clone())
+        .and(context::request_info())
+        .then(portal::dispatch);
+    healthz
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(assets)
+        .unify()
+        .or(index)
+        .unify()
+        .or(portal)
+        .unify()
+        .recover(recover)
+        .unify()
+        .boxed()
+}
+
+/// Turns what no route took into a page: 404, 405, bad headers.
+async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
+    let resp = if rejection.is_not_found() {
+        not_found_page()
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        plain_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "That page does not accept this kind of request.",
+        )
+    } else if rejection.find::<warp::reject::InvalidHeader>().is_some()
+        || rejection.find::<warp::reject::InvalidQuery>().is_some()
+    {
+        plain_error(StatusCode::BAD_REQUEST, "The request could not be read.")
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        plain_error(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.")
+    } else {
+        tracing::debug!(?rejection, "unhandled rejection");
+        not_found_page()
+    };
+    Ok(resp.into_response())
+}

@@ -1,0 +1,534 @@
+//! The customer portal under `/s/{storefront}/`: sign-in, the magic-link landing, the
+//! dashboard, sign-out.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, StatusCode, header};
+use warp::Filter;
+use warp::reply::Response;
+
+use super::HttpState;
+use super::context::{Portal, RequestInfo};
+use super::form::{Body, FORM_LIMIT, Form, body};
+use super::pages::*;
+use crate::actors::{CheckToken, EndSession, LinkRequest, Redeem, RequestLink, ask};
+use crate::domain::{EmailAddress, OpaqueToken};
+use crate::store::{Facility, Rental};
+
+/// The portal's routes, matched before the storefront is looked up.
+pub enum PortalRoute {
+    Home,
+    SignInPage(String),
+    SignIn(Body),
+    AuthPage(String),
+    Auth(String, Body),
+    Dashboard,
+    SignOut(Body),
+}
+
+fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection> + Clone {
+    use warp::path::end;
+    let home = end().and(warp::get()).map(|| PortalRoute::Home);
+    let sign_in_page = warp::path("sign-in")
+        .and(end())
+        .and(warp::get())
+        .and(raw_query())
+        .map(PortalRoute::SignInPage);
+    let sign_in = warp::path("sign-in")
+        .and(end())
+        .and(warp::post())
+        .and(body(FORM_LIMIT))
+        .map(PortalRoute::SignIn);
+    let auth_page = warp::path("auth")
+        .and(warp::path::param::<String>())
+        .and(end())
+        .and(warp::get())
+        .map(PortalRoute::AuthPage);
+    let auth = warp::path("auth")
+        .and(warp::path::param::<String>())
+        .and(end())
+        .and(warp::post())
+        .and(body(FORM_LIMIT))
+        .map(PortalRoute::Auth);
+    let dashboard = warp::path("dashboard")
+        .and(end())
+        .and(warp::get())
+        .map(|| PortalRoute::Dashboard);
+    let sign_out = warp::path("sign-out")
+        .and(end())
+        .and(warp::post())
+        .and(body(FORM_LIMIT))
+        .map(PortalRoute::SignOut);
+    home.or(sign_in_page)
+        .unify()
+        .or(sign_in)
+        .unify()
+        .or(auth_page)
+        .unify()
+        .or(auth)
+        .unify()
+        .or(dashboard)
+        .unify()
+        .or(sign_out)
+        .unify()
+}
+
+/// Resolves the storefront once and runs the route's handler.
+pub async fn dispatch(
+    slug: String,
+    route: PortalRoute,
+    state: Arc<HttpState>,
+    info: RequestInfo,
+) -> Response {
+    let storefront = match state.svc.storefronts.by_slug(&slug).await {
+        Ok(Some(sf)) => sf,
+        Ok(None) => return super::not_found_page(),
+        Err(e) => {
+            tracing::warn!(error = %e, "storefront lookup failed");
+            return super::plain_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again in a minute.",
+            );
+        }
+    };
+    let mut portal = Portal::new(state, storefront, info);
+    let resp = match route {
+        PortalRoute::Home => home(&mut portal).await,
+        PortalRoute::SignInPage(query) => sign_in_page(&mut portal, &query),
+        PortalRoute::SignIn(body) => sign_in(&mut portal, body).await,
+        PortalRoute::AuthPage(token) => auth_page(&mut portal, &token).await,
+        PortalRoute::Auth(token, body) => auth(&mut portal, &token, body).await,
+        PortalRoute::Dashboard => dashboard(&mut portal).await,
+        PortalRoute::SignOut(body) => sign_out(&mut portal, body).await,
+    };
+    portal.finish(resp)
+}
+
+/// A path inside the storefront to land on after signing in, or `None` if it is not one.
+/// Only relative paths of known pages pass: no scheme, host, `//`, backslash or `..`.
+pub fn safe_next(next: &str) -> Option<String> {
+    let ok = next.len() <= 300
+        && next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains("..")
+        && next
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-_.?=&%".contains(c))
+        && ["/dashboard", "/billing", "/account", "/rentals"]
+            .iter()
+            .any(|p| {
+                next == *p
+                    || next.starts_with(&format!("{p}/"))
+                    || next.starts_with(&format!("{p}?"))
+            });
+    ok.then(|| next.to_string())
+}
+
+async fn home(portal: &mut Portal) -> Response {
+    match portal.session().await {
+        Ok(Some(_)) => see_other(&format!("{}/dashboard", portal.base)),
+        Ok(None) => see_other(&format!("{}/sign-in", portal.base)),
+        Err(e) => app_error_page(portal, &e),
+    }
+}
+
+fn sign_in_page(portal: &mut Portal, query: &str) -> Response {
+    let form = Form::parse(query.as_bytes()).unwrap_or_default();
+    let notice = form.get("signed_out").map(|_| "You are signed out.");
+    let page = SignInPage {
+        page: PageCommon::new(portal, false, ""),
+        email: String::new(),
+        error: None,
+        next: form.get("next").and_then(safe_next),
+        notice,
+    };
+    render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+}
+
+fn too_many(portal: &mut Portal, wait: std::time::Duration) -> Response {
+    let mut resp = error_page(
+        portal,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        "You have made too many requests in a short time. Wait a minute, then try again.",
+        None,
+    );
+    let secs = wait.as_secs().max(1).to_string();
+    if let Ok(v) = HeaderValue::from_str(&secs) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// Checks the per-IP limit; `Some(response)` when over it.
+fn rate_limited(portal: &mut Portal) -> Option<Response> {
+    let ip = portal.client_ip()?;
+    match portal.state.ip_limiter.check(ip) {
+        Ok(()) => None,
+        Err(wait) => Some(too_many(portal, wait)),
+    }
+}
+
+/// Reads a posted form and checks its CSRF token; `Err(response)` for a 4xx.
+fn read_form(portal: &mut Portal, body: Body) -> Result<Form, Response> {
+    let bytes = match body {
+        Body::Read(b) => b,
+        Body::TooLarge => {
+            return Err(error_page(
+                portal,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "That was too much",
+                "The form you sent is far larger than any of ours. Nothing was changed.",
+                None,
+            ));
+        }
+        Body::Broken => {
+            return Err(error_page(
+                portal,
+                StatusCode::BAD_REQUEST,
+                "We could not read that form",
+                "The form did not arrive whole. Nothing was changed. Please try again.",
+                None,
+            ));
+        }
+    };
+    let form = Form::parse(&bytes).map_err(|e| {
+        error_page(
+            portal,
+            StatusCode::BAD_REQUEST,
+            "We could not read that form",
+            &format!("{e} Nothing was changed."),
+            None,
+        )
+    })?;
+    if !portal.csrf_ok(form.get("csrf_token")) {
+        let back = (
+            format!("{}/sign-in", portal.base),
+            "Back to the portal".to_string(),
+        );
+        return Err(error_page(
+            portal,
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "The form was not sent from this page or has expired. Nothing was changed. Go back, reload the page and try again.",
+            Some(back),
+        ));
+    }
+    Ok(form)
+}
+
+fn printable(raw: &str) -> String {
+    raw.chars().filter(|c| !c.is_control()).take(254).collect()
+}
+
+async fn sign_in(portal: &mut Portal, body: Body) -> Response {
+    if let Some(resp) = rate_limited(portal) {
+        return resp;
+    }
+    let form = match read_form(portal, body) {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let raw = form.get("email").unwrap_or("");
+    let next = form.get("next").and_then(safe_next);
+    let email = match EmailAddress::parse(raw) {
+        Ok(e) => e,
+        Err(e) => {
+            let page = SignInPage {
+                page: PageCommon::new(portal, false, ""),
+                email: printable(raw),
+                error: Some(e.to_string()),
+                next,
+                notice: None,
+            };
+            return render(StatusCode::BAD_REQUEST, &page)
+                .unwrap_or_else(|e| app_error_page(portal, &e));
+        }
+    };
+    let requested = ask(
+        &portal.state.actors.token_issuer,
+        RequestLink {
+            storefront: portal.storefront.clone(),
+            email: email.clone(),
+            redirect: next,
+        },
+    )
+    .await;
+    match requested {
+        Ok(
+            LinkRequest::NoAccount | LinkRequest::Queued { .. } | LinkRequest::Suppressed { .. },
+        ) => {
+            let page = CheckEmailPage {
+                page: PageCommon::new(portal, false, ""),
+                email: email.to_string(),
+                minutes: portal.state.svc.config.sign_in.link_ttl_minutes,
+            };
+            render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+        }
+        Err(e) => app_error_page(portal, &e),
+    }
+}
+
+fn link_expired(portal: &mut Portal) -> Response {
+    let page = LinkExpiredPage {
+        page: PageCommon::new(portal, false, ""),
+        minutes: portal.state.svc.config.sign_in.link_ttl_minutes,
+        email: String::new(),
+        error: None,
+        next: None,
+    };
+    render(StatusCode::GONE, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+}
+
+async fn auth_page(portal: &mut Portal, raw_token: &str) -> Response {
+    if let Some(resp) = rate_limited(portal) {
+        return resp;
+    }
+    let Ok(token) = OpaqueToken::parse(raw_token) else {
+        return link_expired(portal);
+    };
+    let live = ask(
+        &portal.state.actors.token_issuer,
+        CheckToken {
+            storefront_id: portal.storefront.id,
+            token,
+        },
+    )
+    .await;
+    match live {
+        Ok(true) => {
+            let page = AuthLandingPage {
+                page: PageCommon::new(portal, false, ""),
+                action: format!("{}/auth/{raw_token}", portal.base),
+            };
+            render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+        }
+        Ok(false) => link_expired(portal),
+        Err(e) => app_error_page(portal, &e),
+    }
+}
+
+async fn auth(portal: &mut Portal, raw_token: &str, body: Body) -> Response {
+    if let Some(resp) = rate_limited(portal) {
+        return resp;
+    }
+    if let Err(resp) = read_form(portal, body) {
+        return resp;
+    }
+    let Ok(token) = OpaqueToken::parse(raw_token) else {
+        return link_expired(portal);
+    };
+    let redeemed = ask(
+        &portal.state.actors.token_issuer,
+        Redeem {
+            storefront_id: portal.storefront.id,
+            token,
+        },
+    )
+    .await;
+    match redeemed {
+        Ok(Some(session)) => {
+            let target = format!(
+                "{}{}",
+                portal.base,
+                session
+                    .redirect
+                    .as_deref()
+                    .and_then(safe_next)
+                    .unwrap_or_else(|| "/dashboard".to_string())
+            );
+            let max_age = (session.expires_at - portal.state.svc.now())
+                .num_seconds()
+                .max(0);
+            let cookie = portal.session_cookie(&session.session.encode(), max_age);
+            with_cookie(see_other(&target), &cookie)
+        }
+        Ok(None) => link_expired(portal),
+        Err(e) => app_error_page(portal, &e),
+    }
+}
+
+struct RentalView {
+    id: i64,
+    label: String,
+    status: String,
+    status_label: String,
+    facility: String,
+    dates: String,
+    rate: String,
+    delivery: Option<(String, String)>,
+    has_agreement: bool,
+}
+
+fn humanize(s: &str) -> String {
+    let s = s.replace('_', " ");
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().collect::<String>() + chars.as_str(),
+        None => String::new(),
+    }
+}
+
+pub(crate) fn format_date(d: chrono::NaiveDate) -> String {
+    d.format("%b %-d, %Y").to_string()
+}
+
+fn rental_view(r: Rental) -> RentalView {
+    let dates = match r.ends_on {
+        Some(end) => format!("{} to {}", format_date(r.starts_on), format_date(end)),
+        None => format!("Since {}", format_date(r.starts_on)),
+    };
+    let delivery = if r.delivery_in_progress() {
+        r.tracking_url.clone().map(|url| {
+            (
+                humanize(r.delivery_status.as_deref().unwrap_or("in progress")),
+                url,
+            )
+        })
+    } else {
+        None
+    };
+    RentalView {
+        id: r.id,
+        status_label: humanize(&r.status),
+        status: r.status,
+        label: r.label,
+        facility: r.facility_name,
+        dates,
+        rate: format!("{} per {}", r.rate, r.rate_period),
+        delivery,
+        has_agreement: r.has_agreement,
+    }
+}
+
+struct FacilityView {
+    name: String,
+    address: String,
+    phone: String,
+    phone_link: String,
+    email: String,
+}
+
+fn facility_view(f: Facility) -> FacilityView {
+    FacilityView {
+        phone_link: f
+            .phone
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '+')
+            .collect(),
+        name: f.name,
+        address: f.address,
+        phone: f.phone,
+        email: f.email,
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    page: PageCommon,
+    first_name: String,
+    rentals: Vec<RentalView>,
+    any_active: bool,
+    rent_url: String,
+    facilities: Vec<FacilityView>,
+}
+
+/// The sign-in redirect for a page that needs a session.
+pub(crate) fn to_sign_in(portal: &Portal, next: &str) -> Response {
+    see_other(&format!(
+        "{}/sign-in?next={}",
+        portal.base,
+        percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
+    ))
+}
+
+async fn dashboard(portal: &mut Portal) -> Response {
+    let session = match portal.session().await {
+        Ok(Some(s)) => s,
+        Ok(None) => return to_sign_in(portal, "/dashboard"),
+        Err(e) => return app_error_page(portal, &e),
+    };
+    let store = &portal.state.svc.store;
+    let sf = portal.storefront.id;
+    let loaded = async {
+        let rentals = store.current_rentals(sf, session.account.id).await?;
+        let facilities = store.account_facilities(sf, session.account.id).await?;
+        Ok::<_, crate::store::DbError>((rentals, facilities))
+    }
+    .await;
+    let (rentals, facilities) = match loaded {
+        Ok(x) => x,
+        Err(e) => return app_error_page(portal, &e.into()),
+    };
+    let any_active = rentals.iter().any(|r| r.status == "active");
+    let page = DashboardPage {
+        page: PageCommon::new(portal, true, "dashboard"),
+        first_name: session.account.first_name(),
+        rentals: rentals.into_iter().map(rental_view).collect(),
+        any_active,
+        rent_url: portal.storefront.rent_url.clone(),
+        facilities: facilities.into_iter().map(facility_view).collect(),
+    };
+    render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+}
+
+async fn sign_out(portal: &mut Portal, body: Body) -> Response {
+    if let Err(resp) = read_form(portal, body) {
+        return resp;
+    }
+    if let Some(cookie) = portal.info.cookie(super::context::SESSION_COOKIE) {
+        let ended = ask(
+            &portal.state.actors.session_keeper,
+            EndSession {
+                storefront_id: portal.storefront.id,
+                cookie: cookie.to_string(),
+            },
+        )
+        .await;
+        if let Err(e) = ended {
+            return app_error_page(portal, &e);
+        }
+    }
+    let cookie = portal.clear_session_cookie();
+    with_cookie(
+        see_other(&format!("{}/sign-in?signed_out=1", portal.base)),
+        &cookie,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_only_a_page_of_the_storefront() {
+        assert_eq!(safe_next("/billing"), Some("/billing".into()));
+        assert_eq!(
+            safe_next("/billing?status=pending"),
+            Some("/billing?status=pending".into())
+        );
+        assert_eq!(
+            safe_next("/rentals/12/agreement.pdf"),
+            Some("/rentals/12/agreement.pdf".into())
+        );
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "/dashboard/../../x",
+            "javascript:alert(1)",
+            "/sign-out",
+            "/auth/abc",
+            "dashboard",
+            "/dashboardx",
+            "/billing\r\nSet-Cookie: x",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad}");
+        }
+    }
+}

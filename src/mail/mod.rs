@@ -1,0 +1,205 @@
+//! Emails: rendering (askama, HTML and plain text), building the MIME message (with optional
+//! DKIM), and the transports that deliver it (SMTP, the file outbox).
+
+pub mod smtp;
+pub mod transport;
+
+use askama::Template;
+use lettre::Message;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+
+use crate::store::Storefront;
+
+pub use transport::{Outbox, SendFailure, SentReply, Transport};
+
+/// What an email says, by kind.
+#[derive(Debug, Clone)]
+pub enum EmailContent {
+    SignIn {
+        first_name: String,
+        link: String,
+        minutes: i64,
+    },
+}
+
+#[derive(Template)]
+#[template(path = "email/sign_in.txt")]
+struct SignInText<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    link: &'a str,
+    minutes: i64,
+}
+
+#[derive(Template)]
+#[template(path = "email/sign_in.html")]
+struct SignInHtml<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    link: &'a str,
+    minutes: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("could not render the email: {0}")]
+    Render(#[from] askama::Error),
+    #[error("could not build the message: {0}")]
+    Build(String),
+}
+
+/// The plain-text and HTML bodies.
+pub fn render(
+    storefront_name: &str,
+    content: &EmailContent,
+) -> Result<(String, String), MailError> {
+    Ok(match content {
+        EmailContent::SignIn {
+            first_name,
+            link,
+            minutes,
+        } => (
+            SignInText {
+                storefront_name,
+                first_name,
+                link,
+                minutes: *minutes,
+            }
+            .render()?,
+            SignInHtml {
+                storefront_name,
+                first_name,
+                link,
+                minutes: *minutes,
+            }
+            .render()?,
+        ),
+    })
+}
+
+/// The subject line of each kind.
+pub fn sign_in_subject(storefront_name: &str) -> String {
+    format!("Your sign-in link for {storefront_name}")
+}
+
+/// Builds the MIME message from the storefront's sender, with `X-Latchkey-Delivery` naming the
+/// delivery row, and signs it with the storefront's DKIM key when it has one.
+pub fn build_message(
+    storefront: &Storefront,
+    recipient: &str,
+    subject: &str,
+    text: String,
+    html: String,
+    delivery_id: i64,
+) -> Result<Message, MailError> {
+    let from = Mailbox::new(
+        Some(storefront.from_name.clone()),
+        storefront
+            .from_email
+            .parse()
+            .map_err(|e| MailError::Build(format!("sender address: {e}")))?,
+    );
+    let to: Mailbox = recipient
+        .parse()
+        .map_err(|e| MailError::Build(format!("recipient address: {e}")))?;
+    let domain = storefront
+        .from_email
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("latchkey.localdomain");
+    let mut builder = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject)
+        .message_id(Some(format!(
+            "<delivery-{delivery_id}.{}@{domain}>",
+            crate::domain::OpaqueToken::generate().encode()
+        )))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Latchkey-Delivery"),
+            delivery_id.to_string(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".to_string(),
+        ));
+    if let Some(reply_to) = &storefront.reply_to
+        && let Ok(mb) = reply_to.parse::<Mailbox>()
+    {
+        builder = builder.reply_to(mb);
+    }
+    let mut message = builder
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html),
+                ),
+        )
+        .map_err(|e| MailError::Build(e.to_string()))?;
+    if let Some(dkim) = &storefront.dkim {
+        let algorithm = if dkim.private_key_pem.expose().contains("RSA PRIVATE KEY") {
+            lettre::message::dkim::DkimSigningAlgorithm::Rsa
+        } else {
+            lettre::message::dkim::DkimSigningAlgorithm::Ed25519
+        };
+        let key =
+            lettre::message::dkim::DkimSigningKey::new(dkim.private_key_pem.expose(), algorithm)
+                .map_err(|e| MailError::Build(format!("DKIM key: {e}")))?;
+        let config = lettre::message::dkim::DkimConfig::default_config(
+            dkim.selector.clone(),
+            dkim.domain.clone(),
+            key,
+        );
+        message.sign(&config);
+    }
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storefront() -> Storefront {
+        Storefront {
+            id: 1,
+            slug: "demo".into(),
+            name: "Harborview <Rentals>".into(),
+            from_name: "Harborview Rentals".into(),
+            from_email: "portal@harborview.example".into(),
+            reply_to: None,
+            rent_url: "https://harborview.example/rent".into(),
+            custom_host: None,
+            acss_debit: false,
+            dkim: None,
+        }
+    }
+
+    #[test]
+    fn renders_both_parts_and_escapes_html() {
+        let content = EmailContent::SignIn {
+            first_name: "<b>Alex</b>".into(),
+            link: "http://127.0.0.1:8080/s/demo/auth/abc".into(),
+            minutes: 60,
+        };
+        let (text, html) = render("Harborview <Rentals>", &content).unwrap();
+        assert!(text.contains("Hi <b>Alex</b>,"));
+        assert!(text.contains("http://127.0.0.1:8080/s/demo/auth/abc"));
+        assert!(text.contains("60 minutes"));
+        assert!(html.contains("&lt;b&gt;Alex&lt;/b&gt;"));
+        assert!(html.contains("Harborview &lt;Rentals&gt;"));
+        let msg =
+            build_message(&storefront(), "alex@example.com", "Subject", text, html, 42).unwrap();
+        let raw = String::from_utf8(msg.formatted()).unwrap();
+        assert!(raw.contains("X-Latchkey-Delivery: 42"));
+        assert!(raw.contains("From: \"Harborview Rentals\" <portal@harborview.example>"));
+        assert!(raw.contains("multipart/alternative"));
+    }
+}

@@ -1,0 +1,137 @@
+//! What the actors and the HTTP layer share: configuration, storage, clock, keys, queue,
+//! metrics. Passed explicitly (no globals), so each test runs its own application.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::crypto::Keys;
+use crate::domain::clock::SharedClock;
+use crate::metrics::Metrics;
+use crate::queue::MailQueue;
+use crate::store::{DbResult, Store, Storefront};
+
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: SharedClock,
+    pub keys: Keys,
+    pub queue: Arc<dyn MailQueue>,
+    pub metrics: Arc<Metrics>,
+    pub storefronts: StorefrontCache,
+    /// Names this process in delivery attempt rows.
+    pub worker_name: String,
+}
+
+impl Services {
+    /// The portal's base URL for a storefront: its custom host, or `{public_url}/s/{slug}`.
+    pub fn portal_url(&self, storefront: &Storefront) -> String {
+        let public = self.config.public_url();
+        match &storefront.custom_host {
+            Some(host) => format!("{}://{host}", public.scheme()),
+            None => format!(
+                "{}/s/{}",
+                public.as_str().trim_end_matches('/'),
+                storefront.slug
+            ),
+        }
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+}
+
+/// Storefronts change rarely and every request needs one: a short-lived cache in front of
+/// the database. Unknown slugs and hosts are not cached (they are attacker-chosen).
+pub struct StorefrontCache {
+    store: Store,
+    ttl: Duration,
+    by_slug: RwLock<HashMap<String, (Arc<Storefront>, Instant)>>,
+    by_host: RwLock<HashMap<String, (Arc<Storefront>, Instant)>>,
+    by_id: RwLock<HashMap<i64, (Arc<Storefront>, Instant)>>,
+}
+
+impl StorefrontCache {
+    pub fn new(store: Store, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            by_slug: RwLock::default(),
+            by_host: RwLock::default(),
+            by_id: RwLock::default(),
+        }
+    }
+
+    fn cached<K: std::hash::Hash + Eq>(
+        &self,
+        map: &RwLock<HashMap<K, (Arc<Storefront>, Instant)>>,
+        key: &K,
+    ) -> Option<Arc<Storefront>> {
+        map.read()
+            .expect("cache lock")
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(sf, _)| sf.clone())
+    }
+
+    fn remember(&self, sf: &Arc<Storefront>) {
+        let now = Instant::now();
+        self.by_slug
+            .write()
+            .expect("cache lock")
+            .insert(sf.slug.clone(), (sf.clone(), now));
+        self.by_id
+            .write()
+            .expect("cache lock")
+            .insert(sf.id, (sf.clone(), now));
+        if let Some(host) = &sf.custom_host {
+            self.by_host
+                .write()
+                .expect("cache lock")
+                .insert(host.clone(), (sf.clone(), now));
+        }
+    }
+
+    pub async fn by_slug(&self, slug: &str) -> DbResult<Option<Arc<Storefront>>> {
+        if let Some(sf) = self.cached(&self.by_slug, &slug.to_string()) {
+            return Ok(Some(sf));
+        }
+        let found = self.store.storefront_by_slug(slug).await?.map(Arc::new);
+        if let Some(sf) = &found {
+            self.remember(sf);
+        }
+        Ok(found)
+    }
+
+    pub async fn by_host(&self, host: &str) -> DbResult<Option<Arc<Storefront>>> {
+        let host = host.to_ascii_lowercase();
+        if let Some(sf) = self.cached(&self.by_host, &host) {
+            return Ok(Some(sf));
+        }
+        let found = self.store.storefront_by_host(&host).await?.map(Arc::new);
+        if let Some(sf) = &found {
+            self.remember(sf);
+        }
+        Ok(found)
+    }
+
+    pub async fn by_id(&self, id: i64) -> DbResult<Option<Arc<Storefront>>> {
+        if let Some(sf) = self.cached(&self.by_id, &id) {
+            return Ok(Some(sf));
+        }
+        let found = self.store.storefront(id).await?.map(Arc::new);
+        if let Some(sf) = &found {
+            self.remember(sf);
+        }
+        Ok(found)
+    }
+
+    /// Forgets everything (after `latchkey admin` changes, in tests).
+    pub fn clear(&self) {
+        self.by_slug.write().expect("cache lock").clear();
+        self.by_host.write().expect("cache lock").clear();
+        self.by_id.write().expect("cache lock").clear();
+    }
+}

@@ -341,9 +341,8 @@ async fn auth(portal: &mut Portal, raw_token: &str, body: Body) -> Response {
                     .and_then(safe_next)
                     .unwrap_or_else(|| "/dashboard".to_string())
             );
-            let max_age = (session.expires_at - portal.state.svc.now())
-                .num_seconds()
-                .max(0);
+            let remaining_ms = (session.expires_at - portal.state.svc.now()).num_milliseconds();
+            let max_age = ((remaining_ms + 999) / 1000).max(0);
             let cookie = portal.session_cookie(&session.session.encode(), max_age);
             with_cookie(see_other(&target), &cookie)
         }

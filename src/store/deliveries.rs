@@ -148,7 +148,7 @@ pub(crate) async fn insert_delivery(
     if let Some(account_id) = d.account_id {
         conn.execute(
             "INSERT INTO delivery_facilities (facility_id, delivery_id)
-             SELECT DISTINCT facility_id, $1 FROM contacts WHERE account_id = $2
+             SELECT DISTINCT facility_id, CAST($1 AS BIGINT) FROM contacts WHERE account_id = $2
              ON CONFLICT DO NOTHING",
             &params![id, account_id],
         )

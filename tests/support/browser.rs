@@ -1,0 +1,226 @@
+//! A browser for tests: a cookie jar, forms submitted with their hidden fields, redirects
+//! followed on request (so tests can see each 303).
+
+use reqwest::redirect::Policy;
+use scraper::{Html, Selector};
+
+pub struct Browser {
+    client: reqwest::Client,
+    base: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub url: String,
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> Option<String> {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn html(&self) -> Html {
+        Html::parse_document(&self.body)
+    }
+
+    /// The visible text, whitespace collapsed.
+    pub fn text(&self) -> String {
+        let doc = self.html();
+        let body = Selector::parse("body").unwrap();
+        let text: String = doc
+            .select(&body)
+            .next()
+            .map(|b| b.text().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    pub fn select_text(&self, selector: &str) -> Vec<String> {
+        let doc = self.html();
+        let sel = Selector::parse(selector).unwrap();
+        doc.select(&sel)
+            .map(|e| {
+                e.text()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+
+    pub fn title(&self) -> String {
+        self.select_text("title")
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    }
+
+    pub fn h1(&self) -> String {
+        self.select_text("h1")
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// A form's action and its fields (inputs with their values, first submit button ignored).
+    pub fn form(&self, selector: &str) -> (String, Vec<(String, String)>) {
+        let doc = self.html();
+        let sel = Selector::parse(selector).unwrap();
+        let form = doc
+            .select(&sel)
+            .next()
+            .unwrap_or_else(|| panic!("no form {selector} on {}:\n{}", self.url, self.body));
+        let action = form.value().attr("action").unwrap_or("").to_string();
+        let input = Selector::parse("input[name], textarea[name], select[name]").unwrap();
+        let fields = form
+            .select(&input)
+            .filter(|i| {
+                !matches!(i.value().attr("type"), Some("checkbox" | "radio"))
+                    || i.value().attr("checked").is_some()
+            })
+            .map(|i| {
+                (
+                    i.value().attr("name").unwrap().to_string(),
+                    i.value().attr("value").unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        (action, fields)
+    }
+
+    pub fn csrf(&self) -> String {
+        let doc = self.html();
+        let sel = Selector::parse("input[name=csrf_token]").unwrap();
+        doc.select(&sel)
+            .next()
+            .and_then(|e| e.value().attr("value"))
+            .unwrap_or_else(|| panic!("no csrf_token on {}", self.url))
+            .to_string()
+    }
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+        }
+    }
+
+    /// A second browser with no cookies.
+    pub fn fresh(&self) -> Self {
+        Self::new(&self.base)
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn absolute(&self, url: &str) -> String {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            url.to_string()
+        } else {
+            format!("{}{url}", self.base)
+        }
+    }
+
+    async fn page(resp: reqwest::Response) -> Page {
+        let url = resp.url().to_string();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap_or_default();
+        Page {
+            url,
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        self.get_url(&self.absolute(path)).await
+    }
+
+    pub async fn get_url(&self, url: &str) -> Page {
+        Self::page(
+            self.client
+                .get(self.absolute(url))
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
+    }
+
+    pub async fn post_form(&self, path: &str, fields: &[(String, String)]) -> Page {
+        Self::page(
+            self.client
+                .post(self.absolute(path))
+                .form(fields)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
+    }
+
+    /// POSTs a raw body with the given content type.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Page {
+        Self::page(
+            self.client
+                .post(self.absolute(path))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
+    }
+
+    /// Submits a form of `page` as a browser would, with `overrides` replacing or adding fields.
+    pub async fn submit(&self, page: &Page, selector: &str, overrides: &[(&str, &str)]) -> Page {
+        let (action, mut fields) = page.form(selector);
+        for (name, value) in overrides {
+            match fields.iter_mut().find(|(n, _)| n == name) {
+                Some(f) => f.1 = value.to_string(),
+                None => fields.push((name.to_string(), value.to_string())),
+            }
+        }
+        let target = if action.is_empty() {
+            page.url.clone()
+        } else {
+            action
+        };
+        self.post_form(&target, &fields).await
+    }
+
+    /// Follows a redirect response (GET to its Location).
+    pub async fn follow(&self, page: &Page) -> Page {
+        let location = page
+            .location()
+            .unwrap_or_else(|| panic!("not a redirect ({}): {}", page.status, page.body));
+        self.get(&location).await
+    }
+}

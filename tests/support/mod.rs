@@ -1,0 +1,473 @@
+//! The test harness: each test starts its own Latchkey on a random port, on either backend,
+//! with its own database (a fresh PostgreSQL database or a temporary SQLite file), its own
+//! queue names and its own mailbox (an SMTP server the test starts, or the file outbox).
+//! A `Browser` acts as a browser does: cookies, forms with their hidden fields, redirects.
+//!
+//! Set `TEST_LOG=1` to see the application's logs.
+
+#![allow(dead_code)]
+
+pub mod browser;
+
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use latchkey::app::{App, AppHandle, AppOptions};
+use latchkey::config::Config;
+use latchkey::domain::{ManualClock, Secret};
+use latchkey::queue::rabbit::RabbitQueue;
+use latchkey::testkit::{ReceivedEmail, SmtpSink, TcpProxy};
+
+pub use browser::{Browser, Page};
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, the in-process queue and the file outbox.
+    Embedded,
+    /// PostgreSQL, RabbitMQ and a real SMTP server started by the test.
+    Postgres,
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("LATCHKEY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("LATCHKEY_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            latchkey::telemetry::init(latchkey::config::LogFormat::Pretty, "info,latchkey=debug");
+        }
+    });
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        latchkey::domain::OpaqueToken::generate().encode()[..10]
+            .to_ascii_lowercase()
+            .replace(['-', '_'], "x")
+    )
+}
+
+/// A PostgreSQL database made for one test, dropped afterwards.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let name = unique("lk_test");
+        let admin = pg_admin_url();
+        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL must be running (see README: the test command starts it)");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = pg_admin_url();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Where a test reads the emails the application sent.
+#[derive(Clone)]
+pub enum Mailbox {
+    Smtp(SmtpSink),
+    Outbox(PathBuf),
+}
+
+impl Mailbox {
+    pub fn all(&self) -> Vec<ReceivedEmail> {
+        match self {
+            Mailbox::Smtp(sink) => sink.messages(),
+            Mailbox::Outbox(dir) => {
+                let mut files: Vec<_> = std::fs::read_dir(dir)
+                    .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                    .unwrap_or_default();
+                files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+                files.sort();
+                files
+                    .into_iter()
+                    .filter_map(|p| std::fs::read(p).ok())
+                    .map(|data| {
+                        let mut email = ReceivedEmail {
+                            mail_from: String::new(),
+                            rcpt_to: Vec::new(),
+                            data,
+                            received_at: Instant::now(),
+                        };
+                        email.rcpt_to = email.to();
+                        email
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    pub fn to(&self, addr: &str) -> Vec<ReceivedEmail> {
+        self.all()
+            .into_iter()
+            .filter(|m| m.rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(addr)))
+            .collect()
+    }
+
+    /// Waits until `addr` has received `n` emails; returns them, oldest first.
+    pub async fn wait_for_n(&self, addr: &str, n: usize) -> Vec<ReceivedEmail> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = self.to(addr);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {WAIT:?} for {n} email(s) to {addr}, got {}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_for(&self, addr: &str) -> ReceivedEmail {
+        self.wait_for_n(addr, 1).await.remove(0)
+    }
+
+    /// The newest email to `addr` once `n` have arrived.
+    pub async fn nth(&self, addr: &str, n: usize) -> ReceivedEmail {
+        self.wait_for_n(addr, n).await.remove(n - 1)
+    }
+}
+
+/// Finds the magic link in an email.
+pub fn sign_in_link(email: &ReceivedEmail) -> String {
+    email
+        .links()
+        .into_iter()
+        .find(|l| l.contains("/auth/"))
+        .unwrap_or_else(|| panic!("no sign-in link in:\n{}", email.text_body()))
+}
+
+/// How a test wants its application.
+pub struct Setup {
+    pub backend: Backend,
+    pub workers: bool,
+    /// Put a fault-injecting proxy between the application and RabbitMQ.
+    pub broker_proxy: bool,
+    pub tweak: Box<dyn FnOnce(&mut Config) + Send>,
+}
+
+impl Setup {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            workers: true,
+            broker_proxy: false,
+            tweak: Box::new(|_| {}),
+        }
+    }
+
+    pub fn without_workers(mut self) -> Self {
+        self.workers = false;
+        self
+    }
+
+    pub fn with_broker_proxy(mut self) -> Self {
+        self.broker_proxy = true;
+        self
+    }
+
+    pub fn config(mut self, f: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.tweak = Box::new(f);
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        TestApp::start_with(self).await
+    }
+}
+
+pub struct TestApp {
+    pub backend: Backend,
+    pub clock: ManualClock,
+    pub mailbox: Mailbox,
+    pub config: Config,
+    pub broker_proxy: Option<TcpProxy>,
+    /// Declared last-but-two: the app stops before its database and files go.
+    pub app: Option<AppHandle>,
+    pub db: Option<TestDatabase>,
+    queue: Option<RabbitQueue>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> Self {
+        Setup::new(backend).start().await
+    }
+
+    pub async fn start_with(setup: Setup) -> Self {
+        init_logs();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut config = Config::defaults();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        config.listen = listener.local_addr().unwrap();
+        config.public_url = format!("http://{}", config.listen);
+        config.data_dir = dir.path().to_path_buf();
+        config.secret_key = Some(Secret::new(unique("test-secret-key-that-is-long-enough")));
+        config.log_level = "warn".into();
+        config.demo_on_first_start = false;
+        config.rate_limit.ip_per_second = 10_000;
+        config.rate_limit.ip_burst = 10_000;
+        config.mail.retry_delays_seconds = vec![0.2, 0.4, 0.8];
+        config.mail.smtp_timeout_seconds = 5;
+        config.database.pool_size = 8;
+        config.mail.concurrency = 8;
+        let mut db = None;
+        let mut queue = None;
+        let mut broker_proxy = None;
+        let mailbox;
+        match setup.backend {
+            Backend::Embedded => {
+                config.database_url =
+                    format!("sqlite://{}", dir.path().join("latchkey.db").display());
+                config.queue_url = "local".into();
+                let outbox = dir.path().join("outbox");
+                config.mail_url = format!("file://{}", outbox.display());
+                config.mail.print_links = false;
+                mailbox = Mailbox::Outbox(outbox);
+            }
+            Backend::Postgres => {
+                let database = TestDatabase::create().await;
+                config.database_url = database.url.clone();
+                db = Some(database);
+                let mut amqp = amqp_url();
+                if setup.broker_proxy {
+                    let target: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
+                    let proxy = TcpProxy::start(target).await.expect("a broker proxy");
+                    amqp = amqp.replace("127.0.0.1:5672", &format!("127.0.0.1:{}", proxy.port()));
+                    broker_proxy = Some(proxy);
+                }
+                config.queue_url = amqp;
+                config.queue.prefix = unique("lk.test").replace('_', ".");
+                config.queue.connect_timeout_seconds = 2;
+                queue = Some(RabbitQueue::new(
+                    &amqp_url(),
+                    &config.queue.prefix,
+                    false,
+                    Duration::from_secs(5),
+                ));
+                let sink = SmtpSink::start().await.expect("an SMTP server");
+                config.mail_url = format!("smtp://127.0.0.1:{}?tls=none", sink.port());
+                mailbox = Mailbox::Smtp(sink);
+            }
+        }
+        (setup.tweak)(&mut config);
+        let clock = ManualClock::new();
+        let app = App::start(
+            config.clone(),
+            AppOptions {
+                web: true,
+                workers: Some(setup.workers),
+                clock: std::sync::Arc::new(clock.clone()),
+                listener: Some(listener),
+            },
+        )
+        .expect("the application starts");
+        app.store()
+            .load_demo(chrono::Utc::now())
+            .await
+            .expect("demo data loads");
+        TestApp {
+            backend: setup.backend,
+            clock,
+            mailbox,
+            config,
+            broker_proxy,
+            app: Some(app),
+            db,
+            queue,
+            dir,
+        }
+    }
+
+    pub fn app(&self) -> &AppHandle {
+        self.app.as_ref().expect("running")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app().url())
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.app().url())
+    }
+
+    pub fn store(&self) -> &latchkey::store::Store {
+        self.app().store()
+    }
+
+    pub fn smtp(&self) -> &SmtpSink {
+        match &self.mailbox {
+            Mailbox::Smtp(s) => s,
+            Mailbox::Outbox(_) => panic!("this test needs the SMTP backend"),
+        }
+    }
+
+    /// Runs a query through the application's own database interface (both backends).
+    pub async fn rows(
+        &self,
+        sql: &str,
+        params: &[latchkey::store::Value],
+    ) -> Vec<latchkey::store::Row> {
+        self.store().db().query(sql, params).await.expect("query")
+    }
+
+    pub async fn count(&self, sql: &str, params: &[latchkey::store::Value]) -> i64 {
+        self.rows(sql, params).await[0].i64(0)
+    }
+
+    /// Waits until a delivery reaches `status`.
+    pub async fn wait_for_status(
+        &self,
+        delivery_id: i64,
+        status: &str,
+    ) -> latchkey::store::Delivery {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let d = self
+                .store()
+                .delivery(delivery_id)
+                .await
+                .expect("query")
+                .expect("the delivery exists");
+            if d.status.as_str() == status {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "delivery {delivery_id} stayed {:?} (wanted {status}); last error {:?}",
+                d.status,
+                d.last_error
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The newest delivery to an address.
+    pub async fn latest_delivery_to(&self, recipient: &str) -> latchkey::store::Delivery {
+        let id = self
+            .rows(
+                "SELECT id FROM deliveries WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
+                &[recipient.into()],
+            )
+            .await
+            .first()
+            .map(|r| r.i64(0))
+            .unwrap_or_else(|| panic!("no delivery to {recipient}"));
+        self.store().delivery(id).await.unwrap().unwrap()
+    }
+
+    /// Signs `email` in through the browser, as a customer does, and returns the dashboard.
+    pub async fn sign_in(&self, browser: &Browser, email: &str) -> Page {
+        let before = self.mailbox.to(email).len();
+        let page = browser.get("/s/demo/sign-in").await;
+        let sent = browser
+            .submit(&page, "form[action$='/sign-in']", &[("email", email)])
+            .await;
+        assert_eq!(sent.status, 200, "{}", sent.body);
+        assert!(sent.text().contains("Check your email"));
+        let mail = self.mailbox.nth(email, before + 1).await;
+        let link = sign_in_link(&mail);
+        let landing = browser.get_url(&link).await;
+        assert_eq!(landing.status, 200, "{}", landing.body);
+        let redirected = browser.submit(&landing, "form", &[]).await;
+        assert_eq!(redirected.status, 303, "{}", redirected.body);
+        browser.follow(&redirected).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop();
+        }
+        if let Some(queue) = self.queue.take() {
+            let delays = self.config.retry_delays();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let _ = queue.delete_all(&delays).await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Runs the same test body on both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($(async fn $name:ident($backend:ident: Backend) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn run($backend: Backend) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded() {
+                    run(Backend::Embedded).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    run(Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}

@@ -194,6 +194,10 @@ pub struct Setup {
     pub workers: bool,
     /// Put a fault-injecting proxy between the application and RabbitMQ.
     pub broker_proxy: bool,
+    /// Put a fault-injecting proxy between the application and PostgreSQL.
+    pub db_proxy: bool,
+    /// Send through an SMTP server the test starts, on the embedded backend too.
+    pub smtp: bool,
     pub tweak: Box<dyn FnOnce(&mut Config) + Send>,
 }
 
@@ -203,6 +207,8 @@ impl Setup {
             backend,
             workers: true,
             broker_proxy: false,
+            db_proxy: false,
+            smtp: false,
             tweak: Box::new(|_| {}),
         }
     }
@@ -214,6 +220,16 @@ impl Setup {
 
     pub fn with_broker_proxy(mut self) -> Self {
         self.broker_proxy = true;
+        self
+    }
+
+    pub fn with_db_proxy(mut self) -> Self {
+        self.db_proxy = true;
+        self
+    }
+
+    pub fn with_smtp(mut self) -> Self {
+        self.smtp = true;
         self
     }
 
@@ -233,6 +249,7 @@ pub struct TestApp {
     pub mailbox: Mailbox,
     pub config: Config,
     pub broker_proxy: Option<TcpProxy>,
+    pub db_proxy: Option<TcpProxy>,
     /// Declared last-but-two: the app stops before its database and files go.
     pub app: Option<AppHandle>,
     pub db: Option<TestDatabase>,
@@ -265,7 +282,8 @@ impl TestApp {
         let mut db = None;
         let mut queue = None;
         let mut broker_proxy = None;
-        let mailbox;
+        let mut db_proxy = None;
+        let mut mailbox;
         match setup.backend {
             Backend::Embedded => {
                 config.database_url =
@@ -279,6 +297,15 @@ impl TestApp {
             Backend::Postgres => {
                 let database = TestDatabase::create().await;
                 config.database_url = database.url.clone();
+                if setup.db_proxy {
+                    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap())
+                        .await
+                        .expect("a database proxy");
+                    config.database_url = database
+                        .url
+                        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port()));
+                    db_proxy = Some(proxy);
+                }
                 db = Some(database);
                 let mut amqp = amqp_url();
                 if setup.broker_proxy {
@@ -300,6 +327,11 @@ impl TestApp {
                 config.mail_url = format!("smtp://127.0.0.1:{}?tls=none", sink.port());
                 mailbox = Mailbox::Smtp(sink);
             }
+        }
+        if setup.smtp && matches!(mailbox, Mailbox::Outbox(_)) {
+            let sink = SmtpSink::start().await.expect("an SMTP server");
+            config.mail_url = format!("smtp://127.0.0.1:{}?tls=none", sink.port());
+            mailbox = Mailbox::Smtp(sink);
         }
         (setup.tweak)(&mut config);
         let clock = ManualClock::new();
@@ -323,6 +355,7 @@ impl TestApp {
             mailbox,
             config,
             broker_proxy,
+            db_proxy,
             app: Some(app),
             db,
             queue,
@@ -405,6 +438,20 @@ impl TestApp {
             .map(|r| r.i64(0))
             .unwrap_or_else(|| panic!("no delivery to {recipient}"));
         self.store().delivery(id).await.unwrap().unwrap()
+    }
+
+    /// Asks for a sign-in link on the sign-in page; returns the new delivery's id.
+    pub async fn request_link(&self, browser: &Browser, email: &str) -> i64 {
+        let page = browser.get("/s/demo/sign-in").await;
+        let sent = browser
+            .submit(&page, "form[action$='/sign-in']", &[("email", email)])
+            .await;
+        assert_eq!(sent.status, 200, "{}", sent.body);
+        self.latest_delivery_to(email).await.id
+    }
+
+    pub async fn attempts(&self, delivery_id: i64) -> Vec<latchkey::store::Attempt> {
+        self.store().delivery_attempts(delivery_id).await.expect("attempts")
     }
 
     /// Signs `email` in through the browser, as a customer does, and returns the dashboard.

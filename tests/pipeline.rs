@@ -1,0 +1,291 @@
+//! The email pipeline under faults: SMTP outages and refusals, the broker going away, a worker
+//! killed mid-send, poison messages, a database outage. No email is lost: every delivery ends
+//! `sent` or `failed` with a reason, and every try is recorded with the server's reply.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::Duration as Span;
+use latchkey::actors::DeliverOutcome;
+use latchkey::testkit::SmtpMode;
+use support::*;
+
+both_backends! {
+    async fn an_smtp_outage_defers_the_email_until_the_server_is_back(backend: Backend) {
+        let app = Setup::new(backend)
+            .with_smtp()
+            .config(|c| c.mail.retry_delays_seconds = vec![0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3])
+            .start()
+            .await;
+        app.smtp().set_mode(SmtpMode::Down);
+        let id = app.request_link(&app.browser(), "alex@example.com").await;
+        let deferred = app.wait_for_status(id, "deferred").await;
+        assert!(deferred.last_error.unwrap().contains("could not connect"));
+        let first = &app.attempts(id).await[0];
+        assert_eq!(first.outcome, "deferred");
+        assert_eq!(first.smtp_code, None);
+        assert!(first.detail.contains("Connection refused"), "{}", first.detail);
+
+        app.smtp().set_mode(SmtpMode::Accept);
+        let sent = app.wait_for_status(id, "sent").await;
+        let attempts = app.attempts(id).await;
+        assert!(attempts.len() >= 2);
+        assert_eq!(sent.attempts as usize, attempts.len());
+        let last = attempts.last().unwrap();
+        assert_eq!(last.outcome, "sent");
+        assert_eq!(last.smtp_code, Some(250));
+        assert!(last.detail.starts_with("250 2.0.0 Ok"), "{}", last.detail);
+        assert!(attempts[..attempts.len() - 1].iter().all(|a| a.outcome == "deferred"));
+        assert_eq!(app.mailbox.wait_for_n("alex@example.com", 1).await.len(), 1);
+        assert!(!sent.has_sealed_token);
+    }
+
+    async fn an_smtp_5xx_fails_at_once_with_the_reply_recorded(backend: Backend) {
+        let app = Setup::new(backend).with_smtp().start().await;
+        app.smtp().set_mode(SmtpMode::RejectRcpt {
+            code: 550,
+            message: "5.1.1 <alex@example.com>: Recipient address rejected: User unknown".into(),
+        });
+        let id = app.request_link(&app.browser(), "alex@example.com").await;
+        let failed = app.wait_for_status(id, "failed").await;
+        assert!(failed.last_error.unwrap().contains("Recipient address rejected"));
+        // No retry follows a permanent failure.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let attempts = app.attempts(id).await;
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].outcome, "failed");
+        assert_eq!(attempts[0].smtp_code, Some(550));
+        assert!(attempts[0].detail.contains("5.1.1 <alex@example.com>: Recipient address rejected: User unknown"), "{}", attempts[0].detail);
+        assert!(!app.store().delivery(id).await.unwrap().unwrap().has_sealed_token);
+    }
+
+    async fn temporary_refusals_are_retried_on_schedule_then_fail(backend: Backend) {
+        let app = Setup::new(backend)
+            .with_smtp()
+            .config(|c| c.mail.retry_delays_seconds = vec![0.2, 0.3, 0.4])
+            .start()
+            .await;
+        app.smtp().set_mode(SmtpMode::RejectData { code: 451, message: "4.3.0 Try again later".into() });
+        let id = app.request_link(&app.browser(), "alex@example.com").await;
+        let failed = app.wait_for_status(id, "failed").await;
+        assert!(failed.last_error.as_deref().unwrap().starts_with("gave up after 4 attempts"), "{:?}", failed.last_error);
+        let attempts = app.attempts(id).await;
+        let outcomes: Vec<_> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["deferred", "deferred", "deferred", "failed"]);
+        assert!(attempts.iter().all(|a| a.smtp_code == Some(451)));
+        // The retries waited (about) the configured delays.
+        for (pair, delay) in attempts.windows(2).zip([0.2, 0.3, 0.4]) {
+            let gap = (pair[1].started_at - pair[0].finished_at).num_milliseconds();
+            assert!(gap as f64 >= delay * 1000.0 - 50.0, "gap {gap} ms < {delay} s");
+        }
+        assert!(app.mailbox.to("alex@example.com").is_empty());
+    }
+
+    async fn a_link_that_expires_before_delivery_is_not_sent(backend: Backend) {
+        let app = Setup::new(backend)
+            .with_smtp()
+            .config(|c| c.mail.retry_delays_seconds = vec![3600.0])
+            .start()
+            .await;
+        app.smtp().set_mode(SmtpMode::Down);
+        let id = app.request_link(&app.browser(), "alex@example.com").await;
+        app.wait_for_status(id, "deferred").await;
+        app.smtp().set_mode(SmtpMode::Accept);
+        app.clock.advance(Span::minutes(61));
+        let outcome = app.app().deliver(id).await.unwrap();
+        assert_eq!(outcome, DeliverOutcome::Failed { error: "link expired before delivery".into() });
+        let failed = app.store().delivery(id).await.unwrap().unwrap();
+        assert_eq!(failed.last_error.as_deref(), Some("link expired before delivery"));
+        assert!(!failed.has_sealed_token);
+        assert!(app.mailbox.to("alex@example.com").is_empty());
+    }
+
+    async fn a_delivery_already_handled_is_skipped(backend: Backend) {
+        let app = Setup::new(backend).with_smtp().start().await;
+        let id = app.request_link(&app.browser(), "alex@example.com").await;
+        app.wait_for_status(id, "sent").await;
+        // A duplicate message (relay and broker both delivered it) changes nothing.
+        assert_eq!(app.app().deliver(id).await.unwrap(), DeliverOutcome::Skipped);
+        assert_eq!(app.attempts(id).await.len(), 1);
+        assert_eq!(app.mailbox.wait_for_n("alex@example.com", 1).await.len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_sends_what_an_embedded_node_left_queued_when_it_stopped() {
+    // A node stops (or crashes) after writing the delivery row but before its in-process queue
+    // delivered it. The next start's relay finds the row and sends it.
+    let mut app = Setup::new(Backend::Embedded).without_workers().start().await;
+    let id = app.request_link(&app.browser(), "alex@example.com").await;
+    assert_eq!(app.store().delivery(id).await.unwrap().unwrap().status.as_str(), "queued");
+    let config = app.config.clone();
+    app.app.take().unwrap().stop();
+
+    let clock = latchkey::domain::ManualClock::new();
+    clock.advance(Span::minutes(2));
+    let restarted = latchkey::app::App::start(
+        config,
+        latchkey::app::AppOptions {
+            web: false,
+            workers: Some(true),
+            clock: std::sync::Arc::new(clock),
+            listener: None,
+        },
+    )
+    .unwrap();
+    let report = restarted.relay_once().await.unwrap();
+    assert_eq!(report.published, 1);
+    app.mailbox.wait_for("alex@example.com").await;
+    restarted.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_sends_what_the_broker_never_got() {
+    let app = Setup::new(Backend::Postgres).with_broker_proxy().start().await;
+    let proxy = app.broker_proxy.clone().unwrap();
+    let browser = app.browser();
+    proxy.set_down(true);
+    assert_eq!(browser.get("/readyz").await.status, 503);
+
+    // The customer still gets the page: the row is written; the publish fails.
+    let id = app.request_link(&browser, "alex@example.com").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.store().delivery(id).await.unwrap().unwrap().status.as_str(), "queued");
+    assert!(app.mailbox.to("alex@example.com").is_empty());
+
+    proxy.set_down(false);
+    let deadline = std::time::Instant::now() + WAIT;
+    while browser.get("/readyz").await.status != 200 {
+        assert!(std::time::Instant::now() < deadline, "the broker connection never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing is sent until the relay notices the row has waited too long.
+    app.clock.advance(Span::seconds(61));
+    let report = app.app().relay_once().await.unwrap();
+    assert_eq!(report.published, 1);
+    app.wait_for_status(id, "sent").await;
+    assert_eq!(app.mailbox.wait_for_n("alex@example.com", 1).await.len(), 1);
+}
+
+fn spawn_worker(app: &TestApp) -> Child {
+    let c = &app.config;
+    let dir = app.dir.path().join(format!("worker-{}", unique("w")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let quiet = std::env::var("TEST_LOG").is_err();
+    Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("worker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LATCHKEY_CONFIG_DIR", &dir)
+        .env("LATCHKEY_DATA_DIR", &dir)
+        .env("LATCHKEY_DATABASE_URL", &c.database_url)
+        .env("LATCHKEY_QUEUE_URL", &c.queue_url)
+        .env("LATCHKEY_QUEUE__PREFIX", &c.queue.prefix)
+        .env("LATCHKEY_MAIL_URL", &c.mail_url)
+        .env("LATCHKEY_PUBLIC_URL", &c.public_url)
+        .env("LATCHKEY_SECRET_KEY", c.secret_key.as_ref().unwrap().expose())
+        .env("LATCHKEY_LOG_LEVEL", if quiet { "error" } else { "info" })
+        .stdout(if quiet { Stdio::null() } else { Stdio::inherit() })
+        .stderr(if quiet { Stdio::null() } else { Stdio::inherit() })
+        .spawn()
+        .expect("start a latchkey worker process")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_send_loses_nothing() {
+    let app = Setup::new(Backend::Postgres).without_workers().start().await;
+    let smtp = app.smtp().clone();
+    smtp.set_mode(SmtpMode::StallData);
+    let mut first = spawn_worker(&app);
+
+    let id = app.request_link(&app.browser(), "alex@example.com").await;
+    smtp.wait_for_stalled(1, WAIT).await.expect("the worker reaches DATA");
+    assert_eq!(app.store().delivery(id).await.unwrap().unwrap().status.as_str(), "sending");
+
+    // SIGKILL: no chance to acknowledge or update the row.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    smtp.set_mode(SmtpMode::Accept);
+
+    // The broker hands the unacknowledged message to the next worker, which may take the row
+    // although its lease (5 minutes) has not run out: the message says its consumer died.
+    let mut second = spawn_worker(&app);
+    let sent = app.wait_for_status(id, "sent").await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(sent.attempts, 1);
+    assert_eq!(app.attempts(id).await.len(), 1);
+    assert_eq!(smtp.messages_to("alex@example.com").len(), 1, "exactly one email arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dead_letter_queue() {
+    let app = TestApp::start(Backend::Postgres).await;
+    let queue = latchkey::queue::rabbit::RabbitQueue::new(
+        &amqp_url(),
+        &app.config.queue.prefix,
+        false,
+        Duration::from_secs(5),
+    );
+    // Declares the topology (the app's worker may not have subscribed yet).
+    assert_eq!(queue.dead_letters().await.unwrap(), 0);
+    let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .basic_publish(
+            "".into(),
+            app.config.queue.prefix.clone().into(),
+            lapin::options::BasicPublishOptions::default(),
+            b"this is not a delivery",
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if queue.dead_letters().await.unwrap() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the poison message never reached the dead-letter queue");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The worker carries on.
+    let id = app.request_link(&app.browser(), "alex@example.com").await;
+    app.wait_for_status(id, "sent").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_shows_try_again_and_loses_nothing() {
+    let app = Setup::new(Backend::Postgres).with_db_proxy().start().await;
+    let proxy = app.db_proxy.clone().unwrap();
+    let browser = app.browser();
+    let page = browser.get("/s/demo/sign-in").await;
+    proxy.set_down(true);
+    let during = browser
+        .submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")])
+        .await;
+    assert_eq!(during.status, 503);
+    assert!(during.text().contains("Please try again in a minute"));
+    assert_eq!(browser.get("/readyz").await.status, 503);
+    proxy.set_down(false);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let after = browser
+            .submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")])
+            .await;
+        if after.status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never recovered: {}", after.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = app.latest_delivery_to("alex@example.com").await.id;
+    app.wait_for_status(id, "sent").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM deliveries", &[]).await, 1);
+}

@@ -80,6 +80,19 @@ struct Running {
     addr: Option<SocketAddr>,
     services: Arc<Services>,
     actors: Actors,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// After the shutdown signal: waits for the server and workers to finish, then stops the
+    /// actors, so everything (pools included) is dropped while the runtime still runs.
+    async fn wind_down(self) {
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+        self.actors.stop().await;
+        drop(self.services);
+    }
 }
 
 impl App {
@@ -100,8 +113,7 @@ impl App {
                                 running.actors.clone(),
                             )));
                             wait_for(shutdown_rx).await;
-                            // Let the server and workers see the signal and wind down.
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            running.wind_down().await;
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -142,7 +154,7 @@ impl App {
             shutdown_signal().await;
             tracing::info!("shutting down");
             let _ = shutdown_tx.send(true);
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            running.wind_down().await;
             Ok(())
         });
         System::current().stop();
@@ -297,13 +309,14 @@ async fn build(
         session_keeper: SessionKeeper::new(services.clone()).start(),
         mailer: mailer.clone(),
     };
+    let mut tasks = Vec::new();
     if workers {
-        tokio::spawn(run_worker(
+        tasks.push(tokio::spawn(run_worker(
             queue,
             mailer,
             config.mail.concurrency,
             shutdown.clone(),
-        ));
+        )));
     }
     let mut addr = None;
     if options.web {
@@ -350,6 +363,7 @@ async fn build(
         addr,
         services,
         actors,
+        tasks,
     })
 }
 

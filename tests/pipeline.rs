@@ -117,9 +117,21 @@ both_backends! {
 async fn the_relay_sends_what_an_embedded_node_left_queued_when_it_stopped() {
     // A node stops (or crashes) after writing the delivery row but before its in-process queue
     // delivered it. The next start's relay finds the row and sends it.
-    let mut app = Setup::new(Backend::Embedded).without_workers().start().await;
+    let mut app = Setup::new(Backend::Embedded)
+        .without_workers()
+        .start()
+        .await;
     let id = app.request_link(&app.browser(), "alex@example.com").await;
-    assert_eq!(app.store().delivery(id).await.unwrap().unwrap().status.as_str(), "queued");
+    assert_eq!(
+        app.store()
+            .delivery(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_str(),
+        "queued"
+    );
     let config = app.config.clone();
     app.app.take().unwrap().stop();
 
@@ -143,7 +155,10 @@ async fn the_relay_sends_what_an_embedded_node_left_queued_when_it_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_sends_what_the_broker_never_got() {
-    let app = Setup::new(Backend::Postgres).with_broker_proxy().start().await;
+    let app = Setup::new(Backend::Postgres)
+        .with_broker_proxy()
+        .start()
+        .await;
     let proxy = app.broker_proxy.clone().unwrap();
     let browser = app.browser();
     proxy.set_down(true);
@@ -152,13 +167,25 @@ async fn the_relay_sends_what_the_broker_never_got() {
     // The customer still gets the page: the row is written; the publish fails.
     let id = app.request_link(&browser, "alex@example.com").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.store().delivery(id).await.unwrap().unwrap().status.as_str(), "queued");
+    assert_eq!(
+        app.store()
+            .delivery(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_str(),
+        "queued"
+    );
     assert!(app.mailbox.to("alex@example.com").is_empty());
 
     proxy.set_down(false);
     let deadline = std::time::Instant::now() + WAIT;
     while browser.get("/readyz").await.status != 200 {
-        assert!(std::time::Instant::now() < deadline, "the broker connection never came back");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker connection never came back"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Nothing is sent until the relay notices the row has waited too long.
@@ -185,24 +212,49 @@ fn spawn_worker(app: &TestApp) -> Child {
         .env("LATCHKEY_QUEUE__PREFIX", &c.queue.prefix)
         .env("LATCHKEY_MAIL_URL", &c.mail_url)
         .env("LATCHKEY_PUBLIC_URL", &c.public_url)
-        .env("LATCHKEY_SECRET_KEY", c.secret_key.as_ref().unwrap().expose())
+        .env(
+            "LATCHKEY_SECRET_KEY",
+            c.secret_key.as_ref().unwrap().expose(),
+        )
         .env("LATCHKEY_LOG_LEVEL", if quiet { "error" } else { "info" })
-        .stdout(if quiet { Stdio::null() } else { Stdio::inherit() })
-        .stderr(if quiet { Stdio::null() } else { Stdio::inherit() })
+        .stdout(if quiet {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        })
+        .stderr(if quiet {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        })
         .spawn()
         .expect("start a latchkey worker process")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_send_loses_nothing() {
-    let app = Setup::new(Backend::Postgres).without_workers().start().await;
+    let app = Setup::new(Backend::Postgres)
+        .without_workers()
+        .start()
+        .await;
     let smtp = app.smtp().clone();
     smtp.set_mode(SmtpMode::StallData);
     let mut first = spawn_worker(&app);
 
     let id = app.request_link(&app.browser(), "alex@example.com").await;
-    smtp.wait_for_stalled(1, WAIT).await.expect("the worker reaches DATA");
-    assert_eq!(app.store().delivery(id).await.unwrap().unwrap().status.as_str(), "sending");
+    smtp.wait_for_stalled(1, WAIT)
+        .await
+        .expect("the worker reaches DATA");
+    assert_eq!(
+        app.store()
+            .delivery(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_str(),
+        "sending"
+    );
 
     // SIGKILL: no chance to acknowledge or update the row.
     first.kill().unwrap();
@@ -217,7 +269,11 @@ async fn a_worker_killed_mid_send_loses_nothing() {
     second.wait().unwrap();
     assert_eq!(sent.attempts, 1);
     assert_eq!(app.attempts(id).await.len(), 1);
-    assert_eq!(smtp.messages_to("alex@example.com").len(), 1, "exactly one email arrived");
+    assert_eq!(
+        smtp.messages_to("alex@example.com").len(),
+        1,
+        "exactly one email arrived"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +308,10 @@ async fn poison_messages_go_to_the_dead_letter_queue() {
         if queue.dead_letters().await.unwrap() == 1 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the poison message never reached the dead-letter queue");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poison message never reached the dead-letter queue"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The worker carries on.
@@ -268,7 +327,11 @@ async fn a_database_outage_shows_try_again_and_loses_nothing() {
     let page = browser.get("/s/demo/sign-in").await;
     proxy.set_down(true);
     let during = browser
-        .submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")])
+        .submit(
+            &page,
+            "form[action$='/sign-in']",
+            &[("email", "alex@example.com")],
+        )
         .await;
     assert_eq!(during.status, 503);
     assert!(during.text().contains("Please try again in a minute"));
@@ -277,12 +340,20 @@ async fn a_database_outage_shows_try_again_and_loses_nothing() {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let after = browser
-            .submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")])
+            .submit(
+                &page,
+                "form[action$='/sign-in']",
+                &[("email", "alex@example.com")],
+            )
             .await;
         if after.status == 200 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "never recovered: {}", after.status);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recovered: {}",
+            after.status
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let id = app.latest_delivery_to("alex@example.com").await.id;

@@ -40,10 +40,46 @@ where
     addr.send(msg).await?
 }
 
+/// Stops an actor (at shutdown, so it is dropped while the runtime still runs).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+macro_rules! stoppable {
+    ($($actor:ty),*) => {
+        $(impl actix::Handler<Stop> for $actor {
+            type Result = ();
+            fn handle(&mut self, _: Stop, ctx: &mut actix::Context<Self>) {
+                actix::ActorContext::stop(ctx);
+            }
+        })*
+    };
+}
+
+stoppable!(TokenIssuer, SessionKeeper, Mailer);
+
 /// The running actors' addresses.
 #[derive(Clone)]
 pub struct Actors {
     pub token_issuer: actix::Addr<TokenIssuer>,
     pub session_keeper: actix::Addr<SessionKeeper>,
     pub mailer: actix::Addr<Mailer>,
+}
+
+impl Actors {
+    /// Stops every actor and waits until they are gone.
+    pub async fn stop(&self) {
+        let _ = self.token_issuer.send(Stop).await;
+        let _ = self.session_keeper.send(Stop).await;
+        let _ = self.mailer.send(Stop).await;
+        for _ in 0..100 {
+            if !self.token_issuer.connected()
+                && !self.session_keeper.connected()
+                && !self.mailer.connected()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }

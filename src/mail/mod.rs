@@ -193,8 +193,9 @@ mod tests {
         assert!(text.contains("Hi <b>Alex</b>,"));
         assert!(text.contains("http://127.0.0.1:8080/s/demo/auth/abc"));
         assert!(text.contains("60 minutes"));
-        assert!(html.contains("&lt;b&gt;Alex&lt;/b&gt;"));
-        assert!(html.contains("Harborview &lt;Rentals&gt;"));
+        assert!(html.contains("&#60;b&#62;Alex&#60;/b&#62;"));
+        assert!(!html.contains("<b>Alex"));
+        assert!(html.contains("Harborview &#60;Rentals&#62;"));
         let msg =
             build_message(&storefront(), "alex@example.com", "Subject", text, html, 42).unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();

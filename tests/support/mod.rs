@@ -451,7 +451,10 @@ impl TestApp {
     }
 
     pub async fn attempts(&self, delivery_id: i64) -> Vec<latchkey::store::Attempt> {
-        self.store().delivery_attempts(delivery_id).await.expect("attempts")
+        self.store()
+            .delivery_attempts(delivery_id)
+            .await
+            .expect("attempts")
     }
 
     /// Signs `email` in through the browser, as a customer does, and returns the dashboard.

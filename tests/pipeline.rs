@@ -360,3 +360,50 @@ async fn a_database_outage_shows_try_again_and_loses_nothing() {
     app.wait_for_status(id, "sent").await;
     assert_eq!(app.count("SELECT COUNT(*) FROM deliveries", &[]).await, 1);
 }
+
+/// Sends six emails under one sending limit of 2 per second; the attempts must spread over
+/// at least 1.5 s (two at once, then one every half second).
+async fn six_emails_under_a_limit(tweak: fn(&mut latchkey::config::Config)) {
+    let app = Setup::new(Backend::Embedded)
+        .config(move |c| {
+            c.mail.global_per_second = 10_000;
+            c.mail.per_domain_per_second = 10_000;
+            c.mail.per_storefront_per_second = 10_000;
+            tweak(c);
+        })
+        .start()
+        .await;
+    let browser = app.browser();
+    let mut ids = Vec::new();
+    for email in ["alex@example.com", "sam@example.com"] {
+        for _ in 0..3 {
+            ids.push(app.request_link(&browser, email).await);
+        }
+    }
+    let mut started = Vec::new();
+    for id in ids {
+        app.wait_for_status(id, "sent").await;
+        started.push(app.attempts(id).await[0].started_at);
+    }
+    started.sort();
+    let spread = (*started.last().unwrap() - started[0]).num_milliseconds();
+    assert!(
+        spread >= 1_500,
+        "six sends took only {spread} ms under a limit of 2/s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_sending_limit_holds() {
+    six_emails_under_a_limit(|c| c.mail.global_per_second = 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_domain_sending_limit_holds() {
+    six_emails_under_a_limit(|c| c.mail.per_domain_per_second = 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_storefront_sending_limit_holds() {
+    six_emails_under_a_limit(|c| c.mail.per_storefront_per_second = 2).await;
+}

@@ -202,5 +202,39 @@ mod tests {
         assert!(raw.contains("X-Latchkey-Delivery: 42"));
         assert!(raw.contains("From: \"Harborview Rentals\" <portal@harborview.example>"));
         assert!(raw.contains("multipart/alternative"));
+        assert!(!raw.contains("DKIM-Signature"));
+    }
+
+    #[test]
+    fn signs_with_the_storefronts_dkim_key() {
+        use base64::Engine;
+        let mut sf = storefront();
+        sf.dkim = Some(crate::store::DkimSettings {
+            domain: "harborview.example".into(),
+            selector: "portal2026".into(),
+            private_key_pem: crate::domain::Secret::new(
+                base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+            ),
+        });
+        let msg = build_message(
+            &sf,
+            "alex@example.com",
+            "Subject",
+            "text".into(),
+            "<p>html</p>".into(),
+            7,
+        )
+        .unwrap();
+        let raw = String::from_utf8(msg.formatted()).unwrap();
+        let header = raw
+            .lines()
+            .skip_while(|l| !l.starts_with("DKIM-Signature:"))
+            .take_while(|l| {
+                l.starts_with("DKIM-Signature:") || l.starts_with(' ') || l.starts_with('\t')
+            })
+            .collect::<String>();
+        assert!(header.contains("d=harborview.example"), "{raw}");
+        assert!(header.contains("s=portal2026"), "{raw}");
+        assert!(header.contains("a=ed25519-sha256"), "{raw}");
     }
 }

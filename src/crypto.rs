@@ -100,6 +100,13 @@ impl Keys {
         Some(OpaqueToken::from_bytes(bytes))
     }
 
+    /// A keyed hash of an email address (for records that must not hold the address itself).
+    pub fn address_hash(&self, address_key: &str) -> Vec<u8> {
+        hmac::sign(&self.csrf, format!("address:{address_key}").as_bytes())
+            .as_ref()
+            .to_vec()
+    }
+
     /// The CSRF token that goes with a CSRF cookie value (double-submit, signed).
     pub fn csrf_token(&self, cookie_value: &str) -> String {
         URL_SAFE_NO_PAD.encode(hmac::sign(&self.csrf, cookie_value.as_bytes()))

@@ -142,6 +142,12 @@ both_backends! {
         assert!(app.mailbox.to("nobody@example.com").is_empty());
         assert_eq!(app.count("SELECT COUNT(*) FROM deliveries WHERE recipient = 'nobody@example.com'", &[]).await, 0);
         assert_eq!(app.count("SELECT COUNT(*) FROM sign_in_tokens", &[]).await, 1);
+        // The unmatched request is recorded, its address only as a keyed hash.
+        let unmatched = app.rows("SELECT email_hash, client_ip FROM unmatched_sign_ins", &[]).await;
+        assert_eq!(unmatched.len(), 1);
+        assert_eq!(unmatched[0].bytes(0).len(), 32);
+        assert_eq!(unmatched[0].opt_string(1).as_deref(), Some("127.0.0.1"));
+        assert!(!dump_database(&app).await.contains("nobody@example.com"));
     }
 
     async fn the_database_holds_only_hashes_of_tokens_and_sessions(backend: Backend) {

@@ -18,9 +18,7 @@ use crate::error::AppError;
 
 pub use mailer::{Deliver, DeliverOutcome, Enqueue, Mailer, RelayOnce, RelayReport};
 pub use session_keeper::{CheckSession, EndAccountSessions, EndSession, SessionKeeper, Sweep};
-pub use token_issuer::{
-    CheckToken, LinkRequest, Redeem, RedeemedSession, RequestLink, TokenIssuer,
-};
+pub use token_issuer::{CheckToken, Redeem, RedeemedSession, RequestLink, TokenIssuer};
 
 /// Runs a handler's work as a task on the tokio runtime, so the mailbox is free at once.
 pub(crate) fn spawn_work<T: Send + 'static>(

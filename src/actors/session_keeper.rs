@@ -113,6 +113,7 @@ impl Handler<Sweep> for SessionKeeper {
             let now = svc.now();
             let tokens = svc.store.sweep_tokens(now).await?;
             let sessions = svc.store.sweep_sessions(now).await?;
+            svc.store.sweep_unmatched(now).await?;
             if tokens + sessions > 0 {
                 tracing::info!(
                     tokens,

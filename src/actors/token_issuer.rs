@@ -13,8 +13,8 @@ use crate::mail::sign_in_subject;
 use crate::metrics::OutcomeLabel;
 use crate::services::Services;
 use crate::store::{
-    Account, DeliveryKind, IssueOutcome, LinkLimit, NewDelivery, NewSignInLink, RequestedBy,
-    Storefront,
+    Account, DeliveryKind, IssueOutcome, LinkFor, LinkLimit, NewDelivery, NewSignInLink,
+    RequestedBy, Storefront, Unmatched,
 };
 
 pub struct TokenIssuer {
@@ -32,26 +32,16 @@ impl Actor for TokenIssuer {
     type Context = Context<Self>;
 }
 
-/// A customer asks for a link on the sign-in page.
+/// A customer asks for a link on the sign-in page. The answer is the same whether or not
+/// the address has an account.
 #[derive(Message)]
-#[rtype(result = "Result<LinkRequest, AppError>")]
+#[rtype(result = "Result<(), AppError>")]
 pub struct RequestLink {
     pub storefront: Arc<Storefront>,
     pub email: EmailAddress,
     /// Where to land after signing in (a path inside the storefront, already checked).
     pub redirect: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkRequest {
-    /// No account has that address: nothing is sent (the page says the same either way).
-    NoAccount,
-    Queued {
-        delivery_id: i64,
-    },
-    Suppressed {
-        delivery_id: i64,
-    },
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 /// Is this token good for a sign-in page? (GET never consumes it.)
@@ -79,27 +69,27 @@ pub struct RedeemedSession {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Issues a link for an account and hands the delivery to the Mailer.
+/// Issues a link (for an address or an account) and hands the delivery to the Mailer.
 pub(crate) async fn issue_link(
     svc: &Services,
     mailer: &Addr<Mailer>,
     storefront: &Storefront,
-    account: &Account,
+    who: LinkFor<'_>,
     requested_by: RequestedBy,
     redirect: Option<String>,
-    limited: bool,
+    unmatched: Option<Unmatched>,
 ) -> Result<IssueOutcome, AppError> {
     let now = svc.now();
     let cfg = &svc.config;
     let token = OpaqueToken::generate();
     let expires_at = now + Duration::minutes(cfg.sign_in.link_ttl_minutes as i64);
-    let limit = limited.then(|| LinkLimit {
+    // Customers' own requests count against the per-account limit.
+    let limit = (requested_by == RequestedBy::Customer).then(|| LinkLimit {
         max: cfg.sign_in.per_account_max,
         window: Duration::minutes(cfg.sign_in.per_account_window_minutes as i64),
     });
-    let link = NewSignInLink {
-        storefront_id: storefront.id,
-        account_id: account.id,
+    let sealed = svc.keys.seal_token(&token);
+    let make = |account: &Account| NewSignInLink {
         token_hash: token.hash(),
         requested_by,
         redirect_path: redirect,
@@ -112,29 +102,27 @@ pub(crate) async fn issue_link(
             recipient: account.email.clone(),
             subject: sign_in_subject(&storefront.name),
             payload: serde_json::json!({ "first_name": account.first_name() }),
-            sealed_token: Some(svc.keys.seal_token(&token)),
+            sealed_token: Some(sealed),
             link_expires_at: Some(expires_at),
             facility_ids: Vec::new(),
             relay_after: cfg.relay_after(),
             suppressed_reason: None,
         },
     };
-    let outcome = svc.store.issue_sign_in_link(&link, now).await?;
-    match outcome {
-        IssueOutcome::Queued { delivery_id } => {
-            svc.metrics
-                .sign_in_requests
-                .get_or_create(&OutcomeLabel { outcome: "queued" })
-                .inc();
+    let outcome = svc
+        .store
+        .issue_sign_in_link(storefront.id, who, make, unmatched, now)
+        .await?;
+    let label = match outcome {
+        IssueOutcome::NoAccount => "no_account",
+        IssueOutcome::Queued { delivery_id, .. } => {
             mailer.do_send(Enqueue { delivery_id });
+            "queued"
         }
-        IssueOutcome::Suppressed { delivery_id } => {
-            svc.metrics
-                .sign_in_requests
-                .get_or_create(&OutcomeLabel {
-                    outcome: "suppressed",
-                })
-                .inc();
+        IssueOutcome::Suppressed {
+            delivery_id,
+            account_id,
+        } => {
             svc.metrics
                 .sends
                 .get_or_create(&crate::metrics::StatusLabel {
@@ -143,52 +131,41 @@ pub(crate) async fn issue_link(
                 .inc();
             tracing::info!(
                 delivery_id,
-                account_id = account.id,
+                account_id,
                 "sign-in link suppressed by the per-account limit"
             );
+            "suppressed"
         }
-    }
+    };
+    svc.metrics
+        .sign_in_requests
+        .get_or_create(&OutcomeLabel { outcome: label })
+        .inc();
     Ok(outcome)
 }
 
 impl Handler<RequestLink> for TokenIssuer {
-    type Result = ResponseFuture<Result<LinkRequest, AppError>>;
+    type Result = ResponseFuture<Result<(), AppError>>;
 
     fn handle(&mut self, msg: RequestLink, _: &mut Context<Self>) -> Self::Result {
         let svc = self.svc.clone();
         let mailer = self.mailer.clone();
         spawn_work(async move {
-            let Some(account) = svc
-                .store
-                .account_by_email(msg.storefront.id, &msg.email)
-                .await?
-            else {
-                svc.metrics
-                    .sign_in_requests
-                    .get_or_create(&OutcomeLabel {
-                        outcome: "no_account",
-                    })
-                    .inc();
-                return Ok(LinkRequest::NoAccount);
+            let unmatched = Unmatched {
+                email_hash: svc.keys.address_hash(&msg.email.key()),
+                client_ip: msg.client_ip.map(|ip| ip.to_string()),
             };
-            Ok(
-                match issue_link(
-                    &svc,
-                    &mailer,
-                    &msg.storefront,
-                    &account,
-                    RequestedBy::Customer,
-                    msg.redirect,
-                    true,
-                )
-                .await?
-                {
-                    IssueOutcome::Queued { delivery_id } => LinkRequest::Queued { delivery_id },
-                    IssueOutcome::Suppressed { delivery_id } => {
-                        LinkRequest::Suppressed { delivery_id }
-                    }
-                },
+            issue_link(
+                &svc,
+                &mailer,
+                &msg.storefront,
+                LinkFor::Email(&msg.email),
+                RequestedBy::Customer,
+                msg.redirect,
+                Some(unmatched),
             )
+            .await
+            .map(|_| ())
         })
     }
 }

@@ -11,7 +11,7 @@ use super::HttpState;
 use super::context::{Portal, RequestInfo};
 use super::form::{Body, FORM_LIMIT, Form, body};
 use super::pages::*;
-use crate::actors::{CheckToken, EndSession, LinkRequest, Redeem, RequestLink, ask};
+use crate::actors::{CheckToken, EndSession, Redeem, RequestLink, ask};
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::store::{Facility, Rental};
 
@@ -255,13 +255,12 @@ async fn sign_in(portal: &mut Portal, body: Body) -> Response {
             storefront: portal.storefront.clone(),
             email: email.clone(),
             redirect: next,
+            client_ip: portal.client_ip(),
         },
     )
     .await;
     match requested {
-        Ok(
-            LinkRequest::NoAccount | LinkRequest::Queued { .. } | LinkRequest::Suppressed { .. },
-        ) => {
+        Ok(()) => {
             let page = CheckEmailPage {
                 page: PageCommon::new(portal, false, ""),
                 email: email.to_string(),

@@ -336,25 +336,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> DbResult<bool> {
         let status = finish.status();
-        let mut tx = self.db().begin().await?;
         let attempts = claimed.attempts + attempt.is_some() as i64;
-        if let Some(a) = attempt {
-            tx.execute(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome, smtp_code, detail, worker)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &params![
-                    claimed.id,
-                    attempts,
-                    a.started_at,
-                    a.finished_at,
-                    status.as_str(),
-                    a.smtp_code.map(i64::from),
-                    a.detail.as_str(),
-                    a.worker.as_str()
-                ],
-            )
-            .await?;
-        }
         let (error, next_attempt_at, relay_at) = match finish {
             Finish::Sent => (None, now, None),
             Finish::Deferred {
@@ -364,28 +346,51 @@ impl Store {
             } => (Some(error.clone()), *next_attempt_at, Some(*relay_at)),
             Finish::Failed { error } => (Some(error.clone()), now, None),
         };
-        let updated = tx
-            .execute(
-                "UPDATE deliveries SET status = $2, attempts = $3, last_error = COALESCE($4, last_error),
-                     updated_at = $5, next_attempt_at = $6, relay_at = $7,
-                     sent_at = CASE WHEN $2 = 'sent' THEN $5 ELSE sent_at END,
-                     sealed_token = CASE WHEN $8 THEN NULL ELSE sealed_token END
-                 WHERE id = $1 AND status = 'sending' AND attempts = $9",
-                &params![
-                    claimed.id,
-                    status.as_str(),
-                    attempts,
-                    error,
-                    now,
-                    next_attempt_at,
-                    relay_at,
-                    status.is_final(),
-                    claimed.attempts
-                ],
-            )
-            .await?;
-        tx.commit().await?;
-        Ok(updated == 1)
+        const UPDATE: &str = "UPDATE deliveries SET status = $2, attempts = $3, last_error = COALESCE($4, last_error),
+                 updated_at = $5, next_attempt_at = $6, relay_at = $7,
+                 sent_at = CASE WHEN $2 = 'sent' THEN $5 ELSE sent_at END,
+                 sealed_token = CASE WHEN $8 THEN NULL ELSE sealed_token END
+             WHERE id = $1 AND status = 'sending' AND attempts = $9";
+        let mut values = params![
+            claimed.id,
+            status.as_str(),
+            attempts,
+            error,
+            now,
+            next_attempt_at,
+            relay_at,
+            status.is_final(),
+            claimed.attempts
+        ];
+        let Some(a) = attempt else {
+            return Ok(self.db().execute(UPDATE, &values).await? == 1);
+        };
+        values.extend(params![
+            a.started_at,
+            a.finished_at,
+            a.smtp_code.map(i64::from),
+            a.detail.as_str(),
+            a.worker.as_str()
+        ]);
+        const INSERT: &str = "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome, smtp_code, detail, worker)
+             VALUES ($1, $3, $10, $11, $2, $12, $13, $14)";
+        match self.dialect() {
+            // One statement: the attempt row and the status change commit together.
+            Dialect::Postgres => {
+                let sql = format!(
+                    "WITH att AS ({INSERT} RETURNING 1), upd AS ({UPDATE} RETURNING 1)
+                     SELECT (SELECT COUNT(*) FROM upd)"
+                );
+                Ok(self.db().query_one(&sql, &values).await?.i64(0) == 1)
+            }
+            Dialect::Sqlite => {
+                let mut tx = self.db().begin().await?;
+                tx.execute(INSERT, &values).await?;
+                let updated = tx.execute(UPDATE, &values[..9]).await?;
+                tx.commit().await?;
+                Ok(updated == 1)
+            }
+        }
     }
 
     /// Takes up to `limit` rows whose relay time has passed (queued or deferred rows the broker

@@ -7,14 +7,26 @@ use super::db::{Database, DbError, DbResult, Dialect};
 use crate::params;
 
 /// (version, SQL) for each dialect, compiled in so the binary migrates on its own.
-const POSTGRES: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
-const SQLITE: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const POSTGRES: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "0002_unmatched_sign_ins",
+        include_str!("../../migrations/postgres/0002_unmatched_sign_ins.sql"),
+    ),
+];
+const SQLITE: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        "0002_unmatched_sign_ins",
+        include_str!("../../migrations/sqlite/0002_unmatched_sign_ins.sql"),
+    ),
+];
 
 /// A fixed key for PostgreSQL's advisory lock, so nodes starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x4c61_7463_686b_6579;

@@ -4,9 +4,10 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::Store;
-use super::db::{DbResult, Dialect};
+use super::db::{DbResult, Dialect, Value};
 use super::deliveries::{DeliveryKind, NewDelivery, insert_delivery};
-use crate::domain::TokenHash;
+use super::storefronts::{ACCOUNT_COLUMNS, Account, account_from};
+use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
 
 /// Who asked for a link.
@@ -37,8 +38,6 @@ pub struct LinkLimit {
 /// A magic link to issue, with the email that carries it.
 #[derive(Debug, Clone)]
 pub struct NewSignInLink {
-    pub storefront_id: i64,
-    pub account_id: i64,
     pub token_hash: TokenHash,
     pub requested_by: RequestedBy,
     pub redirect_path: Option<String>,
@@ -50,10 +49,28 @@ pub struct NewSignInLink {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssueOutcome {
+    /// No account has that address (recorded in `unmatched_sign_ins`; nothing is sent).
+    NoAccount,
     /// Token and delivery written; the delivery waits in `queued`.
-    Queued { delivery_id: i64 },
+    Queued { delivery_id: i64, account_id: i64 },
     /// Over the per-account limit: recorded as a `suppressed` delivery, no token.
-    Suppressed { delivery_id: i64 },
+    Suppressed { delivery_id: i64, account_id: i64 },
+}
+
+/// Whose link: an address typed on the sign-in page, or a known account (staff resend,
+/// booking confirmation).
+#[derive(Debug, Clone, Copy)]
+pub enum LinkFor<'a> {
+    Email(&'a EmailAddress),
+    Account(i64),
+}
+
+/// A sign-in request for an address with no account: kept (the address only as a keyed hash)
+/// for abuse monitoring, and written so that both answers cost the same.
+#[derive(Debug, Clone)]
+pub struct Unmatched {
+    pub email_hash: Vec<u8>,
+    pub client_ip: Option<String>,
 }
 
 /// A token that a GET may show a sign-in page for.
@@ -71,63 +88,170 @@ pub struct Redeemed {
 }
 
 impl Store {
-    /// Writes the token and its delivery in one transaction, after counting the account's
-    /// recent links under a lock on the account row (so the limit holds across web nodes).
-    pub async fn issue_sign_in_link(
+    /// Issues a sign-in link: in one transaction, locks the account row (so the per-account
+    /// limit holds across web nodes), counts its recent links, and writes the token with its
+    /// delivery, or a `suppressed` delivery when over the limit. An unknown address records an
+    /// `unmatched_sign_ins` row instead, so both answers do the same kind of work.
+    pub async fn issue_sign_in_link<F>(
         &self,
-        link: &NewSignInLink,
+        storefront_id: i64,
+        who: LinkFor<'_>,
+        make: F,
+        unmatched: Option<Unmatched>,
         now: DateTime<Utc>,
-    ) -> DbResult<IssueOutcome> {
+    ) -> DbResult<IssueOutcome>
+    where
+        F: FnOnce(&Account) -> NewSignInLink + Send,
+    {
         let mut tx = self.db().begin().await?;
-        let lock = match self.dialect() {
-            Dialect::Postgres => {
-                "SELECT id FROM accounts WHERE id = $1 AND storefront_id = $2 FOR UPDATE"
-            }
-            // BEGIN IMMEDIATE already holds SQLite's write lock.
-            Dialect::Sqlite => "SELECT id FROM accounts WHERE id = $1 AND storefront_id = $2",
+        let (column, key) = match who {
+            LinkFor::Email(e) => ("email_key", Value::from(e.key())),
+            LinkFor::Account(id) => ("id", Value::from(id)),
         };
-        tx.query_one(lock, &params![link.account_id, link.storefront_id])
-            .await?;
-        if let Some(limit) = link.limit {
-            let recent = tx
-                .query_one(
-                    "SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1 AND created_at > $2",
-                    &params![link.account_id, now - limit.window],
+        let lock = match self.dialect() {
+            Dialect::Postgres => " FOR UPDATE",
+            // BEGIN IMMEDIATE already holds SQLite's write lock.
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND {column} = $2{lock}"
+        );
+        let Some(account) = tx
+            .query_opt(&sql, &[Value::from(storefront_id), key])
+            .await?
+            .as_ref()
+            .map(account_from)
+        else {
+            if let Some(u) = unmatched {
+                tx.execute(
+                    "INSERT INTO unmatched_sign_ins (storefront_id, email_hash, client_ip, created_at) VALUES ($1, $2, $3, $4)",
+                    &params![storefront_id, u.email_hash, u.client_ip, now],
                 )
-                .await?
-                .i64(0);
-            if recent >= limit.max as i64 {
-                let mut delivery = link.delivery.clone();
-                delivery.sealed_token = None;
-                delivery.suppressed_reason = Some(format!(
-                    "not sent: {} sign-in links in {} minutes is the limit",
-                    limit.max,
-                    limit.window.num_minutes()
-                ));
-                let delivery_id = insert_delivery(&mut *tx, &delivery, None, now).await?;
-                tx.commit().await?;
-                return Ok(IssueOutcome::Suppressed { delivery_id });
+                .await?;
+            }
+            tx.commit().await?;
+            return Ok(IssueOutcome::NoAccount);
+        };
+        let link = make(&account);
+        let (max, since) = match link.limit {
+            Some(l) => (l.max as i64, now - l.window),
+            None => (i64::MAX, now),
+        };
+        let suppressed_reason = link.limit.map(|l| {
+            format!(
+                "not sent: {} sign-in links in {} minutes is the limit",
+                l.max,
+                l.window.num_minutes()
+            )
+        });
+        let d = &link.delivery;
+        let (delivery_id, status) = match self.dialect() {
+            // One statement: count, token, delivery and its facilities.
+            Dialect::Postgres => {
+                let row = tx
+                    .query_one(
+                        "WITH recent AS (
+                             SELECT COUNT(*) AS n FROM sign_in_tokens WHERE account_id = $1 AND created_at > $2),
+                         tok AS (
+                             INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at)
+                             SELECT $3, $1, $4, $5, $6, $7, $8 FROM recent WHERE recent.n < $9
+                             RETURNING id),
+                         del AS (
+                             INSERT INTO deliveries (storefront_id, account_id, token_id, kind, recipient, subject, status,
+                                 last_error, payload, sealed_token, link_expires_at, created_at, updated_at, next_attempt_at, relay_at)
+                             SELECT $3, $1, tok.id, $10, $11, $12,
+                                 CASE WHEN tok.id IS NULL THEN 'suppressed' ELSE 'queued' END,
+                                 CASE WHEN tok.id IS NULL THEN $13 END,
+                                 $14,
+                                 CASE WHEN tok.id IS NULL THEN NULL ELSE $15::bytea END,
+                                 $8, $7, $7, $7,
+                                 CASE WHEN tok.id IS NULL THEN NULL ELSE $16::timestamptz END
+                             FROM (SELECT 1) AS one LEFT JOIN tok ON TRUE
+                             RETURNING id, status),
+                         fac AS (
+                             INSERT INTO delivery_facilities (facility_id, delivery_id)
+                             SELECT DISTINCT c.facility_id, del.id FROM contacts c CROSS JOIN del WHERE c.account_id = $1
+                             ON CONFLICT DO NOTHING)
+                         SELECT id, status FROM del",
+                        &params![
+                            account.id,
+                            since,
+                            storefront_id,
+                            &link.token_hash.0,
+                            link.requested_by.as_str(),
+                            link.redirect_path.clone(),
+                            now,
+                            link.expires_at,
+                            max,
+                            d.kind.as_str(),
+                            d.recipient.as_str(),
+                            d.subject.as_str(),
+                            suppressed_reason,
+                            d.payload.to_string(),
+                            d.sealed_token.clone(),
+                            now + d.relay_after
+                        ],
+                    )
+                    .await?;
+                (row.i64(0), row.string(1))
+            }
+            Dialect::Sqlite => {
+                let recent = tx
+                    .query_one(
+                        "SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1 AND created_at > $2",
+                        &params![account.id, since],
+                    )
+                    .await?
+                    .i64(0);
+                if recent >= max {
+                    let mut delivery = d.clone();
+                    delivery.sealed_token = None;
+                    delivery.suppressed_reason = suppressed_reason;
+                    let id = insert_delivery(&mut *tx, &delivery, None, now).await?;
+                    (id, "suppressed".to_string())
+                } else {
+                    let token_id = tx
+                        .query_one(
+                            "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                            &params![
+                                storefront_id,
+                                account.id,
+                                &link.token_hash.0,
+                                link.requested_by.as_str(),
+                                link.redirect_path.clone(),
+                                now,
+                                link.expires_at
+                            ],
+                        )
+                        .await?
+                        .i64(0);
+                    let id = insert_delivery(&mut *tx, d, Some(token_id), now).await?;
+                    (id, "queued".to_string())
+                }
+            }
+        };
+        if self.dialect() == Dialect::Postgres {
+            for facility_id in &d.facility_ids {
+                tx.execute(
+                    "INSERT INTO delivery_facilities (facility_id, delivery_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &params![*facility_id, delivery_id],
+                )
+                .await?;
             }
         }
-        let token_id = tx
-            .query_one(
-                "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                &params![
-                    link.storefront_id,
-                    link.account_id,
-                    &link.token_hash.0,
-                    link.requested_by.as_str(),
-                    link.redirect_path.clone(),
-                    now,
-                    link.expires_at
-                ],
-            )
-            .await?
-            .i64(0);
-        let delivery_id = insert_delivery(&mut *tx, &link.delivery, Some(token_id), now).await?;
         tx.commit().await?;
-        Ok(IssueOutcome::Queued { delivery_id })
+        Ok(if status == "suppressed" {
+            IssueOutcome::Suppressed {
+                delivery_id,
+                account_id: account.id,
+            }
+        } else {
+            IssueOutcome::Queued {
+                delivery_id,
+                account_id: account.id,
+            }
+        })
     }
 
     /// Looks a token up without consuming it (mail scanners prefetch links).
@@ -191,6 +315,16 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Some(redeemed))
+    }
+
+    /// Deletes unmatched sign-in records older than 30 days. Returns how many.
+    pub async fn sweep_unmatched(&self, now: DateTime<Utc>) -> DbResult<u64> {
+        self.db()
+            .execute(
+                "DELETE FROM unmatched_sign_ins WHERE created_at <= $1",
+                &params![now - Duration::days(30)],
+            )
+            .await
     }
 
     /// Deletes tokens that expired more than a day ago (kept that long so support can see a

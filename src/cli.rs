@@ -99,7 +99,7 @@ pub fn run() -> ExitCode {
             Ok(())
         }),
         Command::Config => {
-            println!("{config:#?}");
+            println!("{}", config.describe());
             Ok(())
         }
     };

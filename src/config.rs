@@ -196,7 +196,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        let env = env.ignore(&["env", "config_dir"]).split("__");
+        // LATCHKEY_ENV and LATCHKEY_CONFIG_DIR choose the files; LATCHKEY_TEST_* configure the
+        // test suite, not the application.
+        let env = env
+            .ignore(&["env", "config_dir"])
+            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+            .split("__");
         Self::extract(figment.merge(env))
     }
 
@@ -475,6 +480,19 @@ impl Config {
             .collect()
     }
 
+    /// The configuration as `latchkey config` prints it: secrets and URL passwords hidden.
+    pub fn describe(&self) -> String {
+        let mut shown = self.clone();
+        for url in [
+            &mut shown.database_url,
+            &mut shown.queue_url,
+            &mut shown.mail_url,
+        ] {
+            *url = redact_url(url);
+        }
+        format!("{shown:#?}")
+    }
+
     /// How long a `queued` delivery may wait before the relay publishes it again.
     pub fn relay_after(&self) -> chrono::Duration {
         chrono::Duration::from_std(Duration::from_secs_f64(self.mail.relay_after_seconds))
@@ -483,6 +501,20 @@ impl Config {
 
     pub fn stripe_enabled(&self) -> bool {
         self.stripe_secret_key.is_some()
+    }
+}
+
+/// A URL with its password replaced by `***` (unparseable text is hidden whole if it looks
+/// like it carries credentials).
+pub fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(_) => raw.to_string(),
+        Err(_) if raw.contains('@') => "***".to_string(),
+        Err(_) => raw.to_string(),
     }
 }
 
@@ -498,6 +530,7 @@ fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
+    #[allow(clippy::result_large_err)]
     /// Loads with the given environment variables set, under figment's `Jail`, which
     /// serialises environment changes between tests and restores them afterwards.
     fn load_env(
@@ -596,6 +629,28 @@ mod tests {
             assert!(!line.contains('\n'), "one line: {line}");
             assert!(line.starts_with("configuration error: "), "{line}");
         }
+    }
+
+    #[test]
+    fn describe_hides_passwords() {
+        let mut c = Config::defaults();
+        c.database_url = "postgres://latchkey:hunter2@db/latchkey".into();
+        c.queue_url = "amqp://guest:s3cret@rabbit:5672/%2f".into();
+        c.mail_url = "smtp://apikey:topsecret@smtp.example.com:587".into();
+        c.secret_key = Some(Secret::new(
+            "a-very-long-secret-key-of-32-chars-or-more".into(),
+        ));
+        let shown = c.describe();
+        for secret in ["hunter2", "s3cret", "topsecret", "a-very-long-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("postgres://latchkey:***@db/latchkey"));
+    }
+
+    #[test]
+    fn test_variables_are_not_settings() {
+        let c = load(&[("LATCHKEY_TEST_DATABASE_URL", "postgres://x@y/z")]).unwrap();
+        assert_eq!(c.database_url, "sqlite://./data/latchkey.db");
     }
 
     #[test]

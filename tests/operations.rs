@@ -195,7 +195,7 @@ fn the_embedded_default_starts_with_no_configuration_and_prints_how_to_sign_in()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+    let child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .current_dir(dir.path())
         .env_clear()
         .env("LATCHKEY_CONFIG_DIR", dir.path().join("none"))

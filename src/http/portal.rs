@@ -174,49 +174,49 @@ fn rate_limited(portal: &mut Portal) -> Option<Response> {
 }
 
 /// Reads a posted form and checks its CSRF token; `Err(response)` for a 4xx.
-fn read_form(portal: &mut Portal, body: Body) -> Result<Form, Response> {
+fn read_form(portal: &mut Portal, body: Body) -> Result<Form, Box<Response>> {
     let bytes = match body {
         Body::Read(b) => b,
         Body::TooLarge => {
-            return Err(error_page(
+            return Err(Box::new(error_page(
                 portal,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "That was too much",
                 "The form you sent is far larger than any of ours. Nothing was changed.",
                 None,
-            ));
+            )));
         }
         Body::Broken => {
-            return Err(error_page(
+            return Err(Box::new(error_page(
                 portal,
                 StatusCode::BAD_REQUEST,
                 "We could not read that form",
                 "The form did not arrive whole. Nothing was changed. Please try again.",
                 None,
-            ));
+            )));
         }
     };
     let form = Form::parse(&bytes).map_err(|e| {
-        error_page(
+        Box::new(error_page(
             portal,
             StatusCode::BAD_REQUEST,
             "We could not read that form",
             &format!("{e} Nothing was changed."),
             None,
-        )
+        ))
     })?;
     if !portal.csrf_ok(form.get("csrf_token")) {
         let back = (
             format!("{}/sign-in", portal.base),
             "Back to the portal".to_string(),
         );
-        return Err(error_page(
+        return Err(Box::new(error_page(
             portal,
             StatusCode::FORBIDDEN,
             "This form has expired",
             "The form was not sent from this page or has expired. Nothing was changed. Go back, reload the page and try again.",
             Some(back),
-        ));
+        )));
     }
     Ok(form)
 }
@@ -231,7 +231,7 @@ async fn sign_in(portal: &mut Portal, body: Body) -> Response {
     }
     let form = match read_form(portal, body) {
         Ok(f) => f,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let raw = form.get("email").unwrap_or("");
     let next = form.get("next").and_then(safe_next);
@@ -316,7 +316,7 @@ async fn auth(portal: &mut Portal, raw_token: &str, body: Body) -> Response {
         return resp;
     }
     if let Err(resp) = read_form(portal, body) {
-        return resp;
+        return *resp;
     }
     let Ok(token) = OpaqueToken::parse(raw_token) else {
         return link_expired(portal);
@@ -477,7 +477,7 @@ async fn dashboard(portal: &mut Portal) -> Response {
 
 async fn sign_out(portal: &mut Portal, body: Body) -> Response {
     if let Err(resp) = read_form(portal, body) {
-        return resp;
+        return *resp;
     }
     if let Some(cookie) = portal.info.cookie(super::context::SESSION_COOKIE) {
         let ended = ask(

@@ -111,7 +111,9 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 #[macro_export]
 macro_rules! params {
     () => { Vec::<$crate::store::db::Value>::new() };
-    ($($v:expr),+ $(,)?) => { vec![$($crate::store::db::Value::from($v)),+] };
+    ($($v:expr),+ $(,)?) => {
+        ::std::vec::Vec::<$crate::store::db::Value>::from([$($crate::store::db::Value::from($v)),+])
+    };
 }
 
 /// SQLite stores timestamps as integer microseconds since the epoch.

@@ -16,16 +16,27 @@ pub struct DemoSummary {
     pub customers: Vec<String>,
 }
 
+struct DemoFacility<'a> {
+    ext: &'a str,
+    name: &'a str,
+    address: &'a str,
+    phone: &'a str,
+    email: &'a str,
+}
+
 async fn upsert_facility(
     c: &mut dyn Conn,
     sf: i64,
-    ext: &str,
-    name: &str,
-    address: &str,
-    phone: &str,
-    email: &str,
+    f: &DemoFacility<'_>,
     now: DateTime<Utc>,
 ) -> DbResult<i64> {
+    let DemoFacility {
+        ext,
+        name,
+        address,
+        phone,
+        email,
+    } = *f;
     Ok(c.query(
         "INSERT INTO facilities (storefront_id, external_ref, name, address, phone, email, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
@@ -60,14 +71,12 @@ async fn upsert_account(
         .i64(0))
 }
 
+/// A contact of `facility`, linked to `account`: (external ref, name, email).
 async fn upsert_contact(
     c: &mut dyn Conn,
     sf: i64,
-    facility: i64,
-    account: i64,
-    ext: &str,
-    name: &str,
-    email: &str,
+    (facility, account): (i64, i64),
+    (ext, name, email): (&str, &str, &str),
     now: DateTime<Utc>,
 ) -> DbResult<i64> {
     Ok(c.query(
@@ -191,22 +200,26 @@ impl Store {
         let downtown = upsert_facility(
             c,
             sf,
-            "FAC-DT",
-            "Harborview Self Storage, Downtown",
-            "410 Front Street, Portland, ME 04101",
-            "+1 207-555-0140",
-            "downtown@harborview.example",
+            &DemoFacility {
+                ext: "FAC-DT",
+                name: "Harborview Self Storage, Downtown",
+                address: "410 Front Street, Portland, ME 04101",
+                phone: "+1 207-555-0140",
+                email: "downtown@harborview.example",
+            },
             now,
         )
         .await?;
         let marina = upsert_facility(
             c,
             sf,
-            "FAC-MR",
-            "Harborview Carts, Marina",
-            "12 Wharf Road, Portland, ME 04101",
-            "+1 207-555-0175",
-            "marina@harborview.example",
+            &DemoFacility {
+                ext: "FAC-MR",
+                name: "Harborview Carts, Marina",
+                address: "12 Wharf Road, Portland, ME 04101",
+                phone: "+1 207-555-0175",
+                email: "marina@harborview.example",
+            },
             now,
         )
         .await?;
@@ -231,33 +244,24 @@ impl Store {
         let alex_dt = upsert_contact(
             c,
             sf,
-            downtown,
-            alex,
-            "CON-DT-1001",
-            "Alex Martin",
-            "alex@example.com",
+            (downtown, alex),
+            ("CON-DT-1001", "Alex Martin", "alex@example.com"),
             now,
         )
         .await?;
         let alex_mr = upsert_contact(
             c,
             sf,
-            marina,
-            alex,
-            "CON-MR-2001",
-            "Alex Martin",
-            "alex@example.com",
+            (marina, alex),
+            ("CON-MR-2001", "Alex Martin", "alex@example.com"),
             now,
         )
         .await?;
         let sam_dt = upsert_contact(
             c,
             sf,
-            downtown,
-            sam,
-            "CON-DT-1002",
-            "Sam Rivera",
-            "sam@example.com",
+            (downtown, sam),
+            ("CON-DT-1002", "Sam Rivera", "sam@example.com"),
             now,
         )
         .await?;

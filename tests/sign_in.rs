@@ -247,6 +247,26 @@ both_backends! {
         app.mailbox.wait_for_n("alex@example.com", 6).await;
     }
 
+    async fn concurrent_requests_cannot_exceed_the_per_account_limit(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let mut browsers = Vec::new();
+        for _ in 0..12 {
+            let b = app.browser();
+            let page = b.get("/s/demo/sign-in").await;
+            browsers.push((b, page));
+        }
+        let posts = browsers
+            .iter()
+            .map(|(b, page)| b.submit(page, "form[action$='/sign-in']", &[("email", "alex@example.com")]));
+        for page in futures::future::join_all(posts).await {
+            assert_eq!(page.status, 200);
+        }
+        let rows = app.rows("SELECT status FROM deliveries", &[]).await;
+        let suppressed = rows.iter().filter(|r| r.string(0) == "suppressed").count();
+        assert_eq!((rows.len(), suppressed), (12, 7));
+        assert_eq!(app.count("SELECT COUNT(*) FROM sign_in_tokens", &[]).await, 5);
+    }
+
     async fn a_flood_from_one_ip_gets_429(backend: Backend) {
         let app = Setup::new(backend)
             .config(|c| {

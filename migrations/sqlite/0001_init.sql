@@ -1,5 +1,12 @@
 -- Latchkey schema, SQLite. Kept in step with migrations/postgres/0001_init.sql.
 -- Timestamps are integer microseconds since the Unix epoch (UTC); dates are ISO text; money is integer minor units with an ISO currency code.
+--
+-- The tables written on every sign-in and every send (sign_in_tokens, deliveries,
+-- delivery_facilities, delivery_attempts, unmatched_sign_ins) carry no foreign keys: each
+-- foreign-key check takes a share lock on the parent row, and every sign-in of a storefront
+-- would lock the same storefront row, which PostgreSQL serialises through multixacts (measured:
+-- it was the largest cost of a sign-in). Their parents (storefronts, facilities, accounts) are
+-- never deleted; an account merge moves or ends its rows explicitly.
 
 CREATE TABLE storefronts (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -140,23 +147,22 @@ CREATE TABLE stripe_events (
 
 -- One magic link. Only the SHA-256 of the token is kept.
 CREATE TABLE sign_in_tokens (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    storefront_id   INTEGER NOT NULL REFERENCES storefronts(id),
-    account_id      INTEGER NOT NULL REFERENCES accounts(id),
-    token_hash      BLOB NOT NULL UNIQUE,
+    token_hash      BLOB PRIMARY KEY,
+    storefront_id   INTEGER NOT NULL,
+    account_id      INTEGER NOT NULL,
     requested_by    TEXT NOT NULL CHECK (requested_by IN ('customer', 'staff', 'booking')),
     redirect_path   TEXT,
     created_at      INTEGER NOT NULL,
     expires_at      INTEGER NOT NULL,
     used_at         INTEGER
 );
+-- The per-account limit counts an account's recent links.
 CREATE INDEX sign_in_tokens_account ON sign_in_tokens (account_id, created_at);
-CREATE INDEX sign_in_tokens_expires ON sign_in_tokens (expires_at);
 
 -- One signed-in browser. Only the SHA-256 of the session id is kept.
 CREATE TABLE sessions (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    storefront_id   INTEGER NOT NULL REFERENCES storefronts(id),
+    storefront_id   INTEGER NOT NULL,
     account_id      INTEGER NOT NULL REFERENCES accounts(id),
     session_hash    BLOB NOT NULL UNIQUE,
     created_at      INTEGER NOT NULL,
@@ -170,9 +176,8 @@ CREATE INDEX sessions_expires ON sessions (expires_at);
 -- transaction as what caused it, and the relay republishes rows the broker never got.
 CREATE TABLE deliveries (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    storefront_id   INTEGER NOT NULL REFERENCES storefronts(id),
-    account_id      INTEGER REFERENCES accounts(id),
-    token_id        INTEGER REFERENCES sign_in_tokens(id) ON DELETE SET NULL,
+    storefront_id   INTEGER NOT NULL,
+    account_id      INTEGER,
     kind            TEXT NOT NULL,
     recipient       TEXT NOT NULL,
     subject         TEXT NOT NULL,
@@ -189,15 +194,16 @@ CREATE TABLE deliveries (
     relay_at        INTEGER,
     sent_at         INTEGER
 );
+-- The relay's work: rows not yet final, by when they are due.
 CREATE INDEX deliveries_relay ON deliveries (relay_at) WHERE relay_at IS NOT NULL;
-CREATE INDEX deliveries_storefront ON deliveries (storefront_id, id DESC);
+-- An account's recent emails.
 CREATE INDEX deliveries_account ON deliveries (account_id, id DESC);
 
 -- Which facilities' Emails tabs show a delivery (the facilities of the account's contacts, or
 -- the facility of the rental it is about).
 CREATE TABLE delivery_facilities (
-    facility_id     INTEGER NOT NULL REFERENCES facilities(id),
-    delivery_id     INTEGER NOT NULL REFERENCES deliveries(id),
+    facility_id     INTEGER NOT NULL,
+    delivery_id     INTEGER NOT NULL,
     PRIMARY KEY (facility_id, delivery_id)
 );
 CREATE INDEX delivery_facilities_delivery ON delivery_facilities (delivery_id);
@@ -205,7 +211,7 @@ CREATE INDEX delivery_facilities_delivery ON delivery_facilities (delivery_id);
 -- One try at sending a delivery, with the SMTP server's reply.
 CREATE TABLE delivery_attempts (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    delivery_id     INTEGER NOT NULL REFERENCES deliveries(id),
+    delivery_id     INTEGER NOT NULL,
     attempt         INTEGER NOT NULL,
     started_at      INTEGER NOT NULL,
     finished_at     INTEGER NOT NULL,

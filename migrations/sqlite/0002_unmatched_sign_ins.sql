@@ -2,7 +2,7 @@
 -- (HMAC with the server key): enough to see repeated probing, not to read it back.
 CREATE TABLE unmatched_sign_ins (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    storefront_id   INTEGER NOT NULL REFERENCES storefronts(id),
+    storefront_id   INTEGER NOT NULL,
     email_hash      BLOB NOT NULL,
     client_ip       TEXT,
     created_at      INTEGER NOT NULL

@@ -112,7 +112,6 @@ pub struct NewDelivery {
 pub(crate) async fn insert_delivery(
     conn: &mut dyn Conn,
     d: &NewDelivery,
-    token_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> DbResult<i64> {
     let (status, relay_at, last_error) = match &d.suppressed_reason {
@@ -121,14 +120,13 @@ pub(crate) async fn insert_delivery(
     };
     let id = conn
         .query(
-            "INSERT INTO deliveries (storefront_id, account_id, token_id, kind, recipient, subject, status,
+            "INSERT INTO deliveries (storefront_id, account_id, kind, recipient, subject, status,
                  last_error, payload, sealed_token, link_expires_at, created_at, updated_at, next_attempt_at, relay_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $12, $13)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, $12)
              RETURNING id",
             &params![
                 d.storefront_id,
                 d.account_id,
-                token_id,
                 d.kind.as_str(),
                 d.recipient.as_str(),
                 d.subject.as_str(),
@@ -291,16 +289,30 @@ impl Store {
         id: i64,
         rules: ClaimRules,
     ) -> DbResult<Option<ClaimedDelivery>> {
+        // The claim need not wait for its WAL flush: if the database loses it in a crash, the
+        // row is simply taken again, as it would be when its lease ran out (the email may go
+        // twice either way; sending is at-least-once). set_config(…, true) scopes the setting
+        // to this statement's own transaction.
+        let relaxed = match self.dialect() {
+            Dialect::Postgres => {
+                "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
+            }
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE deliveries SET status = 'sending', updated_at = $2, next_attempt_at = $3, relay_at = $3
+             {relaxed}
+             WHERE id = $1 AND (
+                 status = 'queued'
+                 OR (status = 'deferred' AND next_attempt_at <= $4)
+                 OR (status = 'sending' AND (next_attempt_at <= $2 OR $5)))
+             RETURNING id, storefront_id, account_id, kind, recipient, subject, attempts, payload,
+                 sealed_token, link_expires_at, created_at"
+        );
         let row = self
             .db()
             .query_opt(
-                "UPDATE deliveries SET status = 'sending', updated_at = $2, next_attempt_at = $3, relay_at = $3
-                 WHERE id = $1 AND (
-                     status = 'queued'
-                     OR (status = 'deferred' AND next_attempt_at <= $4)
-                     OR (status = 'sending' AND (next_attempt_at <= $2 OR $5)))
-                 RETURNING id, storefront_id, account_id, kind, recipient, subject, attempts, payload,
-                     sealed_token, link_expires_at, created_at",
+                &sql,
                 &params![
                     id,
                     rules.now,

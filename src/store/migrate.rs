@@ -29,7 +29,9 @@ const SQLITE: &[(&str, &str)] = &[
 ];
 
 /// A fixed key for PostgreSQL's advisory lock, so nodes starting together migrate one at a time.
-const MIGRATION_LOCK: i64 = 0x4c61_7463_686b_6579;
+/// The two-integer key space does not overlap the one-bigint space the sign-in path locks
+/// account ids in.
+const MIGRATION_LOCK: (i32, i32) = (0x4c4b, 1);
 
 /// Applies what is missing; returns the versions applied now.
 pub async fn migrate(db: &dyn Database) -> DbResult<Vec<String>> {
@@ -39,8 +41,11 @@ pub async fn migrate(db: &dyn Database) -> DbResult<Vec<String>> {
     };
     let mut conn = db.conn().await?;
     if db.dialect() == Dialect::Postgres {
-        conn.execute("SELECT pg_advisory_lock($1)", &params![MIGRATION_LOCK])
-            .await?;
+        conn.execute(
+            "SELECT pg_advisory_lock($1, $2)",
+            &params![MIGRATION_LOCK.0, MIGRATION_LOCK.1],
+        )
+        .await?;
     }
     let result = async {
         conn.batch(
@@ -78,7 +83,10 @@ pub async fn migrate(db: &dyn Database) -> DbResult<Vec<String>> {
     .await;
     if db.dialect() == Dialect::Postgres {
         let _ = conn
-            .execute("SELECT pg_advisory_unlock($1)", &params![MIGRATION_LOCK])
+            .execute(
+                "SELECT pg_advisory_unlock($1, $2)",
+                &params![MIGRATION_LOCK.0, MIGRATION_LOCK.1],
+            )
             .await;
     }
     result

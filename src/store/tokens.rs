@@ -108,13 +108,15 @@ impl Store {
             LinkFor::Email(e) => ("email_key", Value::from(e.key())),
             LinkFor::Account(id) => ("id", Value::from(id)),
         };
+        // Serialise links of one account: a transaction-scoped advisory lock on its id (in
+        // memory; a row lock would write to the account row). BEGIN IMMEDIATE already holds
+        // SQLite's write lock.
         let lock = match self.dialect() {
-            Dialect::Postgres => " FOR UPDATE",
-            // BEGIN IMMEDIATE already holds SQLite's write lock.
+            Dialect::Postgres => ", pg_advisory_xact_lock(id)::text",
             Dialect::Sqlite => "",
         };
         let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND {column} = $2{lock}"
+            "SELECT {ACCOUNT_COLUMNS}{lock} FROM accounts WHERE storefront_id = $1 AND {column} = $2"
         );
         let Some(account) = tx
             .query_opt(&sql, &[Value::from(storefront_id), key])
@@ -155,17 +157,17 @@ impl Store {
                          tok AS (
                              INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at)
                              SELECT $3, $1, $4, $5, $6, $7, $8 FROM recent WHERE recent.n < $9
-                             RETURNING id),
+                             RETURNING token_hash),
                          del AS (
-                             INSERT INTO deliveries (storefront_id, account_id, token_id, kind, recipient, subject, status,
+                             INSERT INTO deliveries (storefront_id, account_id, kind, recipient, subject, status,
                                  last_error, payload, sealed_token, link_expires_at, created_at, updated_at, next_attempt_at, relay_at)
-                             SELECT $3, $1, tok.id, $10, $11, $12,
-                                 CASE WHEN tok.id IS NULL THEN 'suppressed' ELSE 'queued' END,
-                                 CASE WHEN tok.id IS NULL THEN $13 END,
+                             SELECT $3, $1, $10, $11, $12,
+                                 CASE WHEN tok.token_hash IS NULL THEN 'suppressed' ELSE 'queued' END,
+                                 CASE WHEN tok.token_hash IS NULL THEN $13 END,
                                  $14,
-                                 CASE WHEN tok.id IS NULL THEN NULL ELSE $15::bytea END,
+                                 CASE WHEN tok.token_hash IS NULL THEN NULL ELSE $15::bytea END,
                                  $8, $7, $7, $7,
-                                 CASE WHEN tok.id IS NULL THEN NULL ELSE $16::timestamptz END
+                                 CASE WHEN tok.token_hash IS NULL THEN NULL ELSE $16::timestamptz END
                              FROM (SELECT 1) AS one LEFT JOIN tok ON TRUE
                              RETURNING id, status),
                          fac AS (
@@ -207,13 +209,12 @@ impl Store {
                     let mut delivery = d.clone();
                     delivery.sealed_token = None;
                     delivery.suppressed_reason = suppressed_reason;
-                    let id = insert_delivery(&mut *tx, &delivery, None, now).await?;
+                    let id = insert_delivery(&mut *tx, &delivery, now).await?;
                     (id, "suppressed".to_string())
                 } else {
-                    let token_id = tx
-                        .query_one(
+                    tx.execute(
                             "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
                             &params![
                                 storefront_id,
                                 account.id,
@@ -224,9 +225,8 @@ impl Store {
                                 link.expires_at
                             ],
                         )
-                        .await?
-                        .i64(0);
-                    let id = insert_delivery(&mut *tx, d, Some(token_id), now).await?;
+                        .await?;
+                    let id = insert_delivery(&mut *tx, d, now).await?;
                     (id, "queued".to_string())
                 }
             }

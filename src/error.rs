@@ -14,6 +14,16 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+impl AppError {
+    /// The same error for another waiter (a failed batch fails each of its items).
+    pub fn duplicate(&self) -> AppError {
+        match self {
+            AppError::Unavailable(m) => AppError::Unavailable(m.clone()),
+            AppError::Internal(e) => AppError::Internal(anyhow::anyhow!("{e:#}")),
+        }
+    }
+}
+
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         match e {

@@ -15,13 +15,14 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::sync::{Semaphore, watch};
 
+use super::batch::Batcher;
 use super::spawn_work;
 use crate::error::AppError;
 use crate::mail::{EmailContent, Transport, build_message, render};
 use crate::metrics::StatusLabel;
 use crate::queue::{Job, MailMessage, MailQueue};
 use crate::services::Services;
-use crate::store::{AttemptRecord, ClaimRules, ClaimedDelivery, DeliveryKind, Finish};
+use crate::store::{AttemptRecord, ClaimRules, ClaimedDelivery, DeliveryKind, Finish, FinishItem};
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
 
@@ -69,6 +70,9 @@ pub struct MailWork {
     svc: Arc<Services>,
     transport: Arc<dyn Transport>,
     limits: SendLimits,
+    /// Claims and outcomes are written in batches (group commit, see [`super::batch`]).
+    claims: Batcher<(i64, bool), Option<ClaimedDelivery>>,
+    outcomes: Batcher<FinishItem, bool>,
 }
 
 impl Mailer {
@@ -79,11 +83,35 @@ impl Mailer {
             m.per_domain_per_second,
             m.per_storefront_per_second,
         );
+        let claims = {
+            let svc = svc.clone();
+            Batcher::new(64, 4, move |items: Vec<(i64, bool)>| {
+                let svc = svc.clone();
+                async move {
+                    let now = svc.now();
+                    let lease = chrono::Duration::seconds(svc.config.mail.lease_seconds as i64);
+                    let rules = ClaimRules {
+                        now,
+                        lease_until: now + lease,
+                    };
+                    Ok(svc.store.claim_deliveries(&items, rules).await?)
+                }
+            })
+        };
+        let outcomes = {
+            let svc = svc.clone();
+            Batcher::new(64, 4, move |items: Vec<FinishItem>| {
+                let svc = svc.clone();
+                async move { Ok(svc.store.finish_deliveries(&items).await?) }
+            })
+        };
         Self {
             work: Arc::new(MailWork {
                 svc,
                 transport,
                 limits,
+                claims,
+                outcomes,
             }),
             run_relay,
         }
@@ -231,34 +259,21 @@ impl MailWork {
 
     async fn deliver(&self, id: i64, redelivered: bool) -> Result<DeliverOutcome, AppError> {
         let svc = &self.svc;
-        let now = svc.now();
-        let lease = chrono::Duration::seconds(svc.config.mail.lease_seconds as i64);
-        let Some(claimed) = svc
-            .store
-            .claim_delivery(
-                id,
-                ClaimRules {
-                    now,
-                    lease_until: now + lease,
-                    redelivered,
-                },
-            )
-            .await?
-        else {
+        let Some(claimed) = self.claims.submit((id, redelivered)).await? else {
             return Ok(DeliverOutcome::Skipped);
         };
         let prepared = match self.prepare(&claimed).await {
             Ok(p) => p,
             Err(error) => {
-                svc.store
-                    .finish_delivery(
-                        &claimed,
-                        None,
-                        &Finish::Failed {
+                self.outcomes
+                    .submit(FinishItem {
+                        claimed,
+                        attempt: None,
+                        finish: Finish::Failed {
                             error: error.clone(),
                         },
-                        svc.now(),
-                    )
+                        now: svc.now(),
+                    })
                     .await?;
                 self.count("failed");
                 tracing::warn!(delivery_id = id, %error, "delivery failed before sending");
@@ -338,8 +353,15 @@ impl MailWork {
                 }
             }
         };
-        svc.store
-            .finish_delivery(&claimed, Some(&attempt), &finish, finished_at)
+        let recipient = claimed.recipient.clone();
+        let detail = attempt.detail.clone();
+        self.outcomes
+            .submit(FinishItem {
+                claimed,
+                attempt: Some(attempt),
+                finish,
+                now: finished_at,
+            })
             .await?;
         match &outcome {
             DeliverOutcome::Sent => {
@@ -348,7 +370,7 @@ impl MailWork {
                     && svc.config.mail.print_links
                     && let Some(link) = &prepared.link
                 {
-                    tracing::info!(target: "latchkey::outbox", recipient = %claimed.recipient, "sign-in link: {link}");
+                    tracing::info!(target: "latchkey::outbox", %recipient, "sign-in link: {link}");
                 }
             }
             DeliverOutcome::Deferred { retry_in } => {
@@ -361,7 +383,7 @@ impl MailWork {
                 {
                     tracing::warn!(delivery_id = id, error = %e, "could not schedule the retry; the relay will");
                 }
-                tracing::info!(delivery_id = id, attempt = attempt_no, error = %attempt.detail, "delivery deferred");
+                tracing::info!(delivery_id = id, attempt = attempt_no, error = %detail, "delivery deferred");
             }
             DeliverOutcome::Failed { error } => {
                 self.count("failed");

@@ -6,6 +6,7 @@
 //! runtime. The mailbox only dispatches, which is why concurrent requests never queue up
 //! behind each other (the benchmark measures it). Timers live in `started`.
 
+pub mod batch;
 pub mod mailer;
 pub mod session_keeper;
 pub mod token_issuer;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use chrono::{DateTime, Duration, Utc};
 
+use super::batch::Batcher;
 use super::mailer::{Enqueue, Mailer};
 use super::spawn_work;
 use crate::domain::{EmailAddress, OpaqueToken};
@@ -13,18 +14,110 @@ use crate::mail::sign_in_subject;
 use crate::metrics::OutcomeLabel;
 use crate::services::Services;
 use crate::store::{
-    Account, DeliveryKind, IssueOutcome, LinkFor, LinkLimit, NewDelivery, NewSignInLink,
-    RequestedBy, Storefront, Unmatched,
+    DeliveryKind, IssueOutcome, LinkFor, LinkLimit, LinkRequest, RequestedBy, Storefront, Unmatched,
 };
 
 pub struct TokenIssuer {
     svc: Arc<Services>,
-    mailer: Addr<Mailer>,
+    links: LinkWriter,
+}
+
+/// Writes link requests to the database in batches (see [`super::batch`]) and hands the new
+/// deliveries to the Mailer.
+#[derive(Clone)]
+pub struct LinkWriter {
+    batcher: Batcher<LinkRequest, IssueOutcome>,
+}
+
+impl LinkWriter {
+    pub fn new(svc: Arc<Services>, mailer: Addr<Mailer>) -> Self {
+        let batcher = Batcher::new(64, 4, move |requests: Vec<LinkRequest>| {
+            let svc = svc.clone();
+            let mailer = mailer.clone();
+            async move {
+                let outcomes = svc.store.issue_sign_in_links(&requests, svc.now()).await?;
+                for (request, outcome) in requests.iter().zip(&outcomes) {
+                    record(&svc, &mailer, request, *outcome);
+                }
+                Ok(outcomes)
+            }
+        });
+        Self { batcher }
+    }
+
+    pub async fn issue(&self, request: LinkRequest) -> Result<IssueOutcome, AppError> {
+        self.batcher.submit(request).await
+    }
+}
+
+/// Publishes a queued delivery and counts the outcome.
+fn record(svc: &Services, mailer: &Addr<Mailer>, request: &LinkRequest, outcome: IssueOutcome) {
+    let label = match outcome {
+        IssueOutcome::NoAccount => "no_account",
+        IssueOutcome::Queued { delivery_id, .. } => {
+            mailer.do_send(Enqueue { delivery_id });
+            "queued"
+        }
+        IssueOutcome::Suppressed { account_id } => {
+            svc.metrics
+                .sends
+                .get_or_create(&crate::metrics::StatusLabel {
+                    status: "suppressed",
+                })
+                .inc();
+            tracing::info!(
+                account_id,
+                requested_by = request.requested_by.as_str(),
+                "sign-in link suppressed by the per-account limit"
+            );
+            "suppressed"
+        }
+    };
+    svc.metrics
+        .sign_in_requests
+        .get_or_create(&OutcomeLabel { outcome: label })
+        .inc();
 }
 
 impl TokenIssuer {
     pub fn new(svc: Arc<Services>, mailer: Addr<Mailer>) -> Self {
-        Self { svc, mailer }
+        Self {
+            links: LinkWriter::new(svc.clone(), mailer),
+            svc,
+        }
+    }
+
+    /// A link request for this storefront with a fresh token.
+    pub fn link_request(
+        svc: &Services,
+        storefront: &Storefront,
+        who: LinkFor,
+        requested_by: RequestedBy,
+        redirect: Option<String>,
+    ) -> LinkRequest {
+        let now = svc.now();
+        let cfg = &svc.config;
+        let token = OpaqueToken::generate();
+        LinkRequest {
+            storefront_id: storefront.id,
+            who,
+            token_hash: token.hash(),
+            sealed_token: svc.keys.seal_token(&token),
+            requested_by,
+            redirect_path: redirect,
+            expires_at: now + Duration::minutes(cfg.sign_in.link_ttl_minutes as i64),
+            // Customers' own requests count against the per-account limit.
+            limit: (requested_by == RequestedBy::Customer).then(|| LinkLimit {
+                max: cfg.sign_in.per_account_max,
+                window: Duration::minutes(cfg.sign_in.per_account_window_minutes as i64),
+            }),
+            kind: DeliveryKind::SignIn,
+            subject: sign_in_subject(&storefront.name),
+            payload: serde_json::Map::new(),
+            facility_ids: Vec::new(),
+            relay_after: cfg.relay_after(),
+            unmatched: None,
+        }
     }
 }
 
@@ -69,104 +162,23 @@ pub struct RedeemedSession {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Issues a link (for an address or an account) and hands the delivery to the Mailer.
-pub(crate) async fn issue_link(
-    svc: &Services,
-    mailer: &Addr<Mailer>,
-    storefront: &Storefront,
-    who: LinkFor<'_>,
-    requested_by: RequestedBy,
-    redirect: Option<String>,
-    unmatched: Option<Unmatched>,
-) -> Result<IssueOutcome, AppError> {
-    let now = svc.now();
-    let cfg = &svc.config;
-    let token = OpaqueToken::generate();
-    let expires_at = now + Duration::minutes(cfg.sign_in.link_ttl_minutes as i64);
-    // Customers' own requests count against the per-account limit.
-    let limit = (requested_by == RequestedBy::Customer).then(|| LinkLimit {
-        max: cfg.sign_in.per_account_max,
-        window: Duration::minutes(cfg.sign_in.per_account_window_minutes as i64),
-    });
-    let sealed = svc.keys.seal_token(&token);
-    let make = |account: &Account| NewSignInLink {
-        token_hash: token.hash(),
-        requested_by,
-        redirect_path: redirect,
-        expires_at,
-        limit,
-        delivery: NewDelivery {
-            storefront_id: storefront.id,
-            account_id: Some(account.id),
-            kind: DeliveryKind::SignIn,
-            recipient: account.email.clone(),
-            subject: sign_in_subject(&storefront.name),
-            payload: serde_json::json!({ "first_name": account.first_name() }),
-            sealed_token: Some(sealed),
-            link_expires_at: Some(expires_at),
-            facility_ids: Vec::new(),
-            relay_after: cfg.relay_after(),
-            suppressed_reason: None,
-        },
-    };
-    let outcome = svc
-        .store
-        .issue_sign_in_link(storefront.id, who, make, unmatched, now)
-        .await?;
-    let label = match outcome {
-        IssueOutcome::NoAccount => "no_account",
-        IssueOutcome::Queued { delivery_id, .. } => {
-            mailer.do_send(Enqueue { delivery_id });
-            "queued"
-        }
-        IssueOutcome::Suppressed {
-            delivery_id,
-            account_id,
-        } => {
-            svc.metrics
-                .sends
-                .get_or_create(&crate::metrics::StatusLabel {
-                    status: "suppressed",
-                })
-                .inc();
-            tracing::info!(
-                delivery_id,
-                account_id,
-                "sign-in link suppressed by the per-account limit"
-            );
-            "suppressed"
-        }
-    };
-    svc.metrics
-        .sign_in_requests
-        .get_or_create(&OutcomeLabel { outcome: label })
-        .inc();
-    Ok(outcome)
-}
-
 impl Handler<RequestLink> for TokenIssuer {
     type Result = ResponseFuture<Result<(), AppError>>;
 
     fn handle(&mut self, msg: RequestLink, _: &mut Context<Self>) -> Self::Result {
-        let svc = self.svc.clone();
-        let mailer = self.mailer.clone();
-        spawn_work(async move {
-            let unmatched = Unmatched {
-                email_hash: svc.keys.address_hash(&msg.email.key()),
-                client_ip: msg.client_ip.map(|ip| ip.to_string()),
-            };
-            issue_link(
-                &svc,
-                &mailer,
-                &msg.storefront,
-                LinkFor::Email(&msg.email),
-                RequestedBy::Customer,
-                msg.redirect,
-                Some(unmatched),
-            )
-            .await
-            .map(|_| ())
-        })
+        let mut request = Self::link_request(
+            &self.svc,
+            &msg.storefront,
+            LinkFor::Email(msg.email.clone()),
+            RequestedBy::Customer,
+            msg.redirect,
+        );
+        request.unmatched = Some(Unmatched {
+            email_hash: self.svc.keys.address_hash(&msg.email.key()),
+            client_ip: msg.client_ip.map(|ip| ip.to_string()),
+        });
+        let links = self.links.clone();
+        Box::pin(async move { links.issue(request).await.map(|_| ()) })
     }
 }
 

@@ -39,6 +39,12 @@ pub enum Value {
     Ts(DateTime<Utc>),
     Date(NaiveDate),
     Bool(bool),
+    /// Arrays, for batched statements on PostgreSQL (`unnest($1::bigint[], …)`).
+    I64s(Vec<Option<i64>>),
+    Texts(Vec<Option<String>>),
+    Blobs(Vec<Option<Vec<u8>>>),
+    Tss(Vec<Option<DateTime<Utc>>>),
+    Bools(Vec<bool>),
 }
 
 impl From<i64> for Value {

@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use std::collections::HashMap;
+
 use super::Store;
-use super::db::{Conn, DbResult, Dialect, Row};
+use super::db::{Conn, DbResult, Dialect, Row, Value};
 use crate::params;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -186,8 +188,6 @@ pub struct ClaimRules {
     pub now: DateTime<Utc>,
     /// The lease: if the worker dies, the row may be taken again after this.
     pub lease_until: DateTime<Utc>,
-    /// The broker says an earlier consumer of this message died without acknowledging it.
-    pub redelivered: bool,
 }
 
 /// One try's record.
@@ -221,6 +221,145 @@ impl Finish {
             Finish::Deferred { .. } => DeliveryStatus::Deferred,
             Finish::Failed { .. } => DeliveryStatus::Failed,
         }
+    }
+}
+
+/// The outcome of one claimed delivery, to record.
+#[derive(Debug, Clone)]
+pub struct FinishItem {
+    pub claimed: ClaimedDelivery,
+    pub attempt: Option<AttemptRecord>,
+    pub finish: Finish,
+    pub now: DateTime<Utc>,
+}
+
+/// Column arrays for the batched attempt insert.
+#[derive(Default)]
+struct AttemptRows {
+    delivery: Vec<Option<i64>>,
+    attempt: Vec<Option<i64>>,
+    started: Vec<Option<DateTime<Utc>>>,
+    finished: Vec<Option<DateTime<Utc>>>,
+    outcome: Vec<Option<String>>,
+    code: Vec<Option<i64>>,
+    detail: Vec<Option<String>>,
+    worker: Vec<Option<String>>,
+}
+
+impl AttemptRows {
+    fn push(&mut self, item: &FinishItem, attempts: i64, a: &AttemptRecord) {
+        self.delivery.push(Some(item.claimed.id));
+        self.attempt.push(Some(attempts));
+        self.started.push(Some(a.started_at));
+        self.finished.push(Some(a.finished_at));
+        self.outcome
+            .push(Some(item.finish.status().as_str().to_string()));
+        self.code.push(a.smtp_code.map(i64::from));
+        self.detail.push(Some(a.detail.clone()));
+        self.worker.push(Some(a.worker.clone()));
+    }
+
+    fn into_values(self) -> Vec<Value> {
+        vec![
+            Value::I64s(self.delivery),
+            Value::I64s(self.attempt),
+            Value::Tss(self.started),
+            Value::Tss(self.finished),
+            Value::Texts(self.outcome),
+            Value::I64s(self.code),
+            Value::Texts(self.detail),
+            Value::Texts(self.worker),
+        ]
+    }
+
+    /// One parameter list per row (SQLite).
+    fn rows(self) -> Vec<Vec<Value>> {
+        (0..self.delivery.len())
+            .map(|i| {
+                params![
+                    self.delivery[i],
+                    self.attempt[i],
+                    self.started[i],
+                    self.finished[i],
+                    self.outcome[i].clone(),
+                    self.code[i],
+                    self.detail[i].clone(),
+                    self.worker[i].clone()
+                ]
+            })
+            .collect()
+    }
+}
+
+/// Column arrays for the batched status update.
+#[derive(Default)]
+struct OutcomeRows {
+    id: Vec<Option<i64>>,
+    status: Vec<Option<String>>,
+    attempts: Vec<Option<i64>>,
+    error: Vec<Option<String>>,
+    at: Vec<Option<DateTime<Utc>>>,
+    next_at: Vec<Option<DateTime<Utc>>>,
+    relay_at: Vec<Option<DateTime<Utc>>>,
+    is_final: Vec<bool>,
+    prev: Vec<Option<i64>>,
+}
+
+impl OutcomeRows {
+    fn push(&mut self, item: &FinishItem, attempts: i64) {
+        let now = item.now;
+        let (error, next_at, relay_at) = match &item.finish {
+            Finish::Sent => (None, now, None),
+            Finish::Deferred {
+                next_attempt_at,
+                relay_at,
+                error,
+            } => (Some(error.clone()), *next_attempt_at, Some(*relay_at)),
+            Finish::Failed { error } => (Some(error.clone()), now, None),
+        };
+        let status = item.finish.status();
+        self.id.push(Some(item.claimed.id));
+        self.status.push(Some(status.as_str().to_string()));
+        self.attempts.push(Some(attempts));
+        self.error.push(error);
+        self.at.push(Some(now));
+        self.next_at.push(Some(next_at));
+        self.relay_at.push(relay_at);
+        self.is_final.push(status.is_final());
+        self.prev.push(Some(item.claimed.attempts));
+    }
+
+    fn into_values(self) -> Vec<Value> {
+        vec![
+            Value::I64s(self.id),
+            Value::Texts(self.status),
+            Value::I64s(self.attempts),
+            Value::Texts(self.error),
+            Value::Tss(self.at),
+            Value::Tss(self.next_at),
+            Value::Tss(self.relay_at),
+            Value::Bools(self.is_final),
+            Value::I64s(self.prev),
+        ]
+    }
+
+    /// One parameter list per row (SQLite).
+    fn rows(self) -> Vec<Vec<Value>> {
+        (0..self.id.len())
+            .map(|i| {
+                params![
+                    self.id[i],
+                    self.status[i].clone(),
+                    self.attempts[i],
+                    self.error[i].clone(),
+                    self.at[i],
+                    self.next_at[i],
+                    self.relay_at[i],
+                    self.is_final[i],
+                    self.prev[i]
+                ]
+            })
+            .collect()
     }
 }
 
@@ -282,127 +421,173 @@ pub struct RelayItem {
 }
 
 impl Store {
-    /// Takes a delivery for sending. `None` when another worker has it, it is final, or a
-    /// deferred row is not due yet: the caller acknowledges the message and moves on.
-    pub async fn claim_delivery(
+    /// Takes deliveries for sending, a batch at once: each `(id, redelivered)` gets its row
+    /// (now `sending`, leased until `rules.lease_until`) or `None` when another worker has it,
+    /// it is final, or a deferred row is not due yet; the caller then acknowledges the message
+    /// and moves on. A message the broker redelivered after its consumer died may take a row
+    /// still leased to that consumer.
+    pub async fn claim_deliveries(
         &self,
-        id: i64,
+        items: &[(i64, bool)],
         rules: ClaimRules,
-    ) -> DbResult<Option<ClaimedDelivery>> {
-        // The claim need not wait for its WAL flush: if the database loses it in a crash, the
-        // row is simply taken again, as it would be when its lease ran out (the email may go
-        // twice either way; sending is at-least-once). set_config(…, true) scopes the setting
-        // to this statement's own transaction.
-        let relaxed = match self.dialect() {
+    ) -> DbResult<Vec<Option<ClaimedDelivery>>> {
+        const CLAIMABLE: &str = "(d.status = 'queued'
+             OR (d.status = 'deferred' AND d.next_attempt_at <= $4)
+             OR (d.status = 'sending' AND (d.next_attempt_at <= $2 OR r.redelivered)))";
+        const RETURNING: &str = "RETURNING d.id, d.storefront_id, d.account_id, d.kind, d.recipient, d.subject, d.attempts,
+             d.payload, d.sealed_token, d.link_expires_at, d.created_at";
+        let due = rules.now + Duration::seconds(1);
+        let rows = match self.dialect() {
+            // One statement for the batch. It need not wait for its WAL flush: if the database
+            // loses a claim in a crash, the row is taken again, as when its lease runs out (the
+            // email may go twice either way; sending is at-least-once). set_config(…, true)
+            // scopes the setting to this statement's own transaction.
             Dialect::Postgres => {
-                "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
+                let (ids, redelivered): (Vec<_>, Vec<_>) =
+                    items.iter().map(|(id, r)| (Some(*id), *r)).unzip();
+                let sql = format!(
+                    "UPDATE deliveries d SET status = 'sending', updated_at = $2, next_attempt_at = $3, relay_at = $3
+                     FROM (SELECT * FROM unnest($1::bigint[], $5::bool[]) AS u(id, redelivered)) AS r,
+                          (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
+                     WHERE d.id = r.id AND {CLAIMABLE}
+                     {RETURNING}"
+                );
+                self.db()
+                    .query(
+                        &sql,
+                        &[
+                            Value::I64s(ids),
+                            Value::Ts(rules.now),
+                            Value::Ts(rules.lease_until),
+                            Value::Ts(due),
+                            Value::Bools(redelivered),
+                        ],
+                    )
+                    .await?
             }
-            Dialect::Sqlite => "",
+            Dialect::Sqlite => {
+                // One row per statement (SQLite has no arrays), all in one transaction.
+                let claimable = CLAIMABLE.replace("d.", "").replace("r.redelivered", "$5");
+                let returning = RETURNING.replace("d.", "");
+                let sql = format!(
+                    "UPDATE deliveries SET status = 'sending', updated_at = $2, next_attempt_at = $3, relay_at = $3
+                     WHERE id = $1 AND {claimable}
+                     {returning}"
+                );
+                let mut tx = self.db().begin().await?;
+                let mut rows = Vec::new();
+                for (id, redelivered) in items {
+                    rows.extend(
+                        tx.query(
+                            &sql,
+                            &params![*id, rules.now, rules.lease_until, due, *redelivered],
+                        )
+                        .await?,
+                    );
+                }
+                tx.commit().await?;
+                rows
+            }
         };
-        let sql = format!(
-            "UPDATE deliveries SET status = 'sending', updated_at = $2, next_attempt_at = $3, relay_at = $3
-             {relaxed}
-             WHERE id = $1 AND (
-                 status = 'queued'
-                 OR (status = 'deferred' AND next_attempt_at <= $4)
-                 OR (status = 'sending' AND (next_attempt_at <= $2 OR $5)))
-             RETURNING id, storefront_id, account_id, kind, recipient, subject, attempts, payload,
-                 sealed_token, link_expires_at, created_at"
-        );
-        let row = self
-            .db()
-            .query_opt(
-                &sql,
-                &params![
-                    id,
-                    rules.now,
-                    rules.lease_until,
-                    rules.now + Duration::seconds(1),
-                    rules.redelivered
-                ],
-            )
-            .await?;
-        Ok(row.map(|r| ClaimedDelivery {
-            id: r.i64(0),
-            storefront_id: r.i64(1),
-            account_id: r.opt_i64(2),
-            kind: DeliveryKind::parse(&r.string(3)).unwrap_or(DeliveryKind::SignIn),
-            recipient: r.string(4),
-            subject: r.string(5),
-            attempts: r.i64(6),
-            payload: serde_json::from_str(&r.string(7)).unwrap_or(serde_json::Value::Null),
-            sealed_token: r.opt_bytes(8),
-            link_expires_at: r.opt_ts(9),
-            created_at: r.ts(10),
-        }))
+        let mut claimed: HashMap<i64, ClaimedDelivery> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.i64(0),
+                    ClaimedDelivery {
+                        id: r.i64(0),
+                        storefront_id: r.i64(1),
+                        account_id: r.opt_i64(2),
+                        kind: DeliveryKind::parse(&r.string(3)).unwrap_or(DeliveryKind::SignIn),
+                        recipient: r.string(4),
+                        subject: r.string(5),
+                        attempts: r.i64(6),
+                        payload: serde_json::from_str(&r.string(7))
+                            .unwrap_or(serde_json::Value::Null),
+                        sealed_token: r.opt_bytes(8),
+                        link_expires_at: r.opt_ts(9),
+                        created_at: r.ts(10),
+                    },
+                )
+            })
+            .collect();
+        // A delivery named twice in one batch is claimed once.
+        Ok(items.iter().map(|(id, _)| claimed.remove(id)).collect())
     }
 
-    /// Records the outcome of a claimed delivery: the attempt row (when there was a try) and
-    /// the new status, in one transaction. The sealed token is erased once the status is final.
-    /// Returns false when the row had moved on (another worker took it after the lease).
-    pub async fn finish_delivery(
-        &self,
-        claimed: &ClaimedDelivery,
-        attempt: Option<&AttemptRecord>,
-        finish: &Finish,
-        now: DateTime<Utc>,
-    ) -> DbResult<bool> {
-        let status = finish.status();
-        let attempts = claimed.attempts + attempt.is_some() as i64;
-        let (error, next_attempt_at, relay_at) = match finish {
-            Finish::Sent => (None, now, None),
-            Finish::Deferred {
-                next_attempt_at,
-                relay_at,
-                error,
-            } => (Some(error.clone()), *next_attempt_at, Some(*relay_at)),
-            Finish::Failed { error } => (Some(error.clone()), now, None),
-        };
-        const UPDATE: &str = "UPDATE deliveries SET status = $2, attempts = $3, last_error = COALESCE($4, last_error),
-                 updated_at = $5, next_attempt_at = $6, relay_at = $7,
-                 sent_at = CASE WHEN $2 = 'sent' THEN $5 ELSE sent_at END,
-                 sealed_token = CASE WHEN $8 THEN NULL ELSE sealed_token END
-             WHERE id = $1 AND status = 'sending' AND attempts = $9";
-        let mut values = params![
-            claimed.id,
-            status.as_str(),
-            attempts,
-            error,
-            now,
-            next_attempt_at,
-            relay_at,
-            status.is_final(),
-            claimed.attempts
-        ];
-        let Some(a) = attempt else {
-            return Ok(self.db().execute(UPDATE, &values).await? == 1);
-        };
-        values.extend(params![
-            a.started_at,
-            a.finished_at,
-            a.smtp_code.map(i64::from),
-            a.detail.as_str(),
-            a.worker.as_str()
-        ]);
-        const INSERT: &str = "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome, smtp_code, detail, worker)
-             VALUES ($1, $3, $10, $11, $2, $12, $13, $14)";
-        match self.dialect() {
-            // One statement: the attempt row and the status change commit together.
+    /// Records outcomes, a batch at once: each try's attempt row (when there was a try) and
+    /// the new status commit together. The sealed token is erased once the status is final.
+    /// Each result is false when the row had moved on (another worker took it after the lease).
+    pub async fn finish_deliveries(&self, items: &[FinishItem]) -> DbResult<Vec<bool>> {
+        let mut att = AttemptRows::default();
+        let mut upd = OutcomeRows::default();
+        for item in items {
+            let attempts = item.claimed.attempts + item.attempt.is_some() as i64;
+            if let Some(a) = &item.attempt {
+                att.push(item, attempts, a);
+            }
+            upd.push(item, attempts);
+        }
+        const UPDATE: &str = "UPDATE deliveries AS d SET status = u.status, attempts = u.attempts,
+                 last_error = COALESCE(u.error, d.last_error), updated_at = u.at, next_attempt_at = u.next_at,
+                 relay_at = u.relay_at, sent_at = CASE WHEN u.status = 'sent' THEN u.at ELSE d.sent_at END,
+                 sealed_token = CASE WHEN u.final THEN NULL ELSE d.sealed_token END";
+        const UPDATE_WHERE: &str =
+            "WHERE d.id = u.id AND d.status = 'sending' AND d.attempts = u.prev
+                 RETURNING d.id";
+        let updated: Vec<i64> = match self.dialect() {
+            // One statement for the batch.
             Dialect::Postgres => {
+                let mut values = att.into_values();
+                values.extend(upd.into_values());
                 let sql = format!(
-                    "WITH att AS ({INSERT} RETURNING 1), upd AS ({UPDATE} RETURNING 1)
-                     SELECT (SELECT COUNT(*) FROM upd)"
+                    "WITH att AS (
+                         INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome, smtp_code, detail, worker)
+                         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::text[],
+                             $6::bigint[], $7::text[], $8::text[])),
+                     upd AS (
+                         {UPDATE}
+                         FROM unnest($9::bigint[], $10::text[], $11::bigint[], $12::text[], $13::timestamptz[],
+                             $14::timestamptz[], $15::timestamptz[], $16::bool[], $17::bigint[])
+                             AS u(id, status, attempts, error, at, next_at, relay_at, final, prev)
+                         {UPDATE_WHERE})
+                     SELECT id FROM upd"
                 );
-                Ok(self.db().query_one(&sql, &values).await?.i64(0) == 1)
+                self.db()
+                    .query(&sql, &values)
+                    .await?
+                    .iter()
+                    .map(|r| r.i64(0))
+                    .collect()
             }
             Dialect::Sqlite => {
                 let mut tx = self.db().begin().await?;
-                tx.execute(INSERT, &values).await?;
-                let updated = tx.execute(UPDATE, &values[..9]).await?;
+                for row in att.rows() {
+                    tx.execute(
+                        "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome, smtp_code, detail, worker)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        &row,
+                    )
+                    .await?;
+                }
+                let sql = "UPDATE deliveries SET status = $2, attempts = $3, last_error = COALESCE($4, last_error),
+                         updated_at = $5, next_attempt_at = $6, relay_at = $7,
+                         sent_at = CASE WHEN $2 = 'sent' THEN $5 ELSE sent_at END,
+                         sealed_token = CASE WHEN $8 THEN NULL ELSE sealed_token END
+                     WHERE id = $1 AND status = 'sending' AND attempts = $9
+                     RETURNING id";
+                let mut ids = Vec::new();
+                for row in upd.rows() {
+                    ids.extend(tx.query(sql, &row).await?.iter().map(|r| r.i64(0)));
+                }
                 tx.commit().await?;
-                Ok(updated == 1)
+                ids
             }
-        }
+        };
+        Ok(items
+            .iter()
+            .map(|i| updated.contains(&i.claimed.id))
+            .collect())
     }
 
     /// Takes up to `limit` rows whose relay time has passed (queued or deferred rows the broker

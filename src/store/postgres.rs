@@ -161,6 +161,11 @@ impl ToSql for Value {
             Value::Ts(t) => t.to_sql_checked(ty, out),
             Value::Date(d) => d.to_sql_checked(ty, out),
             Value::Bool(b) => b.to_sql_checked(ty, out),
+            Value::I64s(v) => v.to_sql_checked(ty, out),
+            Value::Texts(v) => v.to_sql_checked(ty, out),
+            Value::Blobs(v) => v.to_sql_checked(ty, out),
+            Value::Tss(v) => v.to_sql_checked(ty, out),
+            Value::Bools(v) => v.to_sql_checked(ty, out),
         }
     }
 

@@ -124,6 +124,15 @@ impl rusqlite::ToSql for Param<'_> {
             Value::Ts(t) => ToSqlOutput::Owned(LiteValue::Integer(ts_to_micros(*t))),
             Value::Date(d) => ToSqlOutput::Owned(LiteValue::Text(d.format("%Y-%m-%d").to_string())),
             Value::Bool(b) => ToSqlOutput::Owned(LiteValue::Integer(*b as i64)),
+            Value::I64s(_)
+            | Value::Texts(_)
+            | Value::Blobs(_)
+            | Value::Tss(_)
+            | Value::Bools(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "SQLite has no array parameters; batch with a loop".into(),
+                ));
+            }
         })
     }
 }

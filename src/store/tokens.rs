@@ -1,6 +1,8 @@
 //! Sign-in tokens: issuing (with the delivery row, in one transaction) and redeeming (with the
 //! session, in one transaction).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 
 use super::Store;
@@ -35,16 +37,29 @@ pub struct LinkLimit {
     pub window: Duration,
 }
 
-/// A magic link to issue, with the email that carries it.
+/// A magic link to issue, decided before the account is looked up; the store completes the
+/// delivery (recipient, first name) from the account it finds.
 #[derive(Debug, Clone)]
-pub struct NewSignInLink {
+pub struct LinkRequest {
+    pub storefront_id: i64,
+    pub who: LinkFor,
     pub token_hash: TokenHash,
+    /// The token sealed with the server key, for the Mailer (see `Keys::seal_token`).
+    pub sealed_token: Vec<u8>,
     pub requested_by: RequestedBy,
     pub redirect_path: Option<String>,
     pub expires_at: DateTime<Utc>,
+    /// `Some` for customers' own requests: the per-account limit.
     pub limit: Option<LinkLimit>,
-    /// The delivery; its `sealed_token` carries the token to the Mailer.
-    pub delivery: NewDelivery,
+    pub kind: DeliveryKind,
+    pub subject: String,
+    /// Template data besides `first_name` (which comes from the account).
+    pub payload: serde_json::Map<String, serde_json::Value>,
+    /// Facilities whose Emails tab shows it, besides those of the account's contacts.
+    pub facility_ids: Vec<i64>,
+    pub relay_after: Duration,
+    /// Recorded when no account matches (customers' own requests).
+    pub unmatched: Option<Unmatched>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,14 +69,14 @@ pub enum IssueOutcome {
     /// Token and delivery written; the delivery waits in `queued`.
     Queued { delivery_id: i64, account_id: i64 },
     /// Over the per-account limit: recorded as a `suppressed` delivery, no token.
-    Suppressed { delivery_id: i64, account_id: i64 },
+    Suppressed { account_id: i64 },
 }
 
 /// Whose link: an address typed on the sign-in page, or a known account (staff resend,
 /// booking confirmation).
-#[derive(Debug, Clone, Copy)]
-pub enum LinkFor<'a> {
-    Email(&'a EmailAddress),
+#[derive(Debug, Clone)]
+pub enum LinkFor {
+    Email(EmailAddress),
     Account(i64),
 }
 
@@ -71,6 +86,48 @@ pub enum LinkFor<'a> {
 pub struct Unmatched {
     pub email_hash: Vec<u8>,
     pub client_ip: Option<String>,
+}
+
+/// What one request becomes once its account is known.
+struct Planned<'a> {
+    request: &'a LinkRequest,
+    account: Option<&'a Account>,
+    allowed: bool,
+}
+
+impl LinkRequest {
+    fn matches(&self, account: &Account) -> bool {
+        account.storefront_id == self.storefront_id
+            && match &self.who {
+                LinkFor::Email(e) => account.email.to_lowercase() == e.key(),
+                LinkFor::Account(id) => account.id == *id,
+            }
+    }
+
+    fn delivery(&self, account: &Account, allowed: bool) -> NewDelivery {
+        let mut payload = self.payload.clone();
+        payload.insert("first_name".into(), account.first_name().into());
+        NewDelivery {
+            storefront_id: self.storefront_id,
+            account_id: Some(account.id),
+            kind: self.kind,
+            recipient: account.email.clone(),
+            subject: self.subject.clone(),
+            payload: serde_json::Value::Object(payload),
+            sealed_token: allowed.then(|| self.sealed_token.clone()),
+            link_expires_at: Some(self.expires_at),
+            facility_ids: self.facility_ids.clone(),
+            relay_after: self.relay_after,
+            suppressed_reason: (!allowed).then(|| {
+                let l = self.limit.expect("only limited requests are suppressed");
+                format!(
+                    "not sent: {} sign-in links in {} minutes is the limit",
+                    l.max,
+                    l.window.num_minutes()
+                )
+            }),
+        }
+    }
 }
 
 /// A token that a GET may show a sign-in page for.
@@ -88,170 +145,250 @@ pub struct Redeemed {
 }
 
 impl Store {
-    /// Issues a sign-in link: in one transaction, locks the account row (so the per-account
-    /// limit holds across web nodes), counts its recent links, and writes the token with its
-    /// delivery, or a `suppressed` delivery when over the limit. An unknown address records an
-    /// `unmatched_sign_ins` row instead, so both answers do the same kind of work.
-    pub async fn issue_sign_in_link<F>(
+    /// Issues sign-in links, a batch of requests in one transaction: locks the accounts (so
+    /// the per-account limit holds across web nodes), counts their recent links, and writes
+    /// each token with its delivery, or a `suppressed` delivery when over the limit. An
+    /// unknown address records an `unmatched_sign_ins` row instead, so both answers do the same
+    /// kind of work. Returns one outcome per request, in order.
+    pub async fn issue_sign_in_links(
         &self,
-        storefront_id: i64,
-        who: LinkFor<'_>,
-        make: F,
-        unmatched: Option<Unmatched>,
+        requests: &[LinkRequest],
         now: DateTime<Utc>,
-    ) -> DbResult<IssueOutcome>
-    where
-        F: FnOnce(&Account) -> NewSignInLink + Send,
-    {
+    ) -> DbResult<Vec<IssueOutcome>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.dialect() {
+            Dialect::Postgres => self.issue_links_postgres(requests, now).await,
+            Dialect::Sqlite => self.issue_links_sqlite(requests, now).await,
+        }
+    }
+
+    /// PostgreSQL: four statements whatever the batch size.
+    async fn issue_links_postgres(
+        &self,
+        requests: &[LinkRequest],
+        now: DateTime<Utc>,
+    ) -> DbResult<Vec<IssueOutcome>> {
         let mut tx = self.db().begin().await?;
-        let (column, key) = match who {
-            LinkFor::Email(e) => ("email_key", Value::from(e.key())),
-            LinkFor::Account(id) => ("id", Value::from(id)),
-        };
-        // Serialise links of one account: a transaction-scoped advisory lock on its id (in
-        // memory; a row lock would write to the account row). BEGIN IMMEDIATE already holds
-        // SQLite's write lock.
-        let lock = match self.dialect() {
-            Dialect::Postgres => ", pg_advisory_xact_lock(id)::text",
-            Dialect::Sqlite => "",
-        };
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS}{lock} FROM accounts WHERE storefront_id = $1 AND {column} = $2"
-        );
-        let Some(account) = tx
-            .query_opt(&sql, &[Value::from(storefront_id), key])
-            .await?
-            .as_ref()
-            .map(account_from)
-        else {
-            if let Some(u) = unmatched {
-                tx.execute(
-                    "INSERT INTO unmatched_sign_ins (storefront_id, email_hash, client_ip, created_at) VALUES ($1, $2, $3, $4)",
-                    &params![storefront_id, u.email_hash, u.client_ip, now],
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            return Ok(IssueOutcome::NoAccount);
-        };
-        let link = make(&account);
-        let (max, since) = match link.limit {
-            Some(l) => (l.max as i64, now - l.window),
-            None => (i64::MAX, now),
-        };
-        let suppressed_reason = link.limit.map(|l| {
-            format!(
-                "not sent: {} sign-in links in {} minutes is the limit",
-                l.max,
-                l.window.num_minutes()
-            )
-        });
-        let d = &link.delivery;
-        let (delivery_id, status) = match self.dialect() {
-            // One statement: count, token, delivery and its facilities.
-            Dialect::Postgres => {
-                let row = tx
-                    .query_one(
-                        "WITH recent AS (
-                             SELECT COUNT(*) AS n FROM sign_in_tokens WHERE account_id = $1 AND created_at > $2),
-                         tok AS (
-                             INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at)
-                             SELECT $3, $1, $4, $5, $6, $7, $8 FROM recent WHERE recent.n < $9
-                             RETURNING token_hash),
-                         del AS (
-                             INSERT INTO deliveries (storefront_id, account_id, kind, recipient, subject, status,
-                                 last_error, payload, sealed_token, link_expires_at, created_at, updated_at, next_attempt_at, relay_at)
-                             SELECT $3, $1, $10, $11, $12,
-                                 CASE WHEN tok.token_hash IS NULL THEN 'suppressed' ELSE 'queued' END,
-                                 CASE WHEN tok.token_hash IS NULL THEN $13 END,
-                                 $14,
-                                 CASE WHEN tok.token_hash IS NULL THEN NULL ELSE $15::bytea END,
-                                 $8, $7, $7, $7,
-                                 CASE WHEN tok.token_hash IS NULL THEN NULL ELSE $16::timestamptz END
-                             FROM (SELECT 1) AS one LEFT JOIN tok ON TRUE
-                             RETURNING id, status),
-                         fac AS (
-                             INSERT INTO delivery_facilities (facility_id, delivery_id)
-                             SELECT DISTINCT c.facility_id, del.id FROM contacts c CROSS JOIN del WHERE c.account_id = $1
-                             ON CONFLICT DO NOTHING)
-                         SELECT id, status FROM del",
-                        &params![
-                            account.id,
-                            since,
-                            storefront_id,
-                            &link.token_hash.0,
-                            link.requested_by.as_str(),
-                            link.redirect_path.clone(),
-                            now,
-                            link.expires_at,
-                            max,
-                            d.kind.as_str(),
-                            d.recipient.as_str(),
-                            d.subject.as_str(),
-                            suppressed_reason,
-                            d.payload.to_string(),
-                            d.sealed_token.clone(),
-                            now + d.relay_after
-                        ],
-                    )
-                    .await?;
-                (row.i64(0), row.string(1))
-            }
-            Dialect::Sqlite => {
-                let recent = tx
-                    .query_one(
-                        "SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1 AND created_at > $2",
-                        &params![account.id, since],
-                    )
-                    .await?
-                    .i64(0);
-                if recent >= max {
-                    let mut delivery = d.clone();
-                    delivery.sealed_token = None;
-                    delivery.suppressed_reason = suppressed_reason;
-                    let id = insert_delivery(&mut *tx, &delivery, now).await?;
-                    (id, "suppressed".to_string())
-                } else {
-                    tx.execute(
-                            "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                            &params![
-                                storefront_id,
-                                account.id,
-                                &link.token_hash.0,
-                                link.requested_by.as_str(),
-                                link.redirect_path.clone(),
-                                now,
-                                link.expires_at
-                            ],
-                        )
-                        .await?;
-                    let id = insert_delivery(&mut *tx, d, now).await?;
-                    (id, "queued".to_string())
+        // 1. The accounts, each locked with a transaction-scoped advisory lock on its id (in
+        //    memory; a row lock would write to the account row), in id order so that two
+        //    batches never wait for each other in a cycle.
+        let (mut by_email_sf, mut by_email_key, mut by_id_sf, mut by_id) =
+            (vec![], vec![], vec![], vec![]);
+        for r in requests {
+            match &r.who {
+                LinkFor::Email(e) => {
+                    by_email_sf.push(Some(r.storefront_id));
+                    by_email_key.push(Some(e.key()));
+                }
+                LinkFor::Account(id) => {
+                    by_id_sf.push(Some(r.storefront_id));
+                    by_id.push(Some(*id));
                 }
             }
-        };
-        if self.dialect() == Dialect::Postgres {
-            for facility_id in &d.facility_ids {
+        }
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS}, pg_advisory_xact_lock(id)::text FROM (
+                 SELECT * FROM accounts
+                 WHERE (storefront_id, email_key) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))
+                    OR (storefront_id, id) IN (SELECT * FROM unnest($3::bigint[], $4::bigint[]))
+                 ORDER BY id OFFSET 0) AS a"
+        );
+        let accounts: Vec<Account> = tx
+            .query(
+                &sql,
+                &[
+                    Value::I64s(by_email_sf),
+                    Value::Texts(by_email_key),
+                    Value::I64s(by_id_sf),
+                    Value::I64s(by_id),
+                ],
+            )
+            .await?
+            .iter()
+            .map(account_from)
+            .collect();
+
+        // 2. Their recent links (in a new statement, so links committed by whoever held a lock
+        //    before us are counted).
+        let mut recent: HashMap<i64, i64> = HashMap::new();
+        if let Some(window) = requests.iter().find_map(|r| r.limit).map(|l| l.window) {
+            let ids: Vec<Option<i64>> = accounts.iter().map(|a| Some(a.id)).collect();
+            for row in tx
+                .query(
+                    "SELECT account_id, COUNT(*) FROM sign_in_tokens
+                     WHERE account_id = ANY($1) AND created_at > $2 GROUP BY account_id",
+                    &[Value::I64s(ids), Value::Ts(now - window)],
+                )
+                .await?
+            {
+                recent.insert(row.i64(0), row.i64(1));
+            }
+        }
+        let planned = plan(requests, &accounts, &mut recent);
+
+        // 3. Everything in one statement.
+        let mut tok = TokenRows::default();
+        let mut del = DeliveryRows::default();
+        let (mut extra_sealed, mut extra_facility) = (vec![], vec![]);
+        let (mut un_sf, mut un_hash, mut un_ip) = (vec![], vec![], vec![]);
+        for p in &planned {
+            let r = p.request;
+            match p.account {
+                None => {
+                    if let Some(u) = &r.unmatched {
+                        un_sf.push(Some(r.storefront_id));
+                        un_hash.push(Some(u.email_hash.clone()));
+                        un_ip.push(u.client_ip.clone());
+                    }
+                }
+                Some(account) => {
+                    if p.allowed {
+                        tok.push(r, account, now);
+                        for f in &r.facility_ids {
+                            extra_sealed.push(Some(r.sealed_token.clone()));
+                            extra_facility.push(Some(*f));
+                        }
+                    }
+                    del.push(&r.delivery(account, p.allowed), now);
+                }
+            }
+        }
+        let mut values = tok.into_values();
+        values.extend(del.into_values());
+        values.push(Value::Ts(now));
+        values.extend([
+            Value::I64s(un_sf),
+            Value::Blobs(un_hash),
+            Value::Texts(un_ip),
+            Value::Blobs(extra_sealed),
+            Value::I64s(extra_facility),
+        ]);
+        let inserted = tx
+            .query(
+                "WITH tok AS (
+                     INSERT INTO sign_in_tokens (token_hash, storefront_id, account_id, requested_by, redirect_path, created_at, expires_at)
+                     SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])),
+                 del AS (
+                     INSERT INTO deliveries (storefront_id, account_id, kind, recipient, subject, status, last_error, payload,
+                         sealed_token, link_expires_at, created_at, updated_at, next_attempt_at, relay_at)
+                     SELECT s, a, k, r, subj, st, le, p, sealed, lea, $19, $19, $19, ra
+                     FROM unnest($8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+                         $15::text[], $16::bytea[], $17::timestamptz[], $18::timestamptz[])
+                         AS x(s, a, k, r, subj, st, le, p, sealed, lea, ra)
+                     RETURNING id, account_id, sealed_token),
+                 fac AS (
+                     INSERT INTO delivery_facilities (facility_id, delivery_id)
+                     SELECT DISTINCT c.facility_id, del.id FROM del JOIN contacts c ON c.account_id = del.account_id
+                     UNION
+                     SELECT f.facility_id, del.id FROM del JOIN unnest($23::bytea[], $24::bigint[]) AS f(sealed, facility_id)
+                         ON del.sealed_token = f.sealed
+                     ON CONFLICT DO NOTHING),
+                 unm AS (
+                     INSERT INTO unmatched_sign_ins (storefront_id, email_hash, client_ip, created_at)
+                     SELECT s, h, ip, $19 FROM unnest($20::bigint[], $21::bytea[], $22::text[]) AS u(s, h, ip))
+                 SELECT id, sealed_token FROM del WHERE sealed_token IS NOT NULL",
+                &values,
+            )
+            .await?;
+        tx.commit().await?;
+        let ids: HashMap<Vec<u8>, i64> = inserted
+            .iter()
+            .map(|row| (row.bytes(1), row.i64(0)))
+            .collect();
+        Ok(planned
+            .iter()
+            .map(|p| match p.account {
+                None => IssueOutcome::NoAccount,
+                Some(a) if p.allowed => IssueOutcome::Queued {
+                    delivery_id: ids
+                        .get(&p.request.sealed_token)
+                        .copied()
+                        .unwrap_or_default(),
+                    account_id: a.id,
+                },
+                Some(a) => IssueOutcome::Suppressed { account_id: a.id },
+            })
+            .collect())
+    }
+
+    /// SQLite: the same steps, one request after another inside one transaction (BEGIN
+    /// IMMEDIATE holds the database's write lock, so the counts are exact).
+    async fn issue_links_sqlite(
+        &self,
+        requests: &[LinkRequest],
+        now: DateTime<Utc>,
+    ) -> DbResult<Vec<IssueOutcome>> {
+        let mut tx = self.db().begin().await?;
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for r in requests {
+            let (column, key) = match &r.who {
+                LinkFor::Email(e) => ("email_key", Value::from(e.key())),
+                LinkFor::Account(id) => ("id", Value::from(*id)),
+            };
+            let sql = format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND {column} = $2"
+            );
+            let Some(account) = tx
+                .query_opt(&sql, &[Value::from(r.storefront_id), key])
+                .await?
+                .as_ref()
+                .map(account_from)
+            else {
+                if let Some(u) = &r.unmatched {
+                    tx.execute(
+                        "INSERT INTO unmatched_sign_ins (storefront_id, email_hash, client_ip, created_at) VALUES ($1, $2, $3, $4)",
+                        &params![r.storefront_id, u.email_hash.clone(), u.client_ip.clone(), now],
+                    )
+                    .await?;
+                }
+                outcomes.push(IssueOutcome::NoAccount);
+                continue;
+            };
+            let allowed = match r.limit {
+                None => true,
+                Some(limit) => {
+                    tx.query_one(
+                        "SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1 AND created_at > $2",
+                        &params![account.id, now - limit.window],
+                    )
+                    .await?
+                    .i64(0)
+                        < limit.max as i64
+                }
+            };
+            if allowed {
                 tx.execute(
-                    "INSERT INTO delivery_facilities (facility_id, delivery_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &params![*facility_id, delivery_id],
+                    "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &params![
+                        r.storefront_id,
+                        account.id,
+                        &r.token_hash.0,
+                        r.requested_by.as_str(),
+                        r.redirect_path.clone(),
+                        now,
+                        r.expires_at
+                    ],
                 )
                 .await?;
             }
+            let delivery_id =
+                insert_delivery(&mut *tx, &r.delivery(&account, allowed), now).await?;
+            outcomes.push(if allowed {
+                IssueOutcome::Queued {
+                    delivery_id,
+                    account_id: account.id,
+                }
+            } else {
+                IssueOutcome::Suppressed {
+                    account_id: account.id,
+                }
+            });
         }
         tx.commit().await?;
-        Ok(if status == "suppressed" {
-            IssueOutcome::Suppressed {
-                delivery_id,
-                account_id: account.id,
-            }
-        } else {
-            IssueOutcome::Queued {
-                delivery_id,
-                account_id: account.id,
-            }
-        })
+        Ok(outcomes)
     }
 
     /// Looks a token up without consuming it (mail scanners prefetch links).
@@ -339,10 +476,123 @@ impl Store {
     }
 }
 
-/// The kind of delivery a sign-in link travels in.
-pub fn link_delivery_kind(requested_by: RequestedBy) -> DeliveryKind {
-    match requested_by {
-        RequestedBy::Booking => DeliveryKind::BookingConfirmation,
-        RequestedBy::Customer | RequestedBy::Staff => DeliveryKind::SignIn,
+/// Decides which requests get a link: an account's recent links plus those earlier in this
+/// batch must stay under its limit.
+fn plan<'a>(
+    requests: &'a [LinkRequest],
+    accounts: &'a [Account],
+    recent: &mut HashMap<i64, i64>,
+) -> Vec<Planned<'a>> {
+    requests
+        .iter()
+        .map(|request| {
+            let account = accounts.iter().find(|a| request.matches(a));
+            let allowed = match (account, request.limit) {
+                (Some(a), Some(limit)) => {
+                    let n = recent.entry(a.id).or_default();
+                    let ok = *n < limit.max as i64;
+                    if ok {
+                        *n += 1;
+                    }
+                    ok
+                }
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            Planned {
+                request,
+                account,
+                allowed,
+            }
+        })
+        .collect()
+}
+
+/// Column arrays for the batched token insert.
+#[derive(Default)]
+struct TokenRows {
+    hash: Vec<Option<Vec<u8>>>,
+    storefront: Vec<Option<i64>>,
+    account: Vec<Option<i64>>,
+    requested_by: Vec<Option<String>>,
+    redirect: Vec<Option<String>>,
+    created: Vec<Option<DateTime<Utc>>>,
+    expires: Vec<Option<DateTime<Utc>>>,
+}
+
+impl TokenRows {
+    fn push(&mut self, r: &LinkRequest, account: &Account, now: DateTime<Utc>) {
+        self.hash.push(Some(r.token_hash.0.to_vec()));
+        self.storefront.push(Some(r.storefront_id));
+        self.account.push(Some(account.id));
+        self.requested_by
+            .push(Some(r.requested_by.as_str().to_string()));
+        self.redirect.push(r.redirect_path.clone());
+        self.created.push(Some(now));
+        self.expires.push(Some(r.expires_at));
+    }
+
+    fn into_values(self) -> Vec<Value> {
+        vec![
+            Value::Blobs(self.hash),
+            Value::I64s(self.storefront),
+            Value::I64s(self.account),
+            Value::Texts(self.requested_by),
+            Value::Texts(self.redirect),
+            Value::Tss(self.created),
+            Value::Tss(self.expires),
+        ]
+    }
+}
+
+/// Column arrays for the batched delivery insert.
+#[derive(Default)]
+struct DeliveryRows {
+    storefront: Vec<Option<i64>>,
+    account: Vec<Option<i64>>,
+    kind: Vec<Option<String>>,
+    recipient: Vec<Option<String>>,
+    subject: Vec<Option<String>>,
+    status: Vec<Option<String>>,
+    last_error: Vec<Option<String>>,
+    payload: Vec<Option<String>>,
+    sealed: Vec<Option<Vec<u8>>>,
+    link_expires: Vec<Option<DateTime<Utc>>>,
+    relay_at: Vec<Option<DateTime<Utc>>>,
+}
+
+impl DeliveryRows {
+    fn push(&mut self, d: &NewDelivery, now: DateTime<Utc>) {
+        let suppressed = d.suppressed_reason.is_some();
+        self.storefront.push(Some(d.storefront_id));
+        self.account.push(d.account_id);
+        self.kind.push(Some(d.kind.as_str().to_string()));
+        self.recipient.push(Some(d.recipient.clone()));
+        self.subject.push(Some(d.subject.clone()));
+        self.status.push(Some(
+            if suppressed { "suppressed" } else { "queued" }.to_string(),
+        ));
+        self.last_error.push(d.suppressed_reason.clone());
+        self.payload.push(Some(d.payload.to_string()));
+        self.sealed.push(d.sealed_token.clone());
+        self.link_expires.push(d.link_expires_at);
+        self.relay_at
+            .push((!suppressed).then(|| now + d.relay_after));
+    }
+
+    fn into_values(self) -> Vec<Value> {
+        vec![
+            Value::I64s(self.storefront),
+            Value::I64s(self.account),
+            Value::Texts(self.kind),
+            Value::Texts(self.recipient),
+            Value::Texts(self.subject),
+            Value::Texts(self.status),
+            Value::Texts(self.last_error),
+            Value::Texts(self.payload),
+            Value::Blobs(self.sealed),
+            Value::Tss(self.link_expires),
+            Value::Tss(self.relay_at),
+        ]
     }
 }

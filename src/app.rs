@@ -103,7 +103,8 @@ impl App {
         let thread = std::thread::Builder::new()
             .name("latchkey-app".into())
             .spawn(move || {
-                let sys = System::with_tokio_rt(runtime);
+                let threads = config.threads;
+                let sys = System::with_tokio_rt(move || runtime(threads));
                 sys.block_on(async move {
                     match build(config, options, shutdown_rx.clone()).await {
                         Ok(running) => {
@@ -146,7 +147,8 @@ impl App {
 
     /// Runs on the calling thread until Ctrl-C or SIGTERM.
     pub fn run(config: Config, options: AppOptions) -> Result<(), StartError> {
-        let sys = System::with_tokio_rt(runtime);
+        let threads = config.threads;
+        let sys = System::with_tokio_rt(move || runtime(threads));
         let result = sys.block_on(async move {
             let (shutdown_tx, shutdown_rx) = watch::channel(false);
             let running = build(config, options, shutdown_rx).await?;
@@ -162,8 +164,20 @@ impl App {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
+/// The runtime: `threads` worker threads (0: one per CPU core); with 1, everything runs on one
+/// thread, which saves the cross-thread wake-ups of a busy multi-threaded runtime on a small
+/// machine shared with the database and the broker.
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            b.worker_threads(threads);
+        }
+        b
+    };
+    builder
         .enable_all()
         .thread_name("latchkey-worker")
         .build()

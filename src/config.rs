@@ -28,6 +28,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub secret_key: Option<Secret<String>>,
     pub run_workers: bool,
+    pub threads: usize,
     pub migrate_on_start: bool,
     pub demo_on_first_start: bool,
     pub log_format: LogFormat,

@@ -22,31 +22,52 @@ pub fn body(limit: u64) -> impl Filter<Extract = (Body,), Error = warp::Rejectio
         .then(move |length: Option<u64>, stream| read_limited(length, stream, limit))
 }
 
+/// A body over the limit is still read (and thrown away) up to this size before the 413 goes
+/// out: closing a socket with unread data makes the kernel reset the connection, and the client
+/// might never see the answer.
+const DRAIN_LIMIT: u64 = 4 * 1024 * 1024;
+
 async fn read_limited<S, B>(length: Option<u64>, stream: S, limit: u64) -> Body
 where
     S: futures::Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    if length.is_some_and(|l| l > limit) {
+    if length.is_some_and(|l| l > DRAIN_LIMIT) {
         return Body::TooLarge;
     }
+    let mut too_large = length.is_some_and(|l| l > limit);
     let mut stream = std::pin::pin!(stream);
     let mut buf = BytesMut::new();
+    let mut total: u64 = 0;
     while let Some(chunk) = stream.next().await {
         let Ok(mut chunk) = chunk else {
-            return Body::Broken;
+            return if too_large {
+                Body::TooLarge
+            } else {
+                Body::Broken
+            };
         };
-        if buf.len() as u64 + chunk.remaining() as u64 > limit {
-            return Body::TooLarge;
+        total += chunk.remaining() as u64;
+        if total > limit {
+            too_large = true;
+        }
+        if total > DRAIN_LIMIT {
+            break;
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
             let n = part.len();
-            buf.extend_from_slice(part);
+            if !too_large {
+                buf.extend_from_slice(part);
+            }
             chunk.advance(n);
         }
     }
-    Body::Read(buf.freeze())
+    if too_large {
+        Body::TooLarge
+    } else {
+        Body::Read(buf.freeze())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

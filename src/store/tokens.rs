@@ -190,9 +190,13 @@ impl Store {
         }
         let sql = format!(
             "SELECT {ACCOUNT_COLUMNS}, pg_advisory_xact_lock(id)::text FROM (
-                 SELECT * FROM accounts
-                 WHERE (storefront_id, email_key) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))
-                    OR (storefront_id, id) IN (SELECT * FROM unnest($3::bigint[], $4::bigint[]))
+                 SELECT a.* FROM accounts a
+                     JOIN unnest($1::bigint[], $2::text[]) AS k(sf, key)
+                     ON a.storefront_id = k.sf AND a.email_key = k.key
+                 UNION
+                 SELECT a.* FROM accounts a
+                     JOIN unnest($3::bigint[], $4::bigint[]) AS k(sf, id)
+                     ON a.storefront_id = k.sf AND a.id = k.id
                  ORDER BY id OFFSET 0) AS a"
         );
         let accounts: Vec<Account> = tx

@@ -246,12 +246,31 @@ pub trait Conn: Send {
     async fn execute(&mut self, sql: &str, params: &[Value]) -> DbResult<u64>;
     /// Runs several statements without parameters (migrations).
     async fn batch(&mut self, sql: &str) -> DbResult<()>;
+    /// Runs statements in order and returns each one's rows. PostgreSQL sends them together
+    /// (one round trip); a statement sees what the ones before it did.
+    async fn query_many(&mut self, statements: &[(&str, &[Value])]) -> DbResult<Vec<Vec<Row>>> {
+        let mut out = Vec::with_capacity(statements.len());
+        for (sql, params) in statements {
+            out.push(self.query(sql, params).await?);
+        }
+        Ok(out)
+    }
 }
 
 /// A transaction: dropped without `commit`, it rolls back.
 #[async_trait]
 pub trait Transaction: Conn {
     async fn commit(self: Box<Self>) -> DbResult<()>;
+    /// Runs a last statement and commits (PostgreSQL: in one round trip).
+    async fn query_and_commit(
+        mut self: Box<Self>,
+        sql: &str,
+        params: &[Value],
+    ) -> DbResult<Vec<Row>> {
+        let rows = self.query(sql, params).await?;
+        self.commit().await?;
+        Ok(rows)
+    }
 }
 
 /// A database: PostgreSQL or SQLite.

@@ -65,16 +65,17 @@ impl Database for Postgres {
         Ok(Box::new(PgConn {
             client: Some(self.object().await?),
             in_tx: false,
+            begin_pending: false,
         }))
     }
 
+    /// BEGIN is not sent on its own: it goes out with the transaction's first statements.
     async fn begin(&self) -> DbResult<Box<dyn Transaction>> {
-        let mut conn = PgConn {
+        Ok(Box::new(PgConn {
             client: Some(self.object().await?),
             in_tx: true,
-        };
-        conn.batch("BEGIN").await?;
-        Ok(Box::new(conn))
+            begin_pending: true,
+        }))
     }
 
     async fn ping(&self) -> DbResult<()> {
@@ -88,11 +89,66 @@ struct PgConn {
     /// An open transaction: dropping without commit takes the connection out of the pool, so
     /// the server rolls the transaction back when the connection closes.
     in_tx: bool,
+    /// BEGIN still to be sent, ahead of the next statement.
+    begin_pending: bool,
 }
 
 impl PgConn {
     fn client(&self) -> &Object {
         self.client.as_ref().expect("connection present until drop")
+    }
+
+    /// Sends the pending BEGIN, the statements and (if asked) COMMIT back to back, without
+    /// waiting for each answer: tokio-postgres pipelines requests that are in flight together,
+    /// so the whole sequence costs one round trip.
+    async fn pipeline(
+        &mut self,
+        statements: &[(&str, &[Value])],
+        commit: bool,
+    ) -> DbResult<Vec<Vec<Row>>> {
+        let client = self.client.as_ref().expect("connection present until drop");
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (sql, _) in statements {
+            prepared.push(client.prepare_cached(sql).await.map_err(map_err)?);
+        }
+        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+            .iter()
+            .map(|(_, params)| params.iter().map(|p| p as _).collect())
+            .collect();
+        let begin = self.begin_pending;
+        let (began, results, committed) = futures::join!(
+            async {
+                if begin {
+                    client.batch_execute("BEGIN").await
+                } else {
+                    Ok(())
+                }
+            },
+            futures::future::join_all(
+                prepared
+                    .iter()
+                    .zip(&refs)
+                    .map(|(stmt, params)| client.query(stmt, params))
+            ),
+            async {
+                if commit {
+                    client.batch_execute("COMMIT").await
+                } else {
+                    Ok(())
+                }
+            }
+        );
+        self.begin_pending = false;
+        if commit {
+            self.in_tx = false;
+        }
+        began.map_err(map_err)?;
+        let mut out = Vec::with_capacity(results.len());
+        for rows in results {
+            out.push(rows.map_err(map_err)?.into_iter().map(Row::Pg).collect());
+        }
+        committed.map_err(map_err)?;
+        Ok(out)
     }
 }
 
@@ -112,14 +168,21 @@ fn map_err(e: tokio_postgres::Error) -> DbError {
 #[async_trait]
 impl Conn for PgConn {
     async fn query(&mut self, sql: &str, params: &[Value]) -> DbResult<Vec<Row>> {
-        let client = self.client();
-        let stmt = client.prepare_cached(sql).await.map_err(map_err)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-        let rows = client.query(&stmt, &refs).await.map_err(map_err)?;
-        Ok(rows.into_iter().map(Row::Pg).collect())
+        Ok(self
+            .pipeline(&[(sql, params)], false)
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    async fn query_many(&mut self, statements: &[(&str, &[Value])]) -> DbResult<Vec<Vec<Row>>> {
+        self.pipeline(statements, false).await
     }
 
     async fn execute(&mut self, sql: &str, params: &[Value]) -> DbResult<u64> {
+        if self.begin_pending {
+            self.pipeline(&[], false).await?;
+        }
         let client = self.client();
         let stmt = client.prepare_cached(sql).await.map_err(map_err)?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
@@ -127,6 +190,9 @@ impl Conn for PgConn {
     }
 
     async fn batch(&mut self, sql: &str) -> DbResult<()> {
+        if self.begin_pending {
+            self.pipeline(&[], false).await?;
+        }
         self.client().batch_execute(sql).await.map_err(map_err)
     }
 }
@@ -134,9 +200,26 @@ impl Conn for PgConn {
 #[async_trait]
 impl Transaction for PgConn {
     async fn commit(mut self: Box<Self>) -> DbResult<()> {
-        self.batch("COMMIT").await?;
-        self.in_tx = false;
+        if self.begin_pending {
+            // Nothing was sent: there is nothing to commit.
+            self.begin_pending = false;
+            self.in_tx = false;
+            return Ok(());
+        }
+        self.pipeline(&[], true).await?;
         Ok(())
+    }
+
+    async fn query_and_commit(
+        mut self: Box<Self>,
+        sql: &str,
+        params: &[Value],
+    ) -> DbResult<Vec<Row>> {
+        Ok(self
+            .pipeline(&[(sql, params)], true)
+            .await?
+            .pop()
+            .unwrap_or_default())
     }
 }
 

@@ -79,6 +79,9 @@ pub fn first_name(full_name: &str, email: &str) -> String {
         .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string())
 }
 
+/// How many columns `ACCOUNT_COLUMNS` selects (a query's next column follows them).
+pub(crate) const ACCOUNT_COLUMN_COUNT: usize = 7;
+
 pub(crate) const ACCOUNT_COLUMNS: &str =
     "id, storefront_id, email, full_name, phone, stripe_customer_id, created_at";
 

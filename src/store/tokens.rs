@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::Store;
 use super::db::{DbResult, Dialect, Value};
 use super::deliveries::{DeliveryKind, NewDelivery, insert_delivery};
-use super::storefronts::{ACCOUNT_COLUMNS, Account, account_from};
+use super::storefronts::{ACCOUNT_COLUMN_COUNT, ACCOUNT_COLUMNS, Account, account_from};
 use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
 
@@ -171,9 +171,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> DbResult<Vec<IssueOutcome>> {
         let mut tx = self.db().begin().await?;
-        // 1. The accounts, each locked with a transaction-scoped advisory lock on its id (in
-        //    memory; a row lock would write to the account row), in id order so that two
-        //    batches never wait for each other in a cycle.
+        // Each account is locked with a transaction-scoped advisory lock on its id (in memory;
+        // a row lock would write to the account row).
         let (mut by_email_sf, mut by_email_key, mut by_id_sf, mut by_id) =
             (vec![], vec![], vec![], vec![]);
         for r in requests {
@@ -188,51 +187,51 @@ impl Store {
                 }
             }
         }
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS}, pg_advisory_xact_lock(id)::text FROM (
-                 SELECT a.* FROM accounts a
-                     JOIN unnest($1::bigint[], $2::text[]) AS k(sf, key)
-                     ON a.storefront_id = k.sf AND a.email_key = k.key
-                 UNION
-                 SELECT a.* FROM accounts a
-                     JOIN unnest($3::bigint[], $4::bigint[]) AS k(sf, id)
-                     ON a.storefront_id = k.sf AND a.id = k.id
-                 ORDER BY id OFFSET 0) AS a"
+        // Round trip 1, three statements sent together: BEGIN; the locks, in id order so that
+        // two batches never wait for each other in a cycle; then the accounts with their recent
+        // links, in a statement of its own so that links committed by whoever held a lock
+        // before us are counted.
+        const MATCHED: &str = "SELECT a.* FROM accounts a
+                 JOIN unnest($1::bigint[], $2::text[]) AS k(sf, key)
+                 ON a.storefront_id = k.sf AND a.email_key = k.key
+             UNION
+             SELECT a.* FROM accounts a
+                 JOIN unnest($3::bigint[], $4::bigint[]) AS k(sf, id)
+                 ON a.storefront_id = k.sf AND a.id = k.id";
+        let lock = format!(
+            "SELECT pg_advisory_xact_lock(id)::text FROM ({MATCHED} ORDER BY id OFFSET 0) AS a"
         );
-        let accounts: Vec<Account> = tx
-            .query(
-                &sql,
-                &[
-                    Value::I64s(by_email_sf),
-                    Value::Texts(by_email_key),
-                    Value::I64s(by_id_sf),
-                    Value::I64s(by_id),
-                ],
-            )
-            .await?
+        let select = format!(
+            "SELECT {ACCOUNT_COLUMNS},
+                 (SELECT COUNT(*) FROM sign_in_tokens t WHERE t.account_id = a.id AND t.created_at > $5)
+             FROM ({MATCHED}) AS a"
+        );
+        let window = requests
             .iter()
-            .map(account_from)
+            .find_map(|r| r.limit)
+            .map(|l| l.window)
+            .unwrap_or_default();
+        let keys = [
+            Value::I64s(by_email_sf),
+            Value::Texts(by_email_key),
+            Value::I64s(by_id_sf),
+            Value::I64s(by_id),
+        ];
+        let mut with_since = keys.to_vec();
+        with_since.push(Value::Ts(now - window));
+        let rows = tx
+            .query_many(&[(&lock, &keys), (&select, &with_since)])
+            .await?
+            .pop()
+            .unwrap_or_default();
+        let accounts: Vec<Account> = rows.iter().map(account_from).collect();
+        let mut recent: HashMap<i64, i64> = rows
+            .iter()
+            .map(|r| (r.i64(0), r.i64(ACCOUNT_COLUMN_COUNT)))
             .collect();
-
-        // 2. Their recent links (in a new statement, so links committed by whoever held a lock
-        //    before us are counted).
-        let mut recent: HashMap<i64, i64> = HashMap::new();
-        if let Some(window) = requests.iter().find_map(|r| r.limit).map(|l| l.window) {
-            let ids: Vec<Option<i64>> = accounts.iter().map(|a| Some(a.id)).collect();
-            for row in tx
-                .query(
-                    "SELECT account_id, COUNT(*) FROM sign_in_tokens
-                     WHERE account_id = ANY($1) AND created_at > $2 GROUP BY account_id",
-                    &[Value::I64s(ids), Value::Ts(now - window)],
-                )
-                .await?
-            {
-                recent.insert(row.i64(0), row.i64(1));
-            }
-        }
         let planned = plan(requests, &accounts, &mut recent);
 
-        // 3. Everything in one statement.
+        // Round trip 2: everything in one statement, and COMMIT.
         let mut tok = TokenRows::default();
         let mut del = DeliveryRows::default();
         let (mut extra_sealed, mut extra_facility) = (vec![], vec![]);
@@ -270,7 +269,7 @@ impl Store {
             Value::I64s(extra_facility),
         ]);
         let inserted = tx
-            .query(
+            .query_and_commit(
                 "WITH tok AS (
                      INSERT INTO sign_in_tokens (token_hash, storefront_id, account_id, requested_by, redirect_path, created_at, expires_at)
                      SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])),
@@ -296,7 +295,6 @@ impl Store {
                 &values,
             )
             .await?;
-        tx.commit().await?;
         let ids: HashMap<Vec<u8>, i64> = inserted
             .iter()
             .map(|row| (row.bytes(1), row.i64(0)))

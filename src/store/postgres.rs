@@ -18,17 +18,9 @@ pub struct Postgres {
 impl Postgres {
     /// Builds the pool; connections are made on first use.
     pub fn connect(url: &str, pool_size: usize) -> DbResult<Self> {
-        let mut pg_config: tokio_postgres::Config = url
+        let pg_config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| DbError::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
-        // Every statement is prepared once per connection and planned once: the queries are
-        // key lookups whose best plan does not depend on the values, and re-planning the
-        // batched statements for each execution was a large share of the database's work.
-        let options = match pg_config.get_options() {
-            Some(o) => format!("{o} -c plan_cache_mode=force_generic_plan"),
-            None => "-c plan_cache_mode=force_generic_plan".to_string(),
-        };
-        pg_config.options(options);
         let manager = Manager::from_config(
             pg_config,
             tokio_postgres::NoTls,

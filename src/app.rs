@@ -318,10 +318,15 @@ async fn build(
         worker_name: format!("{}:{}", hostname(), std::process::id()),
     });
     let mailer = Mailer::new(services.clone(), transport, workers).start();
+    let billing_sync =
+        crate::actors::billing_sync::BillingSync::new(services.clone(), mailer.clone())
+            .map_err(|e| StartError::Other(format!("cannot set up Stripe: {e}")))?
+            .start();
     let actors = Actors {
         token_issuer: TokenIssuer::new(services.clone(), mailer.clone()).start(),
         session_keeper: SessionKeeper::new(services.clone()).start(),
         mailer: mailer.clone(),
+        billing_sync,
     };
     let mut tasks = Vec::new();
     if workers {

@@ -37,6 +37,7 @@ pub struct Config {
     pub stripe_secret_key: Option<Secret<String>>,
     pub stripe_webhook_secret: Option<Secret<String>>,
     pub stripe_api_base: Option<String>,
+    pub stripe_timeout_seconds: u64,
     pub database: DatabaseSettings,
     pub sign_in: SignInSettings,
     pub rate_limit: RateLimitSettings,
@@ -267,6 +268,17 @@ impl Config {
         if let Some(base) = &self.stripe_api_base {
             Url::parse(base)
                 .map_err(|e| ConfigError::new("stripe_api_base", format!("not a URL: {e}")))?;
+        }
+        positive("stripe_timeout_seconds", self.stripe_timeout_seconds)?;
+        if self.stripe_secret_key.is_some() != self.stripe_webhook_secret.is_some() {
+            return Err(ConfigError::new(
+                if self.stripe_secret_key.is_some() {
+                    "stripe_webhook_secret"
+                } else {
+                    "stripe_secret_key"
+                },
+                "set both stripe_secret_key and stripe_webhook_secret, or neither",
+            ));
         }
         positive("database.pool_size", self.database.pool_size as u64)?;
         positive(

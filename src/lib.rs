@@ -4,8 +4,11 @@
 //! `main.rs` parses the command line and calls [`cli::run`]; everything else lives here so
 //! that tests build the very same application ([`app::App`]).
 
+#![recursion_limit = "256"]
+
 pub mod actors;
 pub mod app;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod crypto;

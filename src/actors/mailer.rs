@@ -427,7 +427,11 @@ impl MailWork {
                     Some(url),
                 )
             }
-            other => return Err(format!("no template for {} emails", other.as_str())),
+            other => (
+                EmailContent::from_payload(other, &claimed.payload)
+                    .ok_or_else(|| format!("the {} email's data is incomplete", other.as_str()))?,
+                None,
+            ),
         };
         let (text, html) = render(&storefront.name, &content).map_err(|e| e.to_string())?;
         let message = build_message(

@@ -7,6 +7,7 @@
 //! behind each other (the benchmark measures it). Timers live in `started`.
 
 pub mod batch;
+pub mod billing_sync;
 pub mod mailer;
 pub mod session_keeper;
 pub mod token_issuer;
@@ -55,7 +56,12 @@ macro_rules! stoppable {
     };
 }
 
-stoppable!(TokenIssuer, SessionKeeper, Mailer);
+stoppable!(
+    TokenIssuer,
+    SessionKeeper,
+    Mailer,
+    billing_sync::BillingSync
+);
 
 /// The running actors' addresses.
 #[derive(Clone)]
@@ -63,6 +69,7 @@ pub struct Actors {
     pub token_issuer: actix::Addr<TokenIssuer>,
     pub session_keeper: actix::Addr<SessionKeeper>,
     pub mailer: actix::Addr<Mailer>,
+    pub billing_sync: actix::Addr<billing_sync::BillingSync>,
 }
 
 impl Actors {
@@ -71,10 +78,12 @@ impl Actors {
         let _ = self.token_issuer.send(Stop).await;
         let _ = self.session_keeper.send(Stop).await;
         let _ = self.mailer.send(Stop).await;
+        let _ = self.billing_sync.send(Stop).await;
         for _ in 0..100 {
             if !self.token_issuer.connected()
                 && !self.session_keeper.connected()
                 && !self.mailer.connected()
+                && !self.billing_sync.connected()
             {
                 return;
             }

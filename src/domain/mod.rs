@@ -8,6 +8,7 @@ pub mod pdf;
 pub mod secret;
 pub mod slug;
 pub mod token;
+pub mod webhook;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use email::EmailAddress;

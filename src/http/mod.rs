@@ -1,13 +1,17 @@
 //! The web front: warp filters, one file per page group, served by [`server::serve`].
 //! Errors become pages here; a request never sees internal details.
 
+pub mod account;
+pub mod billing;
 pub mod context;
 pub mod form;
 pub mod ops;
 pub mod pages;
 pub mod portal;
 pub mod ratelimit;
+pub mod rentals;
 pub mod server;
+pub mod webhooks;
 
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
@@ -37,7 +41,10 @@ pub static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The signed-in navigation after Dashboard: (section, path, label).
-pub const SIGNED_IN_NAV: &[(&str, &str, &str)] = &[];
+pub const SIGNED_IN_NAV: &[(&str, &str, &str)] = &[
+    ("billing", "/billing", "Billing"),
+    ("account", "/account", "Account"),
+];
 
 pub fn plain_error(status: StatusCode, message: &str) -> Response {
     pages::html(
@@ -85,6 +92,12 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .map(|name: String| ops::asset(&name));
     let index = warp::path::end().and(warp::get()).map(ops::index);
+    let stripe_webhook = warp::path!("webhooks" / "stripe")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(warp::header::optional::<String>("stripe-signature"))
+        .and(form::body(webhooks::WEBHOOK_LIMIT))
+        .then(webhooks::stripe);
     let portal = warp::path("s")
         .and(warp::path::param::<String>())
         .and(portal::route())
@@ -99,6 +112,8 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .or(assets)
         .unify()
         .or(index)
+        .unify()
+        .or(stripe_webhook)
         .unify()
         .or(portal)
         .unify()

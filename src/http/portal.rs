@@ -7,13 +7,12 @@ use http::{HeaderValue, StatusCode, header};
 use warp::Filter;
 use warp::reply::Response;
 
-use super::HttpState;
 use super::context::{Portal, RequestInfo};
 use super::form::{Body, FORM_LIMIT, Form, body};
 use super::pages::*;
+use super::{HttpState, account, billing, rentals};
 use crate::actors::{CheckToken, EndSession, Redeem, RequestLink, ask};
 use crate::domain::{EmailAddress, OpaqueToken};
-use crate::store::{Facility, Rental};
 
 /// The portal's routes, matched before the storefront is looked up.
 pub enum PortalRoute {
@@ -24,6 +23,15 @@ pub enum PortalRoute {
     Auth(String, Body),
     Dashboard,
     SignOut(Body),
+    History,
+    Agreement(i64),
+    Billing(String),
+    Pay(i64, Body),
+    AddPaymentMethod(Body),
+    RemovePaymentMethod(i64, Body),
+    Receipt(i64),
+    Account(String),
+    SaveAccount(Body),
 }
 
 fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
@@ -63,6 +71,60 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
         .and(warp::post())
         .and(body(FORM_LIMIT))
         .map(PortalRoute::SignOut);
+    let history = warp::path!("rentals" / "history")
+        .and(warp::get())
+        .map(|| PortalRoute::History);
+    let agreement = warp::path!("rentals" / i64 / "agreement.pdf")
+        .and(warp::get())
+        .map(PortalRoute::Agreement);
+    let billing = warp::path("billing")
+        .and(end())
+        .and(warp::get())
+        .and(raw_query())
+        .map(PortalRoute::Billing);
+    let pay = warp::path!("billing" / "invoices" / i64 / "pay")
+        .and(warp::post())
+        .and(body(FORM_LIMIT))
+        .map(PortalRoute::Pay);
+    let receipt = warp::path!("billing" / "invoices" / i64 / "receipt")
+        .and(warp::get())
+        .map(PortalRoute::Receipt);
+    let add_method = warp::path!("billing" / "payment-methods")
+        .and(warp::post())
+        .and(body(FORM_LIMIT))
+        .map(PortalRoute::AddPaymentMethod);
+    let remove_method = warp::path!("billing" / "payment-methods" / i64 / "remove")
+        .and(warp::post())
+        .and(body(FORM_LIMIT))
+        .map(PortalRoute::RemovePaymentMethod);
+    let account = warp::path("account")
+        .and(end())
+        .and(warp::get())
+        .and(raw_query())
+        .map(PortalRoute::Account);
+    let save_account = warp::path("account")
+        .and(end())
+        .and(warp::post())
+        .and(body(FORM_LIMIT))
+        .map(PortalRoute::SaveAccount);
+    let customer = history
+        .or(agreement)
+        .unify()
+        .or(billing)
+        .unify()
+        .or(pay)
+        .unify()
+        .or(receipt)
+        .unify()
+        .or(add_method)
+        .unify()
+        .or(remove_method)
+        .unify()
+        .or(account)
+        .unify()
+        .or(save_account)
+        .unify()
+        .boxed();
     home.or(sign_in_page)
         .unify()
         .or(sign_in)
@@ -74,6 +136,8 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
         .or(dashboard)
         .unify()
         .or(sign_out)
+        .unify()
+        .or(customer)
         .unify()
 }
 
@@ -102,8 +166,19 @@ pub async fn dispatch(
         PortalRoute::SignIn(body) => sign_in(&mut portal, body).await,
         PortalRoute::AuthPage(token) => auth_page(&mut portal, &token).await,
         PortalRoute::Auth(token, body) => auth(&mut portal, &token, body).await,
-        PortalRoute::Dashboard => dashboard(&mut portal).await,
+        PortalRoute::Dashboard => rentals::dashboard(&mut portal).await,
         PortalRoute::SignOut(body) => sign_out(&mut portal, body).await,
+        PortalRoute::History => rentals::history(&mut portal).await,
+        PortalRoute::Agreement(id) => rentals::agreement(&mut portal, id).await,
+        PortalRoute::Billing(query) => billing::page(&mut portal, &query).await,
+        PortalRoute::Pay(id, body) => billing::pay(&mut portal, id, body).await,
+        PortalRoute::AddPaymentMethod(body) => billing::add_method(&mut portal, body).await,
+        PortalRoute::RemovePaymentMethod(id, body) => {
+            billing::remove_method(&mut portal, id, body).await
+        }
+        PortalRoute::Receipt(id) => billing::receipt(&mut portal, id).await,
+        PortalRoute::Account(query) => account::page(&mut portal, &query).await,
+        PortalRoute::SaveAccount(body) => account::save(&mut portal, body).await,
     };
     portal.finish(resp)
 }
@@ -174,7 +249,7 @@ fn rate_limited(portal: &mut Portal) -> Option<Response> {
 }
 
 /// Reads a posted form and checks its CSRF token; `Err(response)` for a 4xx.
-fn read_form(portal: &mut Portal, body: Body) -> Result<Form, Box<Response>> {
+pub(crate) fn read_form(portal: &mut Portal, body: Body) -> Result<Form, Box<Response>> {
     let bytes = match body {
         Body::Read(b) => b,
         Body::TooLarge => {
@@ -350,92 +425,6 @@ async fn auth(portal: &mut Portal, raw_token: &str, body: Body) -> Response {
     }
 }
 
-struct RentalView {
-    id: i64,
-    label: String,
-    status: String,
-    status_label: String,
-    facility: String,
-    dates: String,
-    rate: String,
-    delivery: Option<(String, String)>,
-    has_agreement: bool,
-}
-
-fn humanize(s: &str) -> String {
-    let s = s.replace('_', " ");
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().collect::<String>() + chars.as_str(),
-        None => String::new(),
-    }
-}
-
-pub(crate) fn format_date(d: chrono::NaiveDate) -> String {
-    d.format("%b %-d, %Y").to_string()
-}
-
-fn rental_view(r: Rental) -> RentalView {
-    let dates = match r.ends_on {
-        Some(end) => format!("{} to {}", format_date(r.starts_on), format_date(end)),
-        None => format!("Since {}", format_date(r.starts_on)),
-    };
-    let delivery = if r.delivery_in_progress() {
-        r.tracking_url.clone().map(|url| {
-            (
-                humanize(r.delivery_status.as_deref().unwrap_or("in progress")),
-                url,
-            )
-        })
-    } else {
-        None
-    };
-    RentalView {
-        id: r.id,
-        status_label: humanize(&r.status),
-        status: r.status,
-        label: r.label,
-        facility: r.facility_name,
-        dates,
-        rate: format!("{} per {}", r.rate, r.rate_period),
-        delivery,
-        has_agreement: r.has_agreement,
-    }
-}
-
-struct FacilityView {
-    name: String,
-    address: String,
-    phone: String,
-    phone_link: String,
-    email: String,
-}
-
-fn facility_view(f: Facility) -> FacilityView {
-    FacilityView {
-        phone_link: f
-            .phone
-            .chars()
-            .filter(|c| c.is_ascii_digit() || *c == '+')
-            .collect(),
-        name: f.name,
-        address: f.address,
-        phone: f.phone,
-        email: f.email,
-    }
-}
-
-#[derive(askama::Template)]
-#[template(path = "dashboard.html")]
-struct DashboardPage {
-    page: PageCommon,
-    first_name: String,
-    rentals: Vec<RentalView>,
-    any_active: bool,
-    rent_url: String,
-    facilities: Vec<FacilityView>,
-}
-
 /// The sign-in redirect for a page that needs a session.
 pub(crate) fn to_sign_in(portal: &Portal, next: &str) -> Response {
     see_other(&format!(
@@ -445,34 +434,16 @@ pub(crate) fn to_sign_in(portal: &Portal, next: &str) -> Response {
     ))
 }
 
-async fn dashboard(portal: &mut Portal) -> Response {
-    let session = match portal.session().await {
-        Ok(Some(s)) => s,
-        Ok(None) => return to_sign_in(portal, "/dashboard"),
-        Err(e) => return app_error_page(portal, &e),
-    };
-    let store = &portal.state.svc.store;
-    let sf = portal.storefront.id;
-    let loaded = async {
-        let rentals = store.current_rentals(sf, session.account.id).await?;
-        let facilities = store.account_facilities(sf, session.account.id).await?;
-        Ok::<_, crate::store::DbError>((rentals, facilities))
+/// The signed-in customer, or the response to send instead (to sign-in, or an error page).
+pub(crate) async fn signed_in(
+    portal: &mut Portal,
+    next: &str,
+) -> Result<crate::store::SessionInfo, Response> {
+    match portal.session().await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(to_sign_in(portal, next)),
+        Err(e) => Err(app_error_page(portal, &e)),
     }
-    .await;
-    let (rentals, facilities) = match loaded {
-        Ok(x) => x,
-        Err(e) => return app_error_page(portal, &e.into()),
-    };
-    let any_active = rentals.iter().any(|r| r.status == "active");
-    let page = DashboardPage {
-        page: PageCommon::new(portal, true, "dashboard"),
-        first_name: session.account.first_name(),
-        rentals: rentals.into_iter().map(rental_view).collect(),
-        any_active,
-        rent_url: portal.storefront.rent_url.clone(),
-        facilities: facilities.into_iter().map(facility_view).collect(),
-    };
-    render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
 }
 
 async fn sign_out(portal: &mut Portal, body: Body) -> Response {

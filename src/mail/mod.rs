@@ -21,6 +21,19 @@ pub enum EmailContent {
         link: String,
         minutes: i64,
     },
+    EmailChanged {
+        first_name: String,
+        old_email: String,
+        new_email: String,
+    },
+    PaymentReceipt {
+        first_name: String,
+        number: String,
+        description: String,
+        facility: String,
+        paid_on: String,
+        amount: String,
+    },
 }
 
 #[derive(Template)]
@@ -39,6 +52,48 @@ struct SignInHtml<'a> {
     first_name: &'a str,
     link: &'a str,
     minutes: i64,
+}
+
+#[derive(Template)]
+#[template(path = "email/email_changed.txt")]
+struct EmailChangedText<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    old_email: &'a str,
+    new_email: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/email_changed.html")]
+struct EmailChangedHtml<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    old_email: &'a str,
+    new_email: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/payment_receipt.txt")]
+struct ReceiptText<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    number: &'a str,
+    description: &'a str,
+    facility: &'a str,
+    paid_on: &'a str,
+    amount: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/payment_receipt.html")]
+struct ReceiptHtml<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    number: &'a str,
+    description: &'a str,
+    facility: &'a str,
+    paid_on: &'a str,
+    amount: &'a str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,12 +130,95 @@ pub fn render(
             }
             .render()?,
         ),
+        EmailContent::EmailChanged {
+            first_name,
+            old_email,
+            new_email,
+        } => (
+            EmailChangedText {
+                storefront_name,
+                first_name,
+                old_email,
+                new_email,
+            }
+            .render()?,
+            EmailChangedHtml {
+                storefront_name,
+                first_name,
+                old_email,
+                new_email,
+            }
+            .render()?,
+        ),
+        EmailContent::PaymentReceipt {
+            first_name,
+            number,
+            description,
+            facility,
+            paid_on,
+            amount,
+        } => (
+            ReceiptText {
+                storefront_name,
+                first_name,
+                number,
+                description,
+                facility,
+                paid_on,
+                amount,
+            }
+            .render()?,
+            ReceiptHtml {
+                storefront_name,
+                first_name,
+                number,
+                description,
+                facility,
+                paid_on,
+                amount,
+            }
+            .render()?,
+        ),
     })
 }
 
 /// The subject line of each kind.
 pub fn sign_in_subject(storefront_name: &str) -> String {
     format!("Your sign-in link for {storefront_name}")
+}
+
+pub fn email_changed_subject(storefront_name: &str) -> String {
+    format!("Your {storefront_name} email address was changed")
+}
+
+pub fn receipt_subject(storefront_name: &str, invoice_number: &str) -> String {
+    format!("Receipt for invoice {invoice_number} from {storefront_name}")
+}
+
+impl EmailContent {
+    /// The content of an email without a link, from the payload written with its delivery.
+    pub fn from_payload(kind: crate::store::DeliveryKind, p: &serde_json::Value) -> Option<Self> {
+        let field = |k: &str| p[k].as_str().map(str::to_string);
+        Some(match kind {
+            crate::store::DeliveryKind::EmailChanged => EmailContent::EmailChanged {
+                first_name: field("first_name")?,
+                old_email: field("old_email")?,
+                new_email: field("new_email")?,
+            },
+            crate::store::DeliveryKind::PaymentReceipt => EmailContent::PaymentReceipt {
+                first_name: field("first_name")?,
+                number: field("number")?,
+                description: field("description")?,
+                facility: field("facility")?,
+                paid_on: field("paid_on")?,
+                amount: field("amount")?,
+            },
+            crate::store::DeliveryKind::SignIn
+            | crate::store::DeliveryKind::BookingConfirmation => {
+                return None;
+            }
+        })
+    }
 }
 
 /// Builds the MIME message from the storefront's sender, with `X-Latchkey-Delivery` naming the

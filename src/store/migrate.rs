@@ -16,6 +16,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0002_unmatched_sign_ins",
         include_str!("../../migrations/postgres/0002_unmatched_sign_ins.sql"),
     ),
+    (
+        "0003_billing",
+        include_str!("../../migrations/postgres/0003_billing.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -25,6 +29,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0002_unmatched_sign_ins",
         include_str!("../../migrations/sqlite/0002_unmatched_sign_ins.sql"),
+    ),
+    (
+        "0003_billing",
+        include_str!("../../migrations/sqlite/0003_billing.sql"),
     ),
 ];
 

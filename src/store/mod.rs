@@ -6,6 +6,7 @@ pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
+mod billing;
 mod deliveries;
 mod demo;
 mod portal;
@@ -15,6 +16,7 @@ mod tokens;
 
 use std::sync::Arc;
 
+pub use billing::*;
 pub use db::{Database, DbError, DbResult, Dialect, Row, Value};
 pub use deliveries::*;
 pub use demo::DemoSummary;

@@ -96,6 +96,44 @@ impl Store {
             .collect())
     }
 
+    /// Past rentals (ended or cancelled), newest first.
+    pub async fn past_rentals(&self, storefront_id: i64, account_id: i64) -> DbResult<Vec<Rental>> {
+        let sql = format!(
+            "SELECT {RENTAL_COLUMNS} FROM rentals r
+             JOIN contacts c ON c.id = r.contact_id
+             JOIN facilities f ON f.id = r.facility_id
+             WHERE c.account_id = $1 AND r.storefront_id = $2 AND r.status IN ('ended', 'cancelled')
+             ORDER BY COALESCE(r.ends_on, r.starts_on) DESC, r.id DESC"
+        );
+        Ok(self
+            .db()
+            .query(&sql, &params![account_id, storefront_id])
+            .await?
+            .iter()
+            .map(rental_from)
+            .collect())
+    }
+
+    /// A rental's signed agreement (file name, PDF bytes), only for the account that rents it.
+    pub async fn rental_agreement(
+        &self,
+        storefront_id: i64,
+        account_id: i64,
+        rental_id: i64,
+    ) -> DbResult<Option<(String, Vec<u8>)>> {
+        Ok(self
+            .db()
+            .query_opt(
+                "SELECT g.file_name, g.body FROM agreements g
+                 JOIN rentals r ON r.id = g.rental_id
+                 JOIN contacts c ON c.id = r.contact_id
+                 WHERE g.rental_id = $1 AND c.account_id = $2 AND r.storefront_id = $3",
+                &params![rental_id, account_id, storefront_id],
+            )
+            .await?
+            .map(|r| (r.string(0), r.bytes(1))))
+    }
+
     /// The facilities the account deals with (through its contacts); all of the storefront's
     /// when it has none yet.
     pub async fn account_facilities(

@@ -223,6 +223,103 @@ impl Store {
     }
 }
 
+/// What Account's Save changes did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountUpdate {
+    Saved {
+        /// The old address, when the email changed (it gets a notice).
+        email_changed_from: Option<String>,
+        notice_delivery: Option<i64>,
+    },
+    /// Another account of the storefront has that address.
+    EmailTaken,
+    NoSuchAccount,
+}
+
+/// New values for an account's profile, already validated.
+#[derive(Debug, Clone)]
+pub struct ProfileChange {
+    pub full_name: String,
+    pub email: EmailAddress,
+    pub phone: String,
+}
+
+impl Store {
+    /// Saves the profile. An email change keeps the account id (links and sessions stay) and
+    /// writes, in the same transaction, the notice to the old address (`notice` builds it from
+    /// the account as it was).
+    pub async fn update_profile<F>(
+        &self,
+        storefront_id: i64,
+        account_id: i64,
+        change: &ProfileChange,
+        notice: F,
+        now: DateTime<Utc>,
+    ) -> DbResult<AccountUpdate>
+    where
+        F: FnOnce(&Account) -> super::deliveries::NewDelivery + Send,
+    {
+        let mut tx = self.db().begin().await?;
+        let lock = match self.dialect() {
+            super::db::Dialect::Postgres => " FOR UPDATE",
+            super::db::Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2{lock}"
+        );
+        let Some(old) = tx
+            .query_opt(&sql, &params![storefront_id, account_id])
+            .await?
+            .as_ref()
+            .map(account_from)
+        else {
+            tx.commit().await?;
+            return Ok(AccountUpdate::NoSuchAccount);
+        };
+        let taken = tx
+            .query_opt(
+                "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2 AND id <> $3",
+                &params![storefront_id, change.email.key(), account_id],
+            )
+            .await?;
+        if taken.is_some() {
+            tx.commit().await?;
+            return Ok(AccountUpdate::EmailTaken);
+        }
+        let updated = tx
+            .execute(
+                "UPDATE accounts SET full_name = $3, email = $4, email_key = $5, phone = $6, updated_at = $7
+                 WHERE storefront_id = $1 AND id = $2",
+                &params![
+                    storefront_id,
+                    account_id,
+                    change.full_name.as_str(),
+                    change.email.as_str(),
+                    change.email.key(),
+                    change.phone.as_str(),
+                    now
+                ],
+            )
+            .await;
+        match updated {
+            Err(super::DbError::Unique(_)) => return Ok(AccountUpdate::EmailTaken),
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+        let changed = old.email.to_lowercase() != change.email.key();
+        let mut notice_delivery = None;
+        if changed {
+            notice_delivery =
+                Some(super::deliveries::insert_delivery(&mut *tx, &notice(&old), now).await?);
+        }
+        tx.commit().await?;
+        Ok(AccountUpdate::Saved {
+            email_changed_from: changed.then_some(old.email),
+            notice_delivery,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::first_name;

@@ -1,0 +1,287 @@
+//! Billing: invoices with the All / Pending / Paid filters, paying through Stripe Checkout,
+//! payment methods (add through Checkout in setup mode, remove), receipts.
+
+use http::StatusCode;
+use warp::reply::Response;
+
+use super::context::Portal;
+use super::form::{Body, Form};
+use super::pages::*;
+use super::portal::{read_form, signed_in};
+use super::rentals::{InvoiceView, invoice_view};
+use crate::actors::billing_sync::{
+    BillingError, BillingSync, RefreshPaymentMethods, RemovePaymentMethod, StartPayment, StartSetup,
+};
+use crate::store::{InvoiceFilter, PaymentMethod};
+
+struct MethodView {
+    id: i64,
+    description: String,
+}
+
+fn method_view(m: &PaymentMethod) -> MethodView {
+    let description = match m.kind.as_str() {
+        "acss_debit" => format!(
+            "Pre-authorized debit, {} account ending in {}",
+            m.brand, m.last4
+        ),
+        _ => {
+            let brand = super::rentals::humanize(&m.brand);
+            match (m.exp_month, m.exp_year) {
+                (Some(mo), Some(y)) => {
+                    format!("{brand} ending in {}, expires {mo:02}/{y}", m.last4)
+                }
+                _ => format!("{brand} ending in {}", m.last4),
+            }
+        }
+    };
+    MethodView {
+        id: m.id,
+        description,
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "billing.html")]
+struct BillingPage {
+    page: PageCommon,
+    filters: Vec<(&'static str, &'static str)>,
+    current: &'static str,
+    invoices: Vec<InvoiceView>,
+    methods: Vec<MethodView>,
+    payments_enabled: bool,
+    notice: Option<&'static str>,
+    alert: Option<&'static str>,
+}
+
+const FILTERS: [(&str, &str); 3] = [("all", "All"), ("pending", "Pending"), ("paid", "Paid")];
+
+const PROVIDER_DOWN: &str = "We could not reach our payment provider. Nothing was charged and nothing was changed. Please try again in a few minutes.";
+
+/// `GET /billing?status=all|pending|paid` (and the notices after Checkout).
+pub async fn page(portal: &mut Portal, query: &str) -> Response {
+    let q = Form::parse(query.as_bytes()).unwrap_or_default();
+    let next = if query.is_empty() {
+        "/billing".to_string()
+    } else {
+        format!("/billing?{query}")
+    };
+    let session = match signed_in(portal, &next).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let Some(filter) = InvoiceFilter::parse(q.get("status").unwrap_or("all")) else {
+        return error_page(
+            portal,
+            StatusCode::BAD_REQUEST,
+            "Unknown filter",
+            "Invoices can be filtered by All, Pending or Paid.",
+            Some((
+                format!("{}/billing", portal.base),
+                "Show all invoices".into(),
+            )),
+        );
+    };
+    let notice = match (q.get("checkout"), q.get("setup"), q.get("removed")) {
+        (Some("success"), _, _) => Some(
+            "Thank you: your payment is being confirmed. The invoice shows Paid as soon as Stripe confirms it.",
+        ),
+        (Some("cancelled"), _, _) => Some("Payment cancelled: nothing was charged."),
+        (_, Some("success"), _) => Some("Your payment method was added."),
+        (_, Some("cancelled"), _) => Some("No payment method was added."),
+        (_, _, Some(_)) => Some("The payment method was removed."),
+        _ => None,
+    };
+    let enabled = BillingSync::payments_enabled(&portal.state.svc.config);
+    // Back from adding a payment method: show it even if Stripe's webhook is not here yet.
+    if enabled && q.get("setup") == Some("success") {
+        let refreshed = portal
+            .state
+            .actors
+            .billing_sync
+            .send(RefreshPaymentMethods {
+                account: session.account.clone(),
+            })
+            .await;
+        if let Ok(Err(e)) | Err(e) = refreshed.map_err(BillingError::from) {
+            tracing::warn!(error = %e, "could not refresh payment methods after setup");
+        }
+    }
+    let store = &portal.state.svc.store;
+    let loaded = async {
+        let invoices = store
+            .account_invoices(portal.storefront.id, session.account.id, filter)
+            .await?;
+        let methods = store.payment_methods(session.account.id).await?;
+        Ok::<_, crate::store::DbError>((invoices, methods))
+    }
+    .await;
+    let (invoices, methods) = match loaded {
+        Ok(x) => x,
+        Err(e) => return app_error_page(portal, &e.into()),
+    };
+    let page = BillingPage {
+        page: PageCommon::new(portal, true, "billing"),
+        filters: FILTERS.to_vec(),
+        current: filter.as_str(),
+        invoices: invoices.iter().map(invoice_view).collect(),
+        methods: methods.iter().map(method_view).collect(),
+        payments_enabled: enabled,
+        notice,
+        alert: None,
+    };
+    render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+}
+
+/// A failed billing action as a page: 404 for what is not the customer's, a clear message
+/// when payment is off or Stripe is unreachable.
+fn failure(portal: &mut Portal, e: BillingError) -> Response {
+    let back = Some((
+        format!("{}/billing", portal.base),
+        "Back to Billing".to_string(),
+    ));
+    match e {
+        BillingError::NotFound => super::not_found_page(),
+        BillingError::NotConfigured => error_page(
+            portal,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Online payment is not available",
+            "Online payment is not available right now. To pay an invoice, contact your facility.",
+            back,
+        ),
+        BillingError::NotPayable => error_page(
+            portal,
+            StatusCode::CONFLICT,
+            "Nothing to pay",
+            "This invoice is not waiting for payment.",
+            back,
+        ),
+        BillingError::Provider(p) => {
+            tracing::warn!(error = %p, "payment provider unavailable");
+            error_page(
+                portal,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Payment provider unavailable",
+                PROVIDER_DOWN,
+                back,
+            )
+        }
+        BillingError::App(e) => app_error_page(portal, &e),
+    }
+}
+
+fn flatten<T>(r: Result<Result<T, BillingError>, actix::MailboxError>) -> Result<T, BillingError> {
+    r.map_err(BillingError::from).and_then(|r| r)
+}
+
+/// `POST /billing/invoices/{id}/pay`: to Stripe Checkout (303).
+pub async fn pay(portal: &mut Portal, invoice_id: i64, body: Body) -> Response {
+    if let Err(resp) = read_form(portal, body) {
+        return *resp;
+    }
+    let session = match signed_in(portal, "/billing").await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let started = portal
+        .state
+        .actors
+        .billing_sync
+        .send(StartPayment {
+            storefront: portal.storefront.clone(),
+            account: session.account,
+            invoice_id,
+        })
+        .await;
+    match flatten(started) {
+        Ok(url) => see_other(&url),
+        Err(e) => failure(portal, e),
+    }
+}
+
+/// `POST /billing/payment-methods`: to Stripe Checkout in setup mode (303).
+pub async fn add_method(portal: &mut Portal, body: Body) -> Response {
+    if let Err(resp) = read_form(portal, body) {
+        return *resp;
+    }
+    let session = match signed_in(portal, "/billing").await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let started = portal
+        .state
+        .actors
+        .billing_sync
+        .send(StartSetup {
+            storefront: portal.storefront.clone(),
+            account: session.account,
+        })
+        .await;
+    match flatten(started) {
+        Ok(url) => see_other(&url),
+        Err(e) => failure(portal, e),
+    }
+}
+
+/// `POST /billing/payment-methods/{id}/remove`.
+pub async fn remove_method(portal: &mut Portal, id: i64, body: Body) -> Response {
+    if let Err(resp) = read_form(portal, body) {
+        return *resp;
+    }
+    let session = match signed_in(portal, "/billing").await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let removed = portal
+        .state
+        .actors
+        .billing_sync
+        .send(RemovePaymentMethod {
+            account: session.account,
+            id,
+        })
+        .await;
+    match flatten(removed) {
+        Ok(()) => see_other(&format!("{}/billing?removed=1", portal.base)),
+        Err(e) => failure(portal, e),
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "receipt.html")]
+struct ReceiptPage {
+    page: PageCommon,
+    heading: &'static str,
+    invoice: InvoiceView,
+}
+
+/// `GET /billing/invoices/{id}/receipt`: the invoice, as a receipt once paid.
+pub async fn receipt(portal: &mut Portal, invoice_id: i64) -> Response {
+    let session = match signed_in(portal, &format!("/billing/invoices/{invoice_id}/receipt")).await
+    {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let found = portal
+        .state
+        .svc
+        .store
+        .account_invoice(portal.storefront.id, session.account.id, invoice_id)
+        .await;
+    match found {
+        Ok(Some(invoice)) => {
+            let page = ReceiptPage {
+                page: PageCommon::new(portal, true, "billing"),
+                heading: if invoice.status == "paid" {
+                    "Receipt for invoice"
+                } else {
+                    "Invoice"
+                },
+                invoice: invoice_view(&invoice),
+            };
+            render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+        }
+        Ok(None) => super::not_found_page(),
+        Err(e) => app_error_page(portal, &e.into()),
+    }
+}

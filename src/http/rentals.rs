@@ -1,0 +1,274 @@
+//! The signed-in customer's rentals: the dashboard, the rental history, agreements.
+
+use http::{HeaderValue, StatusCode, header};
+use warp::Reply;
+use warp::reply::Response;
+
+use super::context::Portal;
+use super::pages::*;
+use super::portal::signed_in;
+use crate::store::{Facility, Invoice, Rental};
+
+pub(crate) struct RentalView {
+    id: i64,
+    label: String,
+    status: String,
+    status_label: String,
+    facility: String,
+    dates: String,
+    rate: String,
+    delivery: Option<(String, String)>,
+    has_agreement: bool,
+}
+
+pub(crate) fn humanize(s: &str) -> String {
+    let s = s.replace('_', " ");
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().collect::<String>() + chars.as_str(),
+        None => String::new(),
+    }
+}
+
+pub(crate) fn format_date(d: chrono::NaiveDate) -> String {
+    d.format("%b %-d, %Y").to_string()
+}
+
+pub(crate) fn rental_view(r: Rental) -> RentalView {
+    let dates = match r.ends_on {
+        Some(end) => format!("{} to {}", format_date(r.starts_on), format_date(end)),
+        None => format!("Since {}", format_date(r.starts_on)),
+    };
+    let delivery = if r.delivery_in_progress() {
+        r.tracking_url.clone().map(|url| {
+            (
+                humanize(r.delivery_status.as_deref().unwrap_or("in progress")),
+                url,
+            )
+        })
+    } else {
+        None
+    };
+    RentalView {
+        id: r.id,
+        status_label: humanize(&r.status),
+        status: r.status,
+        label: r.label,
+        facility: r.facility_name,
+        dates,
+        rate: format!("{} per {}", r.rate, r.rate_period),
+        delivery,
+        has_agreement: r.has_agreement,
+    }
+}
+
+struct FacilityView {
+    name: String,
+    address: String,
+    phone: String,
+    phone_link: String,
+    email: String,
+}
+
+fn facility_view(f: Facility) -> FacilityView {
+    FacilityView {
+        phone_link: f
+            .phone
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '+')
+            .collect(),
+        name: f.name,
+        address: f.address,
+        phone: f.phone,
+        email: f.email,
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    page: PageCommon,
+    first_name: String,
+    rentals: Vec<RentalView>,
+    any_active: bool,
+    rent_url: String,
+    facilities: Vec<FacilityView>,
+}
+
+pub async fn dashboard(portal: &mut Portal) -> Response {
+    let session = match signed_in(portal, "/dashboard").await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let store = &portal.state.svc.store;
+    let sf = portal.storefront.id;
+    let loaded = async {
+        let rentals = store.current_rentals(sf, session.account.id).await?;
+        let facilities = store.account_facilities(sf, session.account.id).await?;
+        Ok::<_, crate::store::DbError>((rentals, facilities))
+    }
+    .await;
+    let (rentals, facilities) = match loaded {
+        Ok(x) => x,
+        Err(e) => return app_error_page(portal, &e.into()),
+    };
+    let any_active = rentals.iter().any(|r| r.status == "active");
+    let page = DashboardPage {
+        page: PageCommon::new(portal, true, "dashboard"),
+        first_name: session.account.first_name(),
+        rentals: rentals.into_iter().map(rental_view).collect(),
+        any_active,
+        rent_url: portal.storefront.rent_url.clone(),
+        facilities: facilities.into_iter().map(facility_view).collect(),
+    };
+    render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+}
+
+struct PastRental {
+    rental: RentalView,
+    invoices: Vec<InvoiceView>,
+}
+
+/// An invoice as the pages show it.
+pub(crate) struct InvoiceView {
+    pub id: i64,
+    pub number: String,
+    pub description: String,
+    pub facility: String,
+    pub issued: String,
+    pub due: String,
+    pub amount: String,
+    pub status: String,
+    pub status_label: String,
+    pub paid_on: Option<String>,
+}
+
+pub(crate) fn invoice_view(i: &Invoice) -> InvoiceView {
+    InvoiceView {
+        id: i.id,
+        number: i.number.clone(),
+        description: i.description.clone(),
+        facility: i.facility_name.clone(),
+        issued: format_date(i.issued_on),
+        due: format_date(i.due_on),
+        amount: i.amount.to_string(),
+        status: i.status.clone(),
+        status_label: humanize(&i.status),
+        paid_on: i.paid_at.map(|t| format_date(t.date_naive())),
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "history.html")]
+struct HistoryPage {
+    page: PageCommon,
+    rentals: Vec<HistoryRental>,
+}
+
+/// A past rental with its invoices, flattened for the template.
+struct HistoryRental {
+    id: i64,
+    label: String,
+    status: String,
+    status_label: String,
+    facility: String,
+    dates: String,
+    rate: String,
+    has_agreement: bool,
+    invoices: Vec<InvoiceView>,
+}
+
+impl From<PastRental> for HistoryRental {
+    fn from(p: PastRental) -> Self {
+        let r = p.rental;
+        Self {
+            id: r.id,
+            label: r.label,
+            status: r.status,
+            status_label: r.status_label,
+            facility: r.facility,
+            dates: r.dates,
+            rate: r.rate,
+            has_agreement: r.has_agreement,
+            invoices: p.invoices,
+        }
+    }
+}
+
+pub async fn history(portal: &mut Portal) -> Response {
+    let session = match signed_in(portal, "/rentals/history").await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let store = &portal.state.svc.store;
+    let sf = portal.storefront.id;
+    let loaded = async {
+        let rentals = store.past_rentals(sf, session.account.id).await?;
+        let invoices = store
+            .account_invoices(sf, session.account.id, crate::store::InvoiceFilter::All)
+            .await?;
+        Ok::<_, crate::store::DbError>((rentals, invoices))
+    }
+    .await;
+    let (rentals, invoices) = match loaded {
+        Ok(x) => x,
+        Err(e) => return app_error_page(portal, &e.into()),
+    };
+    let rentals = rentals
+        .into_iter()
+        .map(|r| {
+            let of_rental = invoices
+                .iter()
+                .filter(|i| i.rental_id == Some(r.id))
+                .map(invoice_view)
+                .collect();
+            HistoryRental::from(PastRental {
+                rental: rental_view(r),
+                invoices: of_rental,
+            })
+        })
+        .collect();
+    let page = HistoryPage {
+        page: PageCommon::new(portal, true, "dashboard"),
+        rentals,
+    };
+    render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+}
+
+/// The signed agreement of one of the customer's rentals; any other id is 404.
+pub async fn agreement(portal: &mut Portal, rental_id: i64) -> Response {
+    let session = match signed_in(portal, &format!("/rentals/{rental_id}/agreement.pdf")).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    match portal
+        .state
+        .svc
+        .store
+        .rental_agreement(portal.storefront.id, session.account.id, rental_id)
+        .await
+    {
+        Ok(Some((file_name, body))) => {
+            let mut resp = body.into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pdf"),
+            );
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            );
+            let safe: String = file_name
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                .collect();
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            resp
+        }
+        Ok(None) => super::not_found_page(),
+        Err(e) => app_error_page(portal, &e.into()),
+    }
+}

@@ -268,13 +268,14 @@ impl BillingWork {
     }
 
     async fn start_payment(&self, msg: StartPayment) -> Result<String, BillingError> {
-        let gateway = self.gateway()?;
+        // Whose invoice it is comes first: a foreign id is "not found" whatever else is true.
         let invoice = self
             .svc
             .store
             .account_invoice(msg.storefront.id, msg.account.id, msg.invoice_id)
             .await?
             .ok_or(BillingError::NotFound)?;
+        let gateway = self.gateway()?;
         if invoice.status != "pending" {
             return Err(BillingError::NotPayable);
         }
@@ -309,11 +310,25 @@ impl BillingWork {
         let base = self.svc.portal_url(&msg.storefront);
         let success = format!("{base}/billing?setup=success");
         let cancel = format!("{base}/billing?setup=cancelled");
+        // The currency the customer is billed in (their latest invoice's), USD when none.
+        let currency = self
+            .svc
+            .store
+            .account_invoices(
+                msg.storefront.id,
+                msg.account.id,
+                crate::store::InvoiceFilter::All,
+            )
+            .await?
+            .first()
+            .map(|i| i.amount.currency().to_string())
+            .unwrap_or_else(|| "USD".into());
         let started = gateway
             .create_setup_checkout(&SetupCheckout {
                 customer: &customer,
                 account_id: msg.account.id,
                 acss_debit: msg.storefront.acss_debit,
+                currency: &currency,
                 success_url: &success,
                 cancel_url: &cancel,
             })
@@ -322,13 +337,13 @@ impl BillingWork {
     }
 
     async fn remove_payment_method(&self, msg: RemovePaymentMethod) -> Result<(), BillingError> {
-        let gateway = self.gateway()?;
         let method = self
             .svc
             .store
             .account_payment_method(msg.account.id, msg.id)
             .await?
             .ok_or(BillingError::NotFound)?;
+        let gateway = self.gateway()?;
         if let Err(e) = gateway.detach(&method.stripe_id).await {
             // Already detached at Stripe (from another device, by support): just forget it.
             if !e.0.contains("resource_missing") && !e.0.contains("status code: 404") {

@@ -53,6 +53,8 @@ pub struct SetupCheckout<'a> {
     pub account_id: i64,
     /// Offer Canadian pre-authorized debit (in CAD) besides cards.
     pub acss_debit: bool,
+    /// The currency the customer pays in (Stripe wants one in setup mode); CAD with debits.
+    pub currency: &'a str,
     pub success_url: &'a str,
     pub cancel_url: &'a str,
 }
@@ -171,8 +173,12 @@ impl Gateway {
             )]))
             .success_url(s.success_url)
             .cancel_url(s.cancel_url);
+        let currency = if s.acss_debit { "cad" } else { s.currency };
+        request = request.currency(
+            stripe_types::Currency::from_str(&currency.to_ascii_lowercase())
+                .map_err(|_| ProviderError(format!("unknown currency {currency}")))?,
+        );
         if s.acss_debit {
-            request = request.currency(stripe_types::Currency::CAD);
             types.push(CreateCheckoutSessionAllowedPaymentMethodTypes::AcssDebit);
             let mut mandate =
                 CreateCheckoutSessionPaymentMethodOptionsAcssDebitMandateOptions::new();

@@ -37,7 +37,14 @@ struct AccountPage {
 const NAME_MAX: usize = 100;
 const PHONE_MAX: usize = 30;
 
+/// What the form shows back: what was typed, without control characters (a line break in a
+/// value is what the error is about; it does not belong in the field).
+fn shown(value: &str) -> String {
+    value.chars().filter(|c| !c.is_control()).collect()
+}
+
 fn fields(full_name: &str, email: &str, phone: &str) -> Vec<Field> {
+    let (full_name, email, phone) = (shown(full_name), shown(email), shown(phone));
     vec![
         Field {
             name: "full_name",
@@ -46,7 +53,7 @@ fn fields(full_name: &str, email: &str, phone: &str) -> Vec<Field> {
             autocomplete: "name",
             max: NAME_MAX,
             required: true,
-            value: full_name.to_string(),
+            value: full_name,
             error: None,
         },
         Field {
@@ -56,7 +63,7 @@ fn fields(full_name: &str, email: &str, phone: &str) -> Vec<Field> {
             autocomplete: "email",
             max: 254,
             required: true,
-            value: email.to_string(),
+            value: email,
             error: None,
         },
         Field {
@@ -66,7 +73,7 @@ fn fields(full_name: &str, email: &str, phone: &str) -> Vec<Field> {
             autocomplete: "tel",
             max: PHONE_MAX,
             required: false,
-            value: phone.to_string(),
+            value: phone,
             error: None,
         },
     ]

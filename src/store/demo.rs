@@ -414,6 +414,14 @@ impl Store {
                 "Signed electronically by Alex Martin.".to_string(),
             ],
         );
+        // A card on file, so the Payment method section is filled in too.
+        c.execute(
+            "INSERT INTO payment_methods (account_id, stripe_id, kind, brand, last4, exp_month, exp_year, created_at)
+             VALUES ($1, 'pm_demo_visa_4242', 'card', 'visa', '4242', 12, 2030, $2)
+             ON CONFLICT (stripe_id) DO NOTHING",
+            &params![alex, now],
+        )
+        .await?;
         c.execute(
             "INSERT INTO agreements (rental_id, file_name, body, signed_at, created_at)
              VALUES ($1, $2, $3, $4, $4) ON CONFLICT (rental_id) DO NOTHING",

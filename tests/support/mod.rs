@@ -17,11 +17,14 @@ use latchkey::app::{App, AppHandle, AppOptions};
 use latchkey::config::Config;
 use latchkey::domain::{ManualClock, Secret};
 use latchkey::queue::rabbit::RabbitQueue;
-use latchkey::testkit::{ReceivedEmail, SmtpSink, TcpProxy};
+use latchkey::testkit::{FakeStripe, ReceivedEmail, SmtpSink, TcpProxy};
 
 pub use browser::{Browser, Page};
 
 pub const WAIT: Duration = Duration::from_secs(15);
+
+pub const STRIPE_KEY: &str = "sk_test_latchkey";
+pub const WEBHOOK_SECRET: &str = "whsec_test_latchkey";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -198,6 +201,8 @@ pub struct Setup {
     pub db_proxy: bool,
     /// Send through an SMTP server the test starts, on the embedded backend too.
     pub smtp: bool,
+    /// Configure Stripe against a fake Stripe server the test starts.
+    pub stripe: bool,
     pub tweak: Box<dyn FnOnce(&mut Config) + Send>,
 }
 
@@ -209,6 +214,7 @@ impl Setup {
             broker_proxy: false,
             db_proxy: false,
             smtp: false,
+            stripe: false,
             tweak: Box::new(|_| {}),
         }
     }
@@ -233,6 +239,11 @@ impl Setup {
         self
     }
 
+    pub fn with_stripe(mut self) -> Self {
+        self.stripe = true;
+        self
+    }
+
     pub fn config(mut self, f: impl FnOnce(&mut Config) + Send + 'static) -> Self {
         self.tweak = Box::new(f);
         self
@@ -250,6 +261,7 @@ pub struct TestApp {
     pub config: Config,
     pub broker_proxy: Option<TcpProxy>,
     pub db_proxy: Option<TcpProxy>,
+    pub stripe: Option<FakeStripe>,
     /// Declared last-but-two: the app stops before its database and files go.
     pub app: Option<AppHandle>,
     pub db: Option<TestDatabase>,
@@ -328,6 +340,15 @@ impl TestApp {
                 mailbox = Mailbox::Smtp(sink);
             }
         }
+        let mut stripe = None;
+        if setup.stripe {
+            let fake = FakeStripe::start(STRIPE_KEY).await.expect("a fake Stripe");
+            config.stripe_secret_key = Some(Secret::new(STRIPE_KEY.to_string()));
+            config.stripe_webhook_secret = Some(Secret::new(WEBHOOK_SECRET.to_string()));
+            config.stripe_api_base = Some(fake.url());
+            config.stripe_timeout_seconds = 1;
+            stripe = Some(fake);
+        }
         if setup.smtp && matches!(mailbox, Mailbox::Outbox(_)) {
             let sink = SmtpSink::start().await.expect("an SMTP server");
             config.mail_url = format!("smtp://127.0.0.1:{}?tls=none", sink.port());
@@ -349,6 +370,14 @@ impl TestApp {
             .load_demo(chrono::Utc::now())
             .await
             .expect("demo data loads");
+        if stripe.is_some() {
+            // The demo's card on file does not exist at the fake Stripe.
+            app.store()
+                .db()
+                .execute("DELETE FROM payment_methods", &[])
+                .await
+                .expect("clear the demo card");
+        }
         TestApp {
             backend: setup.backend,
             clock,
@@ -356,6 +385,7 @@ impl TestApp {
             config,
             broker_proxy,
             db_proxy,
+            stripe,
             app: Some(app),
             db,
             queue,
@@ -438,6 +468,51 @@ impl TestApp {
             .map(|r| r.i64(0))
             .unwrap_or_else(|| panic!("no delivery to {recipient}"));
         self.store().delivery(id).await.unwrap().unwrap()
+    }
+
+    pub fn fake_stripe(&self) -> &FakeStripe {
+        self.stripe
+            .as_ref()
+            .expect("this test needs Setup::with_stripe")
+    }
+
+    /// Delivers a webhook event as Stripe does: the raw JSON, signed now.
+    pub async fn send_webhook(&self, event: &serde_json::Value) -> reqwest::Response {
+        let body = serde_json::to_vec(event).unwrap();
+        let signature =
+            latchkey::testkit::stripe::sign(&body, WEBHOOK_SECRET, self.clock_now().timestamp());
+        self.post_webhook(body, Some(signature)).await
+    }
+
+    pub async fn post_webhook(
+        &self,
+        body: Vec<u8>,
+        signature: Option<String>,
+    ) -> reqwest::Response {
+        let mut req = reqwest::Client::new()
+            .post(self.url("/webhooks/stripe"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(sig) = signature {
+            req = req.header("stripe-signature", sig);
+        }
+        req.send().await.expect("POST /webhooks/stripe")
+    }
+
+    /// The application's idea of now.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use latchkey::domain::Clock;
+        self.clock.now()
+    }
+
+    /// The id of a demo invoice by its number.
+    pub async fn invoice_id(&self, number: &str) -> i64 {
+        self.rows(
+            "SELECT id FROM invoices WHERE number = $1",
+            &[number.into()],
+        )
+        .await[0]
+            .i64(0)
     }
 
     /// Asks for a sign-in link on the sign-in page; returns the new delivery's id.

@@ -38,6 +38,9 @@ pub struct Config {
     pub stripe_webhook_secret: Option<Secret<String>>,
     pub stripe_api_base: Option<String>,
     pub stripe_timeout_seconds: u64,
+    pub console_from_name: String,
+    pub console_from_email: String,
+    pub resend_cooldown_seconds: u64,
     pub database: DatabaseSettings,
     pub sign_in: SignInSettings,
     pub rate_limit: RateLimitSettings,
@@ -270,6 +273,16 @@ impl Config {
                 .map_err(|e| ConfigError::new("stripe_api_base", format!("not a URL: {e}")))?;
         }
         positive("stripe_timeout_seconds", self.stripe_timeout_seconds)?;
+        crate::domain::EmailAddress::parse(&self.console_from_email)
+            .map_err(|e| ConfigError::new("console_from_email", e.to_string()))?;
+        if self.console_from_name.trim().is_empty()
+            || self.console_from_name.chars().any(char::is_control)
+        {
+            return Err(ConfigError::new(
+                "console_from_name",
+                "must be a name on one line",
+            ));
+        }
         if self.stripe_secret_key.is_some() != self.stripe_webhook_secret.is_some() {
             return Err(ConfigError::new(
                 if self.stripe_secret_key.is_some() {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod mail;
 pub mod metrics;
+pub mod operations;
 pub mod queue;
 pub mod services;
 pub mod store;

@@ -38,6 +38,22 @@ impl Services {
         }
     }
 
+    /// The sender of console emails (staff sign-in links), shaped like a storefront.
+    pub fn console_sender(&self) -> Storefront {
+        Storefront {
+            id: 0,
+            slug: String::new(),
+            name: self.config.console_from_name.clone(),
+            from_name: self.config.console_from_name.clone(),
+            from_email: self.config.console_from_email.clone(),
+            reply_to: None,
+            rent_url: String::new(),
+            custom_host: None,
+            acss_debit: false,
+            dkim: None,
+        }
+    }
+
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }

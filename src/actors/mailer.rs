@@ -397,45 +397,70 @@ impl MailWork {
     /// Renders and builds the message; an `Err` is a permanent failure reason.
     async fn prepare(&self, claimed: &ClaimedDelivery) -> Result<Prepared, String> {
         let svc = &self.svc;
-        let storefront = svc
-            .storefronts
-            .by_id(claimed.storefront_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("the storefront no longer exists")?;
-        let (content, link) = match claimed.kind {
-            DeliveryKind::SignIn => {
-                let expires = claimed.link_expires_at.ok_or("no link expiry recorded")?;
-                if expires <= svc.now() {
-                    return Err("link expired before delivery".into());
-                }
-                let token = claimed
-                    .sealed_token
-                    .as_deref()
-                    .and_then(|s| svc.keys.open_token(s))
-                    .ok_or("the link's token cannot be opened (was the secret key changed?)")?;
-                let url = format!("{}/auth/{}", svc.portal_url(&storefront), token.encode());
-                (
-                    EmailContent::SignIn {
-                        first_name: claimed.payload["first_name"]
-                            .as_str()
-                            .unwrap_or("there")
-                            .to_string(),
-                        link: url.clone(),
-                        minutes: (expires - claimed.created_at).num_minutes().max(1),
-                    },
-                    Some(url),
-                )
-            }
-            other => (
-                EmailContent::from_payload(other, &claimed.payload)
-                    .ok_or_else(|| format!("the {} email's data is incomplete", other.as_str()))?,
-                None,
-            ),
+        // Console sign-in links come from the platform's sender, not a storefront's.
+        let sender = if claimed.kind == DeliveryKind::StaffSignIn {
+            std::sync::Arc::new(svc.console_sender())
+        } else {
+            svc.storefronts
+                .by_id(claimed.storefront_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("the storefront no longer exists")?
         };
-        let (text, html) = render(&storefront.name, &content).map_err(|e| e.to_string())?;
+        let field = |k: &str| claimed.payload[k].as_str().unwrap_or_default().to_string();
+        let (content, link) = if claimed.kind.carries_link() {
+            let expires = claimed.link_expires_at.ok_or("no link expiry recorded")?;
+            if expires <= svc.now() {
+                return Err("link expired before delivery".into());
+            }
+            let token = claimed
+                .sealed_token
+                .as_deref()
+                .and_then(|s| svc.keys.open_token(s))
+                .ok_or("the link's token cannot be opened (was the secret key changed?)")?
+                .encode();
+            let minutes = (expires - claimed.created_at).num_minutes().max(1);
+            let first_name = Some(field("first_name"))
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "there".into());
+            let content = match claimed.kind {
+                DeliveryKind::StaffSignIn => EmailContent::StaffSignIn {
+                    first_name,
+                    link: format!("{}/console/auth/{token}", svc.config.public_url()),
+                    minutes,
+                },
+                DeliveryKind::BookingConfirmation => EmailContent::BookingConfirmation {
+                    first_name,
+                    link: format!("{}/auth/{token}", svc.portal_url(&sender)),
+                    minutes,
+                    label: field("label"),
+                    facility: field("facility"),
+                    dates: field("dates"),
+                },
+                _ => EmailContent::SignIn {
+                    first_name,
+                    link: format!("{}/auth/{token}", svc.portal_url(&sender)),
+                    minutes,
+                },
+            };
+            let link = match &content {
+                EmailContent::SignIn { link, .. }
+                | EmailContent::BookingConfirmation { link, .. }
+                | EmailContent::StaffSignIn { link, .. } => Some(link.clone()),
+                _ => None,
+            };
+            (content, link)
+        } else {
+            (
+                EmailContent::from_payload(claimed.kind, &claimed.payload).ok_or_else(|| {
+                    format!("the {} email's data is incomplete", claimed.kind.as_str())
+                })?,
+                None,
+            )
+        };
+        let (text, html) = render(&sender.name, &content).map_err(|e| e.to_string())?;
         let message = build_message(
-            &storefront,
+            &sender,
             &claimed.recipient,
             &claimed.subject,
             text,

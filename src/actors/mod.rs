@@ -19,8 +19,14 @@ use actix::dev::ResponseFuture;
 use crate::error::AppError;
 
 pub use mailer::{Deliver, DeliverOutcome, Enqueue, Mailer, RelayOnce, RelayReport};
-pub use session_keeper::{CheckSession, EndAccountSessions, EndSession, SessionKeeper, Sweep};
-pub use token_issuer::{CheckToken, Redeem, RedeemedSession, RequestLink, TokenIssuer};
+pub use session_keeper::{
+    CheckSession, CheckStaffSession, EndAccountSessions, EndSession, EndStaffSession,
+    SessionKeeper, Sweep,
+};
+pub use token_issuer::{
+    BookingEmail, CheckStaffToken, CheckToken, IssueLink, Redeem, RedeemStaffToken,
+    RedeemedSession, RequestLink, RequestStaffLink, TokenIssuer,
+};
 
 /// Runs a handler's work as a task on the tokio runtime, so the mailbox is free at once.
 pub(crate) fn spawn_work<T: Send + 'static>(

@@ -57,6 +57,48 @@ pub struct EndAccountSessions {
     pub account_id: i64,
 }
 
+/// The console session behind a console cookie value.
+#[derive(Message)]
+#[rtype(result = "Result<Option<crate::store::StaffSession>, AppError>")]
+pub struct CheckStaffSession {
+    pub cookie: String,
+}
+
+/// Console sign-out.
+#[derive(Message)]
+#[rtype(result = "Result<(), AppError>")]
+pub struct EndStaffSession {
+    pub cookie: String,
+}
+
+impl Handler<CheckStaffSession> for SessionKeeper {
+    type Result = ResponseFuture<Result<Option<crate::store::StaffSession>, AppError>>;
+
+    fn handle(&mut self, msg: CheckStaffSession, _: &mut Context<Self>) -> Self::Result {
+        let svc = self.svc.clone();
+        spawn_work(async move {
+            let Ok(token) = OpaqueToken::parse(&msg.cookie) else {
+                return Ok(None);
+            };
+            Ok(svc.store.staff_session(&token.hash(), svc.now()).await?)
+        })
+    }
+}
+
+impl Handler<EndStaffSession> for SessionKeeper {
+    type Result = ResponseFuture<Result<(), AppError>>;
+
+    fn handle(&mut self, msg: EndStaffSession, _: &mut Context<Self>) -> Self::Result {
+        let svc = self.svc.clone();
+        spawn_work(async move {
+            if let Ok(token) = OpaqueToken::parse(&msg.cookie) {
+                svc.store.delete_staff_session(&token.hash()).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Delete expired tokens and sessions; returns (tokens, sessions) removed.
 #[derive(Message)]
 #[rtype(result = "Result<(u64, u64), AppError>")]
@@ -114,6 +156,7 @@ impl Handler<Sweep> for SessionKeeper {
             let tokens = svc.store.sweep_tokens(now).await?;
             let sessions = svc.store.sweep_sessions(now).await?;
             svc.store.sweep_unmatched(now).await?;
+            svc.store.sweep_staff(now).await?;
             if tokens + sessions > 0 {
                 tracing::info!(
                     tokens,

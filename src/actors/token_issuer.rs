@@ -20,6 +20,7 @@ use crate::store::{
 pub struct TokenIssuer {
     svc: Arc<Services>,
     links: LinkWriter,
+    mailer: Addr<Mailer>,
 }
 
 /// Writes link requests to the database in batches (see [`super::batch`]) and hands the new
@@ -82,8 +83,9 @@ fn record(svc: &Services, mailer: &Addr<Mailer>, request: &LinkRequest, outcome:
 impl TokenIssuer {
     pub fn new(svc: Arc<Services>, mailer: Addr<Mailer>) -> Self {
         Self {
-            links: LinkWriter::new(svc.clone(), mailer),
+            links: LinkWriter::new(svc.clone(), mailer.clone()),
             svc,
+            mailer,
         }
     }
 
@@ -179,6 +181,153 @@ impl Handler<RequestLink> for TokenIssuer {
         });
         let links = self.links.clone();
         Box::pin(async move { links.issue(request).await.map(|_| ()) })
+    }
+}
+
+/// Issue a link for a known account: staff resending the portal link, or a booking
+/// confirmation (whose link lands on the rental).
+#[derive(Message)]
+#[rtype(result = "Result<IssueOutcome, AppError>")]
+pub struct IssueLink {
+    pub storefront: Arc<Storefront>,
+    pub account_id: i64,
+    pub requested_by: RequestedBy,
+    pub redirect: Option<String>,
+    /// For a booking confirmation: the email's subject, template data and the rental's facility.
+    pub booking: Option<BookingEmail>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BookingEmail {
+    pub subject: String,
+    pub payload: serde_json::Map<String, serde_json::Value>,
+    pub facility_id: i64,
+}
+
+impl Handler<IssueLink> for TokenIssuer {
+    type Result = ResponseFuture<Result<IssueOutcome, AppError>>;
+
+    fn handle(&mut self, msg: IssueLink, _: &mut Context<Self>) -> Self::Result {
+        let mut request = Self::link_request(
+            &self.svc,
+            &msg.storefront,
+            LinkFor::Account(msg.account_id),
+            msg.requested_by,
+            msg.redirect,
+        );
+        if let Some(booking) = msg.booking {
+            request.kind = DeliveryKind::BookingConfirmation;
+            request.subject = booking.subject;
+            request.payload = booking.payload;
+            request.facility_ids = vec![booking.facility_id];
+        }
+        let links = self.links.clone();
+        Box::pin(async move { links.issue(request).await })
+    }
+}
+
+/// A staff member asks for a console link (the answer is the same either way).
+#[derive(Message)]
+#[rtype(result = "Result<(), AppError>")]
+pub struct RequestStaffLink {
+    pub email: EmailAddress,
+}
+
+/// Is this console link good for a sign-in page?
+#[derive(Message)]
+#[rtype(result = "Result<bool, AppError>")]
+pub struct CheckStaffToken {
+    pub token: OpaqueToken,
+}
+
+/// Consume a console link and start the console session.
+#[derive(Message)]
+#[rtype(result = "Result<Option<RedeemedSession>, AppError>")]
+pub struct RedeemStaffToken {
+    pub token: OpaqueToken,
+}
+
+impl Handler<RequestStaffLink> for TokenIssuer {
+    type Result = ResponseFuture<Result<(), AppError>>;
+
+    fn handle(&mut self, msg: RequestStaffLink, _: &mut Context<Self>) -> Self::Result {
+        let svc = self.svc.clone();
+        let mailer = self.mailer.clone();
+        spawn_work(async move {
+            let now = svc.now();
+            let cfg = &svc.config;
+            let token = OpaqueToken::generate();
+            let expires_at = now + Duration::minutes(cfg.sign_in.link_ttl_minutes as i64);
+            let sealed = svc.keys.seal_token(&token);
+            let delivery = |staff: &crate::store::StaffUser| crate::store::NewDelivery {
+                storefront_id: staff.storefront_id.unwrap_or(0),
+                account_id: None,
+                kind: DeliveryKind::StaffSignIn,
+                recipient: staff.email.clone(),
+                subject: crate::mail::staff_sign_in_subject(&cfg.console_from_name),
+                payload: serde_json::json!({
+                    "first_name": crate::store::first_name(&staff.full_name, &staff.email),
+                }),
+                sealed_token: Some(sealed),
+                link_expires_at: Some(expires_at),
+                facility_ids: Vec::new(),
+                relay_after: cfg.relay_after(),
+                suppressed_reason: None,
+            };
+            let window = Duration::minutes(cfg.sign_in.per_account_window_minutes as i64);
+            if let Some(delivery_id) = svc
+                .store
+                .issue_staff_link(
+                    &msg.email,
+                    &token.hash(),
+                    expires_at,
+                    (cfg.sign_in.per_account_max, window),
+                    delivery,
+                    now,
+                )
+                .await?
+            {
+                mailer.do_send(Enqueue { delivery_id });
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Handler<CheckStaffToken> for TokenIssuer {
+    type Result = ResponseFuture<Result<bool, AppError>>;
+
+    fn handle(&mut self, msg: CheckStaffToken, _: &mut Context<Self>) -> Self::Result {
+        let svc = self.svc.clone();
+        spawn_work(async move {
+            Ok(svc
+                .store
+                .live_staff_token(&msg.token.hash(), svc.now())
+                .await?)
+        })
+    }
+}
+
+impl Handler<RedeemStaffToken> for TokenIssuer {
+    type Result = ResponseFuture<Result<Option<RedeemedSession>, AppError>>;
+
+    fn handle(&mut self, msg: RedeemStaffToken, _: &mut Context<Self>) -> Self::Result {
+        let svc = self.svc.clone();
+        spawn_work(async move {
+            let now = svc.now();
+            let session = OpaqueToken::generate();
+            let expires_at = now + Duration::hours(svc.config.sign_in.session_hours as i64);
+            Ok(svc
+                .store
+                .redeem_staff_token(&msg.token.hash(), &session.hash(), expires_at, now)
+                .await?
+                .map(|staff_id| RedeemedSession {
+                    account_id: staff_id,
+                    redirect: None,
+                    session,
+                    expires_at,
+                }))
+        })
     }
 }
 

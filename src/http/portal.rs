@@ -24,6 +24,7 @@ pub enum PortalRoute {
     Dashboard,
     SignOut(Body),
     History,
+    Rental(i64),
     Agreement(i64),
     Billing(String),
     Pay(i64, Body),
@@ -74,6 +75,9 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
     let history = warp::path!("rentals" / "history")
         .and(warp::get())
         .map(|| PortalRoute::History);
+    let rental = warp::path!("rentals" / i64)
+        .and(warp::get())
+        .map(PortalRoute::Rental);
     let agreement = warp::path!("rentals" / i64 / "agreement.pdf")
         .and(warp::get())
         .map(PortalRoute::Agreement);
@@ -108,6 +112,8 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
         .and(body(FORM_LIMIT))
         .map(PortalRoute::SaveAccount);
     let customer = history
+        .or(rental)
+        .unify()
         .or(agreement)
         .unify()
         .or(billing)
@@ -169,6 +175,7 @@ pub async fn dispatch(
         PortalRoute::Dashboard => rentals::dashboard(&mut portal).await,
         PortalRoute::SignOut(body) => sign_out(&mut portal, body).await,
         PortalRoute::History => rentals::history(&mut portal).await,
+        PortalRoute::Rental(id) => rentals::rental(&mut portal, id).await,
         PortalRoute::Agreement(id) => rentals::agreement(&mut portal, id).await,
         PortalRoute::Billing(query) => billing::page(&mut portal, &query).await,
         PortalRoute::Pay(id, body) => billing::pay(&mut portal, id, body).await,

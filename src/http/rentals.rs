@@ -272,3 +272,46 @@ pub async fn agreement(portal: &mut Portal, rental_id: i64) -> Response {
         Err(e) => app_error_page(portal, &e.into()),
     }
 }
+
+#[derive(askama::Template)]
+#[template(path = "rental.html")]
+struct RentalPage {
+    page: PageCommon,
+    r: RentalView,
+    facility: Option<FacilityView>,
+}
+
+/// `GET /rentals/{id}`: one of the customer's rentals (where a booking confirmation lands);
+/// any other id is 404.
+pub async fn rental(portal: &mut Portal, rental_id: i64) -> Response {
+    let session = match signed_in(portal, &format!("/rentals/{rental_id}")).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let store = &portal.state.svc.store;
+    let sf = portal.storefront.id;
+    let loaded = async {
+        let rental = store
+            .account_rental(sf, session.account.id, rental_id)
+            .await?;
+        let facilities = store.facilities(sf).await?;
+        Ok::<_, crate::store::DbError>((rental, facilities))
+    }
+    .await;
+    match loaded {
+        Ok((Some(rental), facilities)) => {
+            let facility = facilities
+                .into_iter()
+                .find(|f| f.id == rental.facility_id)
+                .map(facility_view);
+            let page = RentalPage {
+                page: PageCommon::new(portal, true, "dashboard"),
+                r: rental_view(rental),
+                facility,
+            };
+            render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+        }
+        Ok((None, _)) => super::not_found_page(),
+        Err(e) => app_error_page(portal, &e.into()),
+    }
+}

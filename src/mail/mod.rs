@@ -21,6 +21,19 @@ pub enum EmailContent {
         link: String,
         minutes: i64,
     },
+    BookingConfirmation {
+        first_name: String,
+        link: String,
+        minutes: i64,
+        label: String,
+        facility: String,
+        dates: String,
+    },
+    StaffSignIn {
+        first_name: String,
+        link: String,
+        minutes: i64,
+    },
     EmailChanged {
         first_name: String,
         old_email: String,
@@ -48,6 +61,48 @@ struct SignInText<'a> {
 #[derive(Template)]
 #[template(path = "email/sign_in.html")]
 struct SignInHtml<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    link: &'a str,
+    minutes: i64,
+}
+
+#[derive(Template)]
+#[template(path = "email/booking_confirmation.txt")]
+struct BookingText<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    link: &'a str,
+    minutes: i64,
+    label: &'a str,
+    facility: &'a str,
+    dates: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/booking_confirmation.html")]
+struct BookingHtml<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    link: &'a str,
+    minutes: i64,
+    label: &'a str,
+    facility: &'a str,
+    dates: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/staff_sign_in.txt")]
+struct StaffSignInText<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    link: &'a str,
+    minutes: i64,
+}
+
+#[derive(Template)]
+#[template(path = "email/staff_sign_in.html")]
+struct StaffSignInHtml<'a> {
     storefront_name: &'a str,
     first_name: &'a str,
     link: &'a str,
@@ -130,6 +185,55 @@ pub fn render(
             }
             .render()?,
         ),
+        EmailContent::BookingConfirmation {
+            first_name,
+            link,
+            minutes,
+            label,
+            facility,
+            dates,
+        } => (
+            BookingText {
+                storefront_name,
+                first_name,
+                link,
+                minutes: *minutes,
+                label,
+                facility,
+                dates,
+            }
+            .render()?,
+            BookingHtml {
+                storefront_name,
+                first_name,
+                link,
+                minutes: *minutes,
+                label,
+                facility,
+                dates,
+            }
+            .render()?,
+        ),
+        EmailContent::StaffSignIn {
+            first_name,
+            link,
+            minutes,
+        } => (
+            StaffSignInText {
+                storefront_name,
+                first_name,
+                link,
+                minutes: *minutes,
+            }
+            .render()?,
+            StaffSignInHtml {
+                storefront_name,
+                first_name,
+                link,
+                minutes: *minutes,
+            }
+            .render()?,
+        ),
         EmailContent::EmailChanged {
             first_name,
             old_email,
@@ -187,6 +291,14 @@ pub fn sign_in_subject(storefront_name: &str) -> String {
     format!("Your sign-in link for {storefront_name}")
 }
 
+pub fn booking_subject(storefront_name: &str, label: &str) -> String {
+    format!("Your booking with {storefront_name} is confirmed: {label}")
+}
+
+pub fn staff_sign_in_subject(console_name: &str) -> String {
+    format!("Your sign-in link for the {console_name} console")
+}
+
 pub fn email_changed_subject(storefront_name: &str) -> String {
     format!("Your {storefront_name} email address was changed")
 }
@@ -214,9 +326,8 @@ impl EmailContent {
                 amount: field("amount")?,
             },
             crate::store::DeliveryKind::SignIn
-            | crate::store::DeliveryKind::BookingConfirmation => {
-                return None;
-            }
+            | crate::store::DeliveryKind::BookingConfirmation
+            | crate::store::DeliveryKind::StaffSignIn => return None,
         })
     }
 }

@@ -13,6 +13,7 @@ use crate::params;
 pub enum DeliveryKind {
     SignIn,
     BookingConfirmation,
+    StaffSignIn,
     EmailChanged,
     PaymentReceipt,
 }
@@ -22,6 +23,7 @@ impl DeliveryKind {
         match self {
             DeliveryKind::SignIn => "sign_in",
             DeliveryKind::BookingConfirmation => "booking_confirmation",
+            DeliveryKind::StaffSignIn => "staff_sign_in",
             DeliveryKind::EmailChanged => "email_changed",
             DeliveryKind::PaymentReceipt => "payment_receipt",
         }
@@ -31,6 +33,7 @@ impl DeliveryKind {
         Some(match s {
             "sign_in" => DeliveryKind::SignIn,
             "booking_confirmation" => DeliveryKind::BookingConfirmation,
+            "staff_sign_in" => DeliveryKind::StaffSignIn,
             "email_changed" => DeliveryKind::EmailChanged,
             "payment_receipt" => DeliveryKind::PaymentReceipt,
             _ => return None,

@@ -20,6 +20,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0003_billing",
         include_str!("../../migrations/postgres/0003_billing.sql"),
     ),
+    (
+        "0004_operators",
+        include_str!("../../migrations/postgres/0004_operators.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -33,6 +37,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0003_billing",
         include_str!("../../migrations/sqlite/0003_billing.sql"),
+    ),
+    (
+        "0004_operators",
+        include_str!("../../migrations/sqlite/0004_operators.sql"),
     ),
 ];
 

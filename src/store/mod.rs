@@ -7,21 +7,25 @@ pub mod postgres;
 pub mod sqlite;
 
 mod billing;
+mod console;
 mod deliveries;
 mod demo;
 mod portal;
 mod sessions;
+mod staff;
 mod storefronts;
 mod tokens;
 
 use std::sync::Arc;
 
 pub use billing::*;
+pub use console::*;
 pub use db::{Database, DbError, DbResult, Dialect, Row, Value};
 pub use deliveries::*;
 pub use demo::DemoSummary;
 pub use portal::*;
 pub use sessions::*;
+pub use staff::*;
 pub use storefronts::*;
 pub use tokens::*;
 

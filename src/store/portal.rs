@@ -43,9 +43,9 @@ impl Rental {
     }
 }
 
-const RENTAL_COLUMNS: &str = "r.id, r.facility_id, f.name, r.label, r.status, r.starts_on, r.ends_on, r.rate_minor, r.currency, r.rate_period, r.delivery_status, r.tracking_url, EXISTS (SELECT 1 FROM agreements g WHERE g.rental_id = r.id)";
+pub(crate) const RENTAL_COLUMNS: &str = "r.id, r.facility_id, f.name, r.label, r.status, r.starts_on, r.ends_on, r.rate_minor, r.currency, r.rate_period, r.delivery_status, r.tracking_url, EXISTS (SELECT 1 FROM agreements g WHERE g.rental_id = r.id)";
 
-fn rental_from(r: &Row) -> Rental {
+pub(crate) fn rental_from(r: &Row) -> Rental {
     Rental {
         id: r.i64(0),
         facility_id: r.i64(1),

@@ -1,0 +1,198 @@
+//! Actions the operator console and the integration API share: resending a customer's portal
+//! link (with its cooldown, recorded in the audit log) and sending a booking confirmation.
+
+use std::sync::Arc;
+
+use crate::actors::{Actors, BookingEmail, IssueLink, ask};
+use crate::domain::OpaqueToken;
+use crate::error::AppError;
+use crate::mail::booking_subject;
+use crate::services::Services;
+use crate::store::{IssueOutcome, RequestedBy, StaffUser, Storefront};
+
+/// Who asks: a staff member in the console, or the operator's system through an API key.
+#[derive(Debug, Clone)]
+pub enum Actor<'a> {
+    Staff(&'a StaffUser),
+    ApiKey { id: i64, name: &'a str },
+}
+
+impl Actor<'_> {
+    fn staff(&self) -> Option<&StaffUser> {
+        match self {
+            Actor::Staff(s) => Some(s),
+            Actor::ApiKey { .. } => None,
+        }
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        match self {
+            Actor::Staff(s) => serde_json::json!({ "staff_user_id": s.id }),
+            Actor::ApiKey { id, name } => serde_json::json!({ "api_key_id": id, "api_key": name }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResendOutcome {
+    Sent {
+        delivery_id: i64,
+    },
+    /// The last resend was too recent.
+    Cooldown {
+        retry_after_seconds: i64,
+    },
+    NoSuchAccount,
+}
+
+/// Resends an account's portal link (not counted against the customer's own limit), once per
+/// cooldown, and records who did it.
+pub async fn resend_portal_link(
+    svc: &Services,
+    actors: &Actors,
+    storefront: &Arc<Storefront>,
+    account_id: i64,
+    actor: Actor<'_>,
+) -> Result<ResendOutcome, AppError> {
+    let now = svc.now();
+    let cooldown = chrono::Duration::seconds(svc.config.resend_cooldown_seconds as i64);
+    if svc
+        .store
+        .account(storefront.id, account_id)
+        .await?
+        .is_none()
+    {
+        return Ok(ResendOutcome::NoSuchAccount);
+    }
+    if !svc
+        .store
+        .claim_link_resend(storefront.id, account_id, cooldown, now)
+        .await?
+    {
+        let last = svc
+            .store
+            .customer_record(storefront.id, account_id)
+            .await?
+            .and_then(|r| r.last_link_resent_at)
+            .unwrap_or(now);
+        return Ok(ResendOutcome::Cooldown {
+            retry_after_seconds: (last + cooldown - now).num_seconds().max(1),
+        });
+    }
+    let outcome = ask(
+        &actors.token_issuer,
+        IssueLink {
+            storefront: storefront.clone(),
+            account_id,
+            requested_by: RequestedBy::Staff,
+            redirect: None,
+            booking: None,
+        },
+    )
+    .await?;
+    let IssueOutcome::Queued { delivery_id, .. } = outcome else {
+        return Ok(ResendOutcome::NoSuchAccount);
+    };
+    let mut details = actor.describe();
+    details["account_id"] = account_id.into();
+    details["delivery_id"] = delivery_id.into();
+    svc.store
+        .audit(
+            Some(storefront.id),
+            actor.staff(),
+            "resend_portal_link",
+            details,
+            now,
+        )
+        .await?;
+    Ok(ResendOutcome::Sent { delivery_id })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingOutcome {
+    Sent {
+        delivery_id: i64,
+        account_id: i64,
+    },
+    NoSuchRental,
+    /// The rental's contact is not linked to a portal account.
+    NoAccount,
+}
+
+/// Sends the booking confirmation of a rental: its details and a **View Your Booking** magic
+/// link that signs the customer in on that rental.
+pub async fn send_booking_confirmation(
+    svc: &Services,
+    actors: &Actors,
+    storefront: &Arc<Storefront>,
+    rental_id: i64,
+) -> Result<BookingOutcome, AppError> {
+    let Some((rental, account_id)) = svc
+        .store
+        .rental_with_account(storefront.id, rental_id)
+        .await?
+    else {
+        return Ok(BookingOutcome::NoSuchRental);
+    };
+    let Some(account_id) = account_id else {
+        return Ok(BookingOutcome::NoAccount);
+    };
+    let dates = match rental.ends_on {
+        Some(end) => format!(
+            "{} to {}",
+            crate::http::rentals::format_date(rental.starts_on),
+            crate::http::rentals::format_date(end)
+        ),
+        None => format!(
+            "From {}",
+            crate::http::rentals::format_date(rental.starts_on)
+        ),
+    };
+    let mut payload = serde_json::Map::new();
+    payload.insert("label".into(), rental.label.clone().into());
+    payload.insert("facility".into(), rental.facility_name.clone().into());
+    payload.insert("dates".into(), dates.into());
+    payload.insert("rental_id".into(), rental.id.into());
+    let outcome = ask(
+        &actors.token_issuer,
+        IssueLink {
+            storefront: storefront.clone(),
+            account_id,
+            requested_by: RequestedBy::Booking,
+            redirect: Some(format!("/rentals/{}", rental.id)),
+            booking: Some(BookingEmail {
+                subject: booking_subject(&storefront.name, &rental.label),
+                payload,
+                facility_id: rental.facility_id,
+            }),
+        },
+    )
+    .await?;
+    Ok(match outcome {
+        IssueOutcome::Queued {
+            delivery_id,
+            account_id,
+        } => BookingOutcome::Sent {
+            delivery_id,
+            account_id,
+        },
+        _ => BookingOutcome::NoAccount,
+    })
+}
+
+/// A new API key: the key itself (shown once) and what is stored.
+pub fn new_api_key() -> (String, crate::domain::TokenHash, String) {
+    let token = OpaqueToken::generate();
+    let key = format!("lk_{}", token.encode());
+    let hash = api_key_hash(&key);
+    let prefix = key[..10].to_string();
+    (key, hash, prefix)
+}
+
+/// The stored form of an API key.
+pub fn api_key_hash(key: &str) -> crate::domain::TokenHash {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    crate::domain::TokenHash(out)
+}

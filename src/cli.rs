@@ -44,6 +44,64 @@ enum Command {
     Demo,
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Create storefronts, staff users and API keys.
+    Admin {
+        #[command(subcommand)]
+        command: Admin,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Admin {
+    /// Create or update a storefront (by slug).
+    Storefront {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        /// The sender address of its emails.
+        #[arg(long)]
+        from_email: String,
+        /// The sender name (default: the storefront's name).
+        #[arg(long)]
+        from_name: Option<String>,
+        /// Where "Rent a unit" leads.
+        #[arg(long)]
+        rent_url: String,
+        /// A host of its own, serving the portal at `/`.
+        #[arg(long)]
+        custom_host: Option<String>,
+    },
+    /// List the storefronts.
+    Storefronts,
+    /// Create a staff user: owner, manager or staff of a storefront, or platform support.
+    Staff {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// owner | manager | staff | support
+        #[arg(long)]
+        role: String,
+        /// The storefront's slug (not for support).
+        #[arg(long)]
+        storefront: Option<String>,
+    },
+    /// Create an API key for a storefront; the key is printed once.
+    ApiKey {
+        #[arg(long)]
+        storefront: String,
+        /// What uses it, e.g. "Booking system".
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke an API key.
+    RevokeApiKey {
+        #[arg(long)]
+        storefront: String,
+        #[arg(long)]
+        id: i64,
+    },
 }
 
 /// Runs the command line; the binary's `main` is just this.
@@ -102,6 +160,10 @@ pub fn run() -> ExitCode {
             println!("{}", config.describe());
             Ok(())
         }
+        Command::Admin { command } => one_shot(config, |store, _| async move {
+            store.migrate().await.map_err(|e| e.to_string())?;
+            admin(&store, command).await
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,4 +189,114 @@ where
         let store = Store::open(&kind, 2).map_err(|e| e.to_string())?;
         f(store, config).await
     })
+}
+
+async fn storefront_id(store: &Store, slug: &str) -> Result<i64, String> {
+    store
+        .storefront_by_slug(slug)
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|s| s.id)
+        .ok_or_else(|| format!("no storefront `{slug}`"))
+}
+
+async fn admin(store: &Store, command: Admin) -> Result<(), String> {
+    use crate::domain::{EmailAddress, StorefrontSlug};
+    use crate::store::{NewStorefront, Role};
+    let now = chrono::Utc::now();
+    match command {
+        Admin::Storefront {
+            slug,
+            name,
+            from_email,
+            from_name,
+            rent_url,
+            custom_host,
+        } => {
+            let slug = StorefrontSlug::parse(&slug).map_err(|e| format!("--slug: {e}"))?;
+            let from =
+                EmailAddress::parse(&from_email).map_err(|e| format!("--from-email: {e}"))?;
+            let rent = url::Url::parse(&rent_url).map_err(|e| format!("--rent-url: {e}"))?;
+            if !matches!(rent.scheme(), "http" | "https") {
+                return Err("--rent-url: must be an http(s) URL".into());
+            }
+            if name.trim().is_empty() || name.chars().any(char::is_control) {
+                return Err("--name: must be a name on one line".into());
+            }
+            let id = store
+                .upsert_storefront(
+                    &NewStorefront {
+                        slug: slug.to_string(),
+                        from_name: from_name.unwrap_or_else(|| name.clone()),
+                        name,
+                        from_email: from.to_string(),
+                        rent_url: rent.to_string(),
+                        custom_host: custom_host.map(|h| h.to_ascii_lowercase()),
+                    },
+                    now,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("Storefront `{slug}` (#{id}) is ready: its portal is at /s/{slug}/.");
+        }
+        Admin::Storefronts => {
+            for sf in store.storefronts().await.map_err(|e| e.to_string())? {
+                println!("{}\t{}\t{}", sf.slug, sf.name, sf.from_email);
+            }
+        }
+        Admin::Staff {
+            email,
+            name,
+            role,
+            storefront,
+        } => {
+            let email = EmailAddress::parse(&email).map_err(|e| format!("--email: {e}"))?;
+            let role = Role::parse(&role).ok_or("--role: owner, manager, staff or support")?;
+            let sf = match (role, storefront) {
+                (Role::Support, None) => None,
+                (Role::Support, Some(_)) => {
+                    return Err("--storefront: platform support belongs to no storefront".into());
+                }
+                (_, Some(slug)) => Some(storefront_id(store, &slug).await?),
+                (_, None) => return Err("--storefront: required for this role".into()),
+            };
+            let staff = store
+                .create_staff(sf, &email, name.trim(), role, now)
+                .await
+                .map_err(|e| match e {
+                    crate::store::DbError::Unique(_) => format!("{email} is already a staff user"),
+                    other => other.to_string(),
+                })?;
+            println!(
+                "Staff user #{} {} <{}> ({}) can sign in at /console.",
+                staff.id,
+                staff.full_name,
+                staff.email,
+                staff.role.as_str()
+            );
+        }
+        Admin::ApiKey { storefront, name } => {
+            let sf = storefront_id(store, &storefront).await?;
+            let (key, hash, prefix) = crate::operations::new_api_key();
+            let id = store
+                .create_api_key(sf, name.trim(), &hash, &prefix, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("API key #{id} for `{storefront}` (shown once, keep it safe):");
+            println!("{key}");
+        }
+        Admin::RevokeApiKey { storefront, id } => {
+            let sf = storefront_id(store, &storefront).await?;
+            if store
+                .revoke_api_key(sf, id, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("API key #{id} is revoked.");
+            } else {
+                return Err(format!("no live API key #{id} for `{storefront}`"));
+            }
+        }
+    }
+    Ok(())
 }

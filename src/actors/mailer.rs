@@ -426,7 +426,10 @@ impl MailWork {
             let content = match claimed.kind {
                 DeliveryKind::StaffSignIn => EmailContent::StaffSignIn {
                     first_name,
-                    link: format!("{}/console/auth/{token}", svc.config.public_url()),
+                    link: format!(
+                        "{}/console/auth/{token}",
+                        svc.config.public_url().as_str().trim_end_matches('/')
+                    ),
                     minutes,
                 },
                 DeliveryKind::BookingConfirmation => EmailContent::BookingConfirmation {

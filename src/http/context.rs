@@ -100,6 +100,59 @@ pub fn request_info()
         )
 }
 
+/// The double-submit CSRF defence: a random cookie (path `/`, HttpOnly) and, in every form, a
+/// `csrf_token` that is the server key's HMAC of it.
+#[derive(Debug, Default)]
+pub struct Csrf {
+    cookie: Option<String>,
+    fresh: bool,
+}
+
+impl Csrf {
+    pub fn from_request(info: &RequestInfo) -> Self {
+        Self {
+            cookie: info
+                .cookie(CSRF_COOKIE)
+                .filter(|v| OpaqueToken::parse(v).is_ok())
+                .map(str::to_string),
+            fresh: false,
+        }
+    }
+
+    /// The token for this page's forms; creates the cookie when there is none.
+    pub fn token(&mut self, keys: &crate::crypto::Keys) -> String {
+        if self.cookie.is_none() {
+            self.cookie = Some(OpaqueToken::generate().encode());
+            self.fresh = true;
+        }
+        keys.csrf_token(self.cookie.as_deref().expect("just set"))
+    }
+
+    /// Whether a submitted form's token matches the browser's cookie.
+    pub fn ok(info: &RequestInfo, keys: &crate::crypto::Keys, submitted: Option<&str>) -> bool {
+        match (info.cookie(CSRF_COOKIE), submitted) {
+            (Some(cookie), Some(token)) => keys.csrf_valid(cookie, token),
+            _ => false,
+        }
+    }
+
+    /// Adds the cookie to the response when this request created it.
+    pub fn finish(&self, mut resp: warp::reply::Response, secure: bool) -> warp::reply::Response {
+        if self.fresh
+            && let Some(cookie) = &self.cookie
+        {
+            let value = format!(
+                "{CSRF_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax{}",
+                if secure { "; Secure" } else { "" }
+            );
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                resp.headers_mut().append(http::header::SET_COOKIE, v);
+            }
+        }
+        resp
+    }
+}
+
 /// A request to one storefront's portal.
 pub struct Portal {
     pub state: Arc<HttpState>,
@@ -107,8 +160,7 @@ pub struct Portal {
     pub info: RequestInfo,
     /// Prefix of the portal's links: `/s/{slug}`, or empty on a custom host.
     pub base: String,
-    csrf_cookie: Option<String>,
-    new_csrf_cookie: bool,
+    csrf: Csrf,
 }
 
 impl Portal {
@@ -118,17 +170,13 @@ impl Portal {
         } else {
             format!("/s/{}", storefront.slug)
         };
-        let csrf_cookie = info
-            .cookie(CSRF_COOKIE)
-            .filter(|v| OpaqueToken::parse(v).is_ok())
-            .map(str::to_string);
+        let csrf = Csrf::from_request(&info);
         Self {
             state,
             storefront,
             info,
             base,
-            csrf_cookie,
-            new_csrf_cookie: false,
+            csrf,
         }
     }
 
@@ -138,20 +186,12 @@ impl Portal {
 
     /// The CSRF token for this page's forms; creates the CSRF cookie when there is none.
     pub fn csrf_token(&mut self) -> String {
-        if self.csrf_cookie.is_none() {
-            self.csrf_cookie = Some(OpaqueToken::generate().encode());
-            self.new_csrf_cookie = true;
-        }
-        let cookie = self.csrf_cookie.as_deref().expect("just set");
-        self.state.svc.keys.csrf_token(cookie)
+        self.csrf.token(&self.state.svc.keys)
     }
 
     /// Whether a submitted form's `csrf_token` matches this browser's CSRF cookie.
     pub fn csrf_ok(&self, submitted: Option<&str>) -> bool {
-        match (self.info.cookie(CSRF_COOKIE), submitted) {
-            (Some(cookie), Some(token)) => self.state.svc.keys.csrf_valid(cookie, token),
-            _ => false,
-        }
+        Csrf::ok(&self.info, &self.state.svc.keys, submitted)
     }
 
     /// Path the session cookie is scoped to.
@@ -199,19 +239,9 @@ impl Portal {
     }
 
     /// Adds the cookies this request created to its response.
-    pub fn finish(&self, mut resp: warp::reply::Response) -> warp::reply::Response {
-        if self.new_csrf_cookie
-            && let Some(cookie) = &self.csrf_cookie
-        {
-            let value = format!(
-                "{CSRF_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax{}",
-                self.secure()
-            );
-            if let Ok(v) = http::HeaderValue::from_str(&value) {
-                resp.headers_mut().append(http::header::SET_COOKIE, v);
-            }
-        }
-        resp
+    pub fn finish(&self, resp: warp::reply::Response) -> warp::reply::Response {
+        self.csrf
+            .finish(resp, self.state.svc.config.secure_cookies())
     }
 }
 

@@ -2,7 +2,9 @@
 //! Errors become pages here; a request never sees internal details.
 
 pub mod account;
+pub mod api;
 pub mod billing;
+pub mod console;
 pub mod context;
 pub mod form;
 pub mod ops;
@@ -35,7 +37,7 @@ pub struct HttpState {
 pub static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
     let digest = ring::digest::digest(
         &ring::digest::SHA256,
-        format!("{}{}", ops::APP_CSS, ops::APP_JS).as_bytes(),
+        format!("{}{}{}", ops::APP_CSS, ops::APP_JS, ops::CONSOLE_JS).as_bytes(),
     );
     hex::encode(&digest.as_ref()[..6])
 });
@@ -98,6 +100,11 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .and(warp::header::optional::<String>("stripe-signature"))
         .and(form::body(webhooks::WEBHOOK_LIMIT))
         .then(webhooks::stripe);
+    let console = warp::path("console")
+        .and(console::route())
+        .and(with_state.clone())
+        .and(context::request_info())
+        .then(console::dispatch);
     let portal = warp::path("s")
         .and(warp::path::param::<String>())
         .and(portal::route())
@@ -115,7 +122,11 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(stripe_webhook)
         .unify()
+        .or(console)
+        .unify()
         .or(portal)
+        .unify()
+        .or(api::routes(state.clone()))
         .unify()
         .recover(recover)
         .unify()

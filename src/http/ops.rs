@@ -12,6 +12,7 @@ use super::pages::{IndexPage, render};
 
 pub const APP_CSS: &str = include_str!("../../static/app.css");
 pub const APP_JS: &str = include_str!("../../static/app.js");
+pub const CONSOLE_JS: &str = include_str!("../../static/console.js");
 
 pub fn healthz() -> Response {
     warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response()
@@ -52,6 +53,7 @@ pub fn asset(name: &str) -> Response {
     let (body, kind) = match name {
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "console.js" => (CONSOLE_JS, "text/javascript; charset=utf-8"),
         _ => return super::not_found_page(),
     };
     let mut resp = body.into_response();

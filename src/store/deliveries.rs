@@ -44,7 +44,7 @@ impl DeliveryKind {
     pub fn carries_link(self) -> bool {
         matches!(
             self,
-            DeliveryKind::SignIn | DeliveryKind::BookingConfirmation
+            DeliveryKind::SignIn | DeliveryKind::BookingConfirmation | DeliveryKind::StaffSignIn
         )
     }
 }

@@ -139,6 +139,18 @@ impl Store {
             .map(storefront_from))
     }
 
+    /// Every storefront, by name (the console's list for platform support).
+    pub async fn storefronts(&self) -> DbResult<Vec<Storefront>> {
+        let sql = format!("SELECT {STOREFRONT_COLUMNS} FROM storefronts ORDER BY name, id");
+        Ok(self
+            .db()
+            .query(&sql, &[])
+            .await?
+            .iter()
+            .map(storefront_from)
+            .collect())
+    }
+
     /// Creates a storefront, or updates the one with that slug. Returns its id.
     pub async fn upsert_storefront(&self, s: &NewStorefront, now: DateTime<Utc>) -> DbResult<i64> {
         let row = self

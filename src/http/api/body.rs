@@ -1,0 +1,140 @@
+//! Request bodies of the API: taken from warp unread, so the key is checked before anything is
+//! read, then read with a size cap and checked for their content type. A body over the cap (or
+//! one that is not wanted) is read and thrown away up to a bound before the answer goes out:
+//! closing a socket with unread data makes the kernel reset the connection, and the client
+//! might never see the answer.
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use http::{HeaderMap, header};
+use serde_json::Value;
+use warp::Filter;
+
+use super::error::ApiError;
+
+/// JSON bodies.
+pub const JSON_LIMIT: u64 = 1024 * 1024;
+/// Rental agreements (PDF).
+pub const PDF_LIMIT: u64 = 5 * 1024 * 1024;
+/// How much of an unwanted body is read (and thrown away) so the client sees the answer.
+const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
+
+pub type BodyStream = BoxStream<'static, Result<Bytes, warp::Error>>;
+
+/// The request body, not read yet.
+pub fn stream() -> impl Filter<Extract = (BodyStream,), Error = warp::Rejection> + Clone {
+    warp::body::stream().map(boxed)
+}
+
+fn boxed<S, B>(stream: S) -> BodyStream
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    stream
+        .map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()))
+        .boxed()
+}
+
+pub struct RawBody {
+    length: Option<u64>,
+    content_type: Option<String>,
+    stream: BodyStream,
+}
+
+enum ReadError {
+    TooLarge,
+    Broken,
+}
+
+impl RawBody {
+    pub fn new(headers: &HeaderMap, stream: BodyStream) -> Self {
+        let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        Self {
+            length: value(header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
+            // The media type without its parameters (`; charset=utf-8`), lowercased.
+            content_type: value(header::CONTENT_TYPE).map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            }),
+            stream,
+        }
+    }
+
+    /// Reads and throws the body away (up to a bound), for an answer that does not need it.
+    pub async fn discard(mut self) {
+        if self.length.is_some_and(|l| l > DRAIN_LIMIT) {
+            return;
+        }
+        let mut total = 0u64;
+        while let Some(Ok(chunk)) = self.stream.next().await {
+            total += chunk.len() as u64;
+            if total > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+
+    async fn read(mut self, limit: u64) -> Result<Bytes, ReadError> {
+        if self.length.is_some_and(|l| l > limit) {
+            self.discard().await;
+            return Err(ReadError::TooLarge);
+        }
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = self.stream.next().await {
+            let chunk = chunk.map_err(|_| ReadError::Broken)?;
+            if (buf.len() + chunk.len()) as u64 > limit {
+                self.discard().await;
+                return Err(ReadError::TooLarge);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// The body as a JSON value; it must be sent as `application/json`.
+    pub async fn json(self) -> Result<Value, ApiError> {
+        if self.content_type.as_deref() != Some("application/json") {
+            self.discard().await;
+            return Err(ApiError::BadJson(
+                "Send the body as JSON, with the header Content-Type: application/json.".into(),
+            ));
+        }
+        let bytes = self.read(JSON_LIMIT).await.map_err(|e| match e {
+            ReadError::TooLarge => ApiError::TooLarge { limit: JSON_LIMIT },
+            ReadError::Broken => ApiError::BadJson("The body did not arrive whole.".into()),
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::BadJson(
+                "The body is empty; send a JSON object.".into(),
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadJson(format!("The body is not valid JSON: {e}.")))
+    }
+
+    /// The body as a PDF document; it must be sent as `application/pdf`.
+    pub async fn pdf(self) -> Result<Bytes, ApiError> {
+        if self.content_type.as_deref() != Some("application/pdf") {
+            self.discard().await;
+            return Err(ApiError::BadContentType(
+                "Send the agreement as the raw PDF, with the header Content-Type: application/pdf."
+                    .into(),
+            ));
+        }
+        let bytes = self.read(PDF_LIMIT).await.map_err(|e| match e {
+            ReadError::TooLarge => ApiError::TooLarge { limit: PDF_LIMIT },
+            ReadError::Broken => ApiError::BadContentType("The body did not arrive whole.".into()),
+        })?;
+        if !bytes.starts_with(b"%PDF-") {
+            return Err(ApiError::field(
+                "body",
+                "Not a PDF document: a PDF starts with %PDF-.",
+            ));
+        }
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,202 @@
+//! The API's errors and the one place they become responses: JSON `{code, message}` with a
+//! stable snake_case `code` (validation errors add `fields`), never internal details.
+
+use std::collections::BTreeMap;
+
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+use warp::reply::Response;
+
+use crate::error::AppError;
+use crate::store::DbError;
+
+/// Field name (dotted for nested fields, like `rate.currency`) → what is wrong with it.
+pub type Fields = BTreeMap<String, String>;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// The body is not JSON, not an object, or not sent as `application/json`.
+    BadJson(String),
+    /// The agreement endpoint takes `application/pdf` only.
+    BadContentType(String),
+    /// No API key, or one that was never issued.
+    Unauthorized {
+        key_sent: bool,
+    },
+    Revoked,
+    NotFound(String),
+    MethodNotAllowed,
+    EmailTaken {
+        sign_in_url: String,
+    },
+    Conflict(String),
+    TooLarge {
+        limit: u64,
+    },
+    Validation(Fields),
+    UnknownFacility(String),
+    UnknownContact(String),
+    UnknownRental(String),
+    NotLinked,
+    Cooldown {
+        retry_after_seconds: i64,
+    },
+    Unavailable,
+    Internal,
+}
+
+impl ApiError {
+    /// A validation error on one field.
+    pub fn field(name: &str, problem: impl Into<String>) -> Self {
+        ApiError::Validation(Fields::from([(name.to_string(), problem.into())]))
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadJson(_) | ApiError::BadContentType(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Revoked => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::EmailTaken { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Validation(_)
+            | ApiError::UnknownFacility(_)
+            | ApiError::UnknownContact(_)
+            | ApiError::UnknownRental(_)
+            | ApiError::NotLinked => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Cooldown { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadJson(_) => "bad_json",
+            ApiError::BadContentType(_) => "bad_content_type",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Revoked => "api_key_revoked",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::EmailTaken { .. } => "email_taken",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::Validation(_) => "validation",
+            ApiError::UnknownFacility(_) => "unknown_facility",
+            ApiError::UnknownContact(_) => "unknown_contact",
+            ApiError::UnknownRental(_) => "unknown_rental",
+            ApiError::NotLinked => "not_linked",
+            ApiError::Cooldown { .. } => "cooldown",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::BadJson(m) | ApiError::BadContentType(m) => m.clone(),
+            ApiError::Unauthorized { key_sent: false } => {
+                "Send an API key of your storefront in the header Authorization: Bearer <key>."
+                    .into()
+            }
+            ApiError::Unauthorized { key_sent: true } => {
+                "That API key is not known. Check that the whole key was sent.".into()
+            }
+            ApiError::Revoked => {
+                "This API key has been revoked. Ask your storefront's owner for a new key.".into()
+            }
+            ApiError::NotFound(m) | ApiError::Conflict(m) => m.clone(),
+            ApiError::MethodNotAllowed => "This path does not accept this method.".into(),
+            ApiError::EmailTaken { sign_in_url } => format!(
+                "An account already uses this email address. Sign in to the customer portal with a link sent to that address: {sign_in_url}"
+            ),
+            ApiError::TooLarge { limit } => format!(
+                "The body is larger than this endpoint takes ({} MiB).",
+                limit / (1024 * 1024)
+            ),
+            ApiError::Validation(_) => {
+                "Some fields are not valid; `fields` says what is wrong with each.".into()
+            }
+            ApiError::UnknownFacility(r) => {
+                format!("Your storefront has no facility with the reference {r:?}.")
+            }
+            ApiError::UnknownContact(r) => {
+                format!("Your storefront has no contact with the reference {r:?}.")
+            }
+            ApiError::UnknownRental(r) => {
+                format!("Your storefront has no rental with the reference {r:?}.")
+            }
+            ApiError::NotLinked => {
+                "The rental's contact has no portal account yet. Create one with POST /api/v1/accounts, listing the contact, then try again.".into()
+            }
+            ApiError::Cooldown {
+                retry_after_seconds,
+            } => format!(
+                "A portal link was resent to this customer a moment ago. Try again in {retry_after_seconds} seconds."
+            ),
+            ApiError::Unavailable => {
+                "The service is briefly unavailable. Try again in a minute.".into()
+            }
+            ApiError::Internal => {
+                "Something went wrong on our side. Upserts are safe to retry.".into()
+            }
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let status = self.status();
+        let mut body = json!({ "code": self.code(), "message": self.message() });
+        match &self {
+            ApiError::Validation(fields) => body["fields"] = json!(fields),
+            ApiError::EmailTaken { sign_in_url } => body["sign_in_url"] = json!(sign_in_url),
+            _ => {}
+        }
+        let mut resp = super::json_response(status, &body);
+        let headers = resp.headers_mut();
+        match self {
+            ApiError::Unauthorized { key_sent } => {
+                let challenge = if key_sent {
+                    "Bearer realm=\"latchkey\", error=\"invalid_token\""
+                } else {
+                    "Bearer realm=\"latchkey\""
+                };
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            ApiError::Cooldown {
+                retry_after_seconds,
+            } => {
+                headers.insert(header::RETRY_AFTER, retry_after_seconds.max(1).into());
+            }
+            ApiError::Unavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Unavailable(m) => {
+                tracing::warn!(error = %m, "API request: a dependency is unavailable");
+                ApiError::Unavailable
+            }
+            AppError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "API request failed");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        AppError::from(e).into()
+    }
+}

@@ -2,7 +2,9 @@
 //! (WebDriver), walks sign-in → dashboard → billing → account → sign-out on a phone-sized and
 //! on a desktop-sized window, checks on every page what a phone or keyboard user needs, and
 //! saves a full-page screenshot of each step under `target/screenshots/` for review
-//! (`phone-01-sign-in.png` … `desktop-06-signed-out.png`).
+//! (`phone-01-sign-in.png` … `desktop-06-signed-out.png`). Another test signs in to the
+//! operator console and watches the facility Emails tab follow a delivery through a mail
+//! server outage without a reload (`console-desktop-*.png`, then `console-phone-*.png`).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/services chromium` installs them).
 //! Each test starts its own chromedriver on a free port, with a fresh Chromium profile, and a
@@ -22,6 +24,9 @@ use fantoccini::error::CmdError;
 use fantoccini::key::Key;
 use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
+use latchkey::domain::EmailAddress;
+use latchkey::store::Role;
+use latchkey::testkit::SmtpMode;
 use serde_json::{Value, json};
 use support::*;
 
@@ -207,6 +212,260 @@ async fn walk_through_the_portal(window: Window) {
 
     browser.close().await;
     drop(driver);
+}
+
+/// The operator console's owner of the demo storefront, who signs in in the console tests.
+const OWNER: &str = "olivia@harborview.example";
+
+/// Window sizes for the console test, named apart from the portal's (each `Browser::open`
+/// clears the screenshots of its window name).
+const CONSOLE_DESKTOP: Window = Window {
+    name: "console-desktop",
+    ..DESKTOP
+};
+
+const CONSOLE_PHONE: Window = Window {
+    name: "console-phone",
+    ..PHONE
+};
+
+/// The facility Emails tab follows a delivery in flight without a reload: console.js asks for
+/// the row's status every two seconds and rewrites its badge, attempts and last error. The
+/// mail server first swallows the message (the row is `sending` when the page loads), then
+/// goes down (the page turns the row `deferred` by itself), then comes back (the page shows
+/// `sent` with every attempt); the page is never reloaded, which a marker set on `window`
+/// proves. Without the script the row would stay `sending`. Then a phone window checks the
+/// console's layout, Emails tab included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_emails_tab_follows_a_delivery_without_reloading() {
+    let (chromium, chromedriver) = browser_binaries();
+    let app = Setup::new(Backend::Embedded)
+        .with_smtp()
+        .config(|c| {
+            // A retry every second, for longer than the outage lasts.
+            c.mail.retry_delays_seconds = vec![1.0; 60];
+            // The swallowed first attempt ends when the test takes the server down, not by
+            // timing out while the page is being checked.
+            c.mail.smtp_timeout_seconds = 60;
+        })
+        .start()
+        .await;
+    let demo = app
+        .store()
+        .storefront_by_slug("demo")
+        .await
+        .expect("query")
+        .expect("the demo storefront")
+        .id;
+    app.store()
+        .create_staff(
+            Some(demo),
+            &EmailAddress::parse(OWNER).expect("an address"),
+            "Olivia Owner",
+            Role::Owner,
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("the owner");
+    let smtp = app.smtp().clone();
+    let driver = Chromedriver::start(&chromedriver);
+    let browser = Browser::open(&driver, &chromium, CONSOLE_DESKTOP).await;
+    let b = &browser;
+
+    // 1–3. Sign in to the console by the emailed link (the mail server accepts it).
+    sign_in_to_console(b, &app, OWNER).await;
+
+    // 4. A customer asks for a sign-in link; the mail server takes the message and never
+    // answers, so the delivery stays `sending` while the Emails tab loads.
+    smtp.set_mode(SmtpMode::StallData);
+    let id = app.request_link(&app.browser(), "alex@example.com").await;
+    smtp.wait_for_stalled(1, WAIT)
+        .await
+        .expect("the message reaches the mail server");
+    let page = "emails (sending)";
+    let emails = b
+        .find(
+            page,
+            Locator::XPath(
+                "//li[h3[normalize-space()='Harborview Self Storage, Downtown']]\
+                 //a[normalize-space()='Emails']",
+            ),
+        )
+        .await;
+    b.click(page, &emails).await;
+    b.wait_for_h1(page, "Emails · Harborview Self Storage, Downtown")
+        .await;
+    let row = b.delivery_row(page, id).await;
+    if !row.is("sending") || row.attempts != Some(0) {
+        b.fail(
+            page,
+            format!("expected delivery {id} sending, no attempt finished; the row: {row:?}"),
+        );
+    }
+    if b.texts(page, "tr[data-delivery] td[data-label=Recipient]")
+        .await
+        != ["alex@example.com"]
+    {
+        b.fail(page, "the tab should list only Alex's email");
+    }
+    b.check_page(page).await;
+    b.screenshot(4, "emails-sending").await;
+    // Gone if anything reloads the page or navigates away.
+    b.js(page, "window.__latchkeyMarker = 'same page'; return null")
+        .await;
+
+    // 5. The mail server goes down: the held attempt fails, so do the retries, and the page
+    // shows the row deferred with the connection error, by itself.
+    smtp.set_mode(SmtpMode::Down);
+    let page = "emails (deferred)";
+    b.wait_until_within(
+        page,
+        &format!("delivery {id} to turn deferred on the page"),
+        Duration::from_secs(15),
+        || async move {
+            let row = b.delivery_row(page, id).await;
+            row.is("deferred")
+                && row.attempts.is_some_and(|n| n >= 1)
+                && row
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("could not connect"))
+        },
+    )
+    .await;
+    b.expect_same_page(page).await;
+    b.screenshot(5, "emails-deferred").await;
+
+    // 6. The mail server is back: the next retry goes out and the page shows it sent, with
+    // every attempt counted and the error gone, still without a reload.
+    smtp.set_mode(SmtpMode::Accept);
+    let page = "emails (sent)";
+    b.wait_until_within(
+        page,
+        &format!("delivery {id} to turn sent on the page"),
+        Duration::from_secs(20),
+        || async move {
+            let row = b.delivery_row(page, id).await;
+            row.is("sent")
+                && row.attempts.is_some_and(|n| n >= 2)
+                && row.last_error.as_deref() == Some("")
+        },
+    )
+    .await;
+    b.expect_same_page(page).await;
+    let shown = b.delivery_row(page, id).await;
+    let stored = app.wait_for_status(id, "sent").await;
+    if shown.attempts != u32::try_from(stored.attempts).ok() {
+        b.fail(
+            page,
+            format!(
+                "the page shows {:?} attempts, the database has {}",
+                shown.attempts, stored.attempts
+            ),
+        );
+    }
+    app.mailbox.wait_for("alex@example.com").await;
+    let polls = b
+        .js(
+            page,
+            "return performance.getEntriesByType('resource')
+               .filter(e => e.name.includes('/deliveries/status?ids=')).length",
+        )
+        .await;
+    if polls.as_u64().unwrap_or(0) < 2 {
+        b.fail(
+            page,
+            format!("expected the page to have polled the status feed, it did so {polls} times"),
+        );
+    }
+    b.check_page(page).await;
+    b.screenshot(6, "emails-sent").await;
+    browser.close().await;
+    drop(driver);
+
+    // 7. The console on a phone: sign-in, the storefront and the Emails tab fit the screen.
+    let driver = Chromedriver::start(&chromedriver);
+    let phone = Browser::open(&driver, &chromium, CONSOLE_PHONE).await;
+    let b = &phone;
+    sign_in_to_console(b, &app, OWNER).await;
+    let page = "emails";
+    let emails = b
+        .find(
+            page,
+            Locator::XPath(
+                "//li[h3[normalize-space()='Harborview Self Storage, Downtown']]\
+                 //a[normalize-space()='Emails']",
+            ),
+        )
+        .await;
+    b.click(page, &emails).await;
+    b.wait_for_h1(page, "Emails · Harborview Self Storage, Downtown")
+        .await;
+    let row = b.delivery_row(page, id).await;
+    if !row.is("sent") {
+        b.fail(
+            page,
+            format!("expected delivery {id} sent; the row: {row:?}"),
+        );
+    }
+    b.check_page(page).await;
+    b.screenshot(4, "emails").await;
+    phone.close().await;
+    drop(driver);
+}
+
+/// Signs a staff member in to the console as a person does: the sign-in page, the address
+/// typed, the link from the email opened; ends on the storefront's console page.
+async fn sign_in_to_console(b: &Browser, app: &TestApp, email: &str) {
+    let page = "console sign-in";
+    b.goto(page, &app.url("/console/sign-in")).await;
+    b.wait_for_h1(page, "Console sign-in").await;
+    let label = b
+        .find(page, Locator::XPath("//label[normalize-space()='Email']"))
+        .await;
+    b.check_page(page).await;
+    b.screenshot(1, "sign-in").await;
+    let before = app.mailbox.to(email).len();
+    b.click(page, &label).await;
+    b.expect_focus_on(page, "email").await;
+    b.type_keys(page, email).await;
+    b.press(page, Key::Enter).await;
+    let page = "console check-email";
+    b.wait_for_h1(page, "Check your email").await;
+    b.check_page(page).await;
+    b.screenshot(2, "check-email").await;
+    let mail = app.mailbox.nth(email, before + 1).await;
+    let link = mail
+        .links()
+        .into_iter()
+        .find(|l| l.contains("/console/auth/"))
+        .unwrap_or_else(|| b.fail(page, format!("no console link in:\n{}", mail.text_body())));
+    // The landing page's script posts the form by itself; the console goes to the storefront.
+    let page = "console storefront";
+    b.goto(page, &link).await;
+    b.wait_for_h1(page, "Harborview Rentals").await;
+    b.check_page(page).await;
+    b.screenshot(3, "storefront").await;
+}
+
+/// A row of the console's Emails tab as the page shows it.
+#[derive(Debug, Default)]
+struct DeliveryRow {
+    /// The row's `data-status`, which console.js keeps up to date.
+    status: Option<String>,
+    badge: Option<String>,
+    badge_class: Option<String>,
+    attempts: Option<u32>,
+    last_error: Option<String>,
+}
+
+impl DeliveryRow {
+    /// Row, badge text and badge colour all say `status`.
+    fn is(&self, status: &str) -> bool {
+        self.status.as_deref() == Some(status)
+            && self.badge.as_deref() == Some(status)
+            && self.badge_class.as_deref() == Some(&format!("badge badge-{status}"))
+    }
 }
 
 /// Chromium and chromedriver, or a failure that says how to install them.
@@ -665,12 +924,21 @@ impl Browser {
         serde_json::from_value(v).unwrap_or_default()
     }
 
-    async fn wait_until<F, Fut>(&self, page: &str, what: &str, mut ready: F)
+    async fn wait_until<F, Fut>(&self, page: &str, what: &str, ready: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + STEP_WAIT;
+        self.wait_until_within(page, what, STEP_WAIT, ready).await;
+    }
+
+    /// Polls `ready` until it holds, for at most `limit`; a failure shows what the page shows.
+    async fn wait_until_within<F, Fut>(&self, page: &str, what: &str, limit: Duration, mut ready: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + limit;
         while !ready().await {
             if Instant::now() > deadline {
                 let url = self.client.current_url().await.map(|u| u.to_string());
@@ -681,7 +949,7 @@ impl Browser {
                 self.fail(
                     page,
                     format!(
-                        "waited {STEP_WAIT:?} for {what}; the browser is on {} showing:\n{}",
+                        "waited {limit:?} for {what}; the browser is on {} showing:\n{}",
                         url.unwrap_or_else(|e| e.to_string()),
                         text.chars().take(600).collect::<String>()
                     ),
@@ -702,6 +970,51 @@ impl Browser {
                 == json!(text)
         })
         .await;
+    }
+
+    /// The console Emails tab's row for delivery `id`, as the page shows it now.
+    async fn delivery_row(&self, page: &str, id: i64) -> DeliveryRow {
+        let script = format!(
+            "const row = document.querySelector('tr[data-delivery=\"{id}\"]');
+             if (!row) return null;
+             const field = name => {{
+               const e = row.querySelector('[data-field=\"' + name + '\"]');
+               return e ? e.textContent.trim() : null;
+             }};
+             const badge = row.querySelector('[data-field=\"status\"]');
+             return {{
+               status: row.getAttribute('data-status'),
+               badge: field('status'),
+               badgeClass: badge ? badge.className : null,
+               attempts: field('attempts'),
+               lastError: field('last_error'),
+             }};"
+        );
+        let v = self.js(page, &script).await;
+        if v.is_null() {
+            self.fail(page, format!("the page has no row for delivery {id}"));
+        }
+        let text = |key: &str| v[key].as_str().map(str::to_string);
+        DeliveryRow {
+            status: text("status"),
+            badge: text("badge"),
+            badge_class: text("badgeClass"),
+            attempts: text("attempts").and_then(|a| a.parse().ok()),
+            last_error: text("lastError"),
+        }
+    }
+
+    /// The marker set on `window` is still there: the page was neither reloaded nor left.
+    async fn expect_same_page(&self, page: &str) {
+        let marker = self
+            .js(page, "return window.__latchkeyMarker || null")
+            .await;
+        if marker != json!("same page") {
+            self.fail(
+                page,
+                "the page was reloaded or left (the marker set on window is gone)",
+            );
+        }
     }
 
     async fn expect_text(&self, page: &str, text: &str) {

@@ -323,6 +323,22 @@ impl Console {
             Err(e) => Err(self.failed(&e.into())),
         }
     }
+
+    /// A posted form on a storefront's page, by a staff member whose role passes `allowed`:
+    /// the form (CSRF checked), who posted it and the storefront; 403 for any other role.
+    async fn action(
+        &mut self,
+        slug: &str,
+        body: Body,
+        allowed: fn(Role) -> bool,
+    ) -> Result<(Form, StaffUser, Arc<Storefront>), Response> {
+        let form = self.form(body)?;
+        let (staff, sf) = self.storefront(slug).await?;
+        if !allowed(staff.role) {
+            return Err(self.forbidden());
+        }
+        Ok((form, staff, sf))
+    }
 }
 
 #[derive(Template)]
@@ -883,16 +899,10 @@ async fn customer(c: &mut Console, slug: &str, id: i64, query: &str) -> Response
 }
 
 async fn resend(c: &mut Console, slug: &str, id: i64, body: Body) -> Response {
-    if let Err(resp) = c.form(body) {
-        return resp;
-    }
-    let (staff, sf) = match c.storefront(slug).await {
+    let (_, staff, sf) = match c.action(slug, body, Role::can_resend).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    if !staff.role.can_resend() {
-        return c.forbidden();
-    }
     let state = c.state.clone();
     match resend_portal_link(&state.svc, &state.actors, &sf, id, Actor::Staff(&staff)).await {
         Ok(ResendOutcome::Sent { .. }) => see_other(&format!(
@@ -923,17 +933,10 @@ async fn resend(c: &mut Console, slug: &str, id: i64, body: Body) -> Response {
 }
 
 async fn link(c: &mut Console, slug: &str, account_id: i64, body: Body) -> Response {
-    let form = match c.form(body) {
-        Ok(f) => f,
-        Err(resp) => return resp,
-    };
-    let (staff, sf) = match c.storefront(slug).await {
+    let (form, staff, sf) = match c.action(slug, body, Role::can_support).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    if !staff.role.can_support() {
-        return c.forbidden();
-    }
     let Some(contact_id) = form
         .get("contact_id")
         .and_then(|v| v.trim().parse::<i64>().ok())
@@ -978,17 +981,10 @@ async fn link(c: &mut Console, slug: &str, account_id: i64, body: Body) -> Respo
 }
 
 async fn merge(c: &mut Console, slug: &str, survivor: i64, body: Body) -> Response {
-    let form = match c.form(body) {
-        Ok(f) => f,
-        Err(resp) => return resp,
-    };
-    let (staff, sf) = match c.storefront(slug).await {
+    let (form, staff, sf) = match c.action(slug, body, Role::can_support).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    if !staff.role.can_support() {
-        return c.forbidden();
-    }
     let Some(merged) = form
         .get("other_account_id")
         .map(|v| v.trim().trim_start_matches('#'))

@@ -952,29 +952,13 @@ async fn link(c: &mut Console, slug: &str, account_id: i64, body: Body) -> Respo
     let now = svc.now();
     match svc
         .store
-        .link_contact(sf.id, contact_id, account_id, now)
+        .link_contact(sf.id, contact_id, account_id, &staff, now)
         .await
     {
-        Ok(Some(before)) => {
-            let details = serde_json::json!({
-                "contact_id": contact_id,
-                "contact_ref": before.external_ref,
-                "facility": before.facility_name,
-                "account_id": account_id,
-                "previous_account_id": before.account_id,
-            });
-            if let Err(e) = svc
-                .store
-                .audit(Some(sf.id), Some(&staff), "link_contact", details, now)
-                .await
-            {
-                return c.failed(&e.into());
-            }
-            see_other(&format!(
-                "/console/s/{}/customers/{account_id}?done=linked",
-                sf.slug
-            ))
-        }
+        Ok(Some(_)) => see_other(&format!(
+            "/console/s/{}/customers/{account_id}?done=linked",
+            sf.slug
+        )),
         Ok(None) => c.not_found(),
         Err(e) => c.failed(&e.into()),
     }
@@ -1007,27 +991,15 @@ async fn merge(c: &mut Console, slug: &str, survivor: i64, body: Body) -> Respon
     }
     let svc = c.state.svc.clone();
     let now = svc.now();
-    match svc.store.merge_accounts(sf.id, survivor, merged, now).await {
-        Ok(Some((gone, report))) => {
-            let details = serde_json::json!({
-                "into_account_id": survivor,
-                "merged_account_id": gone.id,
-                "merged_email": gone.email,
-                "merged_name": gone.full_name,
-                "moved": report,
-            });
-            if let Err(e) = svc
-                .store
-                .audit(Some(sf.id), Some(&staff), "merge_accounts", details, now)
-                .await
-            {
-                return c.failed(&e.into());
-            }
-            see_other(&format!(
-                "/console/s/{}/customers/{survivor}?done=merged&merged={merged}",
-                sf.slug
-            ))
-        }
+    match svc
+        .store
+        .merge_accounts(sf.id, survivor, merged, &staff, now)
+        .await
+    {
+        Ok(Some(_)) => see_other(&format!(
+            "/console/s/{}/customers/{survivor}?done=merged&merged={merged}",
+            sf.slug
+        )),
         Ok(None) => c.not_found(),
         Err(e) => c.failed(&e.into()),
     }

@@ -7,6 +7,7 @@ use super::Store;
 use super::db::{DbResult, Value};
 use super::deliveries::{DELIVERY_COLUMNS, Delivery, DeliveryStatus, delivery_from};
 use super::portal::Rental;
+use super::staff::{AUDIT_INSERT, StaffUser, audit_params};
 use super::storefronts::{ACCOUNT_COLUMNS, Account, account_from};
 use crate::params;
 
@@ -325,13 +326,15 @@ impl Store {
             == 1)
     }
 
-    /// Links a contact of the storefront to an account of the same storefront. Returns the
-    /// contact as it was, or `None` when either is not of the storefront.
+    /// Links a contact of the storefront to an account of the same storefront, recording it
+    /// in the audit log in the same transaction. Returns the contact as it was, or `None` when
+    /// either is not of the storefront.
     pub async fn link_contact(
         &self,
         storefront_id: i64,
         contact_id: i64,
         account_id: i64,
+        by: &StaffUser,
         now: DateTime<Utc>,
     ) -> DbResult<Option<ContactView>> {
         let mut tx = self.db().begin().await?;
@@ -360,18 +363,32 @@ impl Store {
             &params![contact_id, account_id, now],
         )
         .await?;
+        let details = serde_json::json!({
+            "contact_id": contact_id,
+            "contact_ref": contact.external_ref,
+            "facility": contact.facility_name,
+            "account_id": account_id,
+            "previous_account_id": contact.account_id,
+        });
+        tx.execute(
+            AUDIT_INSERT,
+            &audit_params(Some(storefront_id), Some(by), "link_contact", &details, now),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(contact))
     }
 
     /// Merges `merged` into `survivor` (both of the storefront): contacts, deliveries and payment
     /// methods move, the Stripe customer moves when the survivor has none, the merged account's
-    /// sessions and links end, and the merged account is removed. One transaction.
+    /// sessions and links end, and the merged account is removed. One transaction, which also
+    /// writes the audit entry.
     pub async fn merge_accounts(
         &self,
         storefront_id: i64,
         survivor: i64,
         merged: i64,
+        by: &StaffUser,
         now: DateTime<Utc>,
     ) -> DbResult<Option<(Account, MergeReport)>> {
         if survivor == merged {
@@ -442,6 +459,24 @@ impl Store {
         }
         tx.execute("DELETE FROM accounts WHERE id = $1", &params![merged])
             .await?;
+        let details = serde_json::json!({
+            "into_account_id": survivor,
+            "merged_account_id": gone.id,
+            "merged_email": gone.email,
+            "merged_name": gone.full_name,
+            "moved": report,
+        });
+        tx.execute(
+            AUDIT_INSERT,
+            &audit_params(
+                Some(storefront_id),
+                Some(by),
+                "merge_accounts",
+                &details,
+                now,
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some((gone, report)))
     }

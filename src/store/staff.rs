@@ -359,16 +359,8 @@ impl Store {
     ) -> DbResult<()> {
         self.db()
             .execute(
-                "INSERT INTO audit_log (storefront_id, staff_user_id, actor, action, details, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &params![
-                    storefront_id,
-                    staff.map(|s| s.id),
-                    staff.map(|s| s.actor()).unwrap_or_else(|| "system".into()),
-                    action,
-                    details.to_string(),
-                    now
-                ],
+                AUDIT_INSERT,
+                &audit_params(storefront_id, staff, action, &details, now),
             )
             .await?;
         Ok(())
@@ -410,4 +402,27 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// One audit entry; [`audit_params`] gives its parameters, so a change and its entry can be
+/// written in one transaction.
+pub(crate) const AUDIT_INSERT: &str =
+    "INSERT INTO audit_log (storefront_id, staff_user_id, actor, action, details, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(crate) fn audit_params(
+    storefront_id: Option<i64>,
+    staff: Option<&StaffUser>,
+    action: &str,
+    details: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Vec<super::db::Value> {
+    params![
+        storefront_id,
+        staff.map(|s| s.id),
+        staff.map(|s| s.actor()).unwrap_or_else(|| "system".into()),
+        action,
+        details.to_string(),
+        now
+    ]
 }

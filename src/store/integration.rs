@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::Store;
 use super::db::{DbError, DbResult, Row, Transaction, Value};
-use super::staff::ApiKeyInfo;
+use super::staff::{AUDIT_INSERT, ApiKeyInfo, audit_params};
 use super::storefronts::{ACCOUNT_COLUMNS, Account, account_from};
 use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
@@ -620,7 +620,9 @@ impl Store {
     }
 
     /// Storefront sign-up: creates the account and links the given contacts (which must be
-    /// the storefront's and not linked yet), all or nothing.
+    /// the storefront's and not linked yet), all or nothing, with its audit entry (`audit`, to
+    /// which the account's id and the linked contacts are added) in the same transaction.
+    #[allow(clippy::too_many_arguments)]
     pub async fn sign_up(
         &self,
         storefront_id: i64,
@@ -628,6 +630,7 @@ impl Store {
         full_name: &str,
         phone: &str,
         contact_refs: &[String],
+        audit: (&str, serde_json::Value),
         now: DateTime<Utc>,
     ) -> DbResult<SignUp> {
         let mut tx = self.db().begin().await?;
@@ -680,6 +683,14 @@ impl Store {
                 return Ok(SignUp::ContactLinked(contact_ref.clone()));
             }
         }
+        let (action, mut details) = audit;
+        details["account_id"] = account.id.into();
+        details["contacts"] = contact_refs.into();
+        tx.execute(
+            AUDIT_INSERT,
+            &audit_params(Some(storefront_id), None, action, &details, now),
+        )
+        .await?;
         tx.commit().await?;
         Ok(SignUp::Created {
             account,

@@ -31,6 +31,7 @@ pub async fn create(state: &HttpState, caller: &Caller, body: Value) -> Result<R
     let svc = &state.svc;
     let now = svc.now();
     let phone = phone.unwrap_or_default();
+    let audit = json!({ "api_key_id": caller.key.id, "api_key": caller.key.name });
     let signed_up = svc
         .store
         .sign_up(
@@ -39,6 +40,7 @@ pub async fn create(state: &HttpState, caller: &Caller, body: Value) -> Result<R
             &full_name,
             &phone,
             &contacts,
+            ("api_create_account", audit),
             now,
         )
         .await?;
@@ -59,20 +61,6 @@ pub async fn create(state: &HttpState, caller: &Caller, body: Value) -> Result<R
             )));
         }
     };
-    svc.store
-        .audit(
-            Some(caller.storefront.id),
-            None,
-            "api_create_account",
-            json!({
-                "api_key_id": caller.key.id,
-                "api_key": caller.key.name,
-                "account_id": account.id,
-                "contacts": contact_refs,
-            }),
-            now,
-        )
-        .await?;
     Ok(json_response(
         StatusCode::CREATED,
         &json!({

@@ -23,6 +23,8 @@ pub enum ApiError {
     Unauthorized {
         key_sent: bool,
     },
+    /// A key that was revoked: like any key that is no longer good, a 401 (RFC 6750
+    /// `invalid_token`), with its own code so the operator knows to ask for a new one.
     Revoked,
     NotFound(String),
     MethodNotAllowed,
@@ -54,8 +56,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadJson(_) | ApiError::BadContentType(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Revoked => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized { .. } | ApiError::Revoked => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::EmailTaken { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -155,6 +156,14 @@ impl ApiError {
         let mut resp = super::json_response(status, &body);
         let headers = resp.headers_mut();
         match self {
+            ApiError::Revoked => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"latchkey\", error=\"invalid_token\", error_description=\"The API key was revoked\"",
+                    ),
+                );
+            }
             ApiError::Unauthorized { key_sent } => {
                 let challenge = if key_sent {
                     "Bearer realm=\"latchkey\", error=\"invalid_token\""

@@ -30,12 +30,13 @@ pub fn is_ref(s: &str) -> bool {
 
 pub const REF_RULE: &str = "Use 1 to 100 letters, digits, '-', '_' or '.'.";
 
-/// Control characters, and the zero-width and bidirectional ones that make two strings look
-/// alike.
+/// Control characters, the Unicode line and paragraph separators (line breaks that
+/// `char::is_control` does not count), and the zero-width and bidirectional ones that make two
+/// strings look alike.
 pub fn has_hidden(s: &str) -> bool {
     s.chars().any(|c| {
         c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+            || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
     })
 }
 
@@ -437,7 +438,7 @@ mod tests {
     #[test]
     fn text_is_trimmed_and_refuses_hidden_characters() {
         let p = check(
-            json!({"a": "  Alex  ", "b": "Al\nex", "c": "Al\u{202E}ex", "d": 5, "e": ""}),
+            json!({"a": "  Alex  ", "b": "Al\nex", "c": "Al\u{202E}ex", "d": 5, "e": "", "f": "Al\u{2028}ex", "g": "Al\u{2029}ex", "h": "Al\u{061C}ex"}),
             |o, p| {
                 assert_eq!(o.text("a", 10, true, p).as_deref(), Some("Alex"));
                 assert_eq!(o.text("b", 10, true, p), None);
@@ -445,10 +446,14 @@ mod tests {
                 assert_eq!(o.text("d", 10, true, p), None);
                 assert_eq!(o.text("e", 10, false, p), None);
                 assert_eq!(o.text("missing", 10, false, p), None);
+                for k in ["f", "g", "h"] {
+                    assert_eq!(o.text(k, 10, true, p), None, "{k}");
+                }
             },
         );
         assert!(!p.has("a") && !p.has("e") && !p.has("missing"));
         assert!(p.has("b") && p.has("c") && p.has("d"));
+        assert!(p.has("f") && p.has("g") && p.has("h"));
     }
 
     #[test]

@@ -55,34 +55,34 @@ fn route() -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
         .map(|| Route::OpenApi);
     let facility = warp::path!("facilities" / String)
         .and(warp::put())
-        .map(Route::Facility);
+        .map(|p: String| Route::Facility(decoded(p)));
     let contact = warp::path!("contacts" / String)
         .and(warp::put())
-        .map(Route::Contact);
+        .map(|p: String| Route::Contact(decoded(p)));
     let rental = warp::path!("rentals" / String)
         .and(warp::put())
-        .map(Route::Rental);
+        .map(|p: String| Route::Rental(decoded(p)));
     let invoice = warp::path!("invoices" / String)
         .and(warp::put())
-        .map(Route::Invoice);
+        .map(|p: String| Route::Invoice(decoded(p)));
     let agreement = warp::path!("rentals" / String / "agreement")
         .and(warp::put())
-        .map(Route::Agreement);
+        .map(|p: String| Route::Agreement(decoded(p)));
     let booking = warp::path!("rentals" / String / "booking-confirmation")
         .and(warp::post())
-        .map(Route::BookingConfirmation);
+        .map(|p: String| Route::BookingConfirmation(decoded(p)));
     let create_account = warp::path!("accounts")
         .and(warp::post())
         .map(|| Route::CreateAccount);
     let portal_link = warp::path!("accounts" / String / "portal-link")
         .and(warp::post())
-        .map(Route::PortalLink);
+        .map(|p: String| Route::PortalLink(decoded(p)));
     let deliveries = warp::path!("deliveries")
         .and(warp::get())
         .map(|| Route::Deliveries);
     let delivery = warp::path!("deliveries" / String)
         .and(warp::get())
-        .map(Route::Delivery);
+        .map(|p: String| Route::Delivery(decoded(p)));
     openapi
         .or(facility)
         .unify()
@@ -104,6 +104,16 @@ fn route() -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
         .unify()
         .or(delivery)
         .unify()
+}
+
+/// A path parameter, percent-decoded (`FAC%2DDT` is `FAC-DT`, as RFC 3986 has it); warp hands
+/// segments over as sent. One that does not decode stays as sent, and fails the rule for
+/// references or ids like any other bad value.
+fn decoded(segment: String) -> String {
+    match percent_encoding::percent_decode_str(&segment).decode_utf8() {
+        Ok(text) => text.into_owned(),
+        Err(_) => segment,
+    }
 }
 
 /// Everything under `/api`: the endpoints, and JSON errors for what no endpoint takes.

@@ -162,6 +162,8 @@ both_backends! {
             ("", "alex@example.com", "", 422, "full_name", "Enter your full name."),
             (&"A".repeat(101)[..], "alex@example.com", "", 422, "full_name", "Use at most 100 characters."),
             ("Alex\u{0007}Martin", "alex@example.com", "", 422, "full_name", "A name cannot contain line breaks or control characters."),
+            ("Alex\u{2028}Martin", "alex@example.com", "", 422, "full_name", "A name cannot contain line breaks or control characters."),
+            ("Alex\u{202E}Martin", "alex@example.com", "", 422, "full_name", "A name cannot contain line breaks or control characters."),
             ("Alex Martin", "alex@", "", 422, "email", "Enter an email address like name@example.com."),
             ("Alex Martin", "alex@example.com\r\nBcc: x@evil.example", "", 422, "email", "An email address cannot contain line breaks or control characters."),
             ("Alex Martin", "alex@example.com", "call me maybe", 422, "phone", "Enter a phone number with digits, spaces, +, - or brackets."),

@@ -29,7 +29,7 @@ const LOCAL_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
 
 impl EmailAddress {
     pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
-        if raw.chars().any(|c| c.is_control() || is_invisible(c)) {
+        if super::text::has_hidden(raw) {
             return Err(InvalidEmail::ControlCharacter);
         }
         let trimmed = raw.trim_matches(' ');
@@ -67,11 +67,6 @@ impl EmailAddress {
             .map(|(_, d)| d)
             .unwrap_or_default()
     }
-}
-
-fn is_invisible(c: char) -> bool {
-    // Zero-width and bidirectional controls: they make two addresses look alike.
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 fn valid_local(local: &str) -> bool {

@@ -7,6 +7,7 @@ pub mod money;
 pub mod pdf;
 pub mod secret;
 pub mod slug;
+pub mod text;
 pub mod token;
 pub mod webhook;
 

@@ -40,7 +40,10 @@ const PHONE_MAX: usize = 30;
 /// What the form shows back: what was typed, without control characters (a line break in a
 /// value is what the error is about; it does not belong in the field).
 fn shown(value: &str) -> String {
-    value.chars().filter(|c| !c.is_control()).collect()
+    value
+        .chars()
+        .filter(|c| !crate::domain::text::is_hidden(*c))
+        .collect()
 }
 
 fn fields(full_name: &str, email: &str, phone: &str) -> Vec<Field> {
@@ -114,10 +117,6 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
     )
 }
 
-fn has_control(s: &str) -> bool {
-    s.chars().any(|c| c.is_control() || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'))
-}
-
 /// Checks the three fields; `Err` carries the form with each error beside its field.
 fn validate(full_name: &str, email: &str, phone: &str) -> Result<ProfileChange, Vec<Field>> {
     let mut form = fields(full_name, email, phone);
@@ -126,7 +125,7 @@ fn validate(full_name: &str, email: &str, phone: &str) -> Result<ProfileChange, 
         form[0].error = Some("Enter your full name.".into());
     } else if name.chars().count() > NAME_MAX {
         form[0].error = Some(format!("Use at most {NAME_MAX} characters."));
-    } else if has_control(name) {
+    } else if crate::domain::text::has_hidden(name) {
         form[0].error = Some("A name cannot contain line breaks or control characters.".into());
     }
     let parsed = EmailAddress::parse(email);

@@ -30,15 +30,7 @@ pub fn is_ref(s: &str) -> bool {
 
 pub const REF_RULE: &str = "Use 1 to 100 letters, digits, '-', '_' or '.'.";
 
-/// Control characters, the Unicode line and paragraph separators (line breaks that
-/// `char::is_control` does not count), and the zero-width and bidirectional ones that make two
-/// strings look alike.
-pub fn has_hidden(s: &str) -> bool {
-    s.chars().any(|c| {
-        c.is_control()
-            || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-    })
-}
+pub use crate::domain::text::has_hidden;
 
 /// The problems found so far.
 #[derive(Debug, Default)]

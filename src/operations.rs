@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use crate::actors::{Actors, BookingEmail, IssueLink, ask};
 use crate::domain::OpaqueToken;
 use crate::error::AppError;
 use crate::mail::booking_subject;
 use crate::services::Services;
-use crate::store::{IssueOutcome, RequestedBy, StaffUser, Storefront};
+use crate::store::{CooldownSlot, IssueOutcome, RequestedBy, StaffUser, Storefront};
 
 /// Who asks: a staff member in the console, or the operator's system through an API key.
 #[derive(Debug, Clone)]
@@ -64,22 +66,17 @@ pub async fn resend_portal_link(
     {
         return Ok(ResendOutcome::NoSuchAccount);
     }
-    if !svc
+    let slot = CooldownSlot::LinkResend { account_id };
+    if let Err(last) = svc
         .store
-        .claim_link_resend(storefront.id, account_id, cooldown, now)
+        .claim_cooldown(storefront.id, slot, cooldown, now)
         .await?
     {
-        let last = svc
-            .store
-            .customer_record(storefront.id, account_id)
-            .await?
-            .and_then(|r| r.last_link_resent_at)
-            .unwrap_or(now);
         return Ok(ResendOutcome::Cooldown {
-            retry_after_seconds: (last + cooldown - now).num_seconds().max(1),
+            retry_after_seconds: retry_after(last + cooldown, now),
         });
     }
-    let outcome = ask(
+    let issued = ask(
         &actors.token_issuer,
         IssueLink {
             storefront: storefront.clone(),
@@ -89,9 +86,16 @@ pub async fn resend_portal_link(
             booking: None,
         },
     )
-    .await?;
-    let IssueOutcome::Queued { delivery_id, .. } = outcome else {
-        return Ok(ResendOutcome::NoSuchAccount);
+    .await;
+    let delivery_id = match issued {
+        Ok(IssueOutcome::Queued { delivery_id, .. }) => delivery_id,
+        other => {
+            svc.store.release_cooldown(storefront.id, slot, now).await?;
+            return match other {
+                Err(e) => Err(e),
+                Ok(_) => Ok(ResendOutcome::NoSuchAccount),
+            };
+        }
     };
     let mut details = actor.describe();
     details["account_id"] = account_id.into();
@@ -117,10 +121,16 @@ pub enum BookingOutcome {
     NoSuchRental,
     /// The rental's contact is not linked to a portal account.
     NoAccount,
+    /// A confirmation of this rental was sent too recently.
+    Cooldown {
+        retry_after_seconds: i64,
+    },
 }
 
 /// Sends the booking confirmation of a rental: its details and a **View Your Booking** magic
-/// link that signs the customer in on that rental.
+/// link that signs the customer in on that rental. Once per cooldown per rental
+/// (`resend_cooldown_seconds`), claimed before the link is issued, so that a retrying or
+/// concurrent caller sends one; the slot is given back when the link could not be issued.
 pub async fn send_booking_confirmation(
     svc: &Services,
     actors: &Actors,
@@ -137,6 +147,20 @@ pub async fn send_booking_confirmation(
     let Some(account_id) = account_id else {
         return Ok(BookingOutcome::NoAccount);
     };
+    let now = svc.now();
+    let cooldown = chrono::Duration::seconds(svc.config.resend_cooldown_seconds as i64);
+    let slot = CooldownSlot::BookingConfirmation {
+        rental_id: rental.id,
+    };
+    if let Err(last) = svc
+        .store
+        .claim_cooldown(storefront.id, slot, cooldown, now)
+        .await?
+    {
+        return Ok(BookingOutcome::Cooldown {
+            retry_after_seconds: retry_after(last + cooldown, now),
+        });
+    }
     let dates = match rental.ends_on {
         Some(end) => format!(
             "{} to {}",
@@ -153,7 +177,7 @@ pub async fn send_booking_confirmation(
     payload.insert("facility".into(), rental.facility_name.clone().into());
     payload.insert("dates".into(), dates.into());
     payload.insert("rental_id".into(), rental.id.into());
-    let outcome = ask(
+    let issued = ask(
         &actors.token_issuer,
         IssueLink {
             storefront: storefront.clone(),
@@ -167,17 +191,29 @@ pub async fn send_booking_confirmation(
             }),
         },
     )
-    .await?;
-    Ok(match outcome {
-        IssueOutcome::Queued {
+    .await;
+    match issued {
+        Ok(IssueOutcome::Queued {
             delivery_id,
             account_id,
-        } => BookingOutcome::Sent {
+        }) => Ok(BookingOutcome::Sent {
             delivery_id,
             account_id,
-        },
-        _ => BookingOutcome::NoAccount,
-    })
+        }),
+        other => {
+            svc.store.release_cooldown(storefront.id, slot, now).await?;
+            match other {
+                Err(e) => Err(e),
+                Ok(_) => Ok(BookingOutcome::NoAccount),
+            }
+        }
+    }
+}
+
+/// Whole seconds until `until`, rounded up (a retry after that long is past it), at least 1.
+fn retry_after(until: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    let ms = (until - now).num_milliseconds();
+    (ms + 999).div_euclid(1000).max(1)
 }
 
 /// A new API key: the key itself (shown once) and what is stored.

@@ -1962,6 +1962,74 @@ both_backends! {
         assert_eq!(marina["data"][0]["id"], delivery_id);
     }
 
+    async fn booking_confirmation_is_sent_once_per_cooldown_however_often_it_is_retried(backend: Backend) {
+        let app = Setup::new(backend).with_smtp().start().await;
+        let api = Api::new(&app, &key(&app, "demo").await);
+        api.put("/contacts/CON-MR-4001", &contact_body("FAC-MR", "Robin Park", "robin@example.com")).await.expect(201);
+        api.put("/rentals/RNT-MR-C7", &rental_body("CON-MR-4001", "4-seat cart #7")).await.expect(201);
+        api.put("/rentals/RNT-MR-C8", &rental_body("CON-MR-4001", "4-seat cart #8")).await.expect(201);
+        let account = api.post("/accounts", &json!({ "email": "robin@example.com", "full_name": "Robin Park", "contacts": ["CON-MR-4001"] })).await.expect(201);
+        let account_id = account["id"].as_i64().unwrap();
+        let bookings = || async {
+            app.count("SELECT COUNT(*) FROM deliveries WHERE kind = 'booking_confirmation' AND account_id = $1", &[account_id.into()]).await
+        };
+        let links = || async {
+            app.count("SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1", &[account_id.into()]).await
+        };
+        let cooldown = |reply: &Reply| -> i64 {
+            let body = reply.error(429, "cooldown");
+            assert!(body["message"].as_str().unwrap().contains("booking confirmation"), "{body}");
+            let retry: i64 = reply.header("retry-after").expect("a Retry-After header").parse().unwrap();
+            assert!((1..=300).contains(&retry), "{retry}");
+            retry
+        };
+
+        // An operator's retry loop firing at once: one confirmation, the others are refused.
+        let calls = (0..8).map(|_| {
+            let api = api.clone();
+            async move { api.post_empty("/rentals/RNT-MR-C7/booking-confirmation").await }
+        });
+        let replies = futures::future::join_all(calls).await;
+        let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+        assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 1, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 7, "{statuses:?}");
+        for reply in replies.iter().filter(|r| r.status == 429) {
+            cooldown(reply);
+        }
+        let sent = replies.iter().find(|r| r.status == 202).unwrap().json();
+        assert_eq!(sent["account_id"], account_id);
+        let first = sent["delivery_id"].as_i64().unwrap();
+        app.wait_for_status(first, "sent").await;
+        assert_eq!(bookings().await, 1, "one delivery row");
+        assert_eq!(links().await, 1, "one magic link");
+        assert_eq!(app.smtp().messages_to("robin@example.com").len(), 1, "one email");
+
+        // A retry a moment later is refused too, and sends nothing.
+        let before = counts(&app).await;
+        app.clock.advance(chrono::Duration::minutes(4));
+        let retry = cooldown(&api.post_empty("/rentals/RNT-MR-C7/booking-confirmation").await);
+        assert!(retry <= 60, "a minute of the cooldown is left, not {retry} s");
+        assert_eq!(counts(&app).await, before, "a refused confirmation changes nothing");
+
+        // The cooldown is the rental's: another rental of the same customer is confirmed.
+        let other = api.post_empty("/rentals/RNT-MR-C8/booking-confirmation").await.expect(202);
+        assert_eq!(other["account_id"], account_id);
+        app.smtp().wait_for_count(2, WAIT).await.expect("the other rental's confirmation arrives");
+
+        // Once the cooldown is over, the first rental's confirmation is sent again.
+        app.clock.advance(chrono::Duration::seconds(retry));
+        let again = api.post_empty("/rentals/RNT-MR-C7/booking-confirmation").await.expect(202);
+        assert_ne!(again["delivery_id"].as_i64().unwrap(), first);
+        app.smtp().wait_for_count(3, WAIT).await.expect("the second confirmation arrives");
+        let subjects: Vec<String> = app.smtp().messages_to("robin@example.com").iter().map(|m| m.subject().unwrap()).collect();
+        assert_eq!(subjects.iter().filter(|s| s.ends_with("4-seat cart #7")).count(), 2, "{subjects:?}");
+        assert_eq!(bookings().await, 3);
+        assert_eq!(links().await, 3);
+        // And the cooldown holds again from then.
+        cooldown(&api.post_empty("/rentals/RNT-MR-C7/booking-confirmation").await);
+        assert_eq!(bookings().await, 3);
+    }
+
     async fn resending_the_portal_link_signs_the_customer_in_once_per_cooldown(backend: Backend) {
         let app = Setup::new(backend).with_smtp().start().await;
         let (key_id, key) = new_key(&app, "demo", "Front desk system").await;

@@ -6,7 +6,7 @@ mod support;
 
 use chrono::Utc;
 use latchkey::domain::EmailAddress;
-use latchkey::store::{NewStorefront, Role};
+use latchkey::store::{CooldownSlot, NewStorefront, Role};
 use latchkey::testkit::SmtpMode;
 use support::*;
 
@@ -120,6 +120,32 @@ async fn account_id(app: &TestApp, email: &str) -> i64 {
 }
 
 both_backends! {
+    async fn a_cooldown_slot_is_claimed_once_and_given_back_only_by_its_claim(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let store = app.store();
+        let demo = store.storefront_by_slug("demo").await.unwrap().unwrap().id;
+        let alex = account_id(&app, "alex@example.com").await;
+        let rental = app.rows("SELECT id FROM rentals ORDER BY id LIMIT 1", &[]).await[0].i64(0);
+        let cooldown = chrono::Duration::minutes(5);
+        for slot in [CooldownSlot::LinkResend { account_id: alex }, CooldownSlot::BookingConfirmation { rental_id: rental }] {
+            let t0 = app.clock_now();
+            assert_eq!(store.claim_cooldown(demo, slot, cooldown, t0).await.unwrap(), Ok(()), "{slot:?}");
+            // Held: the answer says when the slot was taken.
+            let t1 = t0 + chrono::Duration::seconds(10);
+            let held = store.claim_cooldown(demo, slot, cooldown, t1).await.unwrap().unwrap_err();
+            assert_eq!(held.timestamp_micros(), t0.timestamp_micros(), "{slot:?}");
+            // Another claim's release does not free it; its own does.
+            store.release_cooldown(demo, slot, t1).await.unwrap();
+            assert!(store.claim_cooldown(demo, slot, cooldown, t1).await.unwrap().is_err(), "{slot:?}");
+            store.release_cooldown(demo, slot, t0).await.unwrap();
+            assert_eq!(store.claim_cooldown(demo, slot, cooldown, t1).await.unwrap(), Ok(()), "{slot:?}");
+            // Past the cooldown it is free again; another storefront cannot claim it.
+            let t2 = t1 + cooldown;
+            assert_eq!(store.claim_cooldown(demo + 1000, slot, cooldown, t2 + cooldown).await.unwrap(), Err(t2 + cooldown), "{slot:?}");
+            assert_eq!(store.claim_cooldown(demo, slot, cooldown, t2).await.unwrap(), Ok(()), "{slot:?}");
+        }
+    }
+
     async fn the_emails_tab_shows_every_status_with_its_attempts(backend: Backend) {
         let app = Setup::new(backend)
             .with_smtp()

@@ -24,6 +24,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0004_operators",
         include_str!("../../migrations/postgres/0004_operators.sql"),
     ),
+    (
+        "0005_booking_cooldown",
+        include_str!("../../migrations/postgres/0005_booking_cooldown.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -41,6 +45,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0004_operators",
         include_str!("../../migrations/sqlite/0004_operators.sql"),
+    ),
+    (
+        "0005_booking_cooldown",
+        include_str!("../../migrations/sqlite/0005_booking_cooldown.sql"),
     ),
 ];
 

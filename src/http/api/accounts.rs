@@ -104,6 +104,11 @@ pub async fn booking_confirmation(
         )),
         BookingOutcome::NoSuchRental => Err(super::no_rental(rental_ref)),
         BookingOutcome::NoAccount => Err(ApiError::NotLinked),
+        BookingOutcome::Cooldown {
+            retry_after_seconds,
+        } => Err(ApiError::BookingCooldown {
+            retry_after_seconds,
+        }),
     }
 }
 

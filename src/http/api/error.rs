@@ -40,7 +40,12 @@ pub enum ApiError {
     UnknownContact(String),
     UnknownRental(String),
     NotLinked,
+    /// A portal link was resent to this customer a moment ago.
     Cooldown {
+        retry_after_seconds: i64,
+    },
+    /// A booking confirmation of this rental was sent a moment ago (the same `cooldown`).
+    BookingCooldown {
         retry_after_seconds: i64,
     },
     Unavailable,
@@ -66,7 +71,9 @@ impl ApiError {
             | ApiError::UnknownContact(_)
             | ApiError::UnknownRental(_)
             | ApiError::NotLinked => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Cooldown { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Cooldown { .. } | ApiError::BookingCooldown { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -88,7 +95,7 @@ impl ApiError {
             ApiError::UnknownContact(_) => "unknown_contact",
             ApiError::UnknownRental(_) => "unknown_rental",
             ApiError::NotLinked => "not_linked",
-            ApiError::Cooldown { .. } => "cooldown",
+            ApiError::Cooldown { .. } | ApiError::BookingCooldown { .. } => "cooldown",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal => "internal",
         }
@@ -136,6 +143,11 @@ impl ApiError {
             } => format!(
                 "A portal link was resent to this customer a moment ago. Try again in {retry_after_seconds} seconds."
             ),
+            ApiError::BookingCooldown {
+                retry_after_seconds,
+            } => format!(
+                "A booking confirmation of this rental was sent a moment ago. Try again in {retry_after_seconds} seconds."
+            ),
             ApiError::Unavailable => {
                 "The service is briefly unavailable. Try again in a minute.".into()
             }
@@ -176,6 +188,9 @@ impl ApiError {
                 );
             }
             ApiError::Cooldown {
+                retry_after_seconds,
+            }
+            | ApiError::BookingCooldown {
                 retry_after_seconds,
             } => {
                 headers.insert(header::RETRY_AFTER, retry_after_seconds.max(1).into());

@@ -622,3 +622,124 @@ fn the_admin_command_creates_storefronts_staff_and_api_keys() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+both_backends! {
+    // A page of the delivery log reads at most 5,000 rows of its scope; whatever the depth of
+    // the cursor and however little a filter matches, walking the Older cursors shows every
+    // matching delivery once, newest first, for a facility and for a storefront.
+    async fn the_delivery_log_pages_past_the_scan_limit(backend: Backend) {
+        use latchkey::store::{DeliveryFilter, DeliveryScope, DeliveryStatus, Store, Value};
+
+        let app = TestApp::start(backend).await;
+        let store = app.store();
+        let sf = store.storefront_by_slug("demo").await.unwrap().unwrap().id;
+        let downtown = facility_id(&app, "FAC-DT").await;
+        let now = Utc::now();
+        store
+            .db()
+            .execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000)
+                 INSERT INTO deliveries (storefront_id, kind, recipient, subject, status, attempts, payload,
+                     created_at, updated_at, next_attempt_at)
+                 SELECT $1, 'sign_in',
+                     CASE WHEN i % 4000 = 7 THEN 'Rare@Example.net' ELSE 'r' || i || '@example.net' END,
+                     'Bulk', CASE WHEN i % 1000 = 3 THEN 'failed' ELSE 'sent' END, 1, '{}', $2, $2, $2
+                 FROM n",
+                &[Value::I64(sf), Value::Ts(now)],
+            )
+            .await
+            .unwrap();
+        // Two thirds of them are Downtown's.
+        store
+            .db()
+            .execute(
+                "INSERT INTO delivery_facilities (facility_id, delivery_id)
+                 SELECT $1, id FROM deliveries WHERE subject = 'Bulk' AND id % 3 <> 0",
+                &[Value::I64(downtown)],
+            )
+            .await
+            .unwrap();
+
+        async fn walk(store: &Store, scope: DeliveryScope, filter: &DeliveryFilter) -> Vec<i64> {
+            let mut before = None;
+            let mut seen = Vec::new();
+            for _ in 0..1000 {
+                let page = store.deliveries_page(scope, filter, before, 50).await.unwrap();
+                assert!(page.deliveries.len() <= 50);
+                seen.extend(page.deliveries.iter().map(|d| d.id));
+                match page.next {
+                    Some(next) => {
+                        assert!(before.is_none_or(|b| next < b), "the cursor moves on");
+                        before = Some(next);
+                    }
+                    None => return seen,
+                }
+            }
+            panic!("more than 1,000 pages");
+        }
+        let ids = |sql: &'static str, params: Vec<Value>| {
+            let app = &app;
+            async move {
+                app.rows(sql, &params)
+                    .await
+                    .iter()
+                    .map(|r| r.i64(0))
+                    .collect::<Vec<i64>>()
+            }
+        };
+        let facility = DeliveryScope::Facility(downtown);
+        let storefront = DeliveryScope::Storefront(sf);
+        let all = DeliveryFilter::default();
+        let failed = DeliveryFilter {
+            status: Some(DeliveryStatus::Failed),
+            recipient: None,
+        };
+        let rare = DeliveryFilter {
+            status: None,
+            recipient: Some("rare@example.NET".into()),
+        };
+
+        let expected = ids(
+            "SELECT delivery_id FROM delivery_facilities WHERE facility_id = $1 ORDER BY delivery_id DESC",
+            vec![Value::I64(downtown)],
+        )
+        .await;
+        assert!(expected.len() > 7_000);
+        assert_eq!(walk(store, facility, &all).await, expected);
+        let expected = ids(
+            "SELECT d.id FROM deliveries d JOIN delivery_facilities f ON f.delivery_id = d.id
+             WHERE f.facility_id = $1 AND d.status = 'failed' ORDER BY d.id DESC",
+            vec![Value::I64(downtown)],
+        )
+        .await;
+        assert!(!expected.is_empty());
+        assert_eq!(walk(store, facility, &failed).await, expected);
+        let expected = ids(
+            "SELECT d.id FROM deliveries d JOIN delivery_facilities f ON f.delivery_id = d.id
+             WHERE f.facility_id = $1 AND d.recipient = 'Rare@Example.net' ORDER BY d.id DESC",
+            vec![Value::I64(downtown)],
+        )
+        .await;
+        assert_eq!(walk(store, facility, &rare).await, expected);
+
+        let expected = ids(
+            "SELECT id FROM deliveries WHERE storefront_id = $1 ORDER BY id DESC",
+            vec![Value::I64(sf)],
+        )
+        .await;
+        assert!(expected.len() >= 12_000);
+        assert_eq!(walk(store, storefront, &all).await, expected);
+        let expected = ids(
+            "SELECT id FROM deliveries WHERE storefront_id = $1 AND recipient = 'Rare@Example.net'
+             ORDER BY id DESC",
+            vec![Value::I64(sf)],
+        )
+        .await;
+        assert_eq!(expected.len(), 3);
+        assert_eq!(walk(store, storefront, &rare).await, expected);
+        // A cursor deep in the log answers the rows below it.
+        let deep = expected[1];
+        let page = store.deliveries_page(storefront, &all, Some(deep), 50).await.unwrap();
+        assert_eq!(page.deliveries.first().map(|d| d.id), Some(deep - 1));
+    }
+}

@@ -109,15 +109,25 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         // The scope's next SCAN_LIMIT ids (an index range), then the filters on those rows.
-        let (scope_ids, scope_id) = match scope {
+        // The rows are read again from the scope's own index between the scan's lowest id and
+        // the cursor, newest first, so the page stops after `limit` matches and never reads
+        // beyond the scan's range. (Joining the scan's ids to `deliveries` instead lets the
+        // planner walk `deliveries_pkey` down from the newest delivery of every storefront
+        // until it finds them: a cost that grows with the depth of the page, and with the whole
+        // table when a filter matches little.)
+        let (scope_ids, scope_rows, scope_id) = match scope {
             DeliveryScope::Facility(id) => (
                 "SELECT delivery_id AS id FROM delivery_facilities WHERE facility_id = $1 AND delivery_id < $2
                  ORDER BY delivery_id DESC LIMIT $3",
+                "SELECT d.* FROM delivery_facilities f JOIN deliveries d ON d.id = f.delivery_id
+                 WHERE f.facility_id = $1 AND f.delivery_id < $2 AND f.delivery_id >= (SELECT MIN(id) FROM scan)",
                 id,
             ),
             DeliveryScope::Storefront(id) => (
                 "SELECT id FROM deliveries WHERE storefront_id = $1 AND id < $2
                  ORDER BY id DESC LIMIT $3",
+                "SELECT d.* FROM deliveries d
+                 WHERE d.storefront_id = $1 AND d.id < $2 AND d.id >= (SELECT MIN(id) FROM scan)",
                 id,
             ),
         };
@@ -125,8 +135,8 @@ impl Store {
         let sql = format!(
             "WITH scan AS ({scope_ids}),
              picked AS (
-                 SELECT d.* FROM deliveries d JOIN scan ON scan.id = d.id
-                 WHERE ($4 = '' OR d.status = $4) AND ($5 = '' OR lower(d.recipient) = $5)
+                 {scope_rows}
+                 AND ($4 = '' OR d.status = $4) AND ($5 = '' OR lower(d.recipient) = $5)
                  ORDER BY d.id DESC LIMIT $6)
              SELECT {cols}, s.low, s.n
              FROM (SELECT MIN(id) AS low, COUNT(*) AS n FROM scan) AS s

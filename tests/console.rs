@@ -737,6 +737,17 @@ both_backends! {
         .await;
         assert_eq!(expected.len(), 3);
         assert_eq!(walk(store, storefront, &rare).await, expected);
+        // A recipient's emails come on one page, however far apart they are in the log.
+        for scope in [storefront, facility] {
+            let page = store.deliveries_page(scope, &rare, None, 50).await.unwrap();
+            assert!(!page.deliveries.is_empty());
+            assert_eq!(page.next, None, "{scope:?}");
+        }
+        let rare_failed = DeliveryFilter {
+            status: Some(DeliveryStatus::Failed),
+            recipient: rare.recipient.clone(),
+        };
+        assert_eq!(walk(store, storefront, &rare_failed).await, Vec::<i64>::new());
         // A cursor deep in the log answers the rows below it.
         let deep = expected[1];
         let page = store.deliveries_page(storefront, &all, Some(deep), 50).await.unwrap();

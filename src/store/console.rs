@@ -103,6 +103,16 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> DbResult<DeliveryPage> {
+        let recipient = filter
+            .recipient
+            .as_deref()
+            .map(|r| r.trim().to_lowercase())
+            .unwrap_or_default();
+        if !recipient.is_empty() {
+            return self
+                .recipient_page(scope, filter, &recipient, before, limit)
+                .await;
+        }
         let cols = DELIVERY_COLUMNS
             .split(", ")
             .map(|c| format!("p.{c}"))
@@ -136,8 +146,8 @@ impl Store {
             "WITH scan AS ({scope_ids}),
              picked AS (
                  {scope_rows}
-                 AND ($4 = '' OR d.status = $4) AND ($5 = '' OR lower(d.recipient) = $5)
-                 ORDER BY d.id DESC LIMIT $6)
+                 AND ($4 = '' OR d.status = $4)
+                 ORDER BY d.id DESC LIMIT $5)
              SELECT {cols}, s.low, s.n
              FROM (SELECT MIN(id) AS low, COUNT(*) AS n FROM scan) AS s
              LEFT JOIN picked p ON TRUE
@@ -152,13 +162,6 @@ impl Store {
                     Value::from(before.unwrap_or(i64::MAX)),
                     Value::from(SCAN_LIMIT),
                     Value::from(filter.status.map(|s| s.as_str()).unwrap_or("")),
-                    Value::from(
-                        filter
-                            .recipient
-                            .as_deref()
-                            .map(|r| r.trim().to_lowercase())
-                            .unwrap_or_default(),
-                    ),
                     Value::from(limit + 1),
                 ],
             )
@@ -178,6 +181,58 @@ impl Store {
         } else if scanned >= SCAN_LIMIT {
             // The scan stopped before the end of the scope: go on from where it stopped.
             low
+        } else {
+            None
+        };
+        Ok(DeliveryPage { deliveries, next })
+    }
+
+    /// A page of one recipient's deliveries in the scope, read through the recipient index:
+    /// an address has few deliveries, so the page needs no scan window and holds every match.
+    async fn recipient_page(
+        &self,
+        scope: DeliveryScope,
+        filter: &DeliveryFilter,
+        recipient: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> DbResult<DeliveryPage> {
+        let cols = DELIVERY_COLUMNS
+            .split(", ")
+            .map(|c| format!("d.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (join, scope_id) = match scope {
+            DeliveryScope::Facility(id) => (
+                "JOIN delivery_facilities f ON f.delivery_id = d.id AND f.facility_id = $1 WHERE TRUE",
+                id,
+            ),
+            DeliveryScope::Storefront(id) => ("WHERE d.storefront_id = $1", id),
+        };
+        let sql = format!(
+            "SELECT {cols} FROM deliveries d {join}
+               AND lower(d.recipient) = $2 AND d.id < $3 AND ($4 = '' OR d.status = $4)
+             ORDER BY d.id DESC LIMIT $5"
+        );
+        let mut deliveries: Vec<Delivery> = self
+            .db()
+            .query(
+                &sql,
+                &params![
+                    scope_id,
+                    recipient,
+                    before.unwrap_or(i64::MAX),
+                    filter.status.map(|s| s.as_str()).unwrap_or(""),
+                    limit + 1
+                ],
+            )
+            .await?
+            .iter()
+            .map(delivery_from)
+            .collect();
+        let next = if deliveries.len() as i64 > limit {
+            deliveries.truncate(limit as usize);
+            deliveries.last().map(|d| d.id)
         } else {
             None
         };

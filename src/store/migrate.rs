@@ -28,6 +28,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0005_booking_cooldown",
         include_str!("../../migrations/postgres/0005_booking_cooldown.sql"),
     ),
+    (
+        "0006_recipient_index",
+        include_str!("../../migrations/postgres/0006_recipient_index.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -49,6 +53,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0005_booking_cooldown",
         include_str!("../../migrations/sqlite/0005_booking_cooldown.sql"),
+    ),
+    (
+        "0006_recipient_index",
+        include_str!("../../migrations/sqlite/0006_recipient_index.sql"),
     ),
 ];
 

@@ -56,7 +56,9 @@
 //! The run fails (non-zero exit) when an email that was requested never arrives, or when the
 //! server dies.
 
-use std::collections::{BTreeMap, HashMap};
+mod common;
+
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -65,6 +67,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use common::*;
 use latchkey::config::{Config, DatabaseKind};
 use latchkey::queue::rabbit::RabbitQueue;
 use latchkey::store::Store;
@@ -83,8 +86,6 @@ const DASHBOARD_CUSTOMERS: [&str; 2] = ["alex@example.com", "sam@example.com"];
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest the server may take to answer `/readyz` with 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How the CSRF token appears in every form.
-const CSRF_MARKER: &str = r#"name="csrf_token" value=""#;
 /// Addresses of the bench accounts: `bench-0000001@bench.example`, ...
 const ACCOUNT_DIGITS: usize = 7;
 /// Settings the bench gives the server (on top of URLs, ports, secret and queue prefix).
@@ -271,30 +272,6 @@ impl Settings {
     }
 }
 
-fn env_number(name: &str, default: f64) -> Result<f64> {
-    match std::env::var(name) {
-        Ok(raw) => raw
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v > 0.0)
-            .ok_or_else(|| anyhow!("{name}: {raw:?} is not a positive number")),
-        Err(_) => Ok(default),
-    }
-}
-
-fn env_seconds(name: &str, default: f64) -> Result<Duration> {
-    env_number(name, default).map(Duration::from_secs_f64)
-}
-
-fn random_lower(n: usize) -> String {
-    rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(n)
-        .map(|b| char::from(b).to_ascii_lowercase())
-        .collect()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Database and data
 
@@ -336,14 +313,6 @@ impl BenchDatabase {
             eprintln!("warning: could not drop the database {}: {e:#}", self.name);
         }
     }
-}
-
-async fn admin_client(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("connect to PostgreSQL at {url} (is it running?)"))?;
-    tokio::spawn(conn);
-    Ok(client)
 }
 
 /// Migrates, loads the demo storefront and inserts `accounts` bench accounts.
@@ -600,26 +569,6 @@ impl Server {
     }
 }
 
-/// The invoker's `LATCHKEY_*` variables, except those meant for the bench itself or that
-/// would bring back a configuration file.
-fn passed_through_settings() -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| {
-            k.starts_with("LATCHKEY_")
-                && !k.starts_with("LATCHKEY_TEST_")
-                && k != "LATCHKEY_CONFIG_DIR"
-                && k != "LATCHKEY_ENV"
-        })
-        .collect();
-    vars.sort();
-    vars
-}
-
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("find a free port")?;
-    Ok(listener.local_addr().context("read the free port")?.port())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Browsers
 
@@ -628,9 +577,6 @@ struct Browser {
     http: reqwest::Client,
     base: String,
 }
-
-/// What went wrong with one request, short enough to tally.
-type ErrorKind = String;
 
 impl Browser {
     fn new(base_url: &str) -> Result<Self> {
@@ -695,56 +641,6 @@ impl Browser {
             .await
             .map_err(|e| request_error(&format!("{what} (body)"), e))?;
         Ok((status, body))
-    }
-}
-
-fn request_error(what: &str, e: reqwest::Error) -> ErrorKind {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    format!("{what}: {kind}")
-}
-
-/// The value of the first `csrf_token` hidden field, by plain string search (cheap: the
-/// client shares two cores with the server).
-fn csrf_token(html: &str) -> Option<&str> {
-    let start = html.find(CSRF_MARKER)? + CSRF_MARKER.len();
-    let len = html[start..].find('"')?;
-    Some(&html[start..start + len]).filter(|t| !t.is_empty())
-}
-
-/// Error counts by kind.
-#[derive(Debug, Default, Clone)]
-struct ErrorTally(BTreeMap<ErrorKind, u64>);
-
-impl ErrorTally {
-    fn add(&mut self, kind: ErrorKind) {
-        *self.0.entry(kind).or_default() += 1;
-    }
-
-    fn merge(&mut self, other: ErrorTally) {
-        for (kind, n) in other.0 {
-            *self.0.entry(kind).or_default() += n;
-        }
-    }
-
-    fn total(&self) -> u64 {
-        self.0.values().sum()
-    }
-
-    fn describe(&self) -> String {
-        if self.0.is_empty() {
-            return "none".into();
-        }
-        self.0
-            .iter()
-            .map(|(k, n)| format!("{n} × {k}"))
-            .collect::<Vec<_>>()
-            .join("; ")
     }
 }
 
@@ -1318,14 +1214,6 @@ async fn drive<T: Send + 'static>(
     }
 }
 
-fn rate(n: usize, over: Duration) -> f64 {
-    if over.is_zero() {
-        0.0
-    } else {
-        n as f64 / over.as_secs_f64()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Statistics
 
@@ -1348,26 +1236,6 @@ impl Stats {
             p99: percentile(&samples, 99.0),
             max: samples.last().copied().unwrap_or_default(),
         }
-    }
-}
-
-/// Nearest-rank percentile of a sorted slice (zero when empty).
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    let v = d.as_secs_f64() * 1000.0;
-    if v < 10.0 {
-        format!("{v:.2} ms")
-    } else if v < 100.0 {
-        format!("{v:.1} ms")
-    } else {
-        format!("{v:.0} ms")
     }
 }
 
@@ -1619,19 +1487,6 @@ impl PgCounters {
     }
 }
 
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
 /// (command name, parent pid, utime + stime in seconds) of a process, from /proc/<pid>/stat.
 fn proc_cpu(pid: &str) -> Option<(String, u32, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -1820,16 +1675,6 @@ impl MachineInfo {
             commit,
         }
     }
-}
-
-fn command_output(program: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 // ---------------------------------------------------------------------------------------------

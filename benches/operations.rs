@@ -55,7 +55,9 @@
 //! The run fails (non-zero exit) when an email is lost or duplicated, a delivery row does not
 //! end `sent`, a page answers anything but 200, or a process dies.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod common;
+
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -64,6 +66,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use common::*;
 use latchkey::config::{Config, DatabaseKind};
 use latchkey::queue::MailQueue as _;
 use latchkey::queue::rabbit::RabbitQueue;
@@ -99,7 +102,6 @@ const HISTORY_RECIPIENTS: usize = 50_000;
 const ACCOUNT_DIGITS: usize = 7;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const CSRF_MARKER: &str = r#"name="csrf_token" value=""#;
 /// How long the bench keeps listening after the last expected email, for duplicates.
 const DUPLICATE_GRACE: Duration = Duration::from_secs(3);
 /// Settings the bench gives every process (besides URLs, secret and queue prefix); each may be
@@ -325,30 +327,6 @@ impl Settings {
     }
 }
 
-fn env_number(name: &str, default: f64) -> Result<f64> {
-    match std::env::var(name) {
-        Ok(raw) => raw
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v > 0.0)
-            .ok_or_else(|| anyhow!("{name}: {raw:?} is not a positive number")),
-        Err(_) => Ok(default),
-    }
-}
-
-fn env_seconds(name: &str, default: f64) -> Result<Duration> {
-    env_number(name, default).map(Duration::from_secs_f64)
-}
-
-fn random_lower(n: usize) -> String {
-    rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(n)
-        .map(|b| char::from(b).to_ascii_lowercase())
-        .collect()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Database and data
 
@@ -389,14 +367,6 @@ impl BenchDatabase {
             eprintln!("warning: could not drop the database {}: {e:#}", self.name);
         }
     }
-}
-
-async fn admin_client(url: &str) -> Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("connect to PostgreSQL at {url} (is it running?)"))?;
-    tokio::spawn(conn);
-    Ok(client)
 }
 
 /// What the database holds before the first process starts.
@@ -854,26 +824,6 @@ impl Proc {
     }
 }
 
-/// The invoker's `LATCHKEY_*` variables, except those meant for the tests or that would bring
-/// back a configuration file.
-fn passed_through_settings() -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| {
-            k.starts_with("LATCHKEY_")
-                && !k.starts_with("LATCHKEY_TEST_")
-                && k != "LATCHKEY_CONFIG_DIR"
-                && k != "LATCHKEY_ENV"
-        })
-        .collect();
-    vars.sort();
-    vars
-}
-
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("find a free port")?;
-    Ok(listener.local_addr().context("read the free port")?.port())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Browsers
 
@@ -884,9 +834,6 @@ struct Browser {
     http: reqwest::Client,
     root: String,
 }
-
-/// What went wrong with one request, short enough to tally.
-type ErrorKind = String;
 
 impl Browser {
     fn new(root: &str) -> Result<Self> {
@@ -971,24 +918,6 @@ impl Browser {
     }
 }
 
-fn request_error(what: &str, e: reqwest::Error) -> ErrorKind {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    format!("{what}: {kind}")
-}
-
-/// The value of the first `csrf_token` hidden field.
-fn csrf_token(html: &str) -> Option<&str> {
-    let start = html.find(CSRF_MARKER)? + CSRF_MARKER.len();
-    let len = html[start..].find('"')?;
-    Some(&html[start..start + len]).filter(|t| !t.is_empty())
-}
-
 /// The ids of the delivery rows of an Emails tab page (`data-delivery="123"`).
 fn delivery_ids(html: &str) -> Vec<i64> {
     const MARK: &str = r#"data-delivery=""#;
@@ -1012,37 +941,6 @@ fn older_link(html: &str) -> Option<String> {
     })
 }
 
-/// Error counts by kind.
-#[derive(Debug, Default, Clone)]
-struct ErrorTally(BTreeMap<ErrorKind, u64>);
-
-impl ErrorTally {
-    fn add(&mut self, kind: ErrorKind) {
-        *self.0.entry(kind).or_default() += 1;
-    }
-
-    fn merge(&mut self, other: ErrorTally) {
-        for (kind, n) in other.0 {
-            *self.0.entry(kind).or_default() += n;
-        }
-    }
-
-    fn total(&self) -> u64 {
-        self.0.values().sum()
-    }
-
-    fn describe(&self) -> String {
-        if self.0.is_empty() {
-            return "none".into();
-        }
-        self.0
-            .iter()
-            .map(|(k, n)| format!("{n} × {k}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Statistics
 
@@ -1063,34 +961,6 @@ impl Stats {
             p99: percentile(&samples, 99.0),
             max: samples.last().copied().unwrap_or_default(),
         }
-    }
-}
-
-/// Nearest-rank percentile of a sorted slice (zero when empty).
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    let v = d.as_secs_f64() * 1000.0;
-    if v < 10.0 {
-        format!("{v:.2} ms")
-    } else if v < 100.0 {
-        format!("{v:.1} ms")
-    } else {
-        format!("{v:.0} ms")
-    }
-}
-
-fn rate(n: usize, over: Duration) -> f64 {
-    if over.is_zero() {
-        0.0
-    } else {
-        n as f64 / over.as_secs_f64()
     }
 }
 
@@ -2210,19 +2080,6 @@ async fn cpu_window(server_pid: u32, workers: Vec<u32>, from: Instant, to: Insta
     }
 }
 
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
 /// (command name, parent pid, utime + stime in seconds) of a process, from /proc/<pid>/stat.
 fn proc_cpu(pid: &str) -> Option<(String, u32, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -2413,16 +2270,6 @@ impl MachineInfo {
             commit,
         }
     }
-}
-
-fn command_output(program: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ pub async fn resend_portal_link(
         .await?
     {
         return Ok(ResendOutcome::Cooldown {
-            retry_after_seconds: retry_after(last + cooldown, now),
+            retry_after_seconds: retry_after(last, cooldown, now),
         });
     }
     let issued = ask(
@@ -158,7 +158,7 @@ pub async fn send_booking_confirmation(
         .await?
     {
         return Ok(BookingOutcome::Cooldown {
-            retry_after_seconds: retry_after(last + cooldown, now),
+            retry_after_seconds: retry_after(last, cooldown, now),
         });
     }
     let dates = match rental.ends_on {
@@ -210,9 +210,11 @@ pub async fn send_booking_confirmation(
     }
 }
 
-/// Whole seconds until `until`, rounded up (a retry after that long is past it), at least 1.
-fn retry_after(until: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
-    let ms = (until - now).num_milliseconds();
+/// Whole seconds until the cooldown that began at `last` ends, rounded up (a retry after that
+/// long is past it), at least 1. A concurrent request may have read the clock just before the
+/// claim it lost to: it is never told to wait longer than the cooldown.
+fn retry_after(last: DateTime<Utc>, cooldown: chrono::Duration, now: DateTime<Utc>) -> i64 {
+    let ms = (last + cooldown - now.max(last)).num_milliseconds();
     (ms + 999).div_euclid(1000).max(1)
 }
 

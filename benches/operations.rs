@@ -2080,19 +2080,6 @@ async fn cpu_window(server_pid: u32, workers: Vec<u32>, from: Instant, to: Insta
     }
 }
 
-/// (command name, parent pid, utime + stime in seconds) of a process, from /proc/<pid>/stat.
-fn proc_cpu(pid: &str) -> Option<(String, u32, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat[open + 1..close].to_string();
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let ppid: u32 = fields.get(1)?.parse().ok()?;
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((comm, ppid, (utime + stime) / clock_ticks()))
-}
-
 /// One reading of every process's CPU time. `server_pid` 0: the server is counted under
 /// "latchkey serve" by its pid only when given; pass it to separate it from the rest.
 fn cpu_sample(server_pid: u32, workers: &[u32]) -> CpuSample {
@@ -2143,29 +2130,6 @@ fn cpu_sample(server_pid: u32, workers: &[u32]) -> CpuSample {
     sample
 }
 
-/// Non-idle CPU seconds of the whole machine, from the first line of /proc/stat.
-fn machine_busy_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
-        return 0.0;
-    };
-    let Some(line) = stat.lines().next() else {
-        return 0.0;
-    };
-    let v: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let busy: f64 = v
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, x)| x)
-        .sum();
-    busy / clock_ticks()
-}
-
 /// Peak resident memory of a process, in MiB.
 #[derive(Debug, Clone, Copy, Default)]
 struct Memory {
@@ -2186,90 +2150,6 @@ fn read_memory(pid: u32) -> Option<Memory> {
     Some(Memory {
         peak_mib: kib("VmHWM:")? / 1024.0,
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// The machine and versions
-
-struct MachineInfo {
-    cores: usize,
-    memory: String,
-    cpu_model: String,
-    kernel: String,
-    rustc: String,
-    postgres: String,
-    rabbitmq: String,
-    commit: String,
-}
-
-impl MachineInfo {
-    async fn collect(admin_url: &str) -> Self {
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory = meminfo
-            .lines()
-            .find(|l| l.starts_with("MemTotal:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or("?".into(), |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0));
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map_or("?".into(), |(_, v)| v.trim().to_string());
-        let postgres = match admin_client(admin_url).await {
-            Ok(c) => c
-                .query_one("SELECT version()", &[])
-                .await
-                .map(|r| r.get::<_, String>(0))
-                .unwrap_or_else(|_| "?".into()),
-            Err(_) => "?".into(),
-        };
-        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-        let manifest = env!("CARGO_MANIFEST_DIR");
-        let commit = command_output("git", &["-C", manifest, "rev-parse", "--short", "HEAD"])
-            .map(|c| {
-                // Only what goes into the server counts (not the benches or BENCHMARKS.md).
-                let dirty = command_output(
-                    "git",
-                    &[
-                        "-C",
-                        manifest,
-                        "status",
-                        "--porcelain",
-                        "--",
-                        "src",
-                        "migrations",
-                        "templates",
-                        "static",
-                        "config",
-                        "Cargo.toml",
-                        "Cargo.lock",
-                    ],
-                )
-                .is_some_and(|s| !s.is_empty());
-                if dirty {
-                    format!("{c} (with uncommitted changes to the server's sources)")
-                } else {
-                    c
-                }
-            })
-            .unwrap_or_else(|| "?".into());
-        Self {
-            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            memory,
-            cpu_model,
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map_or("?".into(), |s| s.trim().to_string()),
-            rustc: command_output(&rustc, &["-V"]).unwrap_or_else(|| "?".into()),
-            postgres,
-            rabbitmq: command_output("dpkg-query", &["-W", "-f=${Version}", "rabbitmq-server"])
-                .map_or("not found by dpkg-query".into(), |v| {
-                    format!("{v} (Debian package)")
-                }),
-            commit,
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -318,8 +318,14 @@ impl BenchDatabase {
 /// Migrates, loads the demo storefront and inserts `accounts` bench accounts.
 async fn prepare_data(db_url: &str, accounts: usize) -> Result<()> {
     let started = Instant::now();
-    let store = Store::open(&DatabaseKind::Postgres(db_url.to_string()), 2)
-        .context("open the bench database")?;
+    let store = Store::open(
+        &DatabaseKind::Postgres {
+            url: db_url.into(),
+            ca_file: None,
+        },
+        2,
+    )
+    .context("open the bench database")?;
     store
         .migrate()
         .await

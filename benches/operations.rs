@@ -385,8 +385,14 @@ struct DataInfo {
 
 /// Migrates, loads the demo storefront, the mail-backlog accounts and the delivery history.
 async fn prepare_data(db_url: &str, mail_accounts: usize, deliveries: usize) -> Result<DataInfo> {
-    let store = Store::open(&DatabaseKind::Postgres(db_url.to_string()), 2)
-        .context("open the bench database")?;
+    let store = Store::open(
+        &DatabaseKind::Postgres {
+            url: db_url.into(),
+            ca_file: None,
+        },
+        2,
+    )
+    .context("open the bench database")?;
     store
         .migrate()
         .await

@@ -284,7 +284,7 @@ async fn build(
     let queue: Arc<dyn MailQueue> = match config.queue_kind()? {
         QueueKind::Local => Arc::new(LocalQueue::new()),
         QueueKind::Amqp(uri) => Arc::new(RabbitQueue::new(
-            &uri,
+            uri.expose(),
             &config.queue.prefix,
             config.queue.quorum,
             Duration::from_secs(config.queue.connect_timeout_seconds),

@@ -74,15 +74,19 @@ enum Admin {
     },
     /// List the storefronts.
     Storefronts,
-    /// Create a staff user: owner, manager or staff of a storefront, or platform support.
+    /// Create a staff user (owner, manager or staff of a storefront, or platform support), or
+    /// disable or enable one.
+    #[command(args_conflicts_with_subcommands = true)]
     Staff {
-        #[arg(long)]
-        email: String,
-        #[arg(long)]
-        name: String,
+        #[command(subcommand)]
+        action: Option<StaffAction>,
+        #[arg(long, required = true)]
+        email: Option<String>,
+        #[arg(long, required = true)]
+        name: Option<String>,
         /// owner | manager | staff | support
-        #[arg(long)]
-        role: String,
+        #[arg(long, required = true)]
+        role: Option<String>,
         /// The storefront's slug (not for support).
         #[arg(long)]
         storefront: Option<String>,
@@ -101,6 +105,20 @@ enum Admin {
         storefront: String,
         #[arg(long)]
         id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StaffAction {
+    /// Disable a staff user: no more console links, and their sessions and unused links end.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled staff user again.
+    Enable {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -245,9 +263,36 @@ async fn admin(store: &Store, command: Admin) -> Result<(), String> {
             }
         }
         Admin::Staff {
-            email,
-            name,
-            role,
+            action: Some(action),
+            ..
+        } => {
+            let (email, disable) = match action {
+                StaffAction::Disable { email } => (email, true),
+                StaffAction::Enable { email } => (email, false),
+            };
+            let email = EmailAddress::parse(&email).map_err(|e| format!("--email: {e}"))?;
+            match store
+                .set_staff_disabled(&email, disable, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(staff) if disable => println!(
+                    "Staff user #{} <{}> is disabled: their console sessions and links have ended.",
+                    staff.id, staff.email
+                ),
+                Some(staff) => println!(
+                    "Staff user #{} <{}> can sign in at /console again.",
+                    staff.id, staff.email
+                ),
+                None if disable => return Err(format!("no enabled staff user {email}")),
+                None => return Err(format!("no disabled staff user {email}")),
+            }
+        }
+        Admin::Staff {
+            action: None,
+            email: Some(email),
+            name: Some(name),
+            role: Some(role),
             storefront,
         } => {
             let email = EmailAddress::parse(&email).map_err(|e| format!("--email: {e}"))?;
@@ -275,6 +320,7 @@ async fn admin(store: &Store, command: Admin) -> Result<(), String> {
                 staff.role.as_str()
             );
         }
+        Admin::Staff { .. } => return Err("--email, --name and --role are required".into()),
         Admin::ApiKey { storefront, name } => {
             let sf = storefront_id(store, &storefront).await?;
             let (key, hash, prefix) = crate::operations::new_api_key();

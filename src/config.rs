@@ -13,7 +13,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use url::Url;
 
-use crate::domain::Secret;
+use crate::domain::{Secret, SecretUrl};
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -22,11 +22,14 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 pub struct Config {
     pub listen: SocketAddr,
     pub public_url: String,
-    pub database_url: String,
-    pub queue_url: String,
-    pub mail_url: String,
+    pub database_url: SecretUrl,
+    pub queue_url: SecretUrl,
+    pub mail_url: SecretUrl,
     pub data_dir: PathBuf,
     pub secret_key: Option<Secret<String>>,
+    /// A developer's machine: accepts a development secret key (one with a placeholder
+    /// marker, like docker-compose.yml's default) with PostgreSQL.
+    pub development: bool,
     pub run_workers: bool,
     pub threads: usize,
     pub migrate_on_start: bool,
@@ -36,7 +39,7 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     pub stripe_secret_key: Option<Secret<String>>,
     pub stripe_webhook_secret: Option<Secret<String>>,
-    pub stripe_api_base: Option<String>,
+    pub stripe_api_base: Option<SecretUrl>,
     pub stripe_timeout_seconds: u64,
     pub console_from_name: String,
     pub console_from_email: String,
@@ -59,6 +62,9 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub pool_size: usize,
+    /// PEM CA certificate(s) for `sslmode=verify-ca|verify-full` (or `require`), unless the
+    /// URL has `sslrootcert`.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,14 +129,18 @@ impl ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseKind {
     Sqlite(PathBuf),
-    Postgres(String),
+    Postgres {
+        url: SecretUrl,
+        /// The CA certificate(s) to check the server against, when the URL names none.
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// Which queue the queue URL selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueKind {
     Local,
-    Amqp(String),
+    Amqp(SecretUrl),
 }
 
 /// Which transport the mail URL selects.
@@ -254,7 +264,7 @@ impl Config {
         let db = self.database_kind()?;
         self.queue_kind()?;
         self.mail_kind()?;
-        if matches!(db, DatabaseKind::Postgres(_)) && self.secret_key.is_none() {
+        if matches!(db, DatabaseKind::Postgres { .. }) && self.secret_key.is_none() {
             return Err(ConfigError::new(
                 "secret_key",
                 "required with PostgreSQL (set LATCHKEY_SECRET_KEY; every web and worker node must share it)",
@@ -268,8 +278,19 @@ impl Config {
                 "must be at least 32 characters (for example `openssl rand -base64 48`)",
             ));
         }
+        if let Some(key) = &self.secret_key
+            && matches!(db, DatabaseKind::Postgres { .. })
+            && !self.development
+            && is_development_key(key.expose())
+        {
+            return Err(ConfigError::new(
+                "secret_key",
+                "this is a development placeholder (set your own, e.g. `openssl rand -base64 48`; \
+                 `development = true` allows it on a developer's machine)",
+            ));
+        }
         if let Some(base) = &self.stripe_api_base {
-            Url::parse(base)
+            Url::parse(base.expose())
                 .map_err(|e| ConfigError::new("stripe_api_base", format!("not a URL: {e}")))?;
         }
         positive("stripe_timeout_seconds", self.stripe_timeout_seconds)?;
@@ -389,7 +410,7 @@ impl Config {
     }
 
     pub fn database_kind(&self) -> Result<DatabaseKind, ConfigError> {
-        let url = self.database_url.as_str();
+        let url = self.database_url.expose();
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
                 return Err(ConfigError::new(
@@ -399,10 +420,13 @@ impl Config {
             }
             Ok(DatabaseKind::Sqlite(PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            url.parse::<tokio_postgres::Config>().map_err(|e| {
-                ConfigError::new("database_url", format!("not a PostgreSQL URL: {e}"))
-            })?;
-            Ok(DatabaseKind::Postgres(url.to_string()))
+            let ca_file = self.database.ca_file.clone();
+            crate::store::postgres_tls::PgTarget::parse(url, ca_file.as_deref())
+                .map_err(|e| ConfigError::new("database_url", e))?;
+            Ok(DatabaseKind::Postgres {
+                url: self.database_url.clone(),
+                ca_file,
+            })
         } else {
             Err(ConfigError::new(
                 "database_url",
@@ -412,13 +436,13 @@ impl Config {
     }
 
     pub fn queue_kind(&self) -> Result<QueueKind, ConfigError> {
-        let url = self.queue_url.as_str();
+        let url = self.queue_url.expose();
         if url == "local" {
             Ok(QueueKind::Local)
         } else if url.starts_with("amqp://") || url.starts_with("amqps://") {
             url.parse::<lapin::uri::AMQPUri>()
                 .map_err(|e| ConfigError::new("queue_url", format!("not an AMQP URL: {e}")))?;
-            Ok(QueueKind::Amqp(url.to_string()))
+            Ok(QueueKind::Amqp(self.queue_url.clone()))
         } else {
             Err(ConfigError::new(
                 "queue_url",
@@ -428,7 +452,7 @@ impl Config {
     }
 
     pub fn mail_kind(&self) -> Result<MailKind, ConfigError> {
-        let raw = self.mail_url.as_str();
+        let raw = self.mail_url.expose();
         if let Some(path) = raw.strip_prefix("file://") {
             if path.is_empty() {
                 return Err(ConfigError::new("mail_url", "file:// needs a directory"));
@@ -506,17 +530,10 @@ impl Config {
             .collect()
     }
 
-    /// The configuration as `latchkey config` prints it: secrets and URL passwords hidden.
+    /// The configuration as `latchkey config` prints it: secrets and URL passwords hidden
+    /// (the types of those fields redact them in `Debug`).
     pub fn describe(&self) -> String {
-        let mut shown = self.clone();
-        for url in [
-            &mut shown.database_url,
-            &mut shown.queue_url,
-            &mut shown.mail_url,
-        ] {
-            *url = redact_url(url);
-        }
-        format!("{shown:#?}")
+        format!("{self:#?}")
     }
 
     /// How long a `queued` delivery may wait before the relay publishes it again.
@@ -530,18 +547,13 @@ impl Config {
     }
 }
 
-/// A URL with its password replaced by `***` (unparseable text is hidden whole if it looks
-/// like it carries credentials).
-pub fn redact_url(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(_) => raw.to_string(),
-        Err(_) if raw.contains('@') => "***".to_string(),
-        Err(_) => raw.to_string(),
-    }
+/// Placeholder secrets (docker-compose.yml's default, copied examples) that must not sign
+/// anything outside a developer's machine.
+fn is_development_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["change-me", "changeme", "development-only"]
+        .iter()
+        .any(|marker| key.contains(marker))
 }
 
 fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
@@ -676,7 +688,79 @@ mod tests {
     #[test]
     fn test_variables_are_not_settings() {
         let c = load(&[("LATCHKEY_TEST_DATABASE_URL", "postgres://x@y/z")]).unwrap();
-        assert_eq!(c.database_url, "sqlite://./data/latchkey.db");
+        assert_eq!(c.database_url.expose(), "sqlite://./data/latchkey.db");
+    }
+
+    #[test]
+    fn debug_output_hides_every_password_and_secret() {
+        let mut c = Config::defaults();
+        c.database_url = "postgres://latchkey:hunter2@db/latchkey?sslmode=require".into();
+        c.queue_url = "amqps://guest:s3cret@rabbit:5671/%2f".into();
+        c.mail_url = "smtps://apikey:topsecret@smtp.example.com".into();
+        c.stripe_api_base = Some("https://user:stripepw@stripe.internal".into());
+        c.stripe_secret_key = Some(Secret::new("sk_live_abcdef".into()));
+        c.stripe_webhook_secret = Some(Secret::new("whsec_abcdef".into()));
+        let debug = format!("{c:?} {:?} {:?}", c.database_kind(), c.mail_kind());
+        for secret in [
+            "hunter2",
+            "s3cret",
+            "topsecret",
+            "stripepw",
+            "sk_live",
+            "whsec_",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn the_development_secret_key_needs_the_development_setting_with_postgres() {
+        let compose_key = "change-me-development-only-0123456789abcdef";
+        let pg = [
+            ("LATCHKEY_DATABASE_URL", "postgres://latchkey@db/latchkey"),
+            ("LATCHKEY_SECRET_KEY", compose_key),
+        ];
+        let err = load(&pg).unwrap_err();
+        assert_eq!(err.key, "secret_key");
+        assert!(err.message.contains("development"), "{err}");
+        let mut dev = pg.to_vec();
+        dev.push(("LATCHKEY_DEVELOPMENT", "true"));
+        assert!(load(&dev).is_ok());
+        // The embedded default (SQLite) is a developer's machine already.
+        assert!(load(&[("LATCHKEY_SECRET_KEY", compose_key)]).is_ok());
+        // A real key is fine.
+        let real = [
+            ("LATCHKEY_DATABASE_URL", "postgres://latchkey@db/latchkey"),
+            (
+                "LATCHKEY_SECRET_KEY",
+                "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5",
+            ),
+        ];
+        assert!(load(&real).is_ok());
+    }
+
+    #[test]
+    fn postgres_tls_options_are_checked_at_start() {
+        let ok = load(&[
+            (
+                "LATCHKEY_DATABASE_URL",
+                "postgres://u@db/x?sslmode=verify-full",
+            ),
+            (
+                "LATCHKEY_SECRET_KEY",
+                "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5",
+            ),
+        ]);
+        assert!(ok.is_ok(), "{ok:?}");
+        let err = load(&[
+            ("LATCHKEY_DATABASE_URL", "postgres://u@db/x?sslmode=often"),
+            (
+                "LATCHKEY_SECRET_KEY",
+                "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5",
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(err.key, "database_url");
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl Keys {
         let mut bytes = [0u8; 48];
         rand::rng().fill_bytes(&mut bytes);
         let secret = URL_SAFE_NO_PAD.encode(bytes);
-        write_private(&path, &secret).map_err(err)?;
+        write_private(&path, secret.as_bytes()).map_err(err)?;
         Ok(Self::from_secret(&Secret::new(secret)))
     }
 
@@ -122,7 +122,8 @@ impl Keys {
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Creates `path` (it must not exist) readable and writable by its owner only.
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -130,11 +131,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    f.write_all(contents.as_bytes())
+    f.write_all(contents)
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 

@@ -207,10 +207,10 @@ fn spawn_worker(app: &TestApp) -> Child {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LATCHKEY_CONFIG_DIR", &dir)
         .env("LATCHKEY_DATA_DIR", &dir)
-        .env("LATCHKEY_DATABASE_URL", &c.database_url)
-        .env("LATCHKEY_QUEUE_URL", &c.queue_url)
+        .env("LATCHKEY_DATABASE_URL", c.database_url.expose())
+        .env("LATCHKEY_QUEUE_URL", c.queue_url.expose())
         .env("LATCHKEY_QUEUE__PREFIX", &c.queue.prefix)
-        .env("LATCHKEY_MAIL_URL", &c.mail_url)
+        .env("LATCHKEY_MAIL_URL", c.mail_url.expose())
         .env("LATCHKEY_PUBLIC_URL", &c.public_url)
         .env(
             "LATCHKEY_SECRET_KEY",

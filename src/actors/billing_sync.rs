@@ -87,7 +87,7 @@ impl BillingSync {
         let gateway = match &cfg.stripe_secret_key {
             Some(key) => Some(Gateway::new(
                 key.expose(),
-                cfg.stripe_api_base.as_deref(),
+                cfg.stripe_api_base.as_ref().map(|u| u.expose()),
                 Duration::from_secs(cfg.stripe_timeout_seconds),
             )?),
             None => None,

@@ -14,6 +14,6 @@ pub mod webhook;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use email::EmailAddress;
 pub use money::Money;
-pub use secret::Secret;
+pub use secret::{Secret, SecretUrl};
 pub use slug::StorefrontSlug;
 pub use token::{OpaqueToken, TokenHash};

@@ -1,4 +1,5 @@
-//! A wrapper that keeps secrets out of `Debug` output and logs.
+//! Wrappers that keep secrets out of `Debug` output and logs: `Secret` for keys and passwords,
+//! `SecretUrl` for connection URLs that may carry a password.
 
 use serde::{Deserialize, Deserializer};
 
@@ -29,9 +30,80 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
     }
 }
 
+/// A connection URL that may carry credentials (`postgres://user:pw@db/latchkey`). `Debug` and
+/// `Display` show it with the password replaced by `***`; the real URL is reached only through
+/// `expose`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_string())
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.redacted(), f)
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// A URL with its password replaced by `***` (unparseable text is hidden whole if it looks
+/// like it carries credentials).
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(_) => raw.to_string(),
+        Err(_) if raw.contains('@') => "***".to_string(),
+        Err(_) => raw.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_show_no_password() {
+        let u = SecretUrl::new("postgres://latchkey:hunter2@db/latchkey?sslmode=require");
+        for shown in [format!("{u:?}"), u.to_string()] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("latchkey:***@db"), "{shown}");
+        }
+        assert!(u.expose().contains("hunter2"));
+        assert_eq!(redact_url("amqp://guest:s3cret@[bad"), "***");
+    }
 
     #[test]
     fn debug_never_shows_the_value() {

@@ -66,7 +66,7 @@ pub async fn serve(
                     Ok(r) => r,
                     Err(never) => match never {},
                 };
-                secure_headers(&mut resp);
+                secure_headers(&mut resp, state.svc.config.secure_cookies());
                 let m = &state.svc.metrics;
                 m.requests
                     .get_or_create(&RequestLabels {
@@ -147,8 +147,16 @@ async fn mount_custom_host(state: &HttpState, public_host: &str, req: &mut Reque
     }
 }
 
-fn secure_headers(resp: &mut Response) {
+/// `https`: the portal is served over https (its public URL says so), so browsers are told to
+/// come back only over https for a year (HSTS; not for subdomains, which may be other sites).
+fn secure_headers(resp: &mut Response, https: bool) {
     let h = resp.headers_mut();
+    if https {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

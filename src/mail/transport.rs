@@ -46,7 +46,8 @@ pub trait Transport: Send + Sync + 'static {
     }
 }
 
-/// The embedded default's transport: one `.eml` file per email in a directory.
+/// The embedded default's transport: one `.eml` file per email in a directory. Emails hold
+/// sign-in links, so the directory and its files are readable by their owner only.
 pub struct Outbox {
     dir: PathBuf,
 }
@@ -54,6 +55,11 @@ pub struct Outbox {
 impl Outbox {
     pub fn new(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         Ok(Self { dir })
     }
 
@@ -76,7 +82,7 @@ impl Transport for Outbox {
         let path = self.dir.join(&name);
         let raw = raw.to_vec();
         let written = tokio::task::spawn_blocking(move || {
-            std::fs::write(&tmp, raw)?;
+            crate::crypto::write_private(&tmp, &raw)?;
             std::fs::rename(&tmp, &path)
         })
         .await

@@ -4,6 +4,7 @@
 pub mod db;
 pub mod migrate;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod sqlite;
 
 mod billing;
@@ -47,7 +48,11 @@ impl Store {
     /// Opens the database the configuration names (the pool connects lazily).
     pub fn open(kind: &DatabaseKind, pool_size: usize) -> DbResult<Self> {
         let db: Arc<dyn Database> = match kind {
-            DatabaseKind::Postgres(url) => Arc::new(postgres::Postgres::connect(url, pool_size)?),
+            DatabaseKind::Postgres { url, ca_file } => {
+                let target = postgres_tls::PgTarget::parse(url.expose(), ca_file.as_deref())
+                    .map_err(DbError::Unavailable)?;
+                Arc::new(postgres::Postgres::connect(&target, pool_size)?)
+            }
             DatabaseKind::Sqlite(path) => Arc::new(sqlite::Sqlite::open(path, pool_size)?),
         };
         Ok(Self { db })

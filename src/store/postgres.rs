@@ -10,24 +10,28 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::db::{Conn, Database, DbError, DbResult, Dialect, Row, Transaction, Value};
+use super::postgres_tls::PgTarget;
 
 pub struct Postgres {
     pool: Pool,
 }
 
 impl Postgres {
-    /// Builds the pool; connections are made on first use.
-    pub fn connect(url: &str, pool_size: usize) -> DbResult<Self> {
-        let pg_config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| DbError::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
-        let manager = Manager::from_config(
-            pg_config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+    /// Builds the pool; connections are made on first use, over TLS when the target's
+    /// `sslmode` asks for it.
+    pub fn connect(target: &PgTarget, pool_size: usize) -> DbResult<Self> {
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let pg_config = target.config.clone();
+        let manager = match target.tls().map_err(DbError::Unavailable)? {
+            None => Manager::from_config(pg_config, tokio_postgres::NoTls, manager_config),
+            Some(tls) => Manager::from_config(
+                pg_config,
+                tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                manager_config,
+            ),
+        };
         let pool = Pool::builder(manager)
             .max_size(pool_size)
             .runtime(Runtime::Tokio1)

@@ -169,7 +169,9 @@ impl Store {
         F: FnOnce(&StaffUser) -> super::deliveries::NewDelivery + Send,
     {
         let mut tx = self.db().begin().await?;
-        let sql = format!("SELECT {STAFF_COLUMNS} FROM staff_users WHERE email_key = $1");
+        let sql = format!(
+            "SELECT {STAFF_COLUMNS} FROM staff_users WHERE email_key = $1 AND disabled_at IS NULL"
+        );
         let Some(staff) = tx
             .query_opt(&sql, &params![email.key()])
             .await?
@@ -204,7 +206,9 @@ impl Store {
         Ok(self
             .db()
             .query_opt(
-                "SELECT 1 FROM staff_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+                "SELECT 1 FROM staff_tokens t JOIN staff_users u ON u.id = t.staff_user_id
+                 WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
+                   AND u.disabled_at IS NULL",
                 &params![&hash.0, now],
             )
             .await?
@@ -224,6 +228,7 @@ impl Store {
             .query_opt(
                 "UPDATE staff_tokens SET used_at = $2
                  WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
+                   AND staff_user_id IN (SELECT id FROM staff_users WHERE disabled_at IS NULL)
                  RETURNING staff_user_id",
                 &params![&hash.0, now],
             )
@@ -255,7 +260,7 @@ impl Store {
             .join(", ");
         let sql = format!(
             "SELECT {cols}, s.id FROM staff_sessions s JOIN staff_users u ON u.id = s.staff_user_id
-             WHERE s.session_hash = $1 AND s.expires_at > $2"
+             WHERE s.session_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL"
         );
         Ok(self
             .db()
@@ -275,6 +280,60 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// Disables (`disabled = true`) or enables a staff user by address; disabling ends their
+    /// console sessions and unused links in the same transaction, with its audit entry.
+    /// `None` when there is no such staff user or they already were in that state.
+    pub async fn set_staff_disabled(
+        &self,
+        email: &EmailAddress,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> DbResult<Option<StaffUser>> {
+        let mut tx = self.db().begin().await?;
+        let changed = if disabled {
+            let sql = format!(
+                "UPDATE staff_users SET disabled_at = $2
+                 WHERE email_key = $1 AND disabled_at IS NULL RETURNING {STAFF_COLUMNS}"
+            );
+            tx.query_opt(&sql, &params![email.key(), now]).await?
+        } else {
+            let sql = format!(
+                "UPDATE staff_users SET disabled_at = NULL
+                 WHERE email_key = $1 AND disabled_at IS NOT NULL RETURNING {STAFF_COLUMNS}"
+            );
+            tx.query_opt(&sql, &params![email.key()]).await?
+        };
+        let Some(staff) = changed.as_ref().map(staff_from) else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        if disabled {
+            tx.execute(
+                "DELETE FROM staff_sessions WHERE staff_user_id = $1",
+                &params![staff.id],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE staff_tokens SET used_at = $2 WHERE staff_user_id = $1 AND used_at IS NULL",
+                &params![staff.id, now],
+            )
+            .await?;
+        }
+        let action = if disabled {
+            "staff.disabled"
+        } else {
+            "staff.enabled"
+        };
+        let details = serde_json::json!({ "staff_user_id": staff.id, "email": staff.email });
+        tx.execute(
+            AUDIT_INSERT,
+            &audit_params(staff.storefront_id, None, action, &details, now),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(staff))
     }
 
     /// Deletes expired console sessions and long-expired console links.

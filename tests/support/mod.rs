@@ -299,23 +299,24 @@ impl TestApp {
         match setup.backend {
             Backend::Embedded => {
                 config.database_url =
-                    format!("sqlite://{}", dir.path().join("latchkey.db").display());
+                    format!("sqlite://{}", dir.path().join("latchkey.db").display()).into();
                 config.queue_url = "local".into();
                 let outbox = dir.path().join("outbox");
-                config.mail_url = format!("file://{}", outbox.display());
+                config.mail_url = format!("file://{}", outbox.display()).into();
                 config.mail.print_links = false;
                 mailbox = Mailbox::Outbox(outbox);
             }
             Backend::Postgres => {
                 let database = TestDatabase::create().await;
-                config.database_url = database.url.clone();
+                config.database_url = database.url.clone().into();
                 if setup.db_proxy {
                     let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap())
                         .await
                         .expect("a database proxy");
                     config.database_url = database
                         .url
-                        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port()));
+                        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port()))
+                        .into();
                     db_proxy = Some(proxy);
                 }
                 db = Some(database);
@@ -326,7 +327,7 @@ impl TestApp {
                     amqp = amqp.replace("127.0.0.1:5672", &format!("127.0.0.1:{}", proxy.port()));
                     broker_proxy = Some(proxy);
                 }
-                config.queue_url = amqp;
+                config.queue_url = amqp.into();
                 config.queue.prefix = unique("lk.test").replace('_', ".");
                 config.queue.connect_timeout_seconds = 2;
                 queue = Some(RabbitQueue::new(
@@ -336,7 +337,7 @@ impl TestApp {
                     Duration::from_secs(5),
                 ));
                 let sink = SmtpSink::start().await.expect("an SMTP server");
-                config.mail_url = format!("smtp://127.0.0.1:{}?tls=none", sink.port());
+                config.mail_url = format!("smtp://127.0.0.1:{}?tls=none", sink.port()).into();
                 mailbox = Mailbox::Smtp(sink);
             }
         }
@@ -345,13 +346,13 @@ impl TestApp {
             let fake = FakeStripe::start(STRIPE_KEY).await.expect("a fake Stripe");
             config.stripe_secret_key = Some(Secret::new(STRIPE_KEY.to_string()));
             config.stripe_webhook_secret = Some(Secret::new(WEBHOOK_SECRET.to_string()));
-            config.stripe_api_base = Some(fake.url());
+            config.stripe_api_base = Some(fake.url().into());
             config.stripe_timeout_seconds = 1;
             stripe = Some(fake);
         }
         if setup.smtp && matches!(mailbox, Mailbox::Outbox(_)) {
             let sink = SmtpSink::start().await.expect("an SMTP server");
-            config.mail_url = format!("smtp://127.0.0.1:{}?tls=none", sink.port());
+            config.mail_url = format!("smtp://127.0.0.1:{}?tls=none", sink.port()).into();
             mailbox = Mailbox::Smtp(sink);
         }
         (setup.tweak)(&mut config);

@@ -485,4 +485,41 @@ both_backends! {
         let statuses = &doc["components"]["schemas"]["Invoice"]["properties"]["status"]["enum"];
         assert!(statuses.as_array().unwrap().contains(&json!("processing")));
     }
+
+    async fn the_console_customer_record_shows_processing(backend: Backend) {
+        let app = Setup::new(backend).with_stripe().start().await;
+        let browser = signed_in_alex(&app).await;
+        pay_by_debit(&app, &browser).await;
+        let store = app.store();
+        let demo = store.storefront_by_slug("demo").await.unwrap().unwrap().id;
+        store
+            .create_staff(
+                Some(demo),
+                &latchkey::domain::EmailAddress::parse("olivia@harborview.example").unwrap(),
+                "Olivia Owner",
+                latchkey::store::Role::Owner,
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        let staff = app.browser();
+        let page = staff.get("/console/sign-in").await;
+        let sent = staff
+            .submit(&page, "form[action='/console/sign-in']", &[("email", "olivia@harborview.example")])
+            .await;
+        assert_eq!(sent.status, 200);
+        let mail = app.mailbox.wait_for("olivia@harborview.example").await;
+        let link = mail.links().into_iter().find(|l| l.contains("/console/auth/")).unwrap();
+        let landing = staff.get_url(&link).await;
+        let signed_in = staff.submit(&landing, "form", &[]).await;
+        assert_eq!(signed_in.status, 303);
+        let account = app.rows("SELECT id FROM accounts WHERE email = 'alex@example.com'", &[]).await[0].i64(0);
+        let record = staff.get(&format!("/console/s/demo/customers/{account}")).await;
+        assert_eq!(record.status, 200, "{}", record.body);
+        let invoices = record.select_text("section[aria-labelledby=invoices-heading] li");
+        assert!(
+            invoices.iter().any(|i| i.starts_with("INV-1042") && i.ends_with("Processing")),
+            "{invoices:?}"
+        );
+    }
 }

@@ -38,6 +38,8 @@ const STUCK_AFTER: chrono::Duration = chrono::Duration::minutes(10);
 /// An open Checkout is handed out again on Pay only if Stripe keeps it open this much longer;
 /// closer to its end it is expired and a new one opened.
 const CHECKOUT_REUSE_MARGIN_SECONDS: i64 = 30 * 60;
+/// How long to wait before asking again when Stripe says the same create is in flight.
+const CONFLICT_PAUSE: Duration = Duration::from_millis(300);
 /// How many invoices the return from Checkout asks Stripe about.
 const CONFIRM_AT_MOST: usize = 5;
 
@@ -295,10 +297,21 @@ impl BillingWork {
             return Ok(id.clone());
         }
         let key = format!("{}-account-{}-customer", self.scope, account.id);
-        let created = self
-            .gateway()?
-            .create_customer(&account.email, &account.full_name, account.id, &key)
-            .await?;
+        let gateway = self.gateway()?;
+        let mut tries = 0;
+        let created = loop {
+            match gateway
+                .create_customer(&account.email, &account.full_name, account.id, &key)
+                .await
+            {
+                // A concurrent press is creating this same customer: its answer comes soon.
+                Err(e) if e.is_conflict() && tries < 3 => {
+                    tries += 1;
+                    tokio::time::sleep(CONFLICT_PAUSE).await;
+                }
+                created => break created?,
+            }
+        };
         Ok(self
             .svc
             .store
@@ -353,7 +366,7 @@ impl BillingWork {
                 "{}-invoice-{}-checkout-{}",
                 self.scope, invoice.id, invoice.checkout_attempt
             );
-            let started = gateway
+            let started = match gateway
                 .create_payment_checkout(&PaymentCheckout {
                     idempotency_key: &key,
                     customer: &customer,
@@ -365,7 +378,16 @@ impl BillingWork {
                     success_url: &success,
                     cancel_url: &cancel,
                 })
-                .await?;
+                .await
+            {
+                Ok(started) => started,
+                // A concurrent press is creating this same Checkout (same key): ask again.
+                Err(e) if e.is_conflict() => {
+                    tokio::time::sleep(CONFLICT_PAUSE).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if store
                 .start_invoice_checkout(
                     invoice.id,

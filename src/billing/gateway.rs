@@ -19,6 +19,14 @@ use crate::store::NewPaymentMethod;
 #[error("payment provider: {0}")]
 pub struct ProviderError(pub String);
 
+impl ProviderError {
+    /// Stripe answered 409: another request with the same idempotency key is in flight (a
+    /// concurrent press of the same button). Asking again shortly gets its answer.
+    pub fn is_conflict(&self) -> bool {
+        self.0.contains("status code: 409")
+    }
+}
+
 /// A Checkout Session to send the customer to.
 #[derive(Debug, Clone)]
 pub struct StartedCheckout {

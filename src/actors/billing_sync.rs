@@ -509,10 +509,7 @@ impl BillingWork {
             .store
             .setup_checkout_attempt(msg.account.id)
             .await?;
-        let key = format!(
-            "{}-account-{}-setup-{attempt}",
-            self.scope, msg.account.id
-        );
+        let key = format!("{}-account-{}-setup-{attempt}", self.scope, msg.account.id);
         let started = gateway
             .create_setup_checkout(&SetupCheckout {
                 idempotency_key: &key,
@@ -652,8 +649,7 @@ impl BillingWork {
                         .await
                         .map(drop),
                     (Some("setup"), _) => {
-                        self.refresh_for_customer(object["customer"].as_str())
-                            .await
+                        self.refresh_for_customer(object["customer"].as_str()).await
                     }
                     _ => Ok(()),
                 }

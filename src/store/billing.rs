@@ -280,9 +280,7 @@ impl Store {
         let updated = match payment_intent {
             Some(pi) => {
                 tx.execute(
-                    &format!(
-                        "{FAILED} AND (payment_intent_id IS NULL OR payment_intent_id = $3)"
-                    ),
+                    &format!("{FAILED} AND (payment_intent_id IS NULL OR payment_intent_id = $3)"),
                     &params![invoice_id, now, pi],
                 )
                 .await?

@@ -1237,7 +1237,9 @@ impl State {
             .session_index(id)
             .map(|i| self.sessions[i].json.clone())
             .ok_or_else(|| ApiError::missing("checkout.session", id, "session"))?;
-        if indexed_values(params, "expand").iter().any(|e| e == "payment_intent")
+        if indexed_values(params, "expand")
+            .iter()
+            .any(|e| e == "payment_intent")
             && let Some(pi) = self
                 .payment_intents
                 .iter()

@@ -522,4 +522,24 @@ both_backends! {
             "{invoices:?}"
         );
     }
+
+    async fn back_from_checkout_an_invoice_left_in_an_open_checkout_can_still_be_paid(backend: Backend) {
+        let app = Setup::new(backend).with_stripe().start().await;
+        let stripe = app.fake_stripe();
+        app.store()
+            .db()
+            .execute("UPDATE invoices SET status = 'pending', paid_at = NULL WHERE number = 'INV-1031'", &[])
+            .await
+            .unwrap();
+        let browser = signed_in_alex(&app).await;
+        // Pay opened for both; only INV-1042 is paid.
+        pay_session(&app, &browser, "INV-1031").await;
+        let paid = pay_session(&app, &browser, "INV-1042").await;
+        stripe.complete_checkout(&paid);
+        let back = browser.get("/s/demo/billing?checkout=success").await;
+        assert_eq!(row(&app, &back, "INV-1042").await.0, "Paid");
+        let (status, buttons) = row(&app, &back, "INV-1031").await;
+        assert_eq!(status, "Pending");
+        assert_eq!(buttons, ["Pay $129.00 USD"]);
+    }
 }

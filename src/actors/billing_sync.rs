@@ -150,9 +150,10 @@ pub struct StartPayment {
 }
 
 /// Back from Checkout: ask Stripe about the account's invoices waiting in a Checkout, so the
-/// page shows what is true now (paid, or processing) even before the webhook arrives.
+/// page shows what is true now (paid, or processing) even before the webhook arrives. The
+/// answer: the invoices Stripe says are still unpaid (their Checkout open, or expired).
 #[derive(Message)]
-#[rtype(result = "Result<usize, BillingError>")]
+#[rtype(result = "Result<Vec<i64>, BillingError>")]
 pub struct ConfirmCheckouts {
     pub storefront: Arc<Storefront>,
     pub account: Account,
@@ -215,7 +216,7 @@ impl Handler<StartPayment> for BillingSync {
 }
 
 impl Handler<ConfirmCheckouts> for BillingSync {
-    type Result = ResponseFuture<Result<usize, BillingError>>;
+    type Result = ResponseFuture<Result<Vec<i64>, BillingError>>;
 
     fn handle(&mut self, msg: ConfirmCheckouts, _: &mut Context<Self>) -> Self::Result {
         let work = self.work.clone();
@@ -454,7 +455,7 @@ impl BillingWork {
         }
     }
 
-    async fn confirm_checkouts(&self, msg: ConfirmCheckouts) -> Result<usize, BillingError> {
+    async fn confirm_checkouts(&self, msg: ConfirmCheckouts) -> Result<Vec<i64>, BillingError> {
         let gateway = self.gateway()?;
         let waiting = self
             .svc
@@ -465,7 +466,7 @@ impl BillingWork {
                 crate::store::InvoiceFilter::Pending,
             )
             .await?;
-        let mut changed = 0;
+        let mut unpaid = Vec::new();
         for invoice in waiting
             .iter()
             .filter(|i| i.status == "pending")
@@ -474,15 +475,21 @@ impl BillingWork {
             let Some(session) = &invoice.checkout_session_id else {
                 continue;
             };
-            let state = gateway.checkout_state(session).await?;
+            // Stripe out of reach: this one stays unknown (being confirmed).
+            let state = match gateway.checkout_state(session).await {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::warn!(invoice_id = invoice.id, error = %e, "could not confirm a checkout");
+                    continue;
+                }
+            };
             // An open one stays as it is: the customer may still be paying in another tab.
-            if state.status != SessionStatus::Expired
-                && self.apply_checkout_state(invoice, session, &state).await?
-            {
-                changed += 1;
+            self.apply_checkout_state(invoice, session, &state).await?;
+            if matches!(state.status, SessionStatus::Open | SessionStatus::Expired) {
+                unpaid.push(invoice.id);
             }
         }
-        Ok(changed)
+        Ok(unpaid)
     }
 
     async fn start_setup(&self, msg: StartSetup) -> Result<String, BillingError> {

@@ -111,6 +111,7 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
     // Back from paying: ask Stripe now, so a payment it took shows Paid (or Processing, for a
     // debit on its way) even if its webhook is not here yet.
     let returned = enabled && q.get("checkout") == Some("success");
+    let mut unpaid = Vec::new();
     if returned {
         let confirmed = portal
             .state
@@ -121,8 +122,9 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
                 account: session.account.clone(),
             })
             .await;
-        if let Err(e) = flatten(confirmed) {
-            tracing::warn!(error = %e, "could not confirm checkouts on return");
+        match flatten(confirmed) {
+            Ok(ids) => unpaid = ids,
+            Err(e) => tracing::warn!(error = %e, "could not confirm checkouts on return"),
         }
     }
     let store = &portal.state.svc.store;
@@ -147,7 +149,11 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
             .map(|i| {
                 let mut view = invoice_view(i);
                 // Just paid through Checkout, not confirmed yet: being confirmed, not due.
-                if returned && i.status == "pending" && i.checkout_session_id.is_some() {
+                if returned
+                    && i.status == "pending"
+                    && i.checkout_session_id.is_some()
+                    && !unpaid.contains(&i.id)
+                {
                     view.status = "processing".into();
                     view.status_label = "Confirming payment".into();
                 }

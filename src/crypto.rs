@@ -107,6 +107,13 @@ impl Keys {
             .to_vec()
     }
 
+    /// A short tag that names this installation in Stripe idempotency keys, so two
+    /// installations sharing a Stripe account never reuse each other's keys. Stable for a
+    /// given secret; reveals nothing about it.
+    pub fn idempotency_scope(&self) -> String {
+        hex::encode(&hmac::sign(&self.csrf, b"stripe idempotency scope").as_ref()[..6])
+    }
+
     /// The CSRF token that goes with a CSRF cookie value (double-submit, signed).
     pub fn csrf_token(&self, cookie_value: &str) -> String {
         URL_SAFE_NO_PAD.encode(hmac::sign(&self.csrf, cookie_value.as_bytes()))

@@ -3,6 +3,13 @@
 //! on timers retries events whose processing failed and reconciles invoices left in a
 //! Checkout. Webhook events are stored before they are processed, so work that fails is
 //! retried, not dropped.
+//!
+//! Payments are never taken twice: every create carries an idempotency key naming the
+//! logical operation (`…-invoice-{id}-checkout-{attempt}`), an invoice has at most one open
+//! Checkout (pressing Pay again hands out the open one, or expires it first when it is past
+//! use), and a Checkout completed with its payment still on its way (a pre-authorized
+//! debit) marks the invoice Processing until Stripe says it succeeded (paid, receipt) or
+//! failed (pending again, and an email to the customer).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +18,13 @@ use actix::prelude::*;
 
 use super::mailer::{Enqueue, Mailer};
 use super::spawn_work;
-use crate::billing::gateway::{PaymentCheckout, SetupCheckout};
+use crate::billing::gateway::{
+    CheckoutState, IntentStatus, PaymentCheckout, SessionStatus, SetupCheckout,
+};
 use crate::billing::{Gateway, ProviderError};
 use crate::domain::webhook::{self, SignatureError};
 use crate::error::AppError;
-use crate::mail::receipt_subject;
+use crate::mail::{payment_failed_subject, receipt_subject};
 use crate::services::Services;
 use crate::store::{Account, DeliveryKind, EventState, Invoice, NewDelivery, Storefront};
 
@@ -26,6 +35,13 @@ const RETRY_EVERY: Duration = Duration::from_secs(30);
 /// How often invoices stuck in a Checkout are reconciled, and how long one may sit first.
 const RECONCILE_EVERY: Duration = Duration::from_secs(300);
 const STUCK_AFTER: chrono::Duration = chrono::Duration::minutes(10);
+/// An open Checkout is handed out again on Pay only if Stripe keeps it open this much longer;
+/// closer to its end it is expired and a new one opened.
+const CHECKOUT_REUSE_MARGIN_SECONDS: i64 = 30 * 60;
+/// How long to wait before asking again when Stripe says the same create is in flight.
+const CONFLICT_PAUSE: Duration = Duration::from_millis(300);
+/// How many invoices the return from Checkout asks Stripe about.
+const CONFIRM_AT_MOST: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
@@ -35,6 +51,8 @@ pub enum BillingError {
     NotFound,
     #[error("this invoice is not waiting for payment")]
     NotPayable,
+    #[error("the payment of this invoice is being processed")]
+    Processing,
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error(transparent)]
@@ -79,6 +97,8 @@ struct BillingWork {
     svc: Arc<Services>,
     gateway: Option<Gateway>,
     mailer: Addr<Mailer>,
+    /// Names this installation in idempotency keys (`lk-{scope}-…`).
+    scope: String,
 }
 
 impl BillingSync {
@@ -92,11 +112,13 @@ impl BillingSync {
             )?),
             None => None,
         };
+        let scope = format!("lk-{}", svc.keys.idempotency_scope());
         Ok(Self {
             work: Arc::new(BillingWork {
                 svc,
                 gateway,
                 mailer,
+                scope,
             }),
         })
     }
@@ -125,6 +147,16 @@ pub struct StartPayment {
     pub storefront: Arc<Storefront>,
     pub account: Account,
     pub invoice_id: i64,
+}
+
+/// Back from Checkout: ask Stripe about the account's invoices waiting in a Checkout, so the
+/// page shows what is true now (paid, or processing) even before the webhook arrives. The
+/// answer: the invoices Stripe says are still unpaid (their Checkout open, or expired).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<i64>, BillingError>")]
+pub struct ConfirmCheckouts {
+    pub storefront: Arc<Storefront>,
+    pub account: Account,
 }
 
 /// Open a Checkout in setup mode to add a card (or a pre-authorized debit).
@@ -180,6 +212,15 @@ impl Handler<StartPayment> for BillingSync {
     fn handle(&mut self, msg: StartPayment, _: &mut Context<Self>) -> Self::Result {
         let work = self.work.clone();
         spawn_billing(async move { work.start_payment(msg).await })
+    }
+}
+
+impl Handler<ConfirmCheckouts> for BillingSync {
+    type Result = ResponseFuture<Result<Vec<i64>, BillingError>>;
+
+    fn handle(&mut self, msg: ConfirmCheckouts, _: &mut Context<Self>) -> Self::Result {
+        let work = self.work.clone();
+        spawn_billing(async move { work.confirm_checkouts(msg).await })
     }
 }
 
@@ -256,10 +297,22 @@ impl BillingWork {
         if let Some(id) = &account.stripe_customer_id {
             return Ok(id.clone());
         }
-        let created = self
-            .gateway()?
-            .create_customer(&account.email, &account.full_name, account.id)
-            .await?;
+        let key = format!("{}-account-{}-customer", self.scope, account.id);
+        let gateway = self.gateway()?;
+        let mut tries = 0;
+        let created = loop {
+            match gateway
+                .create_customer(&account.email, &account.full_name, account.id, &key)
+                .await
+            {
+                // A concurrent press is creating this same customer: its answer comes soon.
+                Err(e) if e.is_conflict() && tries < 3 => {
+                    tries += 1;
+                    tokio::time::sleep(CONFLICT_PAUSE).await;
+                }
+                created => break created?,
+            }
+        };
         Ok(self
             .svc
             .store
@@ -268,40 +321,175 @@ impl BillingWork {
     }
 
     async fn start_payment(&self, msg: StartPayment) -> Result<String, BillingError> {
-        // Whose invoice it is comes first: a foreign id is "not found" whatever else is true.
-        let invoice = self
+        let store = &self.svc.store;
+        // Each round either answers or moves the invoice on (a Checkout expired and
+        // forgotten, a payment noted); a few are plenty.
+        for _ in 0..4 {
+            // Whose invoice it is comes first: a foreign id is "not found" whatever else is true.
+            let invoice = store
+                .account_invoice(msg.storefront.id, msg.account.id, msg.invoice_id)
+                .await?
+                .ok_or(BillingError::NotFound)?;
+            let gateway = self.gateway()?;
+            match invoice.status.as_str() {
+                "pending" => {}
+                "processing" => return Err(BillingError::Processing),
+                _ => return Err(BillingError::NotPayable),
+            }
+            if let Some(session) = &invoice.checkout_session_id {
+                // At most one open Checkout: hand out the open one while it is usable.
+                let state = gateway.checkout_state(session).await?;
+                let usable = state.status == SessionStatus::Open
+                    && state.expires_at
+                        > self.svc.now().timestamp() + CHECKOUT_REUSE_MARGIN_SECONDS
+                    && state.amount_total == Some(invoice.amount.minor())
+                    && state.currency.as_deref()
+                        == Some(invoice.amount.currency().to_ascii_lowercase().as_str());
+                match (&state.url, usable) {
+                    (Some(url), true) => return Ok(url.clone()),
+                    _ if state.status == SessionStatus::Open => {
+                        // Past use: expire it before opening a new one, so it cannot be paid.
+                        let after = gateway.expire_checkout(session).await?;
+                        self.apply_checkout_state(&invoice, session, &after).await?;
+                    }
+                    _ => {
+                        self.apply_checkout_state(&invoice, session, &state).await?;
+                    }
+                }
+                continue;
+            }
+            let customer = self.customer(&msg.account).await?;
+            let base = self.svc.portal_url(&msg.storefront);
+            let success = format!("{base}/billing?checkout=success");
+            let cancel = format!("{base}/billing?checkout=cancelled");
+            let description = format!("Invoice {}: {}", invoice.number, invoice.description);
+            let key = format!(
+                "{}-invoice-{}-checkout-{}",
+                self.scope, invoice.id, invoice.checkout_attempt
+            );
+            let started = match gateway
+                .create_payment_checkout(&PaymentCheckout {
+                    idempotency_key: &key,
+                    customer: &customer,
+                    invoice_id: invoice.id,
+                    account_id: msg.account.id,
+                    amount_minor: invoice.amount.minor(),
+                    currency: invoice.amount.currency(),
+                    description: &description,
+                    success_url: &success,
+                    cancel_url: &cancel,
+                })
+                .await
+            {
+                Ok(started) => started,
+                // A concurrent press is creating this same Checkout (same key): ask again.
+                Err(e) if e.is_conflict() => {
+                    tokio::time::sleep(CONFLICT_PAUSE).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if store
+                .start_invoice_checkout(
+                    invoice.id,
+                    invoice.checkout_attempt,
+                    &started.session_id,
+                    self.svc.now(),
+                )
+                .await?
+            {
+                tracing::info!(invoice_id = invoice.id, session = %started.session_id, "checkout started");
+                return Ok(started.url);
+            }
+            // The invoice moved on meanwhile (paid, or another Checkout noted): this one must
+            // not stay payable.
+            if let Err(e) = gateway.expire_checkout(&started.session_id).await {
+                tracing::warn!(invoice_id = invoice.id, error = %e, "could not expire a Checkout that lost the race");
+            }
+        }
+        Err(BillingError::Provider(ProviderError(
+            "the invoice's Checkout kept changing".into(),
+        )))
+    }
+
+    /// Makes the invoice what its Checkout says: paid, processing, or (expired, or its
+    /// payment failed) waiting for a new Checkout. Returns whether the invoice changed.
+    async fn apply_checkout_state(
+        &self,
+        invoice: &Invoice,
+        session: &str,
+        state: &CheckoutState,
+    ) -> Result<bool, BillingError> {
+        let store = &self.svc.store;
+        let id = invoice.id.to_string();
+        match state.status {
+            SessionStatus::Open => Ok(false),
+            SessionStatus::Complete
+                if state.paid || state.intent_status == Some(IntentStatus::Succeeded) =>
+            {
+                self.invoice_paid(
+                    Some(&id),
+                    state.amount_total,
+                    state.currency.as_deref(),
+                    state.payment_intent.as_deref(),
+                )
+                .await
+            }
+            SessionStatus::Complete if state.intent_status == Some(IntentStatus::Failed) => {
+                if invoice.status == "processing" {
+                    self.invoice_payment_failed(Some(&id), state.payment_intent.as_deref())
+                        .await
+                } else {
+                    Ok(store
+                        .clear_invoice_checkout(invoice.id, session, self.svc.now())
+                        .await?)
+                }
+            }
+            SessionStatus::Complete => {
+                self.invoice_processing(Some(&id), state.payment_intent.as_deref())
+                    .await
+            }
+            SessionStatus::Expired => Ok(store
+                .clear_invoice_checkout(invoice.id, session, self.svc.now())
+                .await?),
+        }
+    }
+
+    async fn confirm_checkouts(&self, msg: ConfirmCheckouts) -> Result<Vec<i64>, BillingError> {
+        let gateway = self.gateway()?;
+        let waiting = self
             .svc
             .store
-            .account_invoice(msg.storefront.id, msg.account.id, msg.invoice_id)
-            .await?
-            .ok_or(BillingError::NotFound)?;
-        let gateway = self.gateway()?;
-        if invoice.status != "pending" {
-            return Err(BillingError::NotPayable);
+            .account_invoices(
+                msg.storefront.id,
+                msg.account.id,
+                crate::store::InvoiceFilter::Pending,
+            )
+            .await?;
+        let mut unpaid = Vec::new();
+        for invoice in waiting
+            .iter()
+            .filter(|i| i.status == "pending")
+            .take(CONFIRM_AT_MOST)
+        {
+            let Some(session) = &invoice.checkout_session_id else {
+                continue;
+            };
+            // Stripe out of reach: this one stays unknown (being confirmed).
+            let state = match gateway.checkout_state(session).await {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::warn!(invoice_id = invoice.id, error = %e, "could not confirm a checkout");
+                    continue;
+                }
+            };
+            // An open one stays as it is: the customer may still be paying in another tab.
+            self.apply_checkout_state(invoice, session, &state).await?;
+            if matches!(state.status, SessionStatus::Open | SessionStatus::Expired) {
+                unpaid.push(invoice.id);
+            }
         }
-        let customer = self.customer(&msg.account).await?;
-        let base = self.svc.portal_url(&msg.storefront);
-        let success = format!("{base}/billing?checkout=success");
-        let cancel = format!("{base}/billing?checkout=cancelled");
-        let description = format!("Invoice {}: {}", invoice.number, invoice.description);
-        let started = gateway
-            .create_payment_checkout(&PaymentCheckout {
-                customer: &customer,
-                invoice_id: invoice.id,
-                account_id: msg.account.id,
-                amount_minor: invoice.amount.minor(),
-                currency: invoice.amount.currency(),
-                description: &description,
-                success_url: &success,
-                cancel_url: &cancel,
-            })
-            .await?;
-        self.svc
-            .store
-            .start_invoice_checkout(invoice.id, &started.session_id, self.svc.now())
-            .await?;
-        tracing::info!(invoice_id = invoice.id, session = %started.session_id, "checkout started");
-        Ok(started.url)
+        Ok(unpaid)
     }
 
     async fn start_setup(&self, msg: StartSetup) -> Result<String, BillingError> {
@@ -323,8 +511,15 @@ impl BillingWork {
             .first()
             .map(|i| i.amount.currency().to_string())
             .unwrap_or_else(|| "USD".into());
+        let attempt = self
+            .svc
+            .store
+            .setup_checkout_attempt(msg.account.id)
+            .await?;
+        let key = format!("{}-account-{}-setup-{attempt}", self.scope, msg.account.id);
         let started = gateway
             .create_setup_checkout(&SetupCheckout {
+                idempotency_key: &key,
                 customer: &customer,
                 account_id: msg.account.id,
                 acss_debit: msg.storefront.acss_debit,
@@ -332,6 +527,10 @@ impl BillingWork {
                 success_url: &success,
                 cancel_url: &cancel,
             })
+            .await?;
+        self.svc
+            .store
+            .setup_checkout_opened(msg.account.id, attempt)
             .await?;
         Ok(started.url)
     }
@@ -438,25 +637,37 @@ impl BillingWork {
 
     async fn process(&self, event: &serde_json::Value) -> Result<(), BillingError> {
         let object = &event["data"]["object"];
+        let invoice_id = object["metadata"]["invoice_id"].as_str();
         match event["type"].as_str().unwrap_or_default() {
             "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
-                match object["mode"].as_str() {
-                    Some("payment") if object["payment_status"] == "paid" => {
-                        self.invoice_paid(
-                            object["metadata"]["invoice_id"].as_str(),
+                match (object["mode"].as_str(), object["payment_status"].as_str()) {
+                    (Some("payment"), Some("paid")) => self
+                        .invoice_paid(
+                            invoice_id,
                             object["amount_total"].as_i64(),
                             object["currency"].as_str(),
                             object["payment_intent"].as_str(),
                         )
                         .await
+                        .map(drop),
+                    // Completed, the money still on its way (a pre-authorized debit).
+                    (Some("payment"), Some("unpaid")) => self
+                        .invoice_processing(invoice_id, object["payment_intent"].as_str())
+                        .await
+                        .map(drop),
+                    (Some("setup"), _) => {
+                        self.refresh_for_customer(object["customer"].as_str()).await
                     }
-                    Some("setup") => self.refresh_for_customer(object["customer"].as_str()).await,
                     _ => Ok(()),
                 }
             }
-            "payment_intent.succeeded" => {
-                self.invoice_paid(
-                    object["metadata"]["invoice_id"].as_str(),
+            "checkout.session.async_payment_failed" if object["mode"] == "payment" => self
+                .invoice_payment_failed(invoice_id, object["payment_intent"].as_str())
+                .await
+                .map(drop),
+            "payment_intent.succeeded" => self
+                .invoice_paid(
+                    invoice_id,
                     object["amount_received"]
                         .as_i64()
                         .or(object["amount"].as_i64()),
@@ -464,7 +675,15 @@ impl BillingWork {
                     object["id"].as_str(),
                 )
                 .await
-            }
+                .map(drop),
+            "payment_intent.processing" => self
+                .invoice_processing(invoice_id, object["id"].as_str())
+                .await
+                .map(drop),
+            "payment_intent.payment_failed" => self
+                .invoice_payment_failed(invoice_id, object["id"].as_str())
+                .await
+                .map(drop),
             "payment_method.attached" | "payment_method.updated" | "setup_intent.succeeded" => {
                 self.refresh_for_customer(object["customer"].as_str()).await
             }
@@ -475,6 +694,65 @@ impl BillingWork {
                 self.refresh_for_customer(customer).await
             }
             _ => Ok(()),
+        }
+    }
+
+    /// A Checkout completed with its payment still on its way: the invoice shows Processing
+    /// (no Pay button) until Stripe says the payment succeeded or failed.
+    async fn invoice_processing(
+        &self,
+        invoice_id: Option<&str>,
+        payment_intent: Option<&str>,
+    ) -> Result<bool, BillingError> {
+        let Some(invoice_id) = invoice_id.and_then(|i| i.parse::<i64>().ok()) else {
+            return Ok(false);
+        };
+        let changed = self
+            .svc
+            .store
+            .mark_invoice_processing(invoice_id, payment_intent, self.svc.now())
+            .await?;
+        if changed {
+            tracing::info!(invoice_id, "payment processing");
+        }
+        Ok(changed)
+    }
+
+    /// A processing payment failed: the invoice waits for payment again and the customer gets
+    /// an email saying so and how to pay (written with the change, in one transaction).
+    async fn invoice_payment_failed(
+        &self,
+        invoice_id: Option<&str>,
+        payment_intent: Option<&str>,
+    ) -> Result<bool, BillingError> {
+        let Some(invoice_id) = invoice_id.and_then(|i| i.parse::<i64>().ok()) else {
+            return Ok(false);
+        };
+        let store = &self.svc.store;
+        let Some(invoice) = store.invoice(invoice_id).await? else {
+            return Ok(false);
+        };
+        let storefront = self
+            .svc
+            .storefronts
+            .by_id(invoice.storefront_id)
+            .await?
+            .ok_or(BillingError::NotFound)?;
+        let billing_url = format!("{}/billing", self.svc.portal_url(&storefront));
+        let relay_after = self.svc.config.relay_after();
+        let notice = |invoice: &Invoice, account: &Account| {
+            payment_failed_delivery(&storefront, invoice, account, &billing_url, relay_after)
+        };
+        match store
+            .mark_invoice_payment_failed(invoice_id, payment_intent, notice, self.svc.now())
+            .await?
+        {
+            Some(delivery_id) => {
+                tracing::info!(invoice_id, delivery_id, "payment failed; customer told");
+                self.mailer.do_send(Enqueue { delivery_id });
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 
@@ -496,9 +774,9 @@ impl BillingWork {
         amount: Option<i64>,
         currency: Option<&str>,
         payment_intent: Option<&str>,
-    ) -> Result<(), BillingError> {
+    ) -> Result<bool, BillingError> {
         let Some(invoice_id) = invoice_id.and_then(|i| i.parse::<i64>().ok()) else {
-            return Ok(());
+            return Ok(false);
         };
         let store = &self.svc.store;
         let invoice = store
@@ -537,8 +815,9 @@ impl BillingWork {
         {
             tracing::info!(invoice_id, delivery_id, "invoice paid; receipt queued");
             self.mailer.do_send(Enqueue { delivery_id });
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     async fn retry_events(&self) -> Result<usize, AppError> {
@@ -557,6 +836,8 @@ impl BillingWork {
         Ok(n)
     }
 
+    /// Asks Stripe about invoices left in a Checkout (the webhook may never have come) and
+    /// about payments still processing; returns how many invoices changed.
     async fn reconcile(&self) -> Result<usize, AppError> {
         let Some(gateway) = &self.gateway else {
             return Ok(0);
@@ -567,35 +848,20 @@ impl BillingWork {
             .await?;
         let mut settled = 0;
         for (invoice_id, session) in stuck {
-            match gateway.checkout_state(&session).await {
-                Ok(state) if state.complete && state.paid => {
-                    let invoice = store.invoice(invoice_id).await?;
-                    if let Some(invoice) = invoice {
-                        let amount = Some(invoice.amount.minor());
-                        let currency = invoice.amount.currency().to_string();
-                        if self
-                            .invoice_paid(
-                                Some(&invoice_id.to_string()),
-                                amount,
-                                Some(&currency),
-                                state.payment_intent.as_deref(),
-                            )
-                            .await
-                            .is_ok()
-                        {
-                            settled += 1;
-                        }
-                    }
-                }
-                Ok(state) if state.expired => {
-                    store
-                        .clear_invoice_checkout(invoice_id, &session, self.svc.now())
-                        .await?;
-                }
-                Ok(_) => {}
+            let Some(invoice) = store.invoice(invoice_id).await? else {
+                continue;
+            };
+            let state = match gateway.checkout_state(&session).await {
+                Ok(state) => state,
                 Err(e) => {
-                    tracing::warn!(invoice_id, error = %e, "reconciliation could not reach Stripe")
+                    tracing::warn!(invoice_id, error = %e, "reconciliation could not reach Stripe");
+                    continue;
                 }
+            };
+            match self.apply_checkout_state(&invoice, &session, &state).await {
+                Ok(true) if state.status != SessionStatus::Expired => settled += 1,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(invoice_id, error = %e, "reconciliation failed"),
             }
         }
         Ok(settled)
@@ -623,6 +889,36 @@ pub(crate) fn receipt_delivery(
             "facility": invoice.facility_name,
             "paid_on": crate::http::rentals::format_date(paid_on),
             "amount": invoice.amount.to_string(),
+        }),
+        sealed_token: None,
+        link_expires_at: None,
+        facility_ids: vec![invoice.facility_id],
+        relay_after,
+        suppressed_reason: None,
+    }
+}
+
+/// The email saying a debit failed and how to pay the invoice now.
+pub(crate) fn payment_failed_delivery(
+    storefront: &Storefront,
+    invoice: &Invoice,
+    account: &Account,
+    billing_url: &str,
+    relay_after: chrono::Duration,
+) -> NewDelivery {
+    NewDelivery {
+        storefront_id: storefront.id,
+        account_id: Some(account.id),
+        kind: DeliveryKind::PaymentFailed,
+        recipient: account.email.clone(),
+        subject: payment_failed_subject(&storefront.name, &invoice.number),
+        payload: serde_json::json!({
+            "first_name": account.first_name(),
+            "number": invoice.number,
+            "description": invoice.description,
+            "facility": invoice.facility_name,
+            "amount": invoice.amount.to_string(),
+            "billing_url": billing_url,
         }),
         sealed_token: None,
         link_expires_at: None,

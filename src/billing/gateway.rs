@@ -1,9 +1,16 @@
 //! The calls BillingSync makes to Stripe, through async-stripe, each bounded by a timeout.
 //! The base URL is configuration, so tests point it at a local fake Stripe server.
+//!
+//! Every request that creates something carries an idempotency key chosen by the caller:
+//! the same logical operation (this invoice's Checkout number N, this account's customer)
+//! always sends the same key, so a retry after a timeout gets what the first try created
+//! instead of creating it twice.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
+
+use stripe::StripeRequest;
 
 use crate::store::NewPaymentMethod;
 
@@ -12,6 +19,14 @@ use crate::store::NewPaymentMethod;
 #[error("payment provider: {0}")]
 pub struct ProviderError(pub String);
 
+impl ProviderError {
+    /// Stripe answered 409: another request with the same idempotency key is in flight (a
+    /// concurrent press of the same button). Asking again shortly gets its answer.
+    pub fn is_conflict(&self) -> bool {
+        self.0.contains("status code: 409")
+    }
+}
+
 /// A Checkout Session to send the customer to.
 #[derive(Debug, Clone)]
 pub struct StartedCheckout {
@@ -19,13 +34,41 @@ pub struct StartedCheckout {
     pub url: String,
 }
 
-/// A Checkout Session as it is now (reconciliation).
+/// Where a Checkout Session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    Open,
+    Complete,
+    Expired,
+}
+
+/// Where the PaymentIntent of a payment-mode Checkout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentStatus {
+    Succeeded,
+    /// On its way (a pre-authorized debit takes days).
+    Processing,
+    /// Failed: it needs a new payment method (or was canceled).
+    Failed,
+    /// Anything else (still in the customer's hands).
+    Other,
+}
+
+/// A Checkout Session as it is now (pressing Pay again, reconciliation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutState {
-    pub complete: bool,
-    pub expired: bool,
+    pub status: SessionStatus,
+    /// `payment_status=paid`.
     pub paid: bool,
+    /// Where to send the customer while it is open.
+    pub url: Option<String>,
+    /// When Stripe expires it (Unix seconds).
+    pub expires_at: i64,
+    pub amount_total: Option<i64>,
+    /// Lower case, as Stripe spells it.
+    pub currency: Option<String>,
     pub payment_intent: Option<String>,
+    pub intent_status: Option<IntentStatus>,
 }
 
 pub struct Gateway {
@@ -36,6 +79,8 @@ pub struct Gateway {
 /// What a payment Checkout is for.
 #[derive(Debug, Clone)]
 pub struct PaymentCheckout<'a> {
+    /// Names this Checkout of this invoice (see the module header).
+    pub idempotency_key: &'a str,
     pub customer: &'a str,
     pub invoice_id: i64,
     pub account_id: i64,
@@ -49,6 +94,8 @@ pub struct PaymentCheckout<'a> {
 /// What a setup Checkout is for (adding a payment method).
 #[derive(Debug, Clone)]
 pub struct SetupCheckout<'a> {
+    /// Names this setup Checkout of this account (see the module header).
+    pub idempotency_key: &'a str,
     pub customer: &'a str,
     pub account_id: i64,
     /// Offer Canadian pre-authorized debit (in CAD) besides cards.
@@ -61,6 +108,45 @@ pub struct SetupCheckout<'a> {
 
 fn provider(e: stripe::StripeError) -> ProviderError {
     ProviderError(e.to_string())
+}
+
+/// Sends a request once with the given idempotency key.
+fn idempotent(key: &str) -> Result<stripe::RequestStrategy, ProviderError> {
+    stripe::IdempotencyKey::new(key)
+        .map(stripe::RequestStrategy::Idempotent)
+        .map_err(|e| ProviderError(format!("idempotency key: {e}")))
+}
+
+fn checkout_state(session: stripe_shared::CheckoutSession) -> CheckoutState {
+    use stripe_shared::{CheckoutSessionStatus, PaymentIntentStatus};
+    let intent_status = match &session.payment_intent {
+        Some(stripe_types::Expandable::Object(pi)) => Some(match pi.status {
+            PaymentIntentStatus::Succeeded => IntentStatus::Succeeded,
+            PaymentIntentStatus::Processing => IntentStatus::Processing,
+            PaymentIntentStatus::RequiresPaymentMethod | PaymentIntentStatus::Canceled => {
+                IntentStatus::Failed
+            }
+            _ => IntentStatus::Other,
+        }),
+        _ => None,
+    };
+    CheckoutState {
+        status: match session.status {
+            Some(CheckoutSessionStatus::Complete) => SessionStatus::Complete,
+            Some(CheckoutSessionStatus::Expired) => SessionStatus::Expired,
+            _ => SessionStatus::Open,
+        },
+        paid: matches!(
+            session.payment_status,
+            stripe_shared::CheckoutSessionPaymentStatus::Paid
+        ),
+        url: session.url,
+        expires_at: session.expires_at,
+        amount_total: session.amount_total,
+        currency: session.currency.map(|c| c.to_string().to_ascii_lowercase()),
+        payment_intent: session.payment_intent.as_ref().map(|p| p.id().to_string()),
+        intent_status,
+    }
 }
 
 impl Gateway {
@@ -97,6 +183,7 @@ impl Gateway {
         email: &str,
         name: &str,
         account_id: i64,
+        idempotency_key: &str,
     ) -> Result<String, ProviderError> {
         let customer = self
             .bounded(
@@ -107,6 +194,8 @@ impl Gateway {
                         "account_id".to_string(),
                         account_id.to_string(),
                     )]))
+                    .customize()
+                    .request_strategy(idempotent(idempotency_key)?)
                     .send(&self.client),
             )
             .await?;
@@ -146,6 +235,8 @@ impl Gateway {
                     .payment_intent_data(intent)
                     .success_url(p.success_url)
                     .cancel_url(p.cancel_url)
+                    .customize()
+                    .request_strategy(idempotent(p.idempotency_key)?)
                     .send(&self.client),
             )
             .await?;
@@ -199,6 +290,8 @@ impl Gateway {
             .bounded(
                 request
                     .allowed_payment_method_types(types)
+                    .customize()
+                    .request_strategy(idempotent(s.idempotency_key)?)
                     .send(&self.client),
             )
             .await?;
@@ -211,28 +304,34 @@ impl Gateway {
         })
     }
 
+    /// A Checkout Session as it is now, with its PaymentIntent's status.
     pub async fn checkout_state(&self, session_id: &str) -> Result<CheckoutState, ProviderError> {
         let session = self
             .bounded(
                 stripe_checkout::checkout_session::RetrieveCheckoutSession::new(session_id)
+                    .expand(vec!["payment_intent".to_string()])
                     .send(&self.client),
             )
             .await?;
-        Ok(CheckoutState {
-            complete: matches!(
-                session.status,
-                Some(stripe_shared::CheckoutSessionStatus::Complete)
-            ),
-            expired: matches!(
-                session.status,
-                Some(stripe_shared::CheckoutSessionStatus::Expired)
-            ),
-            paid: matches!(
-                session.payment_status,
-                stripe_shared::CheckoutSessionPaymentStatus::Paid
-            ),
-            payment_intent: session.payment_intent.as_ref().map(|p| p.id().to_string()),
-        })
+        Ok(checkout_state(session))
+    }
+
+    /// Expires an open Checkout Session, so it can no longer be paid. One that is no longer
+    /// open (completed or expired meanwhile) is answered as it is now.
+    pub async fn expire_checkout(&self, session_id: &str) -> Result<CheckoutState, ProviderError> {
+        let expired = self
+            .bounded(
+                stripe_checkout::checkout_session::ExpireCheckoutSession::new(session_id)
+                    .send(&self.client),
+            )
+            .await;
+        match expired {
+            Ok(session) => Ok(checkout_state(session)),
+            Err(e) => match self.checkout_state(session_id).await {
+                Ok(state) if state.status != SessionStatus::Open => Ok(state),
+                _ => Err(e),
+            },
+        }
     }
 
     /// The customer's cards and pre-authorized debits, as Stripe has them.

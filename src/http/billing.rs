@@ -10,7 +10,8 @@ use super::pages::*;
 use super::portal::{read_form, signed_in};
 use super::rentals::{InvoiceView, invoice_view};
 use crate::actors::billing_sync::{
-    BillingError, BillingSync, RefreshPaymentMethods, RemovePaymentMethod, StartPayment, StartSetup,
+    BillingError, BillingSync, ConfirmCheckouts, RefreshPaymentMethods, RemovePaymentMethod,
+    StartPayment, StartSetup,
 };
 use crate::store::{InvoiceFilter, PaymentMethod};
 
@@ -107,6 +108,25 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
             tracing::warn!(error = %e, "could not refresh payment methods after setup");
         }
     }
+    // Back from paying: ask Stripe now, so a payment it took shows Paid (or Processing, for a
+    // debit on its way) even if its webhook is not here yet.
+    let returned = enabled && q.get("checkout") == Some("success");
+    let mut unpaid = Vec::new();
+    if returned {
+        let confirmed = portal
+            .state
+            .actors
+            .billing_sync
+            .send(ConfirmCheckouts {
+                storefront: portal.storefront.clone(),
+                account: session.account.clone(),
+            })
+            .await;
+        match flatten(confirmed) {
+            Ok(ids) => unpaid = ids,
+            Err(e) => tracing::warn!(error = %e, "could not confirm checkouts on return"),
+        }
+    }
     let store = &portal.state.svc.store;
     let loaded = async {
         let invoices = store
@@ -124,7 +144,22 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
         page: PageCommon::new(portal, true, "billing"),
         filters: FILTERS.to_vec(),
         current: filter.as_str(),
-        invoices: invoices.iter().map(invoice_view).collect(),
+        invoices: invoices
+            .iter()
+            .map(|i| {
+                let mut view = invoice_view(i);
+                // Just paid through Checkout, not confirmed yet: being confirmed, not due.
+                if returned
+                    && i.status == "pending"
+                    && i.checkout_session_id.is_some()
+                    && !unpaid.contains(&i.id)
+                {
+                    view.status = "processing".into();
+                    view.status_label = "Confirming payment".into();
+                }
+                view
+            })
+            .collect(),
         methods: methods.iter().map(method_view).collect(),
         payments_enabled: enabled,
         notice,
@@ -147,6 +182,13 @@ fn failure(portal: &mut Portal, e: BillingError) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "Online payment is not available",
             "Online payment is not available right now. To pay an invoice, contact your facility.",
+            back,
+        ),
+        BillingError::Processing => error_page(
+            portal,
+            StatusCode::CONFLICT,
+            "Payment on its way",
+            "The payment of this invoice is being processed: a pre-authorized debit takes a few business days. The invoice shows Paid once your bank confirms it; nothing more to do.",
             back,
         ),
         BillingError::NotPayable => error_page(

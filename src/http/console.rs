@@ -460,6 +460,8 @@ struct CustomerPage {
     contacts: Vec<(i64, String, String, String)>,
     unlinked: Vec<(i64, String, String, String)>,
     rentals: Vec<(String, String, String)>,
+    /// (number, amount, status, status label).
+    invoices: Vec<(String, String, String, String)>,
     emails: Vec<Row>,
 }
 
@@ -892,6 +894,14 @@ async fn customer(c: &mut Console, slug: &str, id: i64, query: &str) -> Response
             .rentals
             .iter()
             .map(|r| (r.label.clone(), r.facility_name.clone(), r.status.clone()))
+            .collect(),
+        invoices: record
+            .invoices
+            .iter()
+            .map(|i| {
+                let view = super::rentals::invoice_view(i);
+                (view.number, view.amount, view.status, view.status_label)
+            })
             .collect(),
         emails: record.deliveries.iter().map(row).collect(),
     };

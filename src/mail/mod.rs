@@ -47,6 +47,15 @@ pub enum EmailContent {
         paid_on: String,
         amount: String,
     },
+    /// A pre-authorized debit failed: the invoice waits for payment again.
+    PaymentFailed {
+        first_name: String,
+        number: String,
+        description: String,
+        facility: String,
+        amount: String,
+        billing_url: String,
+    },
 }
 
 #[derive(Template)]
@@ -149,6 +158,30 @@ struct ReceiptHtml<'a> {
     facility: &'a str,
     paid_on: &'a str,
     amount: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/payment_failed.txt")]
+struct PaymentFailedText<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    number: &'a str,
+    description: &'a str,
+    facility: &'a str,
+    amount: &'a str,
+    billing_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/payment_failed.html")]
+struct PaymentFailedHtml<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    number: &'a str,
+    description: &'a str,
+    facility: &'a str,
+    amount: &'a str,
+    billing_url: &'a str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -283,6 +316,35 @@ pub fn render(
             }
             .render()?,
         ),
+        EmailContent::PaymentFailed {
+            first_name,
+            number,
+            description,
+            facility,
+            amount,
+            billing_url,
+        } => (
+            PaymentFailedText {
+                storefront_name,
+                first_name,
+                number,
+                description,
+                facility,
+                amount,
+                billing_url,
+            }
+            .render()?,
+            PaymentFailedHtml {
+                storefront_name,
+                first_name,
+                number,
+                description,
+                facility,
+                amount,
+                billing_url,
+            }
+            .render()?,
+        ),
     })
 }
 
@@ -307,6 +369,10 @@ pub fn receipt_subject(storefront_name: &str, invoice_number: &str) -> String {
     format!("Receipt for invoice {invoice_number} from {storefront_name}")
 }
 
+pub fn payment_failed_subject(storefront_name: &str, invoice_number: &str) -> String {
+    format!("Your payment of invoice {invoice_number} to {storefront_name} did not go through")
+}
+
 impl EmailContent {
     /// The content of an email without a link, from the payload written with its delivery.
     pub fn from_payload(kind: crate::store::DeliveryKind, p: &serde_json::Value) -> Option<Self> {
@@ -324,6 +390,14 @@ impl EmailContent {
                 facility: field("facility")?,
                 paid_on: field("paid_on")?,
                 amount: field("amount")?,
+            },
+            crate::store::DeliveryKind::PaymentFailed => EmailContent::PaymentFailed {
+                first_name: field("first_name")?,
+                number: field("number")?,
+                description: field("description")?,
+                facility: field("facility")?,
+                amount: field("amount")?,
+                billing_url: field("billing_url")?,
             },
             crate::store::DeliveryKind::SignIn
             | crate::store::DeliveryKind::BookingConfirmation

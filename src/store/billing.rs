@@ -24,6 +24,9 @@ pub struct Invoice {
     pub status: String,
     pub paid_at: Option<DateTime<Utc>>,
     pub checkout_session_id: Option<String>,
+    /// Which Checkout of the invoice the next (or current) one is: part of its Stripe
+    /// idempotency key, moved on when a Checkout is expired, replaced or its payment failed.
+    pub checkout_attempt: i64,
 }
 
 /// The Billing filters.
@@ -53,7 +56,7 @@ impl InvoiceFilter {
     }
 }
 
-const INVOICE_COLUMNS: &str = "i.id, i.storefront_id, i.facility_id, f.name, i.rental_id, i.number, i.description, i.amount_minor, i.currency, i.issued_on, i.due_on, i.status, i.paid_at, i.checkout_session_id";
+const INVOICE_COLUMNS: &str = "i.id, i.storefront_id, i.facility_id, f.name, i.rental_id, i.number, i.description, i.amount_minor, i.currency, i.issued_on, i.due_on, i.status, i.paid_at, i.checkout_session_id, i.checkout_attempt";
 
 /// Invoices an account may see: those of its contacts, on its storefront.
 const ACCOUNT_INVOICES: &str = "FROM invoices i
@@ -76,6 +79,7 @@ fn invoice_from(r: &Row) -> Invoice {
         status: r.string(11),
         paid_at: r.opt_ts(12),
         checkout_session_id: r.opt_string(13),
+        checkout_attempt: r.i64(14),
     }
 }
 
@@ -135,7 +139,8 @@ impl Store {
     ) -> DbResult<Vec<Invoice>> {
         let status = match filter {
             InvoiceFilter::All => "",
-            InvoiceFilter::Pending => "AND i.status = 'pending'",
+            // Not paid yet: waiting for payment, or a debit on its way.
+            InvoiceFilter::Pending => "AND i.status IN ('pending', 'processing')",
             InvoiceFilter::Paid => "AND i.status = 'paid'",
         };
         let sql = format!(
@@ -178,26 +183,53 @@ impl Store {
             .map(invoice_from))
     }
 
-    /// Notes the Checkout Session an invoice is being paid through.
+    /// Notes the Checkout Session an invoice is being paid through, if the invoice is still
+    /// waiting for payment at `attempt` with no other Checkout noted (a concurrent press of Pay
+    /// may have noted this same session already). Returns whether the session is the noted one.
     pub async fn start_invoice_checkout(
         &self,
         invoice_id: i64,
+        attempt: i64,
         session_id: &str,
         now: DateTime<Utc>,
-    ) -> DbResult<()> {
-        self.db()
+    ) -> DbResult<bool> {
+        let updated = self
+            .db()
             .execute(
-                "UPDATE invoices SET checkout_session_id = $2, checkout_started_at = $3, updated_at = $3
-                 WHERE id = $1 AND status = 'pending'",
-                &params![invoice_id, session_id, now],
+                "UPDATE invoices SET checkout_session_id = $3, checkout_started_at = COALESCE(checkout_started_at, $4),
+                     updated_at = $4
+                 WHERE id = $1 AND status = 'pending' AND checkout_attempt = $2
+                     AND (checkout_session_id IS NULL OR checkout_session_id = $3)",
+                &params![invoice_id, attempt, session_id, now],
             )
             .await?;
-        Ok(())
+        Ok(updated == 1)
     }
 
-    /// Marks a pending invoice paid and writes its receipt email in the same transaction.
-    /// Returns the receipt's delivery id, or `None` when the invoice was not pending (already
-    /// paid: a repeated event changes nothing).
+    /// Marks a pending invoice Processing: its Checkout completed but the payment is still on
+    /// its way (a pre-authorized debit). Returns whether it changed (a repeated or late event,
+    /// after the invoice was paid, changes nothing).
+    pub async fn mark_invoice_processing(
+        &self,
+        invoice_id: i64,
+        payment_intent: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> DbResult<bool> {
+        let updated = self
+            .db()
+            .execute(
+                "UPDATE invoices SET status = 'processing', updated_at = $2,
+                     payment_intent_id = COALESCE($3, payment_intent_id)
+                 WHERE id = $1 AND status = 'pending'",
+                &params![invoice_id, now, payment_intent],
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    /// Marks a pending (or processing) invoice paid and writes its receipt email in the same
+    /// transaction. Returns the receipt's delivery id, or `None` when the invoice was neither
+    /// (already paid: a repeated event changes nothing).
     pub async fn mark_invoice_paid<F>(
         &self,
         invoice_id: i64,
@@ -213,39 +245,52 @@ impl Store {
             .execute(
                 "UPDATE invoices SET status = 'paid', paid_at = $2, updated_at = $2,
                      payment_intent_id = COALESCE($3, payment_intent_id)
-                 WHERE id = $1 AND status = 'pending'",
+                 WHERE id = $1 AND status IN ('pending', 'processing')",
                 &params![invoice_id, now, payment_intent],
             )
             .await?;
-        if updated == 0 {
-            tx.commit().await?;
-            return Ok(None);
-        }
-        let sql = format!(
-            "SELECT {INVOICE_COLUMNS} FROM invoices i JOIN facilities f ON f.id = i.facility_id WHERE i.id = $1"
-        );
-        let invoice = invoice_from(&tx.query_one(&sql, &params![invoice_id]).await?);
-        let cols = ACCOUNT_COLUMNS
-            .split(", ")
-            .map(|c| format!("a.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let owner = tx
-            .query_opt(
-                &format!(
-                    "SELECT {cols} FROM invoices i JOIN contacts c ON c.id = i.contact_id
-                     JOIN accounts a ON a.id = c.account_id WHERE i.id = $1"
-                ),
-                &params![invoice_id],
-            )
-            .await?
-            .as_ref()
-            .map(account_from);
-        let delivery = match owner {
-            Some(account) => {
-                Some(insert_delivery(&mut *tx, &receipt(&invoice, &account), now).await?)
+        let delivery = if updated == 0 {
+            None
+        } else {
+            email_owner(&mut *tx, invoice_id, receipt, now).await?
+        };
+        tx.commit().await?;
+        Ok(delivery)
+    }
+
+    /// A debit that was processing failed: the invoice waits for payment again (its next
+    /// Checkout is a new attempt) and the customer's email saying so is written in the same
+    /// transaction. Only a processing invoice changes, and only for its own PaymentIntent when
+    /// one is named; returns the email's delivery id, or `None` when nothing changed.
+    pub async fn mark_invoice_payment_failed<F>(
+        &self,
+        invoice_id: i64,
+        payment_intent: Option<&str>,
+        notice: F,
+        now: DateTime<Utc>,
+    ) -> DbResult<Option<i64>>
+    where
+        F: FnOnce(&Invoice, &Account) -> NewDelivery + Send,
+    {
+        const FAILED: &str = "UPDATE invoices SET status = 'pending', checkout_session_id = NULL,
+                 checkout_started_at = NULL, checkout_attempt = checkout_attempt + 1,
+                 payment_intent_id = NULL, updated_at = $2
+             WHERE id = $1 AND status = 'processing'";
+        let mut tx = self.db().begin().await?;
+        let updated = match payment_intent {
+            Some(pi) => {
+                tx.execute(
+                    &format!("{FAILED} AND (payment_intent_id IS NULL OR payment_intent_id = $3)"),
+                    &params![invoice_id, now, pi],
+                )
+                .await?
             }
-            None => None,
+            None => tx.execute(FAILED, &params![invoice_id, now]).await?,
+        };
+        let delivery = if updated == 0 {
+            None
+        } else {
+            email_owner(&mut *tx, invoice_id, notice, now).await?
         };
         tx.commit().await?;
         Ok(delivery)
@@ -261,7 +306,8 @@ impl Store {
             .db()
             .query(
                 "SELECT id, checkout_session_id FROM invoices
-                 WHERE status = 'pending' AND checkout_session_id IS NOT NULL AND checkout_started_at < $1
+                 WHERE status IN ('pending', 'processing') AND checkout_session_id IS NOT NULL
+                     AND checkout_started_at < $1
                  ORDER BY checkout_started_at LIMIT $2",
                 &params![before, limit],
             )
@@ -271,18 +317,47 @@ impl Store {
             .collect())
     }
 
-    /// Forgets an abandoned (expired) Checkout Session.
+    /// Forgets a Checkout Session that expired or is being replaced, if it is still the one
+    /// noted, and moves the invoice on to its next attempt (so the next Checkout gets a new
+    /// idempotency key). Returns whether it did.
     pub async fn clear_invoice_checkout(
         &self,
         invoice_id: i64,
         session_id: &str,
         now: DateTime<Utc>,
-    ) -> DbResult<()> {
-        self.db()
+    ) -> DbResult<bool> {
+        let updated = self
+            .db()
             .execute(
-                "UPDATE invoices SET checkout_session_id = NULL, checkout_started_at = NULL, updated_at = $3
+                "UPDATE invoices SET checkout_session_id = NULL, checkout_started_at = NULL,
+                     checkout_attempt = checkout_attempt + 1, updated_at = $3
                  WHERE id = $1 AND checkout_session_id = $2 AND status = 'pending'",
                 &params![invoice_id, session_id, now],
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    /// Which setup-mode Checkout of the account the next one is (its idempotency key).
+    pub async fn setup_checkout_attempt(&self, account_id: i64) -> DbResult<i64> {
+        Ok(self
+            .db()
+            .query_one(
+                "SELECT setup_checkout_attempt FROM accounts WHERE id = $1",
+                &params![account_id],
+            )
+            .await?
+            .i64(0))
+    }
+
+    /// Moves the account on from setup attempt `attempt` once its Checkout is opened, so the
+    /// next press opens a new one; a concurrent press that opened the same one changes nothing.
+    pub async fn setup_checkout_opened(&self, account_id: i64, attempt: i64) -> DbResult<()> {
+        self.db()
+            .execute(
+                "UPDATE accounts SET setup_checkout_attempt = $2 + 1
+                 WHERE id = $1 AND setup_checkout_attempt = $2",
+                &params![account_id, attempt],
             )
             .await?;
         Ok(())
@@ -526,4 +601,41 @@ impl Store {
             .await?;
         Ok((row.i64(0), row.i64(1)))
     }
+}
+
+/// Writes an email to the owner of an invoice (the account of its contact), inside the
+/// transaction that changed the invoice. `None` when no account owns it.
+async fn email_owner<F>(
+    tx: &mut dyn super::db::Conn,
+    invoice_id: i64,
+    email: F,
+    now: DateTime<Utc>,
+) -> DbResult<Option<i64>>
+where
+    F: FnOnce(&Invoice, &Account) -> NewDelivery + Send,
+{
+    let sql = format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices i JOIN facilities f ON f.id = i.facility_id WHERE i.id = $1"
+    );
+    let invoice = invoice_from(&tx.query_one(&sql, &params![invoice_id]).await?);
+    let cols = ACCOUNT_COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let owner = tx
+        .query_opt(
+            &format!(
+                "SELECT {cols} FROM invoices i JOIN contacts c ON c.id = i.contact_id
+                 JOIN accounts a ON a.id = c.account_id WHERE i.id = $1"
+            ),
+            &params![invoice_id],
+        )
+        .await?
+        .as_ref()
+        .map(account_from);
+    Ok(match owner {
+        Some(account) => Some(insert_delivery(tx, &email(&invoice, &account), now).await?),
+        None => None,
+    })
 }

@@ -80,6 +80,8 @@ pub struct CustomerRecord {
     pub rentals: Vec<Rental>,
     pub deliveries: Vec<Delivery>,
     pub last_link_resent_at: Option<DateTime<Utc>>,
+    /// Newest first, with their status (pending, processing, paid, void).
+    pub invoices: Vec<super::billing::Invoice>,
 }
 
 /// What a merge moved.
@@ -333,6 +335,9 @@ impl Store {
         let mut rentals = self.current_rentals(storefront_id, account_id).await?;
         rentals.extend(self.past_rentals(storefront_id, account_id).await?);
         let deliveries = self.account_deliveries(account_id, 20).await?;
+        let invoices = self
+            .account_invoices(storefront_id, account_id, super::InvoiceFilter::All)
+            .await?;
         let last = self
             .db()
             .query_one(
@@ -347,6 +352,7 @@ impl Store {
             rentals,
             deliveries,
             last_link_resent_at: last,
+            invoices,
         }))
     }
 

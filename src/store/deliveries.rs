@@ -16,6 +16,7 @@ pub enum DeliveryKind {
     StaffSignIn,
     EmailChanged,
     PaymentReceipt,
+    PaymentFailed,
 }
 
 impl DeliveryKind {
@@ -26,6 +27,7 @@ impl DeliveryKind {
             DeliveryKind::StaffSignIn => "staff_sign_in",
             DeliveryKind::EmailChanged => "email_changed",
             DeliveryKind::PaymentReceipt => "payment_receipt",
+            DeliveryKind::PaymentFailed => "payment_failed",
         }
     }
 
@@ -36,6 +38,7 @@ impl DeliveryKind {
             "staff_sign_in" => DeliveryKind::StaffSignIn,
             "email_changed" => DeliveryKind::EmailChanged,
             "payment_receipt" => DeliveryKind::PaymentReceipt,
+            "payment_failed" => DeliveryKind::PaymentFailed,
             _ => return None,
         })
     }

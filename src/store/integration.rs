@@ -503,7 +503,8 @@ impl Store {
 
     /// Creates or replaces an invoice by its external reference. An invoice already paid
     /// (through the portal, or an earlier upsert) stays paid when the upsert says `pending`;
-    /// `paid_at` is kept while it stays paid.
+    /// `paid_at` is kept while it stays paid. One whose payment is processing (a debit on its
+    /// way) stays processing when the upsert says `pending`.
     pub async fn upsert_invoice(
         &self,
         storefront_id: i64,
@@ -559,7 +560,7 @@ impl Store {
             (
                 "UPDATE invoices SET facility_id = $3, contact_id = $4, rental_id = $5, number = $6,
                      description = $7, amount_minor = $8, currency = $9, issued_on = $10, due_on = $11,
-                     status = CASE WHEN status = 'paid' AND $12 = 'pending' THEN 'paid' ELSE $12 END,
+                     status = CASE WHEN status IN ('paid', 'processing') AND $12 = 'pending' THEN status ELSE $12 END,
                      paid_at = CASE WHEN $12 = 'paid' OR (status = 'paid' AND $12 = 'pending')
                                     THEN COALESCE(paid_at, $13) ELSE NULL END,
                      updated_at = $13

@@ -33,6 +33,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../migrations/postgres/0006_recipient_index.sql"),
     ),
     (
+        "0009_payments",
+        include_str!("../../migrations/postgres/0009_payments.sql"),
+    ),
+    (
         "0010_staff_disabled",
         include_str!("../../migrations/postgres/0010_staff_disabled.sql"),
     ),
@@ -61,6 +65,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0006_recipient_index",
         include_str!("../../migrations/sqlite/0006_recipient_index.sql"),
+    ),
+    (
+        "0009_payments",
+        include_str!("../../migrations/sqlite/0009_payments.sql"),
     ),
     (
         "0010_staff_disabled",

@@ -10,11 +10,18 @@
 //! |------|--------|
 //! | `POST /v1/customers` | a Customer (`cus_test_<n>`) |
 //! | `POST /v1/checkout/sessions` (`mode=payment` or `mode=setup`) | a Checkout Session (`cs_test_<n>`) |
-//! | `GET /v1/checkout/sessions/{id}` | the session as it is now |
+//! | `GET /v1/checkout/sessions/{id}` | the session as it is now (`expand[]=payment_intent` inlines the PaymentIntent) |
+//! | `POST /v1/checkout/sessions/{id}/expire` | the session, now `expired` (only an open one) |
 //! | `GET /v1/customers/{id}/payment_methods` | a List of the customer's PaymentMethods |
 //! | `POST /v1/payment_methods/{id}/detach` | the PaymentMethod, now with `customer: null` |
 //! | `GET /checkout/{id}` | a small HTML "hosted checkout" page (the session's `url`) |
 //! | `POST /checkout/{id}/complete` | completes the session like a paying customer, then redirects to its `success_url` |
+//!
+//! Like Stripe, a `POST` with an `Idempotency-Key` header is done once per key: the same key
+//! with the same parameters answers the first answer again (header `Idempotent-Replayed:
+//! true`) without creating anything; with other parameters it answers 400
+//! `idempotency_error`. Every request's key is recorded ([`RecordedRequest::idempotency_key`]),
+//! and [`FakeStripe::checkout_sessions_created`] counts the sessions really created.
 //!
 //! Anything else under `/v1/` answers 404 with a Stripe-style error body. A test plays
 //! the customer's side on Stripe with [`FakeStripe::complete_checkout`] and friends, which
@@ -71,6 +78,10 @@ pub enum Fault {
     /// or the fake shuts down. Switching the fault back does not release calls already
     /// held; new calls are answered normally.
     Hang,
+    /// Do the call (create what it creates, remember its idempotency key), then never
+    /// answer, like [`Fault::Hang`]: Stripe did the work but the answer was lost, as when
+    /// the client times out. A retry with the same idempotency key gets the first answer.
+    LoseAnswer,
 }
 
 /// A payment method for [`FakeStripe::complete_setup_with`] and
@@ -143,6 +154,8 @@ pub struct RecordedRequest {
     /// kept flat: `"line_items[0][price_data][unit_amount]" -> "12900"`. A key sent
     /// twice keeps its last value.
     pub params: BTreeMap<String, String>,
+    /// The `Idempotency-Key` header, if the request carried one.
+    pub idempotency_key: Option<String>,
 }
 
 impl RecordedRequest {
@@ -184,6 +197,15 @@ struct State {
     payment_intents: Vec<Value>,
     setup_intents: Vec<Value>,
     events: Vec<Value>,
+    /// The first answer to each idempotency key: (method and path, parameters, status, body).
+    idempotent: HashMap<String, IdempotentAnswer>,
+}
+
+struct IdempotentAnswer {
+    request: (String, String),
+    params: BTreeMap<String, String>,
+    status: StatusCode,
+    body: Value,
 }
 
 struct SessionRecord {
@@ -228,19 +250,27 @@ impl FakeStripe {
             .and(warp::path::full())
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .and(warp::header::optional::<String>("authorization"))
+            .and(warp::header::optional::<String>("idempotency-key"))
             .and(warp::body::bytes())
             .then(
                 move |method: Method,
                       path: warp::path::FullPath,
                       query: String,
                       auth: Option<String>,
+                      key: Option<String>,
                       body: Bytes| {
                     let shared = Arc::clone(&handler_shared);
                     let stop = handler_stop.clone();
                     async move {
-                        shared
-                            .handle(method, path.as_str(), &query, auth.as_deref(), &body, stop)
-                            .await
+                        let call = Call {
+                            method,
+                            path: path.as_str(),
+                            query: &query,
+                            auth: auth.as_deref(),
+                            idempotency_key: key,
+                            body: &body,
+                        };
+                        shared.handle(call, stop).await
                     }
                 },
             );
@@ -313,6 +343,22 @@ impl FakeStripe {
             .filter(|r| r.path.starts_with(path_prefix))
             .cloned()
             .collect()
+    }
+
+    /// The `Idempotency-Key` of every `POST` to paths starting with `path_prefix`, in order
+    /// (`None` for a request without one).
+    pub fn idempotency_keys(&self, path_prefix: &str) -> Vec<Option<String>> {
+        self.requests_to(path_prefix)
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .map(|r| r.idempotency_key)
+            .collect()
+    }
+
+    /// How many checkout sessions were really created (a replayed idempotent request
+    /// creates none).
+    pub fn checkout_sessions_created(&self) -> usize {
+        self.shared.lock().sessions.len()
     }
 
     /// Forgets the recorded requests (the objects stay).
@@ -426,6 +472,70 @@ impl FakeStripe {
         state.complete(session_id, kind)
     }
 
+    /// The customer completes a payment-mode session paying with `kind`. A card pays at once
+    /// (as [`complete_checkout`](Self::complete_checkout)); a pre-authorized debit
+    /// (`AcssDebit`) leaves the money on its way, as Stripe does: the session is `complete`
+    /// with `payment_status=unpaid` and its PaymentIntent is `processing`, until
+    /// [`async_payment_succeeded_event`](Self::async_payment_succeeded_event) or
+    /// [`async_payment_failed_event`](Self::async_payment_failed_event) (or the
+    /// `payment_intent_*` events) settle it. Returns the `checkout.session.completed` event.
+    ///
+    /// # Panics
+    /// If the session is unknown, expired, or not in payment mode.
+    pub fn complete_payment_with(&self, session_id: &str, kind: PaymentMethodKind) -> Value {
+        let mut state = self.shared.lock();
+        let index = state.session_index_or_panic(session_id);
+        assert_eq!(
+            state.sessions[index].json["mode"], "payment",
+            "fake Stripe: complete_payment_with({session_id}): the session is not in payment mode"
+        );
+        state.complete(session_id, kind)
+    }
+
+    /// The pending debit of a completed payment session succeeded: its PaymentIntent is
+    /// `succeeded`, the session `payment_status=paid`. Returns the
+    /// `checkout.session.async_payment_succeeded` event.
+    ///
+    /// # Panics
+    /// If the session is unknown or has no PaymentIntent (not completed).
+    pub fn async_payment_succeeded_event(&self, session_id: &str) -> Value {
+        let mut state = self.shared.lock();
+        let index = state.settle(session_id, true);
+        let object = state.sessions[index].json.clone();
+        state.event("checkout.session.async_payment_succeeded", object, None)
+    }
+
+    /// The pending debit of a completed payment session failed: its PaymentIntent is back to
+    /// `requires_payment_method` with a `last_payment_error`, the session stays
+    /// `payment_status=unpaid`. Returns the `checkout.session.async_payment_failed` event.
+    ///
+    /// # Panics
+    /// If the session is unknown or has no PaymentIntent (not completed).
+    pub fn async_payment_failed_event(&self, session_id: &str) -> Value {
+        let mut state = self.shared.lock();
+        let index = state.settle(session_id, false);
+        let object = state.sessions[index].json.clone();
+        state.event("checkout.session.async_payment_failed", object, None)
+    }
+
+    /// Like [`async_payment_failed_event`](Self::async_payment_failed_event), but returns the
+    /// `payment_intent.payment_failed` event (the PaymentIntent, with `metadata.invoice_id`).
+    ///
+    /// # Panics
+    /// If the session is unknown or has no PaymentIntent (not completed).
+    pub fn payment_intent_payment_failed_event(&self, session_id: &str) -> Value {
+        let mut state = self.shared.lock();
+        let index = state.settle(session_id, false);
+        let pi_id = state.sessions[index].json["payment_intent"].clone();
+        let pi = state
+            .payment_intents
+            .iter()
+            .find(|p| p["id"] == pi_id)
+            .cloned()
+            .expect("a settled session has its PaymentIntent");
+        state.event("payment_intent.payment_failed", pi, None)
+    }
+
     /// The session expires without being completed (`status=expired`). Returns the
     /// `checkout.session.expired` event.
     ///
@@ -474,7 +584,11 @@ impl FakeStripe {
             state.sessions[index].json["mode"], "payment",
             "fake Stripe: payment_intent_succeeded_event({session_id}): the session is not in payment mode"
         );
-        let pi_id = state.ensure_payment_intent(index);
+        let pi_id = state.ensure_payment_intent(index, &PaymentMethodKind::visa_4242());
+        if state.sessions[index].json["status"] == "complete" {
+            // A debit still on its way settles now.
+            state.settle(session_id, true);
+        }
         let pi = state
             .payment_intents
             .iter()
@@ -535,15 +649,15 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn handle(
-        &self,
-        method: Method,
-        path: &str,
-        query: &str,
-        auth: Option<&str>,
-        body: &[u8],
-        mut stop: watch::Receiver<bool>,
-    ) -> Response {
+    async fn handle(&self, call: Call<'_>, mut stop: watch::Receiver<bool>) -> Response {
+        let Call {
+            method,
+            path,
+            query,
+            auth,
+            idempotency_key,
+            body,
+        } = call;
         if let Some(rest) = path.strip_prefix("/checkout/") {
             return self.checkout_page(&method, rest);
         }
@@ -556,12 +670,13 @@ impl Shared {
                 method: method.as_str().to_string(),
                 path: path.to_string(),
                 params: params.clone(),
+                idempotency_key: idempotency_key.clone(),
             });
             state.fault
         };
 
         match fault {
-            Fault::None => {}
+            Fault::None | Fault::LoseAnswer => {}
             Fault::ServerError => {
                 return error_reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -608,15 +723,60 @@ impl Shared {
             Some(_) => {}
         }
 
+        let response = self.api_call(&method, path, params, idempotency_key);
+        if fault == Fault::LoseAnswer {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            return error_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                None,
+                None,
+                "The fake Stripe server is shutting down.",
+            );
+        }
+        response
+    }
+
+    /// Does an authorized API call (once per idempotency key) and answers it.
+    fn api_call(
+        &self,
+        method: &Method,
+        path: &str,
+        params: BTreeMap<String, String>,
+        idempotency_key: Option<String>,
+    ) -> Response {
         let segments: Vec<&str> = match path.strip_prefix("/v1/") {
             Some(rest) => rest.split('/').collect(),
             None => Vec::new(),
         };
         let mut state = self.lock();
+        // Stripe does a POST once per idempotency key.
+        let request = (method.as_str().to_string(), path.to_string());
+        let key = idempotency_key.filter(|_| *method == Method::POST);
+        if let Some(key) = &key
+            && let Some(first) = state.idempotent.get(key)
+        {
+            if first.request != request || first.params != params {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "idempotency_error",
+                    None,
+                    None,
+                    &format!(
+                        "Keys for idempotent requests can only be used with the same parameters \
+                         they were first used with. Try using a key other than '{key}' if you \
+                         meant to execute a different request."
+                    ),
+                );
+            }
+            let replay = warp::reply::with_status(warp::reply::json(&first.body), first.status);
+            return warp::reply::with_header(replay, "idempotent-replayed", "true").into_response();
+        }
         let result = match (method.as_str(), segments.as_slice()) {
             ("POST", ["customers"]) => Ok(state.create_customer(&params)),
             ("POST", ["checkout", "sessions"]) => state.create_session(&params, self.addr),
-            ("GET", ["checkout", "sessions", id]) => state.retrieve_session(id),
+            ("GET", ["checkout", "sessions", id]) => state.retrieve_session(id, &params),
+            ("POST", ["checkout", "sessions", id, "expire"]) => state.api_expire(id),
             ("GET", ["customers", id, "payment_methods"]) => {
                 state.list_payment_methods(id, &params)
             }
@@ -626,6 +786,21 @@ impl Shared {
                 format!("Unrecognized request URL ({method}: {path}). (fake Stripe)"),
             )),
         };
+        if let Some(key) = key {
+            let (status, body) = match &result {
+                Ok(value) => (StatusCode::OK, value.clone()),
+                Err(e) => (e.status, error_body("invalid_request_error", e)),
+            };
+            state.idempotent.insert(
+                key,
+                IdempotentAnswer {
+                    request,
+                    params,
+                    status,
+                    body,
+                },
+            );
+        }
         drop(state);
         match result {
             Ok(value) => warp::reply::json(&value).into_response(),
@@ -686,6 +861,16 @@ impl Shared {
     }
 }
 
+/// One API call as it arrived.
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    query: &'a str,
+    auth: Option<&'a str>,
+    idempotency_key: Option<String>,
+    body: &'a [u8],
+}
+
 /// An API error answer (always `invalid_request_error`).
 struct ApiError {
     status: StatusCode,
@@ -721,6 +906,21 @@ impl ApiError {
             message,
         }
     }
+}
+
+fn error_body(kind: &str, e: &ApiError) -> Value {
+    let mut error = json!({ "type": kind, "message": e.message });
+    if let Some(code) = e.code {
+        error["code"] = json!(code);
+        error["doc_url"] = json!(format!(
+            "https://stripe.com/docs/error-codes/{}",
+            code.replace('_', "-")
+        ));
+    }
+    if let Some(param) = &e.param {
+        error["param"] = json!(param);
+    }
+    json!({ "error": error })
 }
 
 fn error_reply(
@@ -1028,10 +1228,46 @@ impl State {
         Ok(session)
     }
 
-    fn retrieve_session(&self, id: &str) -> Result<Value, ApiError> {
-        self.session_index(id)
+    fn retrieve_session(
+        &self,
+        id: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<Value, ApiError> {
+        let mut session = self
+            .session_index(id)
             .map(|i| self.sessions[i].json.clone())
-            .ok_or_else(|| ApiError::missing("checkout.session", id, "session"))
+            .ok_or_else(|| ApiError::missing("checkout.session", id, "session"))?;
+        if indexed_values(params, "expand")
+            .iter()
+            .any(|e| e == "payment_intent")
+            && let Some(pi) = self
+                .payment_intents
+                .iter()
+                .find(|p| p["id"] == session["payment_intent"])
+        {
+            session["payment_intent"] = pi.clone();
+        }
+        Ok(session)
+    }
+
+    /// `POST /v1/checkout/sessions/{id}/expire`: only an open session can be expired.
+    fn api_expire(&mut self, id: &str) -> Result<Value, ApiError> {
+        let index = self
+            .session_index(id)
+            .ok_or_else(|| ApiError::missing("checkout.session", id, "session"))?;
+        let session = &mut self.sessions[index].json;
+        if session["status"] != "open" {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout Session has a status of \"{}\".",
+                    session["status"].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        session["status"] = json!("expired");
+        session["url"] = Value::Null;
+        Ok(session.clone())
     }
 
     fn list_payment_methods(
@@ -1173,12 +1409,14 @@ impl State {
         id
     }
 
-    /// The session's PaymentIntent id, created (succeeded) if it has none yet.
-    fn ensure_payment_intent(&mut self, index: usize) -> String {
+    /// The session's PaymentIntent id, created if it has none yet: `succeeded` when paid by
+    /// card, `processing` (nothing received yet) when paid by pre-authorized debit.
+    fn ensure_payment_intent(&mut self, index: usize, kind: &PaymentMethodKind) -> String {
         if let Some(id) = self.sessions[index].json["payment_intent"].as_str() {
             return id.to_string();
         }
-        let pm_id = self.create_payment_method(None, &PaymentMethodKind::visa_4242());
+        let pending = matches!(kind, PaymentMethodKind::AcssDebit { .. });
+        let pm_id = self.create_payment_method(None, kind);
         let pi_id = self.next_id("pi");
         let charge_id = self.next_id("ch");
         let record = &self.sessions[index];
@@ -1189,7 +1427,7 @@ impl State {
             "object": "payment_intent",
             "amount": amount,
             "amount_capturable": 0,
-            "amount_received": amount,
+            "amount_received": if pending { 0 } else { amount },
             "application": null,
             "application_fee_amount": null,
             "automatic_payment_methods": null,
@@ -1218,7 +1456,7 @@ impl State {
             "source": null,
             "statement_descriptor": null,
             "statement_descriptor_suffix": null,
-            "status": "succeeded",
+            "status": if pending { "processing" } else { "succeeded" },
             "transfer_data": null,
             "transfer_group": null,
         });
@@ -1240,8 +1478,13 @@ impl State {
                 .as_str()
                 .map(str::to_string);
             if self.sessions[index].json["mode"] == "payment" {
-                self.ensure_payment_intent(index);
-                self.sessions[index].json["payment_status"] = json!("paid");
+                let pi_id = self.ensure_payment_intent(index, &kind);
+                let settled = self
+                    .payment_intents
+                    .iter()
+                    .any(|p| p["id"] == pi_id.as_str() && p["status"] == "succeeded");
+                self.sessions[index].json["payment_status"] =
+                    json!(if settled { "paid" } else { "unpaid" });
             } else {
                 let pm_id = self.create_payment_method(customer.as_deref(), &kind);
                 let seti = self.sessions[index].json["setup_intent"].clone();
@@ -1271,6 +1514,35 @@ impl State {
         }
         let object = self.sessions[index].json.clone();
         self.event("checkout.session.completed", object, None)
+    }
+
+    /// Settles the pending payment of a completed payment session: succeeded (received,
+    /// session paid) or failed (back to `requires_payment_method`). Returns the session's index.
+    fn settle(&mut self, session_id: &str, succeeded: bool) -> usize {
+        let index = self.session_index_or_panic(session_id);
+        let pi_id = self.sessions[index].json["payment_intent"].clone();
+        let pi = self
+            .payment_intents
+            .iter_mut()
+            .find(|p| p["id"] == pi_id)
+            .unwrap_or_else(|| {
+                panic!("fake Stripe: session {session_id} has no PaymentIntent (complete it first)")
+            });
+        if succeeded {
+            pi["status"] = json!("succeeded");
+            pi["amount_received"] = pi["amount"].clone();
+            pi["last_payment_error"] = Value::Null;
+            self.sessions[index].json["payment_status"] = json!("paid");
+        } else {
+            pi["status"] = json!("requires_payment_method");
+            pi["amount_received"] = json!(0);
+            pi["last_payment_error"] = json!({
+                "type": "invalid_request_error",
+                "code": "payment_method_not_available",
+                "message": "The customer's bank account could not be debited (fake Stripe).",
+            });
+        }
+        index
     }
 
     fn event(&mut self, kind: &str, object: Value, previous_attributes: Option<Value>) -> Value {

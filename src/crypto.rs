@@ -300,7 +300,11 @@ mod tests {
             .device_claim(DeviceScope::Portal { storefront_id: 8 }, &cookie)
             .unwrap();
         assert!(!other_sf.is_for(42), "another storefront");
-        assert!(!k.device_claim(DeviceScope::Console, &cookie).unwrap().is_for(42));
+        assert!(
+            !k.device_claim(DeviceScope::Console, &cookie)
+                .unwrap()
+                .is_for(42)
+        );
         let other_key = keys("another-secret-of-thirty-two-chars-long");
         assert!(!other_key.device_claim(portal, &cookie).unwrap().is_for(42));
         assert!(k.device_claim(portal, "forged").is_none());

@@ -47,7 +47,11 @@ async fn ask(app: &TestApp, browser: &Browser, email: &str) -> i64 {
 async fn ask_console(app: &TestApp, browser: &Browser, email: &str) -> i64 {
     let page = browser.get("/console/sign-in").await;
     let sent = browser
-        .submit(&page, "form[action='/console/sign-in']", &[("email", email)])
+        .submit(
+            &page,
+            "form[action='/console/sign-in']",
+            &[("email", email)],
+        )
         .await;
     assert_eq!(sent.status, 200, "{}", sent.body);
     assert_eq!(sent.h1(), "Check your email");
@@ -363,5 +367,49 @@ both_backends! {
         }
         // Stan's browser still gets the link.
         assert_sent(&app, ask_console(&app, &stan, STAN).await).await;
+    }
+
+    async fn concurrent_requests_from_many_ips_cannot_exceed_the_ceiling(backend: Backend) {
+        let app = start(backend).await;
+        // 40 requests at once from 10 IPs (4 each): each IP is under its 5, all together over 20.
+        let mut browsers = Vec::new();
+        for i in 0..40 {
+            let b = from(&app, &format!("203.0.113.{}", i % 10));
+            let page = b.get("/s/demo/sign-in").await;
+            browsers.push((b, page));
+        }
+        let posts = browsers
+            .iter()
+            .map(|(b, page)| b.submit(page, "form[action$='/sign-in']", &[("email", ALEX)]));
+        for page in futures::future::join_all(posts).await {
+            assert_eq!(page.status, 200);
+            assert_eq!(page.h1(), "Check your email");
+        }
+        let rows = app.rows("SELECT status FROM deliveries", &[]).await;
+        let suppressed = rows.iter().filter(|r| r.string(0) == "suppressed").count();
+        assert_eq!((rows.len(), suppressed), (40, 20));
+        assert_eq!(app.count("SELECT COUNT(*) FROM sign_in_tokens", &[]).await, 20);
+    }
+
+    async fn concurrent_console_requests_cannot_exceed_the_per_client_limit(backend: Backend) {
+        let app = start(backend).await;
+        add_stan(&app).await;
+        let mut browsers = Vec::new();
+        for _ in 0..12 {
+            let b = from(&app, "203.0.113.7");
+            let page = b.get("/console/sign-in").await;
+            browsers.push((b, page));
+        }
+        let posts = browsers
+            .iter()
+            .map(|(b, page)| b.submit(page, "form[action='/console/sign-in']", &[("email", STAN)]));
+        for page in futures::future::join_all(posts).await {
+            assert_eq!(page.status, 200);
+        }
+        assert_eq!(app.count("SELECT COUNT(*) FROM staff_tokens", &[]).await, 5);
+        let suppressed = app
+            .count("SELECT COUNT(*) FROM deliveries WHERE status = 'suppressed'", &[])
+            .await;
+        assert_eq!(suppressed, 7);
     }
 }

@@ -16,8 +16,8 @@ use crate::mail::sign_in_subject;
 use crate::metrics::OutcomeLabel;
 use crate::services::Services;
 use crate::store::{
-    DeliveryKind, IssueOutcome, LinkFor, LinkLimit, LinkRequest, RequestedBy, Storefront, Unmatched,
-    Window,
+    DeliveryKind, IssueOutcome, LinkFor, LinkLimit, LinkRequest, RequestedBy, Storefront,
+    Unmatched, Window,
 };
 
 pub struct TokenIssuer {
@@ -305,14 +305,7 @@ impl Handler<RequestStaffLink> for TokenIssuer {
             let limit = sign_in_limit(&svc, msg.client_ip, msg.device);
             if let Some(delivery_id) = svc
                 .store
-                .issue_staff_link(
-                    &msg.email,
-                    &token.hash(),
-                    expires_at,
-                    &limit,
-                    delivery,
-                    now,
-                )
+                .issue_staff_link(&msg.email, &token.hash(), expires_at, &limit, delivery, now)
                 .await?
             {
                 mailer.do_send(Enqueue { delivery_id });

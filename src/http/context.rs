@@ -235,7 +235,10 @@ impl Portal {
     /// when the account is known).
     pub fn device_claim(&self) -> Option<crate::crypto::DeviceClaim> {
         let cookie = self.info.cookie(DEVICE_COOKIE)?;
-        self.state.svc.keys.device_claim(self.device_scope(), cookie)
+        self.state
+            .svc
+            .keys
+            .device_claim(self.device_scope(), cookie)
     }
 
     /// The `Set-Cookie` value of a new device cookie for a browser that just signed in.

@@ -463,12 +463,15 @@ impl Store {
                 Some(limit) => {
                     let (bucket, device) = limit.bucket_for(account.id);
                     let counts = tx
-                        .query_one(COUNT_RECENT, &params![
-                            account.id,
-                            now - limit.per_client.window,
-                            bucket.to_vec(),
-                            now - limit.ceiling.window
-                        ])
+                        .query_one(
+                            COUNT_RECENT,
+                            &params![
+                                account.id,
+                                now - limit.per_client.window,
+                                bucket.to_vec(),
+                                now - limit.ceiling.window
+                            ],
+                        )
                         .await?;
                     (
                         limit.verdict(device, counts.i64(0), counts.i64(1)),

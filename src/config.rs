@@ -72,8 +72,14 @@ pub struct DatabaseSettings {
 pub struct SignInSettings {
     pub link_ttl_minutes: u32,
     pub session_hours: u32,
+    /// Links for one account from one client (IP, IPv6 /64, or signed-in device) per window.
     pub per_account_max: u32,
     pub per_account_window_minutes: u32,
+    /// Links for one account from all clients without a device cookie, per window.
+    pub account_ceiling_max: u32,
+    pub account_ceiling_window_minutes: u32,
+    /// How long the device cookie of a browser that signed in lasts.
+    pub device_cookie_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -327,6 +333,18 @@ impl Config {
         positive(
             "sign_in.per_account_window_minutes",
             self.sign_in.per_account_window_minutes as u64,
+        )?;
+        positive(
+            "sign_in.account_ceiling_max",
+            self.sign_in.account_ceiling_max as u64,
+        )?;
+        positive(
+            "sign_in.account_ceiling_window_minutes",
+            self.sign_in.account_ceiling_window_minutes as u64,
+        )?;
+        positive(
+            "sign_in.device_cookie_days",
+            self.sign_in.device_cookie_days as u64,
         )?;
         positive(
             "rate_limit.ip_per_second",

@@ -1,8 +1,11 @@
-//! Keys derived from the server secret: sealing link tokens for the Mailer, and CSRF tokens.
+//! Keys derived from the server secret: sealing link tokens for the Mailer, CSRF tokens, the
+//! signed device cookie of browsers that signed in before, and the keyed hash of a client's
+//! address that the sign-in limits count by.
 //!
 //! The secret comes from `secret_key` (every web and worker node shares it). On the embedded
 //! default without one, a random secret is generated once into `data_dir/secret.key`.
 
+use std::net::IpAddr;
 use std::path::Path;
 
 use base64::Engine;
@@ -18,6 +21,7 @@ use crate::domain::{OpaqueToken, Secret};
 pub struct Keys {
     seal: std::sync::Arc<LessSafeKey>,
     csrf: hmac::Key,
+    device: hmac::Key,
 }
 
 impl std::fmt::Debug for Keys {
@@ -41,12 +45,14 @@ impl Keys {
         let derive = |label: &[u8]| hmac::sign(&master, label);
         let seal_bytes = derive(b"latchkey seal key");
         let csrf_bytes = derive(b"latchkey csrf key");
+        let device_bytes = derive(b"latchkey device key");
         let seal = LessSafeKey::new(
             UnboundKey::new(&aead::CHACHA20_POLY1305, seal_bytes.as_ref()).expect("32-byte key"),
         );
         Self {
             seal: std::sync::Arc::new(seal),
             csrf: hmac::Key::new(hmac::HMAC_SHA256, csrf_bytes.as_ref()),
+            device: hmac::Key::new(hmac::HMAC_SHA256, device_bytes.as_ref()),
         }
     }
 
@@ -114,6 +120,52 @@ impl Keys {
         hex::encode(&hmac::sign(&self.csrf, b"stripe idempotency scope").as_ref()[..6])
     }
 
+    /// The bucket the sign-in limits count a client's requests in: a keyed hash (no raw
+    /// address is stored) of its IPv4 address, or of the /64 network of its IPv6 address (one
+    /// customer's devices usually share it, and an attacker has a whole /64 to rotate through).
+    pub fn client_bucket(&self, ip: Option<IpAddr>) -> Vec<u8> {
+        let subject = match ip.map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V4(v4)) => format!("ip:{v4}"),
+            Some(IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("ip6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            None => "ip:unknown".to_string(),
+        };
+        hmac::sign(&self.device, subject.as_bytes()).as_ref()[..BUCKET_LEN].to_vec()
+    }
+
+    /// A new device cookie value for a browser that just signed in as `subject` (a customer
+    /// account of one storefront, or a staff user): a random device id and the HMAC that binds
+    /// it to the subject. It names no one; only this server can tell whom it is for.
+    pub fn device_cookie(&self, subject: DeviceSubject) -> String {
+        let mut id = [0u8; DEVICE_ID_LEN];
+        rand::rng().fill_bytes(&mut id);
+        let mut out = id.to_vec();
+        out.extend_from_slice(hmac::sign(&self.device, &device_message(subject, &id)).as_ref());
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// Reads a device cookie presented on a sign-in form of `scope`. The claim is only checked
+    /// against an account once the account is known (see [`DeviceClaim::is_for`]); a malformed
+    /// value is `None`.
+    pub fn device_claim(&self, scope: DeviceScope, cookie: &str) -> Option<DeviceClaim> {
+        let raw = URL_SAFE_NO_PAD.decode(cookie).ok()?;
+        if raw.len() != DEVICE_ID_LEN + TAG_LEN {
+            return None;
+        }
+        let (id, tag) = raw.split_at(DEVICE_ID_LEN);
+        let mut bucket_of = b"device:".to_vec();
+        bucket_of.extend_from_slice(id);
+        Some(DeviceClaim {
+            key: self.device.clone(),
+            scope,
+            id: id.try_into().ok()?,
+            tag: tag.to_vec(),
+            bucket: hmac::sign(&self.device, &bucket_of).as_ref()[..BUCKET_LEN].to_vec(),
+        })
+    }
+
     /// The CSRF token that goes with a CSRF cookie value (double-submit, signed).
     pub fn csrf_token(&self, cookie_value: &str) -> String {
         URL_SAFE_NO_PAD.encode(hmac::sign(&self.csrf, cookie_value.as_bytes()))
@@ -125,6 +177,67 @@ impl Keys {
             Ok(tag) => hmac::verify(&self.csrf, cookie_value.as_bytes(), &tag).is_ok(),
             Err(_) => false,
         }
+    }
+}
+
+const BUCKET_LEN: usize = 16;
+const DEVICE_ID_LEN: usize = 16;
+const TAG_LEN: usize = 32;
+
+/// Where a device cookie was presented: a storefront's portal, or the staff console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceScope {
+    Portal { storefront_id: i64 },
+    Console,
+}
+
+/// Whom a device cookie is for: an account (in its storefront's portal) or a staff user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceSubject {
+    pub scope: DeviceScope,
+    pub id: i64,
+}
+
+fn device_message(subject: DeviceSubject, id: &[u8; DEVICE_ID_LEN]) -> Vec<u8> {
+    let scope = match subject.scope {
+        DeviceScope::Portal { storefront_id } => format!("portal:{storefront_id}"),
+        DeviceScope::Console => "console".to_string(),
+    };
+    let mut m = format!("latchkey device v1|{scope}|{}|", subject.id).into_bytes();
+    m.extend_from_slice(id);
+    m
+}
+
+/// A device cookie as presented, not yet checked: whether it is good depends on the account
+/// the typed address belongs to, which the store finds.
+#[derive(Clone)]
+pub struct DeviceClaim {
+    key: hmac::Key,
+    scope: DeviceScope,
+    id: [u8; DEVICE_ID_LEN],
+    tag: Vec<u8>,
+    bucket: Vec<u8>,
+}
+
+impl std::fmt::Debug for DeviceClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceClaim([redacted])")
+    }
+}
+
+impl DeviceClaim {
+    /// Whether this cookie was issued to `subject_id` in this claim's scope (constant time).
+    pub fn is_for(&self, subject_id: i64) -> bool {
+        let subject = DeviceSubject {
+            scope: self.scope,
+            id: subject_id,
+        };
+        hmac::verify(&self.key, &device_message(subject, &self.id), &self.tag).is_ok()
+    }
+
+    /// The bucket this device's requests are counted in (a keyed hash of its id).
+    pub fn bucket(&self) -> &[u8] {
+        &self.bucket
     }
 }
 
@@ -178,6 +291,68 @@ mod tests {
         assert!(!k.csrf_valid("cookie-b", &token));
         assert!(!k.csrf_valid("cookie-a", "forged"));
         assert!(!k.csrf_valid("cookie-a", ""));
+    }
+
+    #[test]
+    fn device_cookies_are_bound_to_their_subject_and_scope() {
+        let k = keys("a-secret-of-at-least-thirty-two-chars!!");
+        let portal = DeviceScope::Portal { storefront_id: 7 };
+        let cookie = k.device_cookie(DeviceSubject {
+            scope: portal,
+            id: 42,
+        });
+        let claim = k.device_claim(portal, &cookie).unwrap();
+        assert!(claim.is_for(42));
+        assert!(!claim.is_for(43), "another account");
+        let other_sf = k
+            .device_claim(DeviceScope::Portal { storefront_id: 8 }, &cookie)
+            .unwrap();
+        assert!(!other_sf.is_for(42), "another storefront");
+        assert!(
+            !k.device_claim(DeviceScope::Console, &cookie)
+                .unwrap()
+                .is_for(42)
+        );
+        let other_key = keys("another-secret-of-thirty-two-chars-long");
+        assert!(!other_key.device_claim(portal, &cookie).unwrap().is_for(42));
+        assert!(k.device_claim(portal, "forged").is_none());
+        assert!(!cookie.contains("42"));
+        // Each sign-in is a new device with its own bucket.
+        let again = k.device_cookie(DeviceSubject {
+            scope: portal,
+            id: 42,
+        });
+        assert_ne!(
+            k.device_claim(portal, &again).unwrap().bucket(),
+            claim.bucket()
+        );
+    }
+
+    #[test]
+    fn client_buckets_group_ipv6_by_64_and_hide_the_address() {
+        let k = keys("a-secret-of-at-least-thirty-two-chars!!");
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            k.client_bucket(ip("2001:db8:1:2::1")),
+            k.client_bucket(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            k.client_bucket(ip("2001:db8:1:2::1")),
+            k.client_bucket(ip("2001:db8:1:3::1"))
+        );
+        assert_ne!(
+            k.client_bucket(ip("192.0.2.1")),
+            k.client_bucket(ip("192.0.2.2"))
+        );
+        assert_eq!(
+            k.client_bucket(ip("::ffff:192.0.2.1")),
+            k.client_bucket(ip("192.0.2.1"))
+        );
+        let other = keys("another-secret-of-thirty-two-chars-long");
+        assert_ne!(
+            k.client_bucket(ip("192.0.2.1")),
+            other.client_bucket(ip("192.0.2.1"))
+        );
     }
 
     #[test]

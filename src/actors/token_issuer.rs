@@ -1,4 +1,5 @@
-//! TokenIssuer: issues sign-in links (applying the per-account limit) and redeems them.
+//! TokenIssuer: issues sign-in links (applying the per-client limit and the per-account
+//! ceiling, SPEC §8) and redeems them.
 
 use std::sync::Arc;
 
@@ -8,13 +9,15 @@ use chrono::{DateTime, Duration, Utc};
 use super::batch::Batcher;
 use super::mailer::{Enqueue, Mailer};
 use super::spawn_work;
+use crate::crypto::DeviceClaim;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
 use crate::mail::sign_in_subject;
 use crate::metrics::OutcomeLabel;
 use crate::services::Services;
 use crate::store::{
-    DeliveryKind, IssueOutcome, LinkFor, LinkLimit, LinkRequest, RequestedBy, Storefront, Unmatched,
+    DeliveryKind, IssueOutcome, LinkFor, LinkLimit, LinkRequest, RequestedBy, Storefront,
+    Unmatched, Window,
 };
 
 pub struct TokenIssuer {
@@ -69,7 +72,7 @@ fn record(svc: &Services, mailer: &Addr<Mailer>, request: &LinkRequest, outcome:
             tracing::info!(
                 account_id,
                 requested_by = request.requested_by.as_str(),
-                "sign-in link suppressed by the per-account limit"
+                "sign-in link suppressed by a sign-in limit"
             );
             "suppressed"
         }
@@ -108,11 +111,8 @@ impl TokenIssuer {
             requested_by,
             redirect_path: redirect,
             expires_at: now + Duration::minutes(cfg.sign_in.link_ttl_minutes as i64),
-            // Customers' own requests count against the per-account limit.
-            limit: (requested_by == RequestedBy::Customer).then(|| LinkLimit {
-                max: cfg.sign_in.per_account_max,
-                window: Duration::minutes(cfg.sign_in.per_account_window_minutes as i64),
-            }),
+            // Customers' own requests are limited (see `RequestLink`).
+            limit: None,
             kind: DeliveryKind::SignIn,
             subject: sign_in_subject(&storefront.name),
             payload: serde_json::Map::new(),
@@ -120,6 +120,28 @@ impl TokenIssuer {
             relay_after: cfg.relay_after(),
             unmatched: None,
         }
+    }
+}
+
+/// The limits of a sign-in request from this client (a customer's, or a staff member's on the
+/// console).
+pub fn sign_in_limit(
+    svc: &Services,
+    client_ip: Option<std::net::IpAddr>,
+    device: Option<DeviceClaim>,
+) -> LinkLimit {
+    let cfg = &svc.config.sign_in;
+    LinkLimit {
+        per_client: Window {
+            max: cfg.per_account_max,
+            window: Duration::minutes(cfg.per_account_window_minutes as i64),
+        },
+        ceiling: Window {
+            max: cfg.account_ceiling_max,
+            window: Duration::minutes(cfg.account_ceiling_window_minutes as i64),
+        },
+        ip_bucket: svc.keys.client_bucket(client_ip),
+        device,
     }
 }
 
@@ -137,6 +159,8 @@ pub struct RequestLink {
     /// Where to land after signing in (a path inside the storefront, already checked).
     pub redirect: Option<String>,
     pub client_ip: Option<std::net::IpAddr>,
+    /// The browser's device cookie for this storefront, if it carries one.
+    pub device: Option<DeviceClaim>,
 }
 
 /// Is this token good for a sign-in page? (GET never consumes it.)
@@ -175,6 +199,7 @@ impl Handler<RequestLink> for TokenIssuer {
             RequestedBy::Customer,
             msg.redirect,
         );
+        request.limit = Some(sign_in_limit(&self.svc, msg.client_ip, msg.device));
         request.unmatched = Some(Unmatched {
             email_hash: self.svc.keys.address_hash(&msg.email.key()),
             client_ip: msg.client_ip.map(|ip| ip.to_string()),
@@ -231,6 +256,9 @@ impl Handler<IssueLink> for TokenIssuer {
 #[rtype(result = "Result<(), AppError>")]
 pub struct RequestStaffLink {
     pub email: EmailAddress,
+    pub client_ip: Option<std::net::IpAddr>,
+    /// The browser's console device cookie, if it carries one.
+    pub device: Option<DeviceClaim>,
 }
 
 /// Is this console link good for a sign-in page?
@@ -274,17 +302,10 @@ impl Handler<RequestStaffLink> for TokenIssuer {
                 relay_after: cfg.relay_after(),
                 suppressed_reason: None,
             };
-            let window = Duration::minutes(cfg.sign_in.per_account_window_minutes as i64);
+            let limit = sign_in_limit(&svc, msg.client_ip, msg.device);
             if let Some(delivery_id) = svc
                 .store
-                .issue_staff_link(
-                    &msg.email,
-                    &token.hash(),
-                    expires_at,
-                    (cfg.sign_in.per_account_max, window),
-                    delivery,
-                    now,
-                )
+                .issue_staff_link(&msg.email, &token.hash(), expires_at, &limit, delivery, now)
                 .await?
             {
                 mailer.do_send(Enqueue { delivery_id });

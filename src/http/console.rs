@@ -18,6 +18,7 @@ use super::pages::{html, render, see_other, with_cookie};
 use crate::actors::{
     CheckStaffSession, CheckStaffToken, EndStaffSession, RedeemStaffToken, RequestStaffLink, ask,
 };
+use crate::crypto::{DeviceScope, DeviceSubject};
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
 use crate::operations::{Actor, ResendOutcome, resend_portal_link};
@@ -26,6 +27,8 @@ use crate::store::{
 };
 
 pub const CONSOLE_COOKIE: &str = "lk_console";
+/// The console's device cookie of a browser a staff member signed in with before.
+pub const CONSOLE_DEVICE_COOKIE: &str = "lk_console_device";
 const PAGE_SIZE: i64 = 50;
 
 /// The console's routes, matched before anything is looked up.
@@ -187,6 +190,20 @@ impl Console {
     fn cookie(&self, value: &str, max_age: i64) -> String {
         format!(
             "{CONSOLE_COOKIE}={value}; Path=/console; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+            if self.secure() { "; Secure" } else { "" }
+        )
+    }
+
+    /// A new console device cookie for a staff member who just signed in (SPEC §8: their
+    /// sign-in requests are not held back by strangers').
+    fn device_cookie(&self, staff_id: i64) -> String {
+        let value = self.state.svc.keys.device_cookie(DeviceSubject {
+            scope: DeviceScope::Console,
+            id: staff_id,
+        });
+        format!(
+            "{CONSOLE_DEVICE_COOKIE}={value}; Path=/console; Max-Age={}; HttpOnly; SameSite=Lax{}",
+            self.state.svc.config.sign_in.device_cookie_days as i64 * 86_400,
             if self.secure() { "; Secure" } else { "" }
         )
     }
@@ -577,7 +594,15 @@ async fn sign_in(c: &mut Console, body: Body) -> Response {
             return render(StatusCode::BAD_REQUEST, &page).unwrap_or_else(|e| c.failed(&e));
         }
     };
-    match ask(&c.state.actors.token_issuer, RequestStaffLink { email }).await {
+    let request = RequestStaffLink {
+        email,
+        client_ip: c.info.client_ip(&c.state.svc.config.trusted_proxies),
+        device: c
+            .info
+            .cookie(CONSOLE_DEVICE_COOKIE)
+            .and_then(|v| c.state.svc.keys.device_claim(DeviceScope::Console, v)),
+    };
+    match ask(&c.state.actors.token_issuer, request).await {
         Ok(()) => c.message(
             StatusCode::OK,
             "Check your email",
@@ -633,7 +658,8 @@ async fn auth(c: &mut Console, raw: &str, body: Body) -> Response {
         Ok(Some(session)) => {
             let remaining = (session.expires_at - c.state.svc.now()).num_milliseconds();
             let cookie = c.cookie(&session.session.encode(), ((remaining + 999) / 1000).max(0));
-            with_cookie(see_other("/console"), &cookie)
+            let device = c.device_cookie(session.account_id);
+            with_cookie(with_cookie(see_other("/console"), &cookie), &device)
         }
         Ok(None) => expired(c),
         Err(e) => c.failed(&e),

@@ -22,6 +22,8 @@ pub struct MountedAtRoot;
 
 pub const SESSION_COOKIE: &str = "lk_session";
 pub const CSRF_COOKIE: &str = "lk_csrf";
+/// The signed cookie of a browser that signed in to the storefront before (SPEC §8).
+pub const DEVICE_COOKIE: &str = "lk_device";
 
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
@@ -219,6 +221,37 @@ impl Portal {
         format!(
             "{SESSION_COOKIE}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax{}",
             self.cookie_path(),
+            self.secure()
+        )
+    }
+
+    fn device_scope(&self) -> crate::crypto::DeviceScope {
+        crate::crypto::DeviceScope::Portal {
+            storefront_id: self.storefront.id,
+        }
+    }
+
+    /// The device cookie this browser carries for this storefront (checked against the account
+    /// when the account is known).
+    pub fn device_claim(&self) -> Option<crate::crypto::DeviceClaim> {
+        let cookie = self.info.cookie(DEVICE_COOKIE)?;
+        self.state
+            .svc
+            .keys
+            .device_claim(self.device_scope(), cookie)
+    }
+
+    /// The `Set-Cookie` value of a new device cookie for a browser that just signed in.
+    pub fn device_cookie(&self, account_id: i64) -> String {
+        let svc = &self.state.svc;
+        let value = svc.keys.device_cookie(crate::crypto::DeviceSubject {
+            scope: self.device_scope(),
+            id: account_id,
+        });
+        format!(
+            "{DEVICE_COOKIE}={value}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{}",
+            self.cookie_path(),
+            svc.config.sign_in.device_cookie_days as i64 * 86_400,
             self.secure()
         )
     }

@@ -338,6 +338,7 @@ async fn sign_in(portal: &mut Portal, body: Body) -> Response {
             email: email.clone(),
             redirect: next,
             client_ip: portal.client_ip(),
+            device: portal.device_claim(),
         },
     )
     .await;
@@ -425,7 +426,8 @@ async fn auth(portal: &mut Portal, raw_token: &str, body: Body) -> Response {
             let remaining_ms = (session.expires_at - portal.state.svc.now()).num_milliseconds();
             let max_age = ((remaining_ms + 999) / 1000).max(0);
             let cookie = portal.session_cookie(&session.session.encode(), max_age);
-            with_cookie(see_other(&target), &cookie)
+            let device = portal.device_cookie(session.account_id);
+            with_cookie(with_cookie(see_other(&target), &cookie), &device)
         }
         Ok(None) => link_expired(portal),
         Err(e) => app_error_page(portal, &e),

@@ -33,6 +33,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../migrations/postgres/0006_recipient_index.sql"),
     ),
     (
+        "0008_sign_in_clients",
+        include_str!("../../migrations/postgres/0008_sign_in_clients.sql"),
+    ),
+    (
         "0009_payments",
         include_str!("../../migrations/postgres/0009_payments.sql"),
     ),
@@ -65,6 +69,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0006_recipient_index",
         include_str!("../../migrations/sqlite/0006_recipient_index.sql"),
+    ),
+    (
+        "0008_sign_in_clients",
+        include_str!("../../migrations/sqlite/0008_sign_in_clients.sql"),
     ),
     (
         "0009_payments",

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::Store;
-use super::db::{DbResult, Row};
+use super::db::{DbResult, Dialect, Row};
+use super::tokens::{LinkLimit, Verdict};
 use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
 
@@ -154,14 +155,15 @@ impl Store {
     }
 
     /// Writes a console link (and its email, built by `delivery` from the staff user) unless
-    /// the staff user has had `max` links in `window`. `None` when there is no such staff user
-    /// or the limit is reached.
+    /// the request is over a limit of `limit` (per client and per staff user, as for customers;
+    /// see [`LinkLimit`]): then the email is recorded as `suppressed` and nothing is sent.
+    /// `None` when there is no such staff user or the request is suppressed.
     pub async fn issue_staff_link<F>(
         &self,
         email: &EmailAddress,
         token_hash: &TokenHash,
         expires_at: DateTime<Utc>,
-        (max, window): (u32, Duration),
+        limit: &LinkLimit,
         delivery: F,
         now: DateTime<Utc>,
     ) -> DbResult<Option<i64>>
@@ -169,8 +171,15 @@ impl Store {
         F: FnOnce(&StaffUser) -> super::deliveries::NewDelivery + Send,
     {
         let mut tx = self.db().begin().await?;
+        // PostgreSQL: the staff row's lock makes concurrent requests count one after another
+        // (SQLite's BEGIN IMMEDIATE already holds the write lock).
+        let lock = if self.dialect() == Dialect::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
         let sql = format!(
-            "SELECT {STAFF_COLUMNS} FROM staff_users WHERE email_key = $1 AND disabled_at IS NULL"
+            "SELECT {STAFF_COLUMNS} FROM staff_users WHERE email_key = $1 AND disabled_at IS NULL{lock}"
         );
         let Some(staff) = tx
             .query_opt(&sql, &params![email.key()])
@@ -181,20 +190,34 @@ impl Store {
             tx.commit().await?;
             return Ok(None);
         };
-        let recent = tx
+        let (bucket, device) = limit.bucket_for(staff.id);
+        let counts = tx
             .query_one(
-                "SELECT COUNT(*) FROM staff_tokens WHERE staff_user_id = $1 AND created_at > $2",
-                &params![staff.id, now - window],
+                "SELECT
+                     (SELECT COUNT(*) FROM staff_tokens
+                      WHERE staff_user_id = $1 AND created_at > $2 AND client_key = $3),
+                     (SELECT COUNT(*) FROM staff_tokens
+                      WHERE staff_user_id = $1 AND created_at > $4 AND client_key IS NOT NULL)",
+                &params![
+                    staff.id,
+                    now - limit.per_client.window,
+                    bucket.to_vec(),
+                    now - limit.ceiling.window
+                ],
             )
-            .await?
-            .i64(0);
-        if recent >= max as i64 {
+            .await?;
+        let verdict = limit.verdict(device, counts.i64(0), counts.i64(1));
+        if verdict != Verdict::Allowed {
+            let mut suppressed = delivery(&staff);
+            suppressed.sealed_token = None;
+            suppressed.suppressed_reason = Some(limit.reason(verdict));
+            super::deliveries::insert_delivery(&mut *tx, &suppressed, now).await?;
             tx.commit().await?;
             return Ok(None);
         }
         tx.execute(
-            "INSERT INTO staff_tokens (token_hash, staff_user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-            &params![&token_hash.0, staff.id, now, expires_at],
+            "INSERT INTO staff_tokens (token_hash, staff_user_id, created_at, expires_at, client_key) VALUES ($1, $2, $3, $4, $5)",
+            &params![&token_hash.0, staff.id, now, expires_at, bucket.to_vec()],
         )
         .await?;
         let id = super::deliveries::insert_delivery(&mut *tx, &delivery(&staff), now).await?;

@@ -9,6 +9,7 @@ use super::Store;
 use super::db::{DbResult, Dialect, Value};
 use super::deliveries::{DeliveryKind, NewDelivery, insert_delivery};
 use super::storefronts::{ACCOUNT_COLUMN_COUNT, ACCOUNT_COLUMNS, Account, account_from};
+use crate::crypto::DeviceClaim;
 use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
 
@@ -30,11 +31,72 @@ impl RequestedBy {
     }
 }
 
-/// The per-account limit: at most `max` links within `window`.
+/// At most `max` links within `window`.
 #[derive(Debug, Clone, Copy)]
-pub struct LinkLimit {
+pub struct Window {
     pub max: u32,
     pub window: Duration,
+}
+
+/// The limits a sign-in request of a customer (or a staff member on the console) is held to,
+/// with the client it came from (SPEC §8, nobody can lock a customer out).
+#[derive(Debug, Clone)]
+pub struct LinkLimit {
+    /// Per account and client bucket: one IP (or IPv6 /64), or one browser with a valid device
+    /// cookie. A stranger's requests spend only their own bucket.
+    pub per_client: Window,
+    /// Per account over all its links, against mail-bombing from many IPs. A valid device
+    /// cookie is not held back by it.
+    pub ceiling: Window,
+    /// The keyed hash of the client's IP bucket (`Keys::client_bucket`).
+    pub ip_bucket: Vec<u8>,
+    /// The device cookie the request carried, checked once the account is known.
+    pub device: Option<DeviceClaim>,
+}
+
+/// Why a request gets no link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// The client's own bucket is spent.
+    PerClient,
+    /// The account's ceiling is spent (and the request has no device cookie for it).
+    Ceiling,
+}
+
+impl LinkLimit {
+    /// The bucket a request for `subject_id` counts in, and whether it is a valid device's own.
+    pub fn bucket_for(&self, subject_id: i64) -> (&[u8], bool) {
+        match &self.device {
+            Some(d) if d.is_for(subject_id) => (d.bucket(), true),
+            _ => (&self.ip_bucket, false),
+        }
+    }
+
+    /// The decision, given the links already in the request's bucket and the account's links
+    /// in the ceiling's window.
+    pub fn verdict(&self, device: bool, in_bucket: i64, in_ceiling: i64) -> Verdict {
+        if in_bucket >= self.per_client.max as i64 {
+            Verdict::PerClient
+        } else if !device && in_ceiling >= self.ceiling.max as i64 {
+            Verdict::Ceiling
+        } else {
+            Verdict::Allowed
+        }
+    }
+
+    /// What the Emails tab says of a suppressed request.
+    pub fn reason(&self, verdict: Verdict) -> String {
+        let (w, whom) = match verdict {
+            Verdict::Ceiling => (self.ceiling, "for one account"),
+            _ => (self.per_client, "from one client"),
+        };
+        format!(
+            "not sent: {} sign-in links in {} minutes {whom} is the limit",
+            w.max,
+            w.window.num_minutes()
+        )
+    }
 }
 
 /// A magic link to issue, decided before the account is looked up; the store completes the
@@ -68,7 +130,7 @@ pub enum IssueOutcome {
     NoAccount,
     /// Token and delivery written; the delivery waits in `queued`.
     Queued { delivery_id: i64, account_id: i64 },
-    /// Over the per-account limit: recorded as a `suppressed` delivery, no token.
+    /// Over a limit: recorded as a `suppressed` delivery, no token.
     Suppressed { account_id: i64 },
 }
 
@@ -92,7 +154,9 @@ pub struct Unmatched {
 struct Planned<'a> {
     request: &'a LinkRequest,
     account: Option<&'a Account>,
-    allowed: bool,
+    verdict: Verdict,
+    /// The bucket its token is counted in (customers' own requests).
+    bucket: Option<Vec<u8>>,
 }
 
 impl LinkRequest {
@@ -104,7 +168,8 @@ impl LinkRequest {
             }
     }
 
-    fn delivery(&self, account: &Account, allowed: bool) -> NewDelivery {
+    fn delivery(&self, account: &Account, verdict: Verdict) -> NewDelivery {
+        let allowed = verdict == Verdict::Allowed;
         let mut payload = self.payload.clone();
         payload.insert("first_name".into(), account.first_name().into());
         NewDelivery {
@@ -118,14 +183,10 @@ impl LinkRequest {
             link_expires_at: Some(self.expires_at),
             facility_ids: self.facility_ids.clone(),
             relay_after: self.relay_after,
-            suppressed_reason: (!allowed).then(|| {
-                let l = self.limit.expect("only limited requests are suppressed");
-                format!(
-                    "not sent: {} sign-in links in {} minutes is the limit",
-                    l.max,
-                    l.window.num_minutes()
-                )
-            }),
+            suppressed_reason: match &self.limit {
+                Some(l) if !allowed => Some(l.reason(verdict)),
+                _ => None,
+            },
         }
     }
 }
@@ -175,22 +236,42 @@ impl Store {
         // a row lock would write to the account row).
         let (mut by_email_sf, mut by_email_key, mut by_id_sf, mut by_id) =
             (vec![], vec![], vec![], vec![]);
+        // The same keys once per bucket a request may count in (its IP's, and its device
+        // cookie's when it has one): the counts are read per account and bucket.
+        let (mut email_sf, mut email_key, mut email_bucket) = (vec![], vec![], vec![]);
+        let (mut id_sf, mut id_id, mut id_bucket) = (vec![], vec![], vec![]);
         for r in requests {
+            let buckets: Vec<Option<Vec<u8>>> = match &r.limit {
+                None => vec![None],
+                Some(l) => std::iter::once(Some(l.ip_bucket.clone()))
+                    .chain(l.device.as_ref().map(|d| Some(d.bucket().to_vec())))
+                    .collect(),
+            };
             match &r.who {
                 LinkFor::Email(e) => {
                     by_email_sf.push(Some(r.storefront_id));
                     by_email_key.push(Some(e.key()));
+                    for b in buckets {
+                        email_sf.push(Some(r.storefront_id));
+                        email_key.push(Some(e.key()));
+                        email_bucket.push(b);
+                    }
                 }
                 LinkFor::Account(id) => {
                     by_id_sf.push(Some(r.storefront_id));
                     by_id.push(Some(*id));
+                    for b in buckets {
+                        id_sf.push(Some(r.storefront_id));
+                        id_id.push(Some(*id));
+                        id_bucket.push(b);
+                    }
                 }
             }
         }
         // Round trip 1, three statements sent together: BEGIN; the locks, in id order so that
         // two batches never wait for each other in a cycle; then the accounts with their recent
-        // links, in a statement of its own so that links committed by whoever held a lock
-        // before us are counted.
+        // links (per bucket, and in the ceiling's window), in a statement of its own so that
+        // links committed by whoever held a lock before us are counted.
         const MATCHED: &str = "SELECT a.* FROM accounts a
                  JOIN unnest($1::bigint[], $2::text[]) AS k(sf, key)
                  ON a.storefront_id = k.sf AND a.email_key = k.key
@@ -202,14 +283,23 @@ impl Store {
             "SELECT pg_advisory_xact_lock(id)::text FROM ({MATCHED} ORDER BY id OFFSET 0) AS a"
         );
         let select = format!(
-            "SELECT {ACCOUNT_COLUMNS},
-                 (SELECT COUNT(*) FROM sign_in_tokens t WHERE t.account_id = a.id AND t.created_at > $5)
-             FROM ({MATCHED}) AS a"
+            "SELECT {ACCOUNT_COLUMNS}, a.bucket,
+                 (SELECT COUNT(*) FROM sign_in_tokens t
+                  WHERE t.account_id = a.id AND t.created_at > $7 AND t.client_key = a.bucket),
+                 (SELECT COUNT(*) FROM sign_in_tokens t
+                  WHERE t.account_id = a.id AND t.created_at > $8 AND t.client_key IS NOT NULL)
+             FROM (SELECT a.*, k.bucket FROM accounts a
+                     JOIN unnest($1::bigint[], $2::text[], $3::bytea[]) AS k(sf, key, bucket)
+                     ON a.storefront_id = k.sf AND a.email_key = k.key
+                   UNION
+                   SELECT a.*, k.bucket FROM accounts a
+                     JOIN unnest($4::bigint[], $5::bigint[], $6::bytea[]) AS k(sf, id, bucket)
+                     ON a.storefront_id = k.sf AND a.id = k.id) AS a"
         );
-        let window = requests
+        let (per_client, ceiling) = requests
             .iter()
-            .find_map(|r| r.limit)
-            .map(|l| l.window)
+            .find_map(|r| r.limit.as_ref())
+            .map(|l| (l.per_client.window, l.ceiling.window))
             .unwrap_or_default();
         let keys = [
             Value::I64s(by_email_sf),
@@ -217,18 +307,36 @@ impl Store {
             Value::I64s(by_id_sf),
             Value::I64s(by_id),
         ];
-        let mut with_since = keys.to_vec();
-        with_since.push(Value::Ts(now - window));
+        let counted = [
+            Value::I64s(email_sf),
+            Value::Texts(email_key),
+            Value::Blobs(email_bucket),
+            Value::I64s(id_sf),
+            Value::I64s(id_id),
+            Value::Blobs(id_bucket),
+            Value::Ts(now - per_client),
+            Value::Ts(now - ceiling),
+        ];
         let rows = tx
-            .query_many(&[(&lock, &keys), (&select, &with_since)])
+            .query_many(&[(&lock, &keys), (&select, &counted)])
             .await?
             .pop()
             .unwrap_or_default();
-        let accounts: Vec<Account> = rows.iter().map(account_from).collect();
-        let mut recent: HashMap<i64, i64> = rows
-            .iter()
-            .map(|r| (r.i64(0), r.i64(ACCOUNT_COLUMN_COUNT)))
-            .collect();
+        let mut accounts: Vec<Account> = rows.iter().map(account_from).collect();
+        accounts.sort_by_key(|a| a.id);
+        accounts.dedup_by_key(|a| a.id);
+        let mut recent = Recent::default();
+        for r in &rows {
+            let id = r.i64(0);
+            if let Some(bucket) = r.opt_bytes(ACCOUNT_COLUMN_COUNT) {
+                recent
+                    .in_bucket
+                    .insert((id, bucket), r.i64(ACCOUNT_COLUMN_COUNT + 1));
+            }
+            recent
+                .in_ceiling
+                .insert(id, r.i64(ACCOUNT_COLUMN_COUNT + 2));
+        }
         let planned = plan(requests, &accounts, &mut recent);
 
         // Round trip 2: everything in one statement, and COMMIT.
@@ -247,17 +355,18 @@ impl Store {
                     }
                 }
                 Some(account) => {
-                    if p.allowed {
-                        tok.push(r, account, now);
+                    if p.verdict == Verdict::Allowed {
+                        tok.push(r, account, p.bucket.clone(), now);
                         for f in &r.facility_ids {
                             extra_sealed.push(Some(r.sealed_token.clone()));
                             extra_facility.push(Some(*f));
                         }
                     }
-                    del.push(&r.delivery(account, p.allowed), now);
+                    del.push(&r.delivery(account, p.verdict), now);
                 }
             }
         }
+        let tok_client_keys = Value::Blobs(std::mem::take(&mut tok.client_key));
         let mut values = tok.into_values();
         values.extend(del.into_values());
         values.push(Value::Ts(now));
@@ -268,11 +377,12 @@ impl Store {
             Value::Blobs(extra_sealed),
             Value::I64s(extra_facility),
         ]);
+        values.push(tok_client_keys);
         let inserted = tx
             .query_and_commit(
                 "WITH tok AS (
-                     INSERT INTO sign_in_tokens (token_hash, storefront_id, account_id, requested_by, redirect_path, created_at, expires_at)
-                     SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])),
+                     INSERT INTO sign_in_tokens (token_hash, storefront_id, account_id, requested_by, redirect_path, created_at, expires_at, client_key)
+                     SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $25::bytea[])),
                  del AS (
                      INSERT INTO deliveries (storefront_id, account_id, kind, recipient, subject, status, last_error, payload,
                          sealed_token, link_expires_at, created_at, updated_at, next_attempt_at, relay_at)
@@ -303,7 +413,7 @@ impl Store {
             .iter()
             .map(|p| match p.account {
                 None => IssueOutcome::NoAccount,
-                Some(a) if p.allowed => IssueOutcome::Queued {
+                Some(a) if p.verdict == Verdict::Allowed => IssueOutcome::Queued {
                     delivery_id: ids
                         .get(&p.request.sealed_token)
                         .copied()
@@ -348,22 +458,32 @@ impl Store {
                 outcomes.push(IssueOutcome::NoAccount);
                 continue;
             };
-            let allowed = match r.limit {
-                None => true,
+            let (verdict, bucket) = match &r.limit {
+                None => (Verdict::Allowed, None),
                 Some(limit) => {
-                    tx.query_one(
-                        "SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1 AND created_at > $2",
-                        &params![account.id, now - limit.window],
+                    let (bucket, device) = limit.bucket_for(account.id);
+                    let counts = tx
+                        .query_one(
+                            COUNT_RECENT,
+                            &params![
+                                account.id,
+                                now - limit.per_client.window,
+                                bucket.to_vec(),
+                                now - limit.ceiling.window
+                            ],
+                        )
+                        .await?;
+                    (
+                        limit.verdict(device, counts.i64(0), counts.i64(1)),
+                        Some(bucket.to_vec()),
                     )
-                    .await?
-                    .i64(0)
-                        < limit.max as i64
                 }
             };
+            let allowed = verdict == Verdict::Allowed;
             if allowed {
                 tx.execute(
-                    "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at, client_key)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     &params![
                         r.storefront_id,
                         account.id,
@@ -371,13 +491,14 @@ impl Store {
                         r.requested_by.as_str(),
                         r.redirect_path.clone(),
                         now,
-                        r.expires_at
+                        r.expires_at,
+                        bucket
                     ],
                 )
                 .await?;
             }
             let delivery_id =
-                insert_delivery(&mut *tx, &r.delivery(&account, allowed), now).await?;
+                insert_delivery(&mut *tx, &r.delivery(&account, verdict), now).await?;
             outcomes.push(if allowed {
                 IssueOutcome::Queued {
                     delivery_id,
@@ -478,33 +599,51 @@ impl Store {
     }
 }
 
+/// SQLite: an account's links in one bucket, and in the ceiling's window.
+const COUNT_RECENT: &str = "SELECT
+     (SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1 AND created_at > $2 AND client_key = $3),
+     (SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1 AND created_at > $4 AND client_key IS NOT NULL)";
+
+/// Links already counted, per (account, bucket) and per account (the ceiling).
+#[derive(Default)]
+struct Recent {
+    in_bucket: HashMap<(i64, Vec<u8>), i64>,
+    in_ceiling: HashMap<i64, i64>,
+}
+
 /// Decides which requests get a link: an account's recent links plus those earlier in this
-/// batch must stay under its limit.
+/// batch must stay under its limits.
 fn plan<'a>(
     requests: &'a [LinkRequest],
     accounts: &'a [Account],
-    recent: &mut HashMap<i64, i64>,
+    recent: &mut Recent,
 ) -> Vec<Planned<'a>> {
     requests
         .iter()
         .map(|request| {
             let account = accounts.iter().find(|a| request.matches(a));
-            let allowed = match (account, request.limit) {
+            let (verdict, bucket) = match (account, &request.limit) {
                 (Some(a), Some(limit)) => {
-                    let n = recent.entry(a.id).or_default();
-                    let ok = *n < limit.max as i64;
-                    if ok {
-                        *n += 1;
+                    let (bucket, device) = limit.bucket_for(a.id);
+                    let key = (a.id, bucket.to_vec());
+                    let in_bucket = recent.in_bucket.get(&key).copied().unwrap_or(0);
+                    let in_ceiling = recent.in_ceiling.get(&a.id).copied().unwrap_or(0);
+                    let verdict = limit.verdict(device, in_bucket, in_ceiling);
+                    if verdict == Verdict::Allowed {
+                        recent.in_bucket.insert(key, in_bucket + 1);
+                        recent.in_ceiling.insert(a.id, in_ceiling + 1);
                     }
-                    ok
+                    (verdict, Some(bucket.to_vec()))
                 }
-                (Some(_), None) => true,
-                (None, _) => false,
+                (Some(_), None) => (Verdict::Allowed, None),
+                // No account: nothing is issued (the verdict is not used).
+                (None, _) => (Verdict::PerClient, None),
             };
             Planned {
                 request,
                 account,
-                allowed,
+                verdict,
+                bucket,
             }
         })
         .collect()
@@ -520,10 +659,18 @@ struct TokenRows {
     redirect: Vec<Option<String>>,
     created: Vec<Option<DateTime<Utc>>>,
     expires: Vec<Option<DateTime<Utc>>>,
+    client_key: Vec<Option<Vec<u8>>>,
 }
 
 impl TokenRows {
-    fn push(&mut self, r: &LinkRequest, account: &Account, now: DateTime<Utc>) {
+    fn push(
+        &mut self,
+        r: &LinkRequest,
+        account: &Account,
+        bucket: Option<Vec<u8>>,
+        now: DateTime<Utc>,
+    ) {
+        self.client_key.push(bucket);
         self.hash.push(Some(r.token_hash.0.to_vec()));
         self.storefront.push(Some(r.storefront_id));
         self.account.push(Some(account.id));

@@ -7,6 +7,7 @@ use scraper::{Html, Selector};
 pub struct Browser {
     client: reqwest::Client,
     base: String,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,14 +119,46 @@ impl Page {
 
 impl Browser {
     pub fn new(base: &str) -> Self {
+        Self::build(base, reqwest::header::HeaderMap::new())
+    }
+
+    /// A browser behind a trusted proxy that reports its address as `ip` (`X-Forwarded-For`;
+    /// the app must list 127.0.0.1 in `trusted_proxies`).
+    pub fn from_ip(base: &str, ip: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", ip.parse().unwrap());
+        Self::build(base, headers)
+    }
+
+    fn build(base: &str, headers: reqwest::header::HeaderMap) -> Self {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         Self {
             client: reqwest::Client::builder()
-                .cookie_store(true)
+                .cookie_provider(jar.clone())
+                .default_headers(headers)
                 .redirect(Policy::none())
                 .build()
                 .unwrap(),
             base: base.to_string(),
+            jar,
         }
+    }
+
+    /// The value of the cookie `name` that this browser sends to `path`.
+    pub fn cookie(&self, path: &str, name: &str) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let url: reqwest::Url = self.absolute(path).parse().unwrap();
+        let header = self.jar.cookies(&url)?;
+        header.to_str().ok()?.split("; ").find_map(|c| {
+            let (n, v) = c.split_once('=')?;
+            (n == name).then(|| v.to_string())
+        })
+    }
+
+    /// Stores a cookie as a `Set-Cookie` header for `path` would.
+    pub fn set_cookie(&self, path: &str, set_cookie: &str) {
+        let url: reqwest::Url = self.absolute(path).parse().unwrap();
+        self.jar.add_cookie_str(set_cookie, &url);
     }
 
     /// A second browser with no cookies.

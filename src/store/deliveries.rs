@@ -16,6 +16,8 @@ pub enum DeliveryKind {
     StaffSignIn,
     EmailChanged,
     PaymentReceipt,
+    /// The link that confirms a new email address, sent to that address.
+    ConfirmEmail,
 }
 
 impl DeliveryKind {
@@ -26,6 +28,7 @@ impl DeliveryKind {
             DeliveryKind::StaffSignIn => "staff_sign_in",
             DeliveryKind::EmailChanged => "email_changed",
             DeliveryKind::PaymentReceipt => "payment_receipt",
+            DeliveryKind::ConfirmEmail => "confirm_email",
         }
     }
 
@@ -36,6 +39,7 @@ impl DeliveryKind {
             "staff_sign_in" => DeliveryKind::StaffSignIn,
             "email_changed" => DeliveryKind::EmailChanged,
             "payment_receipt" => DeliveryKind::PaymentReceipt,
+            "confirm_email" => DeliveryKind::ConfirmEmail,
             _ => return None,
         })
     }
@@ -44,7 +48,10 @@ impl DeliveryKind {
     pub fn carries_link(self) -> bool {
         matches!(
             self,
-            DeliveryKind::SignIn | DeliveryKind::BookingConfirmation | DeliveryKind::StaffSignIn
+            DeliveryKind::SignIn
+                | DeliveryKind::BookingConfirmation
+                | DeliveryKind::StaffSignIn
+                | DeliveryKind::ConfirmEmail
         )
     }
 }

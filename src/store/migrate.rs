@@ -32,6 +32,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0006_recipient_index",
         include_str!("../../migrations/postgres/0006_recipient_index.sql"),
     ),
+    (
+        "0007_email_change",
+        include_str!("../../migrations/postgres/0007_email_change.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -57,6 +61,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0006_recipient_index",
         include_str!("../../migrations/sqlite/0006_recipient_index.sql"),
+    ),
+    (
+        "0007_email_change",
+        include_str!("../../migrations/sqlite/0007_email_change.sql"),
     ),
 ];
 

@@ -440,6 +440,12 @@ impl MailWork {
                     facility: field("facility"),
                     dates: field("dates"),
                 },
+                DeliveryKind::ConfirmEmail => EmailContent::ConfirmEmail {
+                    first_name,
+                    link: format!("{}/confirm-email/{token}", svc.portal_url(&sender)),
+                    minutes,
+                    new_email: claimed.recipient.clone(),
+                },
                 _ => EmailContent::SignIn {
                     first_name,
                     link: format!("{}/auth/{token}", svc.portal_url(&sender)),
@@ -449,7 +455,8 @@ impl MailWork {
             let link = match &content {
                 EmailContent::SignIn { link, .. }
                 | EmailContent::BookingConfirmation { link, .. }
-                | EmailContent::StaffSignIn { link, .. } => Some(link.clone()),
+                | EmailContent::StaffSignIn { link, .. }
+                | EmailContent::ConfirmEmail { link, .. } => Some(link.clone()),
                 _ => None,
             };
             (content, link)

@@ -157,6 +157,7 @@ impl Handler<Sweep> for SessionKeeper {
             let sessions = svc.store.sweep_sessions(now).await?;
             svc.store.sweep_unmatched(now).await?;
             svc.store.sweep_staff(now).await?;
+            svc.store.sweep_email_changes(now).await?;
             if tokens + sessions > 0 {
                 tracing::info!(
                     tokens,

@@ -67,6 +67,19 @@ impl EmailAddress {
             .map(|(_, d)| d)
             .unwrap_or_default()
     }
+
+    /// The address partly hidden for a notice that may be read by someone else:
+    /// the first character of the local part and the domain (`a•••@example.com`).
+    pub fn masked(&self) -> String {
+        mask(&self.address)
+    }
+}
+
+/// [`EmailAddress::masked`] for an address already stored (it was parsed on its way in).
+pub fn mask(address: &str) -> String {
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    let first: String = local.chars().take(1).collect();
+    format!("{first}\u{2022}\u{2022}\u{2022}@{domain}")
 }
 
 fn valid_local(local: &str) -> bool {
@@ -118,6 +131,17 @@ impl fmt::Debug for EmailAddress {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn masks_all_but_the_first_character_and_the_domain() {
+        let a = EmailAddress::parse("alex.martin@Example.org").unwrap();
+        assert_eq!(a.masked(), "a\u{2022}\u{2022}\u{2022}@example.org");
+        assert_eq!(
+            mask("\u{e9}mile@example.fr"),
+            "\u{e9}\u{2022}\u{2022}\u{2022}@example.fr"
+        );
+        assert_eq!(mask("x@y.z"), "x\u{2022}\u{2022}\u{2022}@y.z");
+    }
 
     #[test]
     fn accepts_ordinary_addresses() {

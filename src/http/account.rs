@@ -1,18 +1,42 @@
 //! Account: the customer's Full name, Email and Phone. Errors are shown beside their field and
-//! nothing is saved; an email change keeps the account (and its sessions and links) and sends
-//! a notice to the old address.
+//! nothing is saved. A new email is confirmed at the new address first (SPEC §8): the link's
+//! page (`/confirm-email/{token}`, a GET that never uses it up, and the POST that does) lives
+//! here, and so does **Sign out everywhere**.
 
 use http::StatusCode;
+use warp::Filter;
 use warp::reply::Response;
 
 use super::context::Portal;
-use super::form::{Body, Form};
+use super::form::{Body, FORM_LIMIT, Form, body};
 use super::pages::*;
-use super::portal::{read_form, signed_in};
-use crate::actors::Enqueue;
-use crate::domain::EmailAddress;
-use crate::mail::email_changed_subject;
-use crate::store::{Account, AccountUpdate, DeliveryKind, NewDelivery, ProfileChange};
+use super::portal::{PortalRoute, link_expired, rate_limited, read_form, signed_in};
+use crate::accounts::{EmailConfirmed, ProfileSaved, confirm_email, save_profile};
+use crate::actors::{EndAccountSessions, ask};
+use crate::domain::{EmailAddress, OpaqueToken};
+use crate::store::ProfileChange;
+
+/// The routes of this file, matched under `/s/{storefront}/`.
+pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection> + Clone {
+    use warp::path::end;
+    let everywhere = warp::path("sign-out-everywhere")
+        .and(end())
+        .and(warp::post())
+        .and(body(FORM_LIMIT))
+        .map(PortalRoute::SignOutEverywhere);
+    let confirm_page = warp::path("confirm-email")
+        .and(warp::path::param::<String>())
+        .and(end())
+        .and(warp::get())
+        .map(PortalRoute::ConfirmEmailPage);
+    let confirm = warp::path("confirm-email")
+        .and(warp::path::param::<String>())
+        .and(end())
+        .and(warp::post())
+        .and(body(FORM_LIMIT))
+        .map(PortalRoute::ConfirmEmail);
+    everywhere.or(confirm_page).unify().or(confirm).unify()
+}
 
 struct Field {
     name: &'static str,
@@ -32,6 +56,8 @@ struct AccountPage {
     fields: Vec<Field>,
     has_errors: bool,
     notice: Option<&'static str>,
+    /// A new address waiting for its confirmation link to be used.
+    pending_email: Option<String>,
 }
 
 const NAME_MAX: usize = 100;
@@ -82,18 +108,29 @@ fn fields(full_name: &str, email: &str, phone: &str) -> Vec<Field> {
     ]
 }
 
-fn show(
+async fn show(
     portal: &mut Portal,
     status: StatusCode,
+    account_id: i64,
     fields: Vec<Field>,
     notice: Option<&'static str>,
 ) -> Response {
+    let svc = portal.state.svc.clone();
+    let pending_email = match svc
+        .store
+        .pending_email_change(portal.storefront.id, account_id, svc.now())
+        .await
+    {
+        Ok(p) => p.map(|p| p.new_email),
+        Err(e) => return app_error_page(portal, &e.into()),
+    };
     let has_errors = fields.iter().any(|f| f.error.is_some());
     let page = AccountPage {
         page: PageCommon::new(portal, true, "account"),
         fields,
         has_errors,
         notice,
+        pending_email,
     };
     render(status, &page).unwrap_or_else(|e| app_error_page(portal, &e))
 }
@@ -105,16 +142,20 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
         Err(resp) => return resp,
     };
     let a = &session.account;
-    let notice = Form::parse(query.as_bytes())
-        .unwrap_or_default()
-        .get("saved")
-        .map(|_| "Your details were saved.");
+    let query = Form::parse(query.as_bytes()).unwrap_or_default();
+    let notice = if query.get("email_confirmed").is_some() {
+        Some("Your new email address is confirmed. Every other browser was signed out.")
+    } else {
+        query.get("saved").map(|_| "Your details were saved.")
+    };
     show(
         portal,
         StatusCode::OK,
+        a.id,
         fields(&a.full_name, &a.email, &a.phone),
         notice,
     )
+    .await
 }
 
 /// Checks the three fields; `Err` carries the form with each error beside its field.
@@ -152,26 +193,6 @@ fn validate(full_name: &str, email: &str, phone: &str) -> Result<ProfileChange, 
     }
 }
 
-fn notice_delivery(portal: &Portal, old: &Account, new_email: &str) -> NewDelivery {
-    NewDelivery {
-        storefront_id: portal.storefront.id,
-        account_id: Some(old.id),
-        kind: DeliveryKind::EmailChanged,
-        recipient: old.email.clone(),
-        subject: email_changed_subject(&portal.storefront.name),
-        payload: serde_json::json!({
-            "first_name": old.first_name(),
-            "old_email": old.email,
-            "new_email": new_email,
-        }),
-        sealed_token: None,
-        link_expires_at: None,
-        facility_ids: Vec::new(),
-        relay_after: portal.state.svc.config.relay_after(),
-        suppressed_reason: None,
-    }
-}
-
 /// `POST /account`: Save changes.
 pub async fn save(portal: &mut Portal, body: Body) -> Response {
     let form = match read_form(portal, body) {
@@ -182,6 +203,7 @@ pub async fn save(portal: &mut Portal, body: Body) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
+    let account_id = session.account.id;
     let (name, email, phone) = (
         form.get("full_name").unwrap_or(""),
         form.get("email").unwrap_or(""),
@@ -189,40 +211,199 @@ pub async fn save(portal: &mut Portal, body: Body) -> Response {
     );
     let change = match validate(name, email, phone) {
         Ok(c) => c,
-        Err(fields) => return show(portal, StatusCode::UNPROCESSABLE_ENTITY, fields, None),
-    };
-    let new_email = change.email.as_str().to_string();
-    let svc = portal.state.svc.clone();
-    let notice = |old: &Account| notice_delivery(portal, old, &new_email);
-    let updated = svc
-        .store
-        .update_profile(
-            portal.storefront.id,
-            session.account.id,
-            &change,
-            notice,
-            svc.now(),
-        )
-        .await;
-    match updated {
-        Ok(AccountUpdate::Saved {
-            notice_delivery, ..
-        }) => {
-            if let Some(delivery_id) = notice_delivery {
-                portal.state.actors.mailer.do_send(Enqueue { delivery_id });
-            }
-            see_other(&format!("{}/account?saved=1", portal.base))
+        Err(fields) => {
+            return show(
+                portal,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                account_id,
+                fields,
+                None,
+            )
+            .await;
         }
-        Ok(AccountUpdate::EmailTaken) => {
+    };
+    let state = portal.state.clone();
+    let saved = save_profile(
+        &state.svc,
+        &state.actors,
+        &portal.storefront,
+        account_id,
+        &change,
+    )
+    .await;
+    match saved {
+        Ok(ProfileSaved::Saved) => see_other(&format!("{}/account?saved=1", portal.base)),
+        Ok(ProfileSaved::ConfirmationSent) => {
+            see_other(&format!("{}/account?saved=email", portal.base))
+        }
+        Ok(ProfileSaved::EmailTaken) => {
             let mut fields = fields(name, email, phone);
             fields[1].error = Some(
                 "Another account already uses this email address. Use a different address, or sign in with that one."
                     .into(),
             );
-            show(portal, StatusCode::CONFLICT, fields, None)
+            show(portal, StatusCode::CONFLICT, account_id, fields, None).await
         }
-        Ok(AccountUpdate::NoSuchAccount) => super::portal::to_sign_in(portal, "/account"),
+        Ok(ProfileSaved::TooManyChanges) => {
+            let mut fields = fields(name, email, phone);
+            fields[1].error = Some(
+                "You have asked to change your address too many times in a short while. Wait a few minutes, then try again."
+                    .into(),
+            );
+            show(
+                portal,
+                StatusCode::TOO_MANY_REQUESTS,
+                account_id,
+                fields,
+                None,
+            )
+            .await
+        }
+        Ok(ProfileSaved::NoSuchAccount) => super::portal::to_sign_in(portal, "/account"),
+        Err(e) => app_error_page(portal, &e),
+    }
+}
+
+/// `POST /sign-out-everywhere`: ends every session of the account, this browser's too.
+pub async fn sign_out_everywhere(portal: &mut Portal, body: Body) -> Response {
+    if let Err(resp) = read_form(portal, body) {
+        return *resp;
+    }
+    let session = match signed_in(portal, "/account").await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let ended = ask(
+        &portal.state.actors.session_keeper,
+        EndAccountSessions {
+            account_id: session.account.id,
+        },
+    )
+    .await;
+    if let Err(e) = ended {
+        return app_error_page(portal, &e);
+    }
+    let cookie = portal.clear_session_cookie();
+    with_cookie(
+        see_other(&format!("{}/sign-in?signed_out=1", portal.base)),
+        &cookie,
+    )
+}
+
+#[derive(askama::Template)]
+#[template(path = "confirm_email.html")]
+struct ConfirmEmailPage {
+    page: PageCommon,
+    action: String,
+    new_email: String,
+}
+
+/// `GET /confirm-email/{token}`: a page with the button that confirms; never uses the link up
+/// (mail scanners open links).
+pub async fn confirm_page(portal: &mut Portal, raw_token: &str) -> Response {
+    if let Some(resp) = rate_limited(portal) {
+        return resp;
+    }
+    let Ok(token) = OpaqueToken::parse(raw_token) else {
+        return link_expired(portal);
+    };
+    let svc = portal.state.svc.clone();
+    let live = svc
+        .store
+        .live_email_change(portal.storefront.id, &token.hash(), svc.now())
+        .await;
+    match live {
+        Ok(Some(pending)) => {
+            let page = ConfirmEmailPage {
+                page: PageCommon::new(portal, false, ""),
+                action: format!("{}/confirm-email/{raw_token}", portal.base),
+                new_email: pending.new_email,
+            };
+            render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+        }
+        Ok(None) => link_expired(portal),
         Err(e) => app_error_page(portal, &e.into()),
+    }
+}
+
+/// `POST /confirm-email/{token}`: uses the link once. The browser ends up signed in to the
+/// account with a new session (every other one ended), unless it is signed in to another
+/// account of the storefront: that one is never switched without asking.
+pub async fn confirm(portal: &mut Portal, raw_token: &str, body: Body) -> Response {
+    if let Some(resp) = rate_limited(portal) {
+        return resp;
+    }
+    if let Err(resp) = read_form(portal, body) {
+        return *resp;
+    }
+    let Ok(token) = OpaqueToken::parse(raw_token) else {
+        return link_expired(portal);
+    };
+    let current = match portal.session().await {
+        Ok(s) => s,
+        Err(e) => return app_error_page(portal, &e),
+    };
+    let state = portal.state.clone();
+    let confirmed = confirm_email(
+        &state.svc,
+        &state.actors,
+        &portal.storefront,
+        &token,
+        current.as_ref().map(|s| s.account.id),
+    )
+    .await;
+    match confirmed {
+        Ok(EmailConfirmed::Confirmed {
+            session: Some(started),
+            ..
+        }) => {
+            let remaining_ms = (started.expires_at - state.svc.now()).num_milliseconds();
+            let cookie = portal.session_cookie(
+                &started.session.encode(),
+                ((remaining_ms + 999) / 1000).max(0),
+            );
+            with_cookie(
+                see_other(&format!("{}/account?email_confirmed=1", portal.base)),
+                &cookie,
+            )
+        }
+        Ok(EmailConfirmed::Confirmed {
+            session: None,
+            new_email,
+            ..
+        }) => {
+            let still = current.map(|s| s.account.full_name).unwrap_or_default();
+            let back = Some((
+                format!("{}/dashboard", portal.base),
+                "Back to the dashboard".to_string(),
+            ));
+            error_page(
+                portal,
+                StatusCode::OK,
+                "Your new address is confirmed",
+                &format!(
+                    "Sign-in links for that account now go to {new_email}. This browser is still signed in as {still}."
+                ),
+                back,
+            )
+        }
+        Ok(EmailConfirmed::Expired) => link_expired(portal),
+        Ok(EmailConfirmed::Taken { new_email }) => {
+            let back = Some((
+                format!("{}/account", portal.base),
+                "Back to your account".to_string(),
+            ));
+            error_page(
+                portal,
+                StatusCode::CONFLICT,
+                "That address is taken",
+                &format!(
+                    "Another account now uses {new_email}. Nothing was changed: your account keeps its current address. Choose a different address on your Account page."
+                ),
+                back,
+            )
+        }
+        Err(e) => app_error_page(portal, &e),
     }
 }
 

@@ -384,6 +384,63 @@ struct LandingPage {
     action: String,
 }
 
+/// A console link opened in a browser signed in as another staff member: asked, never
+/// submitted by itself (SPEC §8, as on the portal).
+#[derive(Template)]
+#[template(path = "console/switch.html")]
+struct SwitchPage {
+    c: ConsoleCommon,
+    action: String,
+    current: String,
+    link_for: String,
+}
+
+impl Console {
+    /// The signed-in staff member and the link's, when they differ; `None` when the link may
+    /// be used without asking. Reads only.
+    async fn other_staff(
+        &mut self,
+        token: &OpaqueToken,
+    ) -> Result<Option<(StaffUser, StaffUser)>, AppError> {
+        let Some(cookie) = self.info.cookie(CONSOLE_COOKIE).map(str::to_string) else {
+            return Ok(None);
+        };
+        let Some(current) = ask(
+            &self.state.actors.session_keeper,
+            CheckStaffSession { cookie },
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let svc = &self.state.svc;
+        let Some(link) = svc
+            .store
+            .staff_token_owner(&token.hash(), svc.now())
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok((link.id != current.staff.id).then_some((current.staff, link)))
+    }
+
+    fn switch_question(
+        &mut self,
+        status: StatusCode,
+        action: String,
+        current: &StaffUser,
+        link: &StaffUser,
+    ) -> Response {
+        let page = SwitchPage {
+            c: self.common(),
+            action,
+            current: current.full_name.clone(),
+            link_for: link.full_name.clone(),
+        };
+        render(status, &page).unwrap_or_else(|e| self.failed(&e))
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console/home.html")]
 struct HomePage {
@@ -631,8 +688,23 @@ async fn auth_page(c: &mut Console, raw: &str) -> Response {
     let Ok(token) = OpaqueToken::parse(raw) else {
         return expired(c);
     };
-    match ask(&c.state.actors.token_issuer, CheckStaffToken { token }).await {
+    match ask(
+        &c.state.actors.token_issuer,
+        CheckStaffToken {
+            token: token.clone(),
+        },
+    )
+    .await
+    {
         Ok(true) => {
+            match c.other_staff(&token).await {
+                Ok(Some((current, link))) => {
+                    let action = format!("/console/auth/{raw}");
+                    return c.switch_question(StatusCode::OK, action, &current, &link);
+                }
+                Ok(None) => {}
+                Err(e) => return c.failed(&e),
+            }
             let page = LandingPage {
                 c: c.common(),
                 action: format!("/console/auth/{raw}"),
@@ -648,14 +720,31 @@ async fn auth(c: &mut Console, raw: &str, body: Body) -> Response {
     if let Some(resp) = rate_limited(c) {
         return resp;
     }
-    if let Err(resp) = c.form(body) {
-        return resp;
-    }
+    let form = match c.form(body) {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
     let Ok(token) = OpaqueToken::parse(raw) else {
         return expired(c);
     };
+    // Another staff member signed in here: only an explicit "Continue as" switches.
+    let previous = c.info.cookie(CONSOLE_COOKIE).map(str::to_string);
+    match c.other_staff(&token).await {
+        Ok(Some((current, link))) if form.get("switch") != Some("1") => {
+            let action = format!("/console/auth/{raw}");
+            return c.switch_question(StatusCode::CONFLICT, action, &current, &link);
+        }
+        Ok(_) => {}
+        Err(e) => return c.failed(&e),
+    }
     match ask(&c.state.actors.token_issuer, RedeemStaffToken { token }).await {
         Ok(Some(session)) => {
+            if let Some(cookie) = previous
+                && let Err(e) =
+                    ask(&c.state.actors.session_keeper, EndStaffSession { cookie }).await
+            {
+                tracing::warn!(error = %e, "could not end the console session the link replaced");
+            }
             let remaining = (session.expires_at - c.state.svc.now()).num_milliseconds();
             let cookie = c.cookie(&session.session.encode(), ((remaining + 999) / 1000).max(0));
             let device = c.device_cookie(session.account_id);

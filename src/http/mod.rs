@@ -13,6 +13,7 @@ pub mod portal;
 pub mod ratelimit;
 pub mod rentals;
 pub mod server;
+pub mod switch;
 pub mod webhooks;
 
 use std::convert::Infallible;

@@ -33,6 +33,9 @@ pub enum PortalRoute {
     Receipt(i64),
     Account(String),
     SaveAccount(Body),
+    SignOutEverywhere(Body),
+    ConfirmEmailPage(String),
+    ConfirmEmail(String, Body),
 }
 
 fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
@@ -130,6 +133,8 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
         .unify()
         .or(save_account)
         .unify()
+        .or(account::route())
+        .unify()
         .boxed();
     home.or(sign_in_page)
         .unify()
@@ -186,6 +191,11 @@ pub async fn dispatch(
         PortalRoute::Receipt(id) => billing::receipt(&mut portal, id).await,
         PortalRoute::Account(query) => account::page(&mut portal, &query).await,
         PortalRoute::SaveAccount(body) => account::save(&mut portal, body).await,
+        PortalRoute::SignOutEverywhere(body) => {
+            account::sign_out_everywhere(&mut portal, body).await
+        }
+        PortalRoute::ConfirmEmailPage(token) => account::confirm_page(&mut portal, &token).await,
+        PortalRoute::ConfirmEmail(token, body) => account::confirm(&mut portal, &token, body).await,
     };
     portal.finish(resp)
 }
@@ -247,7 +257,7 @@ fn too_many(portal: &mut Portal, wait: std::time::Duration) -> Response {
 }
 
 /// Checks the per-IP limit; `Some(response)` when over it.
-fn rate_limited(portal: &mut Portal) -> Option<Response> {
+pub(crate) fn rate_limited(portal: &mut Portal) -> Option<Response> {
     let ip = portal.client_ip()?;
     match portal.state.ip_limiter.check(ip) {
         Ok(()) => None,
@@ -355,7 +365,7 @@ async fn sign_in(portal: &mut Portal, body: Body) -> Response {
     }
 }
 
-fn link_expired(portal: &mut Portal) -> Response {
+pub(crate) fn link_expired(portal: &mut Portal) -> Response {
     let page = LinkExpiredPage {
         page: PageCommon::new(portal, false, ""),
         minutes: portal.state.svc.config.sign_in.link_ttl_minutes,
@@ -377,12 +387,26 @@ async fn auth_page(portal: &mut Portal, raw_token: &str) -> Response {
         &portal.state.actors.token_issuer,
         CheckToken {
             storefront_id: portal.storefront.id,
-            token,
+            token: token.clone(),
         },
     )
     .await;
     match live {
         Ok(true) => {
+            let action = format!("{}/auth/{raw_token}", portal.base);
+            match super::switch::other_account(portal, &token).await {
+                Ok(Some((current, link))) => {
+                    return super::switch::question(
+                        portal,
+                        StatusCode::OK,
+                        action,
+                        &current,
+                        &link,
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => return app_error_page(portal, &e),
+            }
             let page = AuthLandingPage {
                 page: PageCommon::new(portal, false, ""),
                 action: format!("{}/auth/{raw_token}", portal.base),
@@ -398,11 +422,17 @@ async fn auth(portal: &mut Portal, raw_token: &str, body: Body) -> Response {
     if let Some(resp) = rate_limited(portal) {
         return resp;
     }
-    if let Err(resp) = read_form(portal, body) {
-        return *resp;
-    }
+    let form = match read_form(portal, body) {
+        Ok(f) => f,
+        Err(resp) => return *resp,
+    };
     let Ok(token) = OpaqueToken::parse(raw_token) else {
         return link_expired(portal);
+    };
+    let action = format!("{}/auth/{raw_token}", portal.base);
+    let previous = match super::switch::guard(portal, &token, &form, action).await {
+        Ok(previous) => previous,
+        Err(resp) => return resp,
     };
     let redeemed = ask(
         &portal.state.actors.token_issuer,
@@ -426,6 +456,16 @@ async fn auth(portal: &mut Portal, raw_token: &str, body: Body) -> Response {
             let remaining_ms = (session.expires_at - portal.state.svc.now()).num_milliseconds();
             let max_age = ((remaining_ms + 999) / 1000).max(0);
             let cookie = portal.session_cookie(&session.session.encode(), max_age);
+            // The session this browser had ends (another account's only after "Continue as").
+            if let Some(cookie) = previous {
+                let end = EndSession {
+                    storefront_id: portal.storefront.id,
+                    cookie,
+                };
+                if let Err(e) = ask(&portal.state.actors.session_keeper, end).await {
+                    tracing::warn!(error = %e, "could not end the session the link replaced");
+                }
+            }
             let device = portal.device_cookie(session.account_id);
             with_cookie(with_cookie(see_other(&target), &cookie), &device)
         }

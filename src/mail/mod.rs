@@ -34,9 +34,19 @@ pub enum EmailContent {
         link: String,
         minutes: i64,
     },
+    /// The notice to the old address once a change is confirmed: the new address only
+    /// partly shown, and how to reach the facilities.
     EmailChanged {
         first_name: String,
         old_email: String,
+        new_email_masked: String,
+        facilities: Vec<FacilityContact>,
+    },
+    /// The link that confirms a new address, sent to it.
+    ConfirmEmail {
+        first_name: String,
+        link: String,
+        minutes: i64,
         new_email: String,
     },
     PaymentReceipt {
@@ -118,13 +128,22 @@ struct StaffSignInHtml<'a> {
     minutes: i64,
 }
 
+/// A facility's name, phone and email, for "if it was not you, contact us".
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FacilityContact {
+    pub name: String,
+    pub phone: String,
+    pub email: String,
+}
+
 #[derive(Template)]
 #[template(path = "email/email_changed.txt")]
 struct EmailChangedText<'a> {
     storefront_name: &'a str,
     first_name: &'a str,
     old_email: &'a str,
-    new_email: &'a str,
+    new_email_masked: &'a str,
+    facilities: &'a [FacilityContact],
 }
 
 #[derive(Template)]
@@ -133,6 +152,27 @@ struct EmailChangedHtml<'a> {
     storefront_name: &'a str,
     first_name: &'a str,
     old_email: &'a str,
+    new_email_masked: &'a str,
+    facilities: &'a [FacilityContact],
+}
+
+#[derive(Template)]
+#[template(path = "email/confirm_email.txt")]
+struct ConfirmEmailText<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    link: &'a str,
+    minutes: i64,
+    new_email: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/confirm_email.html")]
+struct ConfirmEmailHtml<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    link: &'a str,
+    minutes: i64,
     new_email: &'a str,
 }
 
@@ -270,19 +310,45 @@ pub fn render(
         EmailContent::EmailChanged {
             first_name,
             old_email,
-            new_email,
+            new_email_masked,
+            facilities,
         } => (
             EmailChangedText {
                 storefront_name,
                 first_name,
                 old_email,
-                new_email,
+                new_email_masked,
+                facilities,
             }
             .render()?,
             EmailChangedHtml {
                 storefront_name,
                 first_name,
                 old_email,
+                new_email_masked,
+                facilities,
+            }
+            .render()?,
+        ),
+        EmailContent::ConfirmEmail {
+            first_name,
+            link,
+            minutes,
+            new_email,
+        } => (
+            ConfirmEmailText {
+                storefront_name,
+                first_name,
+                link,
+                minutes: *minutes,
+                new_email,
+            }
+            .render()?,
+            ConfirmEmailHtml {
+                storefront_name,
+                first_name,
+                link,
+                minutes: *minutes,
                 new_email,
             }
             .render()?,
@@ -365,6 +431,10 @@ pub fn email_changed_subject(storefront_name: &str) -> String {
     format!("Your {storefront_name} email address was changed")
 }
 
+pub fn confirm_email_subject(storefront_name: &str) -> String {
+    format!("Confirm your new email address for {storefront_name}")
+}
+
 pub fn receipt_subject(storefront_name: &str, invoice_number: &str) -> String {
     format!("Receipt for invoice {invoice_number} from {storefront_name}")
 }
@@ -381,7 +451,10 @@ impl EmailContent {
             crate::store::DeliveryKind::EmailChanged => EmailContent::EmailChanged {
                 first_name: field("first_name")?,
                 old_email: field("old_email")?,
-                new_email: field("new_email")?,
+                // Notices written before the address was masked carry it whole.
+                new_email_masked: field("new_email_masked")
+                    .or_else(|| field("new_email").map(|e| crate::domain::email::mask(&e)))?,
+                facilities: serde_json::from_value(p["facilities"].clone()).unwrap_or_default(),
             },
             crate::store::DeliveryKind::PaymentReceipt => EmailContent::PaymentReceipt {
                 first_name: field("first_name")?,
@@ -401,7 +474,8 @@ impl EmailContent {
             },
             crate::store::DeliveryKind::SignIn
             | crate::store::DeliveryKind::BookingConfirmation
-            | crate::store::DeliveryKind::StaffSignIn => return None,
+            | crate::store::DeliveryKind::StaffSignIn
+            | crate::store::DeliveryKind::ConfirmEmail => return None,
         })
     }
 }

@@ -17,6 +17,8 @@ pub enum DeliveryKind {
     EmailChanged,
     PaymentReceipt,
     PaymentFailed,
+    /// The link that confirms a new email address, sent to that address.
+    ConfirmEmail,
 }
 
 impl DeliveryKind {
@@ -28,6 +30,7 @@ impl DeliveryKind {
             DeliveryKind::EmailChanged => "email_changed",
             DeliveryKind::PaymentReceipt => "payment_receipt",
             DeliveryKind::PaymentFailed => "payment_failed",
+            DeliveryKind::ConfirmEmail => "confirm_email",
         }
     }
 
@@ -39,6 +42,7 @@ impl DeliveryKind {
             "email_changed" => DeliveryKind::EmailChanged,
             "payment_receipt" => DeliveryKind::PaymentReceipt,
             "payment_failed" => DeliveryKind::PaymentFailed,
+            "confirm_email" => DeliveryKind::ConfirmEmail,
             _ => return None,
         })
     }
@@ -47,7 +51,10 @@ impl DeliveryKind {
     pub fn carries_link(self) -> bool {
         matches!(
             self,
-            DeliveryKind::SignIn | DeliveryKind::BookingConfirmation | DeliveryKind::StaffSignIn
+            DeliveryKind::SignIn
+                | DeliveryKind::BookingConfirmation
+                | DeliveryKind::StaffSignIn
+                | DeliveryKind::ConfirmEmail
         )
     }
 }

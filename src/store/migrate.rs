@@ -33,6 +33,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../migrations/postgres/0006_recipient_index.sql"),
     ),
     (
+        "0007_email_change",
+        include_str!("../../migrations/postgres/0007_email_change.sql"),
+    ),
+    (
         "0008_sign_in_clients",
         include_str!("../../migrations/postgres/0008_sign_in_clients.sql"),
     ),
@@ -69,6 +73,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0006_recipient_index",
         include_str!("../../migrations/sqlite/0006_recipient_index.sql"),
+    ),
+    (
+        "0007_email_change",
+        include_str!("../../migrations/sqlite/0007_email_change.sql"),
     ),
     (
         "0008_sign_in_clients",

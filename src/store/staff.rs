@@ -238,6 +238,29 @@ impl Store {
             .is_some())
     }
 
+    /// The staff member a live console link is for, without using it up.
+    pub async fn staff_token_owner(
+        &self,
+        hash: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> DbResult<Option<StaffUser>> {
+        let cols = STAFF_COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols} FROM staff_tokens t JOIN staff_users u ON u.id = t.staff_user_id
+             WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2"
+        );
+        Ok(self
+            .db()
+            .query_opt(&sql, &params![&hash.0, now])
+            .await?
+            .as_ref()
+            .map(staff_from))
+    }
+
     /// Consumes a console link once and starts the console session.
     pub async fn redeem_staff_token(
         &self,

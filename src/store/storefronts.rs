@@ -239,12 +239,15 @@ impl Store {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountUpdate {
     Saved {
-        /// The old address, when the email changed (it gets a notice).
-        email_changed_from: Option<String>,
-        notice_delivery: Option<i64>,
+        /// When the email is new: the confirmation email to the new address (the account
+        /// keeps its old address until the link is used).
+        confirmation_delivery: Option<i64>,
     },
-    /// Another account of the storefront has that address.
+    /// Another account of the storefront has that address: nothing was saved.
     EmailTaken,
+    /// The account asked for `max` address changes within the window already (each one
+    /// emails an address of the customer's choosing): nothing was saved.
+    TooManyChanges,
     NoSuchAccount,
 }
 
@@ -257,19 +260,22 @@ pub struct ProfileChange {
 }
 
 impl Store {
-    /// Saves the profile. An email change keeps the account id (links and sessions stay) and
-    /// writes, in the same transaction, the notice to the old address (`notice` builds it from
-    /// the account as it was).
+    /// Saves the name and phone. A new email is not applied: when it is free, the pending
+    /// change (`confirmation`'s link) and its email to the new address are written in the same
+    /// transaction (`confirmation` builds them from the account as it is); when another
+    /// account has it, or the account asked for `max_changes` changes within `window`, nothing
+    /// is saved (the account row is locked, so the count holds across web nodes).
     pub async fn update_profile<F>(
         &self,
         storefront_id: i64,
         account_id: i64,
         change: &ProfileChange,
-        notice: F,
+        (max_changes, window): (u32, chrono::Duration),
+        confirmation: F,
         now: DateTime<Utc>,
     ) -> DbResult<AccountUpdate>
     where
-        F: FnOnce(&Account) -> super::deliveries::NewDelivery + Send,
+        F: FnOnce(&Account) -> (super::NewEmailChange, super::deliveries::NewDelivery) + Send,
     {
         let mut tx = self.db().begin().await?;
         let lock = match self.dialect() {
@@ -288,46 +294,60 @@ impl Store {
             tx.commit().await?;
             return Ok(AccountUpdate::NoSuchAccount);
         };
-        let taken = tx
-            .query_opt(
-                "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2 AND id <> $3",
-                &params![storefront_id, change.email.key(), account_id],
+        let changed = old.email.to_lowercase() != change.email.key();
+        if changed {
+            let taken = tx
+                .query_opt(
+                    "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2 AND id <> $3",
+                    &params![storefront_id, change.email.key(), account_id],
+                )
+                .await?;
+            if taken.is_some() {
+                tx.commit().await?;
+                return Ok(AccountUpdate::EmailTaken);
+            }
+            let recent = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM email_change_tokens WHERE account_id = $1 AND created_at > $2",
+                    &params![account_id, now - window],
+                )
+                .await?
+                .i64(0);
+            if recent >= max_changes as i64 {
+                tx.commit().await?;
+                return Ok(AccountUpdate::TooManyChanges);
+            }
+        }
+        tx.execute(
+            "UPDATE accounts SET full_name = $3, phone = $4, updated_at = $5
+             WHERE storefront_id = $1 AND id = $2",
+            &params![
+                storefront_id,
+                account_id,
+                change.full_name.as_str(),
+                change.phone.as_str(),
+                now
+            ],
+        )
+        .await?;
+        let mut confirmation_delivery = None;
+        if changed {
+            let (pending, delivery) = confirmation(&old);
+            super::email_change::insert_email_change(
+                &mut *tx,
+                storefront_id,
+                account_id,
+                &change.email,
+                &pending,
+                now,
             )
             .await?;
-        if taken.is_some() {
-            tx.commit().await?;
-            return Ok(AccountUpdate::EmailTaken);
-        }
-        let updated = tx
-            .execute(
-                "UPDATE accounts SET full_name = $3, email = $4, email_key = $5, phone = $6, updated_at = $7
-                 WHERE storefront_id = $1 AND id = $2",
-                &params![
-                    storefront_id,
-                    account_id,
-                    change.full_name.as_str(),
-                    change.email.as_str(),
-                    change.email.key(),
-                    change.phone.as_str(),
-                    now
-                ],
-            )
-            .await;
-        match updated {
-            Err(super::DbError::Unique(_)) => return Ok(AccountUpdate::EmailTaken),
-            Err(e) => return Err(e),
-            Ok(_) => {}
-        }
-        let changed = old.email.to_lowercase() != change.email.key();
-        let mut notice_delivery = None;
-        if changed {
-            notice_delivery =
-                Some(super::deliveries::insert_delivery(&mut *tx, &notice(&old), now).await?);
+            confirmation_delivery =
+                Some(super::deliveries::insert_delivery(&mut *tx, &delivery, now).await?);
         }
         tx.commit().await?;
         Ok(AccountUpdate::Saved {
-            email_changed_from: changed.then_some(old.email),
-            notice_delivery,
+            confirmation_delivery,
         })
     }
 }

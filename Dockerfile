@@ -35,6 +35,8 @@ USER 10001:10001
 # A container must listen on all its interfaces to be reachable; everything else keeps the
 # configuration's value.
 ENV LATCHKEY_LISTEN=0.0.0.0:8080
-EXPOSE 8080
+# The operations port (/metrics, /readyz): publish it to your private network only.
+ENV LATCHKEY_OPS_LISTEN=0.0.0.0:9090
+EXPOSE 8080 9090
 ENTRYPOINT ["latchkey"]
 CMD ["serve"]

@@ -84,7 +84,7 @@ const PHASE_CLIENTS: usize = 8;
 const DASHBOARD_CUSTOMERS: [&str; 2] = ["alex@example.com", "sam@example.com"];
 /// Longest a single HTTP request may take before it counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest the server may take to answer `/readyz` with 200.
+/// Longest the server may take to answer `/healthz` with 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Addresses of the bench accounts: `bench-0000001@bench.example`, ...
 const ACCOUNT_DIGITS: usize = 7;
@@ -466,6 +466,7 @@ impl Server {
             }
         }
         cmd.env("LATCHKEY_CONFIG_DIR", &config_dir)
+            .env("LATCHKEY_OPS_LISTEN", "127.0.0.1:0") // metrics are not read; any free port
             .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
             .env("LATCHKEY_PUBLIC_URL", &base_url)
             .env("LATCHKEY_DATABASE_URL", db_url)
@@ -507,7 +508,8 @@ impl Server {
             .timeout(Duration::from_secs(5))
             .build()
             .context("build an HTTP client")?;
-        let url = format!("{}/readyz", self.base_url);
+        // The public port has only /healthz; it listens once start-up (database, migrations) is done.
+        let url = format!("{}/healthz", self.base_url);
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last = String::from("no answer yet");
         while Instant::now() < deadline {
@@ -526,7 +528,7 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!(
-            "latchkey serve did not become ready within {READY_TIMEOUT:?} (last /readyz: {last})\n{}",
+            "latchkey serve did not become ready within {READY_TIMEOUT:?} (last /healthz: {last})\n{}",
             self.log_tail()
         )
     }

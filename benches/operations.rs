@@ -683,6 +683,7 @@ impl Launcher {
             }
         }
         cmd.env("LATCHKEY_CONFIG_DIR", &self.config_dir)
+            .env("LATCHKEY_OPS_LISTEN", "127.0.0.1:0") // metrics are not read; any free port
             .env("LATCHKEY_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("LATCHKEY_PUBLIC_URL", &self.base_url)
             .env("LATCHKEY_DATABASE_URL", &self.db_url)
@@ -716,14 +717,15 @@ impl Launcher {
         })
     }
 
-    /// `latchkey serve` (web front only), once `/readyz` answers 200.
+    /// `latchkey serve` (web front only), once `/healthz` answers 200.
     async fn serve(&self) -> Result<Proc> {
         let mut server = self.spawn("latchkey serve", &["serve"], SERVE_SETTINGS)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .context("build an HTTP client")?;
-        let url = format!("{}/readyz", self.base_url);
+        // The public port has only /healthz; it listens once start-up (database, migrations) is done.
+        let url = format!("{}/healthz", self.base_url);
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last = String::from("no answer yet");
         while Instant::now() < deadline {
@@ -742,7 +744,7 @@ impl Launcher {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!(
-            "latchkey serve did not become ready within {READY_TIMEOUT:?} (last /readyz: {last})\n{}",
+            "latchkey serve did not become ready within {READY_TIMEOUT:?} (last /healthz: {last})\n{}",
             server.log_tail()
         )
     }

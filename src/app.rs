@@ -3,6 +3,11 @@
 //!
 //! [`App::run`] blocks the calling thread (the binary); [`App::start`] runs the same thing on
 //! a thread of its own and returns a handle with the real address (tests bind port 0).
+//!
+//! Every process (`serve` and `worker`) has an operations listener (`ops_listen`). On the
+//! shutdown signal the listeners stop accepting and answer the requests already received, the
+//! workers stop taking messages and finish the sends in flight (up to the grace period), and
+//! only then do the actors stop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +73,8 @@ pub enum StartError {
 /// A running application.
 pub struct AppHandle {
     pub addr: Option<SocketAddr>,
+    /// Where `/metrics` and `/readyz` are served (`ops_listen`, bound).
+    pub ops_addr: SocketAddr,
     pub services: Arc<Services>,
     pub actors: Actors,
     shutdown: watch::Sender<bool>,
@@ -78,17 +85,27 @@ pub struct App;
 
 struct Running {
     addr: Option<SocketAddr>,
+    ops_addr: SocketAddr,
     services: Arc<Services>,
     actors: Actors,
+    /// The listeners and the mail workers: each ends by itself after the shutdown signal, once
+    /// its open requests or sends in flight are done (bounded by the grace period).
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// After the shutdown signal: waits for the server and workers to finish, then stops the
-    /// actors, so everything (pools included) is dropped while the runtime still runs.
+    /// After the shutdown signal: waits for the servers to answer what they received and the
+    /// workers to finish their sends, then stops the actors (which those needed), so
+    /// everything (pools included) is dropped while the runtime still runs.
     async fn wind_down(self) {
-        for task in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        let grace = self.services.config.shutdown_grace();
+        // Each task bounds itself by the grace period; the margin covers the last writes.
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(grace + Duration::from_secs(5), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: work still running after the grace period; stopping");
         }
         self.actors.stop().await;
         drop(self.services);
@@ -110,6 +127,7 @@ impl App {
                         Ok(running) => {
                             let _ = ready_tx.send(Ok((
                                 running.addr,
+                                running.ops_addr,
                                 running.services.clone(),
                                 running.actors.clone(),
                             )));
@@ -125,8 +143,9 @@ impl App {
             })
             .map_err(|e| StartError::Other(e.to_string()))?;
         match ready_rx.recv() {
-            Ok(Ok((addr, services, actors))) => Ok(AppHandle {
+            Ok(Ok((addr, ops_addr, services, actors))) => Ok(AppHandle {
                 addr,
+                ops_addr,
                 services,
                 actors,
                 shutdown: shutdown_tx,
@@ -154,9 +173,15 @@ impl App {
             let running = build(config, options, shutdown_rx).await?;
             announce(&running);
             shutdown_signal().await;
-            tracing::info!("shutting down");
+            tracing::info!(
+                grace_seconds = running.services.config.shutdown_grace_seconds,
+                "shutting down: finishing open requests and sends in flight"
+            );
             let _ = shutdown_tx.send(true);
-            running.wind_down().await;
+            tokio::select! {
+                _ = running.wind_down() => {}
+                _ = shutdown_signal() => tracing::warn!("second signal: exiting now"),
+            }
             Ok(())
         });
         System::current().stop();
@@ -211,6 +236,7 @@ async fn shutdown_signal() {
 
 fn announce(running: &Running) {
     let cfg = &running.services.config;
+    tracing::info!(addr = %running.ops_addr, "operations port (/metrics, /readyz)");
     if let Some(addr) = running.addr {
         tracing::info!(%addr, "listening");
         let public = cfg.public_url();
@@ -244,6 +270,30 @@ async fn build(
 ) -> Result<Running, StartError> {
     config.validate()?;
     let config = Arc::new(config);
+    // Listeners first: a port in use stops start-up before anything else is built.
+    let ops_listener = tokio::net::TcpListener::bind(config.ops_listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.ops_listen,
+            source,
+        })?;
+    let public_listener = match (options.web, options.listener) {
+        (false, _) => None,
+        (true, Some(l)) => {
+            l.set_nonblocking(true)
+                .map_err(|e| StartError::Other(e.to_string()))?;
+            Some(
+                tokio::net::TcpListener::from_std(l)
+                    .map_err(|e| StartError::Other(e.to_string()))?,
+            )
+        }
+        (true, None) => Some(tokio::net::TcpListener::bind(config.listen).await.map_err(
+            |source| StartError::Listen {
+                addr: config.listen,
+                source,
+            },
+        )?),
+    };
     let db_kind = config.database_kind()?;
     let store = Store::open(&db_kind, config.database.pool_size)
         .map_err(|e| StartError::Database(e.to_string()))?;
@@ -329,30 +379,28 @@ async fn build(
         billing_sync,
     };
     let mut tasks = Vec::new();
+    let ops_addr = ops_listener
+        .local_addr()
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    tasks.push(tokio::spawn(crate::http::server::serve_ops(
+        ops_listener,
+        Arc::new(crate::http::ops::OpsState {
+            svc: services.clone(),
+            broker_required: !options.web,
+        }),
+        shutdown.clone(),
+    )));
     if workers {
         tasks.push(tokio::spawn(run_worker(
             queue,
             mailer,
             config.mail.concurrency,
+            config.shutdown_grace(),
             shutdown.clone(),
         )));
     }
     let mut addr = None;
-    if options.web {
-        let listener = match options.listener {
-            Some(l) => {
-                l.set_nonblocking(true)
-                    .map_err(|e| StartError::Other(e.to_string()))?;
-                tokio::net::TcpListener::from_std(l)
-                    .map_err(|e| StartError::Other(e.to_string()))?
-            }
-            None => tokio::net::TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: config.listen,
-                    source,
-                })?,
-        };
+    if let Some(listener) = public_listener {
         addr = Some(
             listener
                 .local_addr()
@@ -374,12 +422,13 @@ async fn build(
                 }
             }
         });
-        tokio::spawn(crate::http::server::serve(
+        tasks.push(tokio::spawn(crate::http::server::serve(
             listener, state, routes, shutdown,
-        ));
+        )));
     }
     Ok(Running {
         addr,
+        ops_addr,
         services,
         actors,
         tasks,
@@ -398,6 +447,11 @@ impl AppHandle {
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr.expect("the web front runs"))
+    }
+
+    /// `http://127.0.0.1:PORT` of the operations listener.
+    pub fn ops_url(&self) -> String {
+        format!("http://{}", self.ops_addr)
     }
 
     pub fn store(&self) -> &Store {

@@ -37,6 +37,14 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub trusted_proxies: Vec<IpAddr>,
+    /// The operations listener: `/metrics` and the detailed `/readyz` (never the public port).
+    pub ops_listen: SocketAddr,
+    /// On SIGTERM, how long open requests (and, in a worker, the sends in flight) may take.
+    pub shutdown_grace_seconds: u64,
+    /// Open connections the public listener holds at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// How long a request body may take to arrive, from the end of its headers.
+    pub body_read_timeout_seconds: u64,
     pub stripe_secret_key: Option<Secret<String>>,
     pub stripe_webhook_secret: Option<Secret<String>>,
     pub stripe_api_base: Option<SecretUrl>,
@@ -320,6 +328,14 @@ impl Config {
                 "set both stripe_secret_key and stripe_webhook_secret, or neither",
             ));
         }
+        if self.ops_listen == self.listen && self.listen.port() != 0 {
+            return Err(ConfigError::new(
+                "ops_listen",
+                "must differ from listen (metrics stay off the public port)",
+            ));
+        }
+        positive("max_connections", self.max_connections as u64)?;
+        positive("body_read_timeout_seconds", self.body_read_timeout_seconds)?;
         positive("database.pool_size", self.database.pool_size as u64)?;
         positive(
             "sign_in.link_ttl_minutes",
@@ -560,6 +576,10 @@ impl Config {
             .unwrap_or(chrono::Duration::seconds(60))
     }
 
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+
     pub fn stripe_enabled(&self) -> bool {
         self.stripe_secret_key.is_some()
     }
@@ -614,6 +634,8 @@ mod tests {
     fn defaults_are_the_embedded_setup() {
         let c = Config::defaults();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.ops_listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(c.shutdown_grace(), Duration::from_secs(30));
         assert_eq!(
             c.database_kind().unwrap(),
             DatabaseKind::Sqlite("./data/latchkey.db".into())
@@ -677,6 +699,8 @@ mod tests {
             ),
             (("LATCHKEY_SECRET_KEY", "short"), "secret_key"),
             (("LATCHKEY_LOG_FORMAT", "xml"), "log_format"),
+            (("LATCHKEY_OPS_LISTEN", "127.0.0.1:8080"), "ops_listen"),
+            (("LATCHKEY_MAX_CONNECTIONS", "0"), "max_connections"),
         ];
         for ((k, v), key) in cases {
             let err = load(&[(k, v)]).unwrap_err();

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub relayed: Counter,
     pub queue_depth: Gauge,
     pub pending_deliveries: Gauge,
+    pub http_open_connections: Gauge,
+    pub http_requests_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -108,6 +110,18 @@ impl Metrics {
             "Deliveries not yet sent or failed (queued, sending, deferred)",
             pending_deliveries.clone(),
         );
+        let http_open_connections = Gauge::default();
+        registry.register(
+            "http_open_connections",
+            "Connections open on the public port (capped by max_connections)",
+            http_open_connections.clone(),
+        );
+        let http_requests_in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "Requests received on the public port and not yet answered",
+            http_requests_in_flight.clone(),
+        );
         Self {
             registry,
             requests,
@@ -119,6 +133,8 @@ impl Metrics {
             relayed,
             queue_depth,
             pending_deliveries,
+            http_open_connections,
+            http_requests_in_flight,
         }
     }
 

@@ -14,7 +14,8 @@ both_backends! {
         let browser = app.browser();
         let health = browser.get("/healthz").await;
         assert_eq!(health.status, 200);
-        let ready = browser.get("/readyz").await;
+        // Readiness and metrics are on the operations port (`ops_listen`) only.
+        let ready = browser.get_url(&app.ops_url("/readyz")).await;
         assert_eq!(ready.status, 200);
         let body: serde_json::Value = serde_json::from_str(&ready.body).unwrap();
         assert_eq!(body["database"], "ok");
@@ -22,7 +23,7 @@ both_backends! {
 
         let id = app.request_link(&browser, "alex@example.com").await;
         app.wait_for_status(id, "sent").await;
-        let metrics = browser.get("/metrics").await;
+        let metrics = browser.get_url(&app.ops_url("/metrics")).await;
         assert_eq!(metrics.status, 200);
         for expected in [
             "latchkey_http_requests_total{route=\"sign_in\",method=\"POST\",status=\"200\"} 1",
@@ -124,6 +125,7 @@ fn latchkey(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         .env_clear()
         .env("LATCHKEY_CONFIG_DIR", dir.path())
         .env("LATCHKEY_DATA_DIR", dir.path().join("data"))
+        .env("LATCHKEY_OPS_LISTEN", "127.0.0.1:0")
         .env(
             "LATCHKEY_DATABASE_URL",
             format!("sqlite://{}/lk.db", dir.path().display()),
@@ -201,6 +203,7 @@ fn the_embedded_default_starts_with_no_configuration_and_prints_how_to_sign_in()
         .env("LATCHKEY_CONFIG_DIR", dir.path().join("none"))
         .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
         .env("LATCHKEY_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("LATCHKEY_OPS_LISTEN", "127.0.0.1:0")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -355,14 +355,13 @@ impl MailWork {
         };
         let recipient = claimed.recipient.clone();
         let detail = attempt.detail.clone();
-        self.outcomes
-            .submit(FinishItem {
-                claimed,
-                attempt: Some(attempt),
-                finish,
-                now: finished_at,
-            })
-            .await?;
+        self.record_outcome(FinishItem {
+            claimed,
+            attempt: Some(attempt),
+            finish,
+            now: finished_at,
+        })
+        .await?;
         match &outcome {
             DeliverOutcome::Sent => {
                 self.count("sent");
@@ -392,6 +391,31 @@ impl MailWork {
             DeliverOutcome::Skipped => {}
         }
         Ok(outcome)
+    }
+
+    /// Writes the outcome of a send that happened. The email is gone either way, so a database
+    /// that is briefly unreachable is waited for (with growing pauses, up to the lease) rather
+    /// than the message requeued, which would send it a second time.
+    async fn record_outcome(&self, item: FinishItem) -> Result<(), AppError> {
+        let lease = Duration::from_secs(self.svc.config.mail.lease_seconds);
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.outcomes.submit(item.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(AppError::Unavailable(e)) if started.elapsed() + pause < lease => {
+                    tracing::warn!(
+                        delivery_id = item.claimed.id,
+                        error = %e,
+                        retry_in = ?pause,
+                        "sent, but the outcome cannot be written yet; retrying"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Renders and builds the message; an `Err` is a permanent failure reason.
@@ -494,32 +518,45 @@ struct Prepared {
 
 /// A worker: consumes the mail queue with `concurrency` messages in flight, hands each to the
 /// Mailer, and acknowledges it once the delivery row is updated. Reconnects when the broker
-/// goes away. Runs until `shutdown` turns true.
+/// goes away. When `shutdown` turns true it takes no more messages, finishes the sends in
+/// flight (for up to `grace`), and returns; messages the broker had not handed over yet stay
+/// in the queue, and those it had prefetched go back when the consumer's channel closes.
 pub async fn run_worker(
     queue: Arc<dyn MailQueue>,
     mailer: Addr<Mailer>,
     concurrency: u16,
+    grace: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(concurrency as usize));
     let mut backoff = Duration::from_millis(200);
-    loop {
+    'consume: loop {
         if *shutdown.borrow() {
-            return;
+            break;
         }
         match queue.subscribe(concurrency).await {
             Ok(mut jobs) => {
                 backoff = Duration::from_millis(200);
                 tracing::info!(queue = queue.name(), concurrency, "mail worker consuming");
                 loop {
+                    // A free slot first, then a message: a message taken is always handled.
+                    let slot = tokio::select! {
+                        slot = slots.clone().acquire_owned() => slot,
+                        _ = stopped(&mut shutdown) => {
+                            finish_in_flight(&slots, concurrency, grace).await;
+                            break 'consume;
+                        }
+                    };
+                    let Ok(slot) = slot else { break 'consume };
                     let job = tokio::select! {
                         job = jobs.next() => job,
-                        _ = shutdown.changed() => return,
+                        _ = stopped(&mut shutdown) => {
+                            drop(slot);
+                            finish_in_flight(&slots, concurrency, grace).await;
+                            break 'consume;
+                        }
                     };
                     let Some(job) = job else { break };
-                    let Ok(slot) = slots.clone().acquire_owned().await else {
-                        return;
-                    };
                     let mailer = mailer.clone();
                     tokio::spawn(async move {
                         handle_job(job, &mailer).await;
@@ -532,9 +569,32 @@ pub async fn run_worker(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => return,
+            _ = stopped(&mut shutdown) => break,
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    tracing::info!("mail worker stopped");
+}
+
+/// Waits until every slot is free again: each send in flight has been recorded and
+/// acknowledged (the consumer, and so its channel, is still open meanwhile).
+async fn finish_in_flight(slots: &Arc<Semaphore>, concurrency: u16, grace: Duration) {
+    let busy = concurrency as usize - slots.available_permits();
+    if busy == 0 {
+        return;
+    }
+    tracing::info!(
+        in_flight = busy,
+        "mail worker stopping: finishing the sends in flight"
+    );
+    if tokio::time::timeout(grace, slots.acquire_many(concurrency as u32))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            in_flight = concurrency as usize - slots.available_permits(),
+            "sends still in flight after the grace period"
+        );
     }
 }
 
@@ -567,4 +627,9 @@ async fn handle_job(job: Job, mailer: &Addr<Mailer>) {
             job.ack.requeue().await;
         }
     }
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }

@@ -79,16 +79,6 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .and(warp::path::end())
         .and(warp::get())
         .map(ops::healthz);
-    let readyz = warp::path("readyz")
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(with_state.clone())
-        .then(ops::readyz);
-    let metrics = warp::path("metrics")
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(with_state.clone())
-        .then(ops::metrics);
     let assets = warp::path("static")
         .and(warp::path::param::<String>())
         .and(warp::path::end())
@@ -112,11 +102,9 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .and(with_state.clone())
         .and(context::request_info())
         .then(portal::dispatch);
+    // `/metrics` and `/readyz` are on the operations port only (`ops_listen`): the sign-in
+    // counters would tell a stranger which addresses have accounts.
     healthz
-        .or(readyz)
-        .unify()
-        .or(metrics)
-        .unify()
         .or(assets)
         .unify()
         .or(index)

@@ -1,14 +1,55 @@
-//! For operations: `/healthz`, `/readyz` (database and broker), `/metrics` (Prometheus), and
-//! the static assets.
+//! For operations: `/healthz` (public and operations port); on the operations port only
+//! (`ops_listen`), `/readyz` (database and broker, each named) and `/metrics` (Prometheus);
+//! and the static assets.
 
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, header};
-use warp::Reply;
+use warp::filters::BoxedFilter;
 use warp::reply::Response;
+use warp::{Filter, Reply};
 
-use super::HttpState;
 use super::pages::{IndexPage, render};
+use crate::services::Services;
+
+/// What the operations listener needs.
+pub struct OpsState {
+    pub svc: Arc<Services>,
+    /// A worker is not ready without its broker; a web node is (the relay publishes what the
+    /// broker missed), so a broker outage never takes every web node out of the balancer.
+    pub broker_required: bool,
+}
+
+/// The operations port's routes: `/healthz`, `/readyz`, `/metrics`; anything else 404.
+pub fn routes(state: Arc<OpsState>) -> BoxedFilter<(Response,)> {
+    let with_state = warp::any().map(move || state.clone());
+    let healthz = warp::path("healthz")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(healthz);
+    let readyz = warp::path("readyz")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(readyz);
+    let metrics = warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state)
+        .then(metrics);
+    healthz
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .recover(|_| async {
+            Ok::<_, std::convert::Infallible>(
+                warp::reply::with_status("not found\n", StatusCode::NOT_FOUND).into_response(),
+            )
+        })
+        .unify()
+        .boxed()
+}
 
 pub const APP_CSS: &str = include_str!("../../static/app.css");
 pub const APP_JS: &str = include_str!("../../static/app.js");
@@ -18,14 +59,18 @@ pub fn healthz() -> Response {
     warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response()
 }
 
-pub async fn readyz(state: Arc<HttpState>) -> Response {
-    let db = state.svc.store.ping().await;
-    let queue = state.svc.queue.check().await;
+/// Ready when the database answers, and for a worker the broker too. Each dependency is named
+/// with `ok` or its error; `role` says which rule applied.
+pub async fn readyz(state: Arc<OpsState>) -> Response {
+    let (db, queue) = tokio::join!(state.svc.store.ping(), state.svc.queue.check());
+    let ready = db.is_ok() && (queue.is_ok() || !state.broker_required);
     let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "role": if state.broker_required { "worker" } else { "web" },
         "database": db.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
         "queue": queue.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
     });
-    let status = if db.is_ok() && queue.is_ok() {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -33,7 +78,7 @@ pub async fn readyz(state: Arc<HttpState>) -> Response {
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
-pub async fn metrics(state: Arc<HttpState>) -> Response {
+pub async fn metrics(state: Arc<OpsState>) -> Response {
     let m = &state.svc.metrics;
     if let Ok(n) = state.svc.store.pending_deliveries().await {
         m.pending_deliveries.set(n);

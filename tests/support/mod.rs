@@ -281,6 +281,8 @@ impl TestApp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
         config.listen = listener.local_addr().unwrap();
         config.public_url = format!("http://{}", config.listen);
+        // The operations port too: each test its own (the bound one is `AppHandle::ops_addr`).
+        config.ops_listen = "127.0.0.1:0".parse().unwrap();
         config.data_dir = dir.path().to_path_buf();
         config.secret_key = Some(Secret::new(unique("test-secret-key-that-is-long-enough")));
         config.log_level = "warn".into();
@@ -400,6 +402,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.app().url())
+    }
+
+    /// A URL on the operations port (`/metrics`, `/readyz`).
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("{}{path}", self.app().ops_url())
     }
 
     pub fn browser(&self) -> Browser {

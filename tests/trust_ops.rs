@@ -711,10 +711,10 @@ async fn sigterm_lets_a_worker_finish_its_sends_and_leaves_the_rest_queued() {
             .env_clear()
             .env("LATCHKEY_CONFIG_DIR", &dir)
             .env("LATCHKEY_DATA_DIR", &dir)
-            .env("LATCHKEY_DATABASE_URL", &c.database_url)
-            .env("LATCHKEY_QUEUE_URL", &c.queue_url)
+            .env("LATCHKEY_DATABASE_URL", c.database_url.expose())
+            .env("LATCHKEY_QUEUE_URL", c.queue_url.expose())
             .env("LATCHKEY_QUEUE__PREFIX", &c.queue.prefix)
-            .env("LATCHKEY_MAIL_URL", &c.mail_url)
+            .env("LATCHKEY_MAIL_URL", c.mail_url.expose())
             .env("LATCHKEY_PUBLIC_URL", &c.public_url)
             .env(
                 "LATCHKEY_SECRET_KEY",

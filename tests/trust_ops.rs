@@ -678,6 +678,9 @@ async fn sigterm_answers_every_request_already_received() {
         assert!(Instant::now() < deadline, "still accepting after SIGTERM");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The clients are slow: their bodies finish well after the signal (the actors' own
+    // stopping takes about a second, which must not be what lets them through).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     // Every request already received is answered.
     for (i, s) in streams.iter_mut().enumerate() {
         s.write_all(second_half.as_bytes()).await.unwrap();
@@ -699,7 +702,8 @@ async fn sigterm_lets_a_worker_finish_its_sends_and_leaves_the_rest_queued() {
         .start()
         .await;
     let smtp = app.smtp().clone();
-    smtp.set_delay(Duration::from_millis(1500));
+    // Sends that take seconds: far longer than the worker's own stopping would last.
+    smtp.set_delay(Duration::from_secs(4));
     let ops_port = free_port();
     let ops = format!("http://127.0.0.1:{ops_port}");
     let spawn = |ops_port: u16| {

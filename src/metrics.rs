@@ -41,6 +41,8 @@ pub struct Metrics {
     pub relayed: Counter,
     pub queue_depth: Gauge,
     pub pending_deliveries: Gauge,
+    /// HMACs computed to check Stripe webhook signatures (at most one per request).
+    pub webhook_hmacs: Counter,
 }
 
 impl Default for Metrics {
@@ -108,6 +110,12 @@ impl Metrics {
             "Deliveries not yet sent or failed (queued, sending, deferred)",
             pending_deliveries.clone(),
         );
+        let webhook_hmacs = Counter::default();
+        registry.register(
+            "stripe_webhook_hmacs",
+            "HMACs computed to check Stripe webhook signatures (one per request that passed the cheap checks)",
+            webhook_hmacs.clone(),
+        );
         Self {
             registry,
             requests,
@@ -119,6 +127,7 @@ impl Metrics {
             relayed,
             queue_depth,
             pending_deliveries,
+            webhook_hmacs,
         }
     }
 

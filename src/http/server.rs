@@ -150,7 +150,7 @@ async fn mount_custom_host(state: &HttpState, public_host: &str, req: &mut Reque
         .unwrap_or("/");
     let own_prefix = format!("/s/{}", sf.slug);
     let path_and_query = match path_and_query.strip_prefix(&own_prefix) {
-        Some(rest) if rest.is_empty() => "/",
+        Some("") => "/",
         Some(rest) if rest.starts_with(['/', '?']) => rest,
         _ => path_and_query,
     };

@@ -358,7 +358,11 @@ async fn build(
         );
     }
     let services = Arc::new(Services {
-        storefronts: StorefrontCache::new(store.clone(), Duration::from_secs(30)),
+        storefronts: StorefrontCache::new(
+            store.clone(),
+            Duration::from_secs(30),
+            options.clock.clone(),
+        ),
         config: config.clone(),
         store,
         clock: options.clock.clone(),

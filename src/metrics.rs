@@ -43,6 +43,8 @@ pub struct Metrics {
     pub pending_deliveries: Gauge,
     pub http_open_connections: Gauge,
     pub http_requests_in_flight: Gauge,
+    /// HMACs computed to check Stripe webhook signatures (at most one per request).
+    pub webhook_hmacs: Counter,
 }
 
 impl Default for Metrics {
@@ -122,6 +124,12 @@ impl Metrics {
             "Requests received on the public port and not yet answered",
             http_requests_in_flight.clone(),
         );
+        let webhook_hmacs = Counter::default();
+        registry.register(
+            "stripe_webhook_hmacs",
+            "HMACs computed to check Stripe webhook signatures (one per request that passed the cheap checks)",
+            webhook_hmacs.clone(),
+        );
         Self {
             registry,
             requests,
@@ -135,6 +143,7 @@ impl Metrics {
             pending_deliveries,
             http_open_connections,
             http_requests_in_flight,
+            webhook_hmacs,
         }
     }
 

@@ -2,8 +2,11 @@
 //! metrics. Passed explicitly (no globals), so each test runs its own application.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::crypto::Keys;
@@ -60,23 +63,43 @@ impl Services {
 }
 
 /// Storefronts change rarely and every request needs one: a short-lived cache in front of
-/// the database. Unknown slugs and hosts are not cached (they are attacker-chosen).
+/// the database. Unknown slugs and hosts are attacker-chosen, so they are remembered as
+/// unknown for [`MISS_TTL`] only, in a table of at most [`MAX_MISSES`] entries: a flood of
+/// requests for one unknown name costs one query per few seconds, and a flood of different
+/// names cannot grow the memory. (A storefront created meanwhile answers after `MISS_TTL`.)
 pub struct StorefrontCache {
     store: Store,
     ttl: Duration,
+    clock: SharedClock,
     by_slug: RwLock<HashMap<String, (Arc<Storefront>, Instant)>>,
     by_host: RwLock<HashMap<String, (Arc<Storefront>, Instant)>>,
     by_id: RwLock<HashMap<i64, (Arc<Storefront>, Instant)>>,
+    /// Unknown names, with when they stop counting as unknown (the application's clock).
+    misses: Mutex<HashMap<Miss, DateTime<Utc>>>,
+}
+
+/// How long an unknown slug or host is answered from memory.
+pub const MISS_TTL: Duration = Duration::from_secs(5);
+/// How many unknown names are remembered at once; past it, expired ones are dropped, and
+/// if none has expired the new one is not remembered (it costs a query, as before).
+pub const MAX_MISSES: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Miss {
+    Slug(String),
+    Host(String),
 }
 
 impl StorefrontCache {
-    pub fn new(store: Store, ttl: Duration) -> Self {
+    pub fn new(store: Store, ttl: Duration, clock: SharedClock) -> Self {
         Self {
             store,
             ttl,
+            clock,
             by_slug: RwLock::default(),
             by_host: RwLock::default(),
             by_id: RwLock::default(),
+            misses: Mutex::default(),
         }
     }
 
@@ -110,27 +133,72 @@ impl StorefrontCache {
         }
     }
 
-    pub async fn by_slug(&self, slug: &str) -> DbResult<Option<Arc<Storefront>>> {
-        if let Some(sf) = self.cached(&self.by_slug, &slug.to_string()) {
+    fn known_missing(&self, miss: &Miss) -> bool {
+        let now = self.clock.now();
+        self.misses
+            .lock()
+            .expect("cache lock")
+            .get(miss)
+            .is_some_and(|until| *until > now)
+    }
+
+    fn remember_missing(&self, miss: Miss) {
+        let now = self.clock.now();
+        let mut misses = self.misses.lock().expect("cache lock");
+        if misses.len() >= MAX_MISSES {
+            misses.retain(|_, until| *until > now);
+        }
+        if misses.len() < MAX_MISSES {
+            let ttl = chrono::Duration::from_std(MISS_TTL).unwrap_or_default();
+            misses.insert(miss, now + ttl);
+        }
+    }
+
+    /// Looks a name up: the cache, then the remembered misses, then the database.
+    async fn lookup<K, F>(
+        &self,
+        map: &RwLock<HashMap<K, (Arc<Storefront>, Instant)>>,
+        key: K,
+        miss: Miss,
+        query: F,
+    ) -> DbResult<Option<Arc<Storefront>>>
+    where
+        K: std::hash::Hash + Eq,
+        F: Future<Output = DbResult<Option<Storefront>>>,
+    {
+        if let Some(sf) = self.cached(map, &key) {
             return Ok(Some(sf));
         }
-        let found = self.store.storefront_by_slug(slug).await?.map(Arc::new);
-        if let Some(sf) = &found {
-            self.remember(sf);
+        if self.known_missing(&miss) {
+            return Ok(None);
+        }
+        let found = query.await?.map(Arc::new);
+        match &found {
+            Some(sf) => self.remember(sf),
+            None => self.remember_missing(miss),
         }
         Ok(found)
     }
 
+    pub async fn by_slug(&self, slug: &str) -> DbResult<Option<Arc<Storefront>>> {
+        self.lookup(
+            &self.by_slug,
+            slug.to_string(),
+            Miss::Slug(slug.to_string()),
+            self.store.storefront_by_slug(slug),
+        )
+        .await
+    }
+
     pub async fn by_host(&self, host: &str) -> DbResult<Option<Arc<Storefront>>> {
         let host = host.to_ascii_lowercase();
-        if let Some(sf) = self.cached(&self.by_host, &host) {
-            return Ok(Some(sf));
-        }
-        let found = self.store.storefront_by_host(&host).await?.map(Arc::new);
-        if let Some(sf) = &found {
-            self.remember(sf);
-        }
-        Ok(found)
+        self.lookup(
+            &self.by_host,
+            host.clone(),
+            Miss::Host(host.clone()),
+            self.store.storefront_by_host(&host),
+        )
+        .await
     }
 
     pub async fn by_id(&self, id: i64) -> DbResult<Option<Arc<Storefront>>> {
@@ -149,5 +217,6 @@ impl StorefrontCache {
         self.by_slug.write().expect("cache lock").clear();
         self.by_host.write().expect("cache lock").clear();
         self.by_id.write().expect("cache lock").clear();
+        self.misses.lock().expect("cache lock").clear();
     }
 }

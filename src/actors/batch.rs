@@ -2,20 +2,29 @@
 //! for the next batch and are written together, in one transaction. Under load a link request,
 //! a claim or a delivery outcome costs a fraction of a database round trip and of a WAL flush;
 //! with no load a request goes alone at once, so nothing waits for a timer.
+//!
+//! The queue in front of the batches is bounded ([`Batcher::with_capacity`], by default
+//! [`DEFAULT_CAPACITY`] items): when the database falls that far behind, `submit` answers
+//! [`AppError::Unavailable`] at once (a "try again" page, 503 on the API) instead of letting
+//! the backlog, and the memory it holds, grow without end.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::AppError;
 
 type Reply<O> = oneshot::Sender<Result<O, AppError>>;
 
+/// How many items may wait for a batch: many full batches' worth.
+pub const DEFAULT_CAPACITY: usize = 4096;
+
 /// Collects items and runs them in batches of at most `max_batch`, with at most `max_in_flight`
 /// batches running at once. `run` returns one result per item, in order.
 pub struct Batcher<I, O> {
-    tx: mpsc::UnboundedSender<(I, Reply<O>)>,
+    tx: mpsc::Sender<(I, Reply<O>)>,
 }
 
 impl<I, O> Clone for Batcher<I, O> {
@@ -32,7 +41,21 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(I, Reply<O>)>();
+        Self::with_capacity(DEFAULT_CAPACITY, max_batch, max_in_flight, run)
+    }
+
+    /// As [`Batcher::new`], with at most `capacity` items waiting for a batch.
+    pub fn with_capacity<F, Fut>(
+        capacity: usize,
+        max_batch: usize,
+        max_in_flight: usize,
+        run: F,
+    ) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel::<(I, Reply<O>)>(capacity.max(1));
         let run = Arc::new(run);
         let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
         tokio::spawn(async move {
@@ -80,12 +103,18 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         Self { tx }
     }
 
-    /// Adds an item to the next batch and waits for its result.
+    /// Adds an item to the next batch and waits for its result; [`AppError::Unavailable`] at
+    /// once when the queue is full.
     pub async fn submit(&self, item: I) -> Result<O, AppError> {
         let (reply, result) = oneshot::channel();
-        self.tx
-            .send((item, reply))
-            .map_err(|_| AppError::Internal(anyhow::anyhow!("the batcher has stopped")))?;
+        self.tx.try_send((item, reply)).map_err(|e| match e {
+            TrySendError::Full(_) => {
+                AppError::Unavailable("too much work is waiting for the database".into())
+            }
+            TrySendError::Closed(_) => {
+                AppError::Internal(anyhow::anyhow!("the batcher has stopped"))
+            }
+        })?;
         result
             .await
             .map_err(|_| AppError::Internal(anyhow::anyhow!("the batch was dropped")))?
@@ -126,6 +155,45 @@ mod tests {
             assert_eq!(h.await.unwrap().unwrap(), (i as u32 + 2) * 2);
         }
         assert_eq!(*sizes.lock().unwrap(), vec![1, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_recovers() {
+        let gate = Arc::new(Semaphore::new(0));
+        let held = gate.clone();
+        // Batches of one, one at a time, each waiting on the gate; two items may queue.
+        let batcher = Batcher::with_capacity(2, 1, 1, move |items: Vec<u32>| {
+            let held = held.clone();
+            async move {
+                let _ = held.acquire().await.unwrap();
+                Ok(items)
+            }
+        });
+        let mut waiting = Vec::new();
+        let mut refused = None;
+        for i in 1..20u32 {
+            let b = batcher.clone();
+            let h = tokio::spawn(async move { b.submit(i).await });
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if h.is_finished() {
+                refused = Some(h.await.unwrap());
+                break;
+            }
+            waiting.push((i, h));
+        }
+        // The running batch, the item waiting for a slot, and the two queued ones.
+        assert!(
+            matches!(refused, Some(Err(AppError::Unavailable(_)))),
+            "{refused:?}"
+        );
+        assert_eq!(waiting.len(), 4);
+        gate.add_permits(100);
+        for (i, h) in waiting {
+            let got = tokio::time::timeout(Duration::from_secs(5), h).await;
+            assert_eq!(got.unwrap().unwrap().unwrap(), i);
+        }
+        let again = tokio::time::timeout(Duration::from_secs(5), batcher.submit(99)).await;
+        assert_eq!(again.unwrap().unwrap(), 99);
     }
 
     #[tokio::test]

@@ -22,14 +22,12 @@ use crate::billing::gateway::{
     CheckoutState, IntentStatus, PaymentCheckout, SessionStatus, SetupCheckout,
 };
 use crate::billing::{Gateway, ProviderError};
-use crate::domain::webhook::{self, SignatureError};
+use crate::domain::webhook::{SignatureError, VerifiedPayload};
 use crate::error::AppError;
 use crate::mail::{payment_failed_subject, receipt_subject};
 use crate::services::Services;
 use crate::store::{Account, DeliveryKind, EventState, Invoice, NewDelivery, Storefront};
 
-/// How old a webhook signature may be.
-const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
 /// How often failed webhook work is tried again (the due ones).
 const RETRY_EVERY: Duration = Duration::from_secs(30);
 /// How often invoices stuck in a Checkout are reconciled, and how long one may sit first.
@@ -182,12 +180,11 @@ pub struct RefreshPaymentMethods {
     pub account: Account,
 }
 
-/// A webhook delivery: the raw body and its `Stripe-Signature` header.
+/// A webhook delivery whose signature the web layer checked (off the request threads).
 #[derive(Message)]
 #[rtype(result = "Result<(), WebhookError>")]
 pub struct HandleWebhook {
-    pub payload: bytes::Bytes,
-    pub signature: Option<String>,
+    pub payload: VerifiedPayload,
 }
 
 /// Process again the stored events whose processing failed and is due.
@@ -570,20 +567,9 @@ impl BillingWork {
     }
 
     async fn handle_webhook(&self, msg: HandleWebhook) -> Result<(), WebhookError> {
-        let cfg = &self.svc.config;
-        let secret = cfg
-            .stripe_webhook_secret
-            .as_ref()
-            .ok_or(WebhookError::NotConfigured)?;
-        webhook::verify(
-            &msg.payload,
-            msg.signature.as_deref(),
-            secret.expose(),
-            self.svc.now().timestamp(),
-            SIGNATURE_TOLERANCE_SECONDS,
-        )?;
-        let event: serde_json::Value = serde_json::from_slice(&msg.payload)
-            .map_err(|e| WebhookError::Malformed(e.to_string()))?;
+        let payload = msg.payload.bytes();
+        let event: serde_json::Value =
+            serde_json::from_slice(payload).map_err(|e| WebhookError::Malformed(e.to_string()))?;
         let (id, kind) = match (event["id"].as_str(), event["type"].as_str()) {
             (Some(id), Some(kind))
                 if id.starts_with("evt_") && event["data"]["object"].is_object() =>
@@ -596,7 +582,7 @@ impl BillingWork {
                 ));
             }
         };
-        let payload = String::from_utf8_lossy(&msg.payload).into_owned();
+        let payload = String::from_utf8_lossy(payload).into_owned();
         let state = self
             .svc
             .store

@@ -73,7 +73,12 @@ pub struct MailWork {
     /// Claims and outcomes are written in batches (group commit, see [`super::batch`]).
     claims: Batcher<(i64, bool), Option<ClaimedDelivery>>,
     outcomes: Batcher<FinishItem, bool>,
+    /// Publishes of fresh deliveries in flight (see [`Enqueue`]).
+    publishing: Arc<Semaphore>,
 }
+
+/// How many fresh deliveries may be on their way to the broker at once.
+pub const MAX_PUBLISHING: usize = 256;
 
 impl Mailer {
     pub fn new(svc: Arc<Services>, transport: Arc<dyn Transport>, run_relay: bool) -> Self {
@@ -112,6 +117,7 @@ impl Mailer {
                 limits,
                 claims,
                 outcomes,
+                publishing: Arc::new(Semaphore::new(MAX_PUBLISHING)),
             }),
             run_relay,
         }
@@ -132,8 +138,9 @@ impl Actor for Mailer {
     }
 }
 
-/// Publish a freshly written delivery. Fire and forget: if the broker is down, the row stays
-/// `queued` and the relay publishes it later.
+/// Publish a freshly written delivery. Fire and forget: if the broker is down, or
+/// [`MAX_PUBLISHING`] publishes are already under way (a slow broker), the row stays `queued`
+/// and the relay publishes it later; the work waiting here never grows without bound.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Enqueue {
@@ -177,7 +184,15 @@ impl Handler<Enqueue> for Mailer {
 
     fn handle(&mut self, msg: Enqueue, _: &mut Context<Self>) {
         let queue = self.work.svc.queue.clone();
+        let Ok(permit) = self.work.publishing.clone().try_acquire_owned() else {
+            tracing::debug!(
+                delivery_id = msg.delivery_id,
+                "too many publishes under way; the relay will publish it"
+            );
+            return;
+        };
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = queue
                 .publish(MailMessage {
                     delivery_id: msg.delivery_id,

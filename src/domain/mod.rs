@@ -5,6 +5,7 @@ pub mod clock;
 pub mod email;
 pub mod money;
 pub mod pdf;
+pub mod redirect;
 pub mod secret;
 pub mod slug;
 pub mod text;

@@ -85,9 +85,11 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .map(|name: String| ops::asset(&name));
     let index = warp::path::end().and(warp::get()).map(ops::index);
+    let signature_checks = webhooks::SignatureChecks::default();
     let stripe_webhook = warp::path!("webhooks" / "stripe")
         .and(warp::post())
         .and(with_state.clone())
+        .and(warp::any().map(move || signature_checks.clone()))
         .and(warp::header::optional::<String>("stripe-signature"))
         .and(form::body(webhooks::WEBHOOK_LIMIT))
         .then(webhooks::stripe);

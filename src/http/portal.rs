@@ -200,24 +200,14 @@ pub async fn dispatch(
     portal.finish(resp)
 }
 
-/// A path inside the storefront to land on after signing in, or `None` if it is not one.
-/// Only relative paths of known pages pass: no scheme, host, `//`, backslash or `..`.
+/// The portal pages a sign-in may land on (and everything below them).
+const LANDING_PAGES: [&str; 4] = ["/dashboard", "/billing", "/account", "/rentals"];
+
+/// A path inside the storefront to land on after signing in, or `None` if it is not one:
+/// checked after percent-decoding and dot-segment removal, as a browser would resolve it
+/// (see [`crate::domain::redirect::local_path`]); the answer is the normalised path.
 pub fn safe_next(next: &str) -> Option<String> {
-    let ok = next.len() <= 300
-        && next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.contains("..")
-        && next
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/-_.?=&%".contains(c))
-        && ["/dashboard", "/billing", "/account", "/rentals"]
-            .iter()
-            .any(|p| {
-                next == *p
-                    || next.starts_with(&format!("{p}/"))
-                    || next.starts_with(&format!("{p}?"))
-            });
-    ok.then(|| next.to_string())
+    crate::domain::redirect::local_path(next, &LANDING_PAGES)
 }
 
 async fn home(portal: &mut Portal) -> Response {
@@ -534,7 +524,20 @@ mod tests {
             safe_next("/rentals/12/agreement.pdf"),
             Some("/rentals/12/agreement.pdf".into())
         );
+        assert_eq!(safe_next("/dashboard/./x/../"), Some("/dashboard/".into()));
+        assert_eq!(safe_next("/rentals/%31%32"), Some("/rentals/12".into()));
         for bad in [
+            "/dashboard/%252e%252e/%252e%252e/beta/dashboard",
+            "/dashboard/%2e%2e/%2e%2e/beta/dashboard",
+            "/dashboard/%2E%2E/%2E%2E/beta/dashboard",
+            "/dashboard/..%2f..%2fbeta/dashboard",
+            "/dashboard/%5c..%5c..%5cbeta",
+            "/%2e%2e/beta/dashboard",
+            "/%2f/evil.example",
+            "/dashboard\\..\\..\\beta",
+            "/dashboard/%0d%0aSet-Cookie:x",
+            "/billing?next=%2f%2fevil",
+            "/billing#x",
             "https://evil.example/",
             "//evil.example",
             "/\\evil.example",

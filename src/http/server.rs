@@ -295,8 +295,12 @@ impl http_body::Body for TimedBody {
     }
 }
 
-/// When the Host is a storefront's custom host, its pages are served at `/`: the request is
-/// routed as `/s/{slug}{path}` and its links are built without the prefix.
+/// When the Host is a storefront's custom host, that storefront's portal is all it serves, at
+/// `/`: every request (but `/static/` and the health checks) is routed as `/s/{slug}{path}`
+/// and its links are built without the prefix. So `/s/{other}/…` there is the path
+/// `/s/{other}/…` of this portal, which does not exist (404), and so are `/console` and
+/// `/api` (staff and integrations use the public host). `/s/{own-slug}/…` on its own host is
+/// the same page as `/…`, so a link written with the prefix keeps working.
 async fn mount_custom_host(state: &HttpState, public_host: &str, req: &mut Request<Incoming>) {
     let Some(host) = req
         .headers()
@@ -319,26 +323,37 @@ async fn mount_custom_host(state: &HttpState, public_host: &str, req: &mut Reque
         return;
     }
     let path = req.uri().path();
-    if path.starts_with("/static/")
-        || matches!(path, "/healthz" | "/readyz" | "/metrics")
-        || path.starts_with("/s/")
-    {
+    if path.starts_with("/static/") || matches!(path, "/healthz" | "/readyz" | "/metrics") {
         return;
     }
-    let Ok(Some(sf)) = state.svc.storefronts.by_host(&host).await else {
-        return;
+    let sf = match state.svc.storefronts.by_host(&host).await {
+        Ok(Some(sf)) => sf,
+        Ok(None) => return,
+        Err(e) => {
+            // Never let a custom host's request fall through to another storefront's routes.
+            tracing::warn!(error = %e, "custom host lookup failed");
+            *req.uri_mut() = http::Uri::from_static(NOWHERE);
+            return;
+        }
     };
     let path_and_query = req
         .uri()
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/");
-    let rewritten = format!("/s/{}{}", sf.slug, path_and_query);
-    if let Ok(uri) = rewritten.parse() {
-        *req.uri_mut() = uri;
-        req.extensions_mut().insert(MountedAtRoot);
-    }
+    let own_prefix = format!("/s/{}", sf.slug);
+    let path_and_query = match path_and_query.strip_prefix(&own_prefix) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with(['/', '?']) => rest,
+        _ => path_and_query,
+    };
+    let rewritten = format!("{own_prefix}{path_and_query}");
+    *req.uri_mut() = rewritten.parse().unwrap_or(http::Uri::from_static(NOWHERE));
+    req.extensions_mut().insert(MountedAtRoot);
 }
+
+/// A path no route serves (404).
+const NOWHERE: &str = "/.nowhere";
 
 /// `https`: the portal is served over https (its public URL says so), so browsers are told to
 /// come back only over https for a year (HSTS; not for subdomains, which may be other sites).

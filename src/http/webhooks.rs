@@ -1,25 +1,62 @@
 //! `POST /webhooks/stripe`: Stripe's events, handed to BillingSync. 400 for a bad signature, a
 //! stale timestamp or a malformed body (nothing changes); 200 once the event is stored; 503
 //! when it cannot be stored (Stripe tries again).
+//!
+//! An unsigned request must not cost more than a normal page: the header is parsed and its
+//! timestamp checked before any hashing, a header with more than a few signatures is refused,
+//! and the one HMAC runs on the blocking pool (at most one per CPU core at a time), never on
+//! the threads that answer requests.
+
+use std::sync::Arc;
 
 use http::StatusCode;
+use tokio::sync::Semaphore;
 use warp::Reply;
 use warp::reply::Response;
 
 use super::HttpState;
 use super::form::Body;
 use crate::actors::billing_sync::{HandleWebhook, WebhookError};
+use crate::domain::webhook::{SignatureError, SignatureHeader, TOLERANCE_SECONDS};
 use crate::error::AppError;
 
-/// Stripe's events are small; anything bigger is not one of them.
-pub const WEBHOOK_LIMIT: u64 = 1024 * 1024;
+/// Stripe's events are a few KiB; 256 KiB leaves room for the largest of them.
+pub const WEBHOOK_LIMIT: u64 = 256 * 1024;
+
+/// How many signature checks run at once: one per CPU core. More requests wait their turn
+/// (each holds only its connection meanwhile).
+#[derive(Clone)]
+pub struct SignatureChecks(Arc<Semaphore>);
+
+impl Default for SignatureChecks {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self(Arc::new(Semaphore::new(cores)))
+    }
+}
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
+fn refused(e: WebhookError) -> Response {
+    tracing::info!(error = %e, "webhook refused");
+    json(
+        StatusCode::BAD_REQUEST,
+        serde_json::json!({"error": e.to_string()}),
+    )
+}
+
+fn try_again() -> Response {
+    json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({"error": "try again"}),
+    )
+}
+
 pub async fn stripe(
-    state: std::sync::Arc<HttpState>,
+    state: Arc<HttpState>,
+    checks: SignatureChecks,
     signature: Option<String>,
     body: Body,
 ) -> Response {
@@ -38,19 +75,49 @@ pub async fn stripe(
             );
         }
     };
+    let config = state.svc.config.clone();
+    if config.stripe_webhook_secret.is_none() {
+        return refused(WebhookError::NotConfigured);
+    }
+    // The cheap checks: the header's shape, the number of signatures, the timestamp.
+    let now = state.svc.now().timestamp();
+    let header = match SignatureHeader::parse(signature.as_deref())
+        .and_then(|h| h.check_time(now, TOLERANCE_SECONDS).map(|()| h))
+    {
+        Ok(h) => h,
+        Err(e) => return refused(e.into()),
+    };
+    let Ok(permit) = checks.0.clone().acquire_owned().await else {
+        return try_again();
+    };
+    state.svc.metrics.webhook_hmacs.inc();
+    let verified = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let secret = config
+            .stripe_webhook_secret
+            .as_ref()
+            .ok_or(SignatureError::Missing)?;
+        header.verify(payload, secret.expose())
+    })
+    .await;
+    let payload = match verified {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return refused(e.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook signature check failed");
+            return try_again();
+        }
+    };
     let handled = state
         .actors
         .billing_sync
-        .send(HandleWebhook { payload, signature })
+        .send(HandleWebhook { payload })
         .await;
     match handled {
         Ok(Ok(())) => json(StatusCode::OK, serde_json::json!({"received": true})),
         Ok(Err(WebhookError::App(AppError::Unavailable(e)))) => {
             tracing::warn!(error = %e, "could not store a webhook event");
-            json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({"error": "try again"}),
-            )
+            try_again()
         }
         Ok(Err(WebhookError::App(e))) => {
             tracing::error!(error = %e, "webhook failed");
@@ -59,19 +126,10 @@ pub async fn stripe(
                 serde_json::json!({"error": "internal"}),
             )
         }
-        Ok(Err(e)) => {
-            tracing::info!(error = %e, "webhook refused");
-            json(
-                StatusCode::BAD_REQUEST,
-                serde_json::json!({"error": e.to_string()}),
-            )
-        }
+        Ok(Err(e)) => refused(e),
         Err(e) => {
             tracing::error!(error = %e, "billing actor unavailable");
-            json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({"error": "try again"}),
-            )
+            try_again()
         }
     }
 }

@@ -1,5 +1,10 @@
 //! The in-process queue of the embedded default: a channel, with retries scheduled on timers.
 //! Nothing survives a restart, which is fine: the relay finds every row not yet final.
+//!
+//! The channel is bounded ([`DEFAULT_CAPACITY`] messages). When it is full, `publish` fails
+//! as a broker outage does ([`QueueError::Unavailable`]), and a retry or requeue that finds it
+//! full is dropped: either way the delivery row keeps its relay time, and the relay publishes
+//! it again once there is room. Memory stays bounded however far the workers fall behind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,13 +12,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Mutex, mpsc};
 
 use super::{Ack, Job, MailMessage, MailQueue, QueueError};
 
+/// How many messages wait in the in-process queue at most.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
 pub struct LocalQueue {
-    tx: mpsc::UnboundedSender<LocalItem>,
-    rx: Arc<Mutex<mpsc::UnboundedReceiver<LocalItem>>>,
+    tx: mpsc::Sender<LocalItem>,
+    rx: Arc<Mutex<mpsc::Receiver<LocalItem>>>,
     depth: Arc<std::sync::atomic::AtomicI64>,
 }
 
@@ -30,7 +39,12 @@ impl Default for LocalQueue {
 
 impl LocalQueue {
     pub fn new() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+
+    /// A queue that holds at most `capacity` messages.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         Self {
             tx,
             rx: Arc::new(Mutex::new(rx)),
@@ -39,16 +53,33 @@ impl LocalQueue {
     }
 
     fn push(&self, item: LocalItem) -> Result<(), QueueError> {
-        self.depth
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.tx
-            .send(item)
-            .map_err(|_| QueueError::Unavailable("the in-process queue is closed".into()))
+        offer(&self.tx, &self.depth, item)
+    }
+}
+
+/// Puts a message on the queue if there is room.
+fn offer(
+    tx: &mpsc::Sender<LocalItem>,
+    depth: &std::sync::atomic::AtomicI64,
+    item: LocalItem,
+) -> Result<(), QueueError> {
+    match tx.try_send(item) {
+        Ok(()) => {
+            depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        Err(TrySendError::Full(_)) => Err(QueueError::Unavailable(
+            "the in-process queue is full; the relay will publish it again".into(),
+        )),
+        Err(TrySendError::Closed(_)) => Err(QueueError::Unavailable(
+            "the in-process queue is closed".into(),
+        )),
     }
 }
 
 struct LocalAck {
-    tx: mpsc::UnboundedSender<LocalItem>,
+    tx: mpsc::Sender<LocalItem>,
+    depth: Arc<std::sync::atomic::AtomicI64>,
     msg: Option<MailMessage>,
 }
 
@@ -63,12 +94,16 @@ impl Ack for LocalAck {
     async fn requeue(self: Box<Self>) {
         if let Some(msg) = self.msg {
             let tx = self.tx.clone();
+            let depth = self.depth.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                let _ = tx.send(LocalItem {
+                let item = LocalItem {
                     msg,
                     redelivered: true,
-                });
+                };
+                if let Err(e) = offer(&tx, &depth, item) {
+                    tracing::debug!(delivery_id = msg.delivery_id, error = %e, "requeue dropped");
+                }
             });
         }
     }
@@ -88,11 +123,13 @@ impl MailQueue for LocalQueue {
         let depth = self.depth.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let _ = tx.send(LocalItem {
+            let item = LocalItem {
                 msg,
                 redelivered: false,
-            });
+            };
+            if let Err(e) = offer(&tx, &depth, item) {
+                tracing::debug!(delivery_id = msg.delivery_id, error = %e, "retry dropped");
+            }
         });
         Ok(())
     }
@@ -114,6 +151,7 @@ impl MailQueue for LocalQueue {
                         redelivered: item.redelivered,
                         ack: Box::new(LocalAck {
                             tx,
+                            depth: depth.clone(),
                             msg: Some(item.msg),
                         }),
                     },

@@ -3,6 +3,9 @@
 //! one that is not wanted) is read and thrown away up to a bound before the answer goes out:
 //! closing a socket with unread data makes the kernel reset the connection, and the client
 //! might never see the answer.
+//!
+//! JSON objects with a key twice are refused at any depth: which of the two would count is
+//! up to each parser, so a proxy, a log and this API could each read a different request.
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
@@ -112,8 +115,7 @@ impl RawBody {
                 "The body is empty; send a JSON object.".into(),
             ));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::BadJson(format!("The body is not valid JSON: {e}.")))
+        parse_json(&bytes)
     }
 
     /// The body as a PDF document; it must be sent as `application/pdf`.
@@ -136,5 +138,114 @@ impl RawBody {
             ));
         }
         Ok(bytes)
+    }
+}
+
+/// Parses a JSON body, refusing an object that has a key twice (at any depth).
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice::<Strict>(bytes)
+        .map(|s| s.0)
+        .map_err(|e| ApiError::BadJson(format!("The body is not valid JSON: {e}.")))
+}
+
+/// A JSON value read with duplicate keys refused.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        <Strict as serde::Deserialize>::deserialize(d).map(|s| s.0)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "the key `{key}` appears twice in one object"
+                )));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        assert_eq!(
+            parse_json(br#"{"a": 1, "b": [{"c": {"d": null}}], "e": 1.5}"#).unwrap(),
+            serde_json::json!({"a": 1, "b": [{"c": {"d": null}}], "e": 1.5})
+        );
+        for body in [
+            &br#"{"a": 1, "a": 2}"#[..],
+            br#"{"a": {"b": 1, "b": 1}}"#,
+            br#"[{"x": [{"y": 1, "y": 2}]}]"#,
+            br#"{"a\u0062": 1, "ab": 2}"#,
+        ] {
+            assert!(
+                matches!(parse_json(body), Err(ApiError::BadJson(m)) if m.contains("twice")),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

@@ -553,13 +553,6 @@ async fn the_connection_cap_holds() {
     assert_eq!(status_of(&answer), 200, "{answer}");
 }
 
-/// The `latchkey` binary: `LATCHKEY_TEST_BIN` when set (a target directory shared by several
-/// checkouts may hold another checkout's build under Cargo's name), else Cargo's.
-fn latchkey_bin() -> String {
-    std::env::var("LATCHKEY_TEST_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_latchkey").to_string())
-}
-
 /// A free port on 127.0.0.1 (bound, read, released).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -608,7 +601,7 @@ async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStat
 async fn sigterm_answers_every_request_already_received() {
     let dir = tempfile::tempdir().unwrap();
     let (port, ops_port) = (free_port(), free_port());
-    let mut child = Command::new(latchkey_bin())
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .arg("serve")
         .current_dir(dir.path())
         .env_clear()
@@ -710,7 +703,7 @@ async fn sigterm_lets_a_worker_finish_its_sends_and_leaves_the_rest_queued() {
         let c = &app.config;
         let dir = app.dir.path().join(format!("worker-{}", unique("w")));
         std::fs::create_dir_all(&dir).unwrap();
-        Command::new(latchkey_bin())
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .arg("worker")
             .env_clear()
             .env("LATCHKEY_CONFIG_DIR", &dir)
@@ -819,7 +812,7 @@ fn an_operations_port_that_is_taken_stops_start_up_with_one_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr: SocketAddr = taken.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(latchkey_bin())
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .arg("worker")
         .current_dir(dir.path())
         .env_clear()

@@ -323,7 +323,7 @@ async fn mount_custom_host(state: &HttpState, public_host: &str, req: &mut Reque
         return;
     }
     let path = req.uri().path();
-    if path.starts_with("/static/") || matches!(path, "/healthz" | "/readyz" | "/metrics") {
+    if path.starts_with("/static/") || path == "/healthz" {
         return;
     }
     let sf = match state.svc.storefronts.by_host(&host).await {

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use chrono::Duration as Span;
@@ -207,37 +207,7 @@ async fn the_relay_sends_what_the_broker_never_got() {
 }
 
 fn spawn_worker(app: &TestApp) -> Child {
-    let c = &app.config;
-    let dir = app.dir.path().join(format!("worker-{}", unique("w")));
-    std::fs::create_dir_all(&dir).unwrap();
-    let quiet = std::env::var("TEST_LOG").is_err();
-    Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .arg("worker")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LATCHKEY_CONFIG_DIR", &dir)
-        .env("LATCHKEY_DATA_DIR", &dir)
-        .env("LATCHKEY_DATABASE_URL", c.database_url.expose())
-        .env("LATCHKEY_QUEUE_URL", c.queue_url.expose())
-        .env("LATCHKEY_QUEUE__PREFIX", &c.queue.prefix)
-        .env("LATCHKEY_MAIL_URL", c.mail_url.expose())
-        .env("LATCHKEY_PUBLIC_URL", &c.public_url)
-        .env("LATCHKEY_OPS_LISTEN", "127.0.0.1:0")
-        .env(
-            "LATCHKEY_SECRET_KEY",
-            c.secret_key.as_ref().unwrap().expose(),
-        )
-        .env("LATCHKEY_LOG_LEVEL", if quiet { "error" } else { "info" })
-        .stdout(if quiet {
-            Stdio::null()
-        } else {
-            Stdio::inherit()
-        })
-        .stderr(if quiet {
-            Stdio::null()
-        } else {
-            Stdio::inherit()
-        })
+    app.command(&["worker"])
         .spawn()
         .expect("start a latchkey worker process")
 }

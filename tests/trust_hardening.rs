@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use chrono::Utc;
 use latchkey::domain::EmailAddress;
 use latchkey::store::Role;
@@ -14,22 +12,10 @@ const STAN: &str = "stan@harborview.example";
 
 /// Runs `latchkey admin …` against the test application's database.
 fn admin(app: &TestApp, args: &[&str]) -> (bool, String) {
-    let c = &app.config;
-    let dir = app.dir.path().join(format!("cli-{}", unique("c")));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .arg("admin")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LATCHKEY_CONFIG_DIR", &dir)
-        .env("LATCHKEY_DATA_DIR", &dir)
-        .env("LATCHKEY_DATABASE_URL", c.database_url.expose())
-        .env(
-            "LATCHKEY_SECRET_KEY",
-            c.secret_key.as_ref().unwrap().expose(),
-        )
-        .env("LATCHKEY_LOG_LEVEL", "error")
+    let out = app
+        .command(&[&["admin"], args].concat())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .output()
         .expect("the binary runs");
     let text = format!(

@@ -700,28 +700,9 @@ async fn sigterm_lets_a_worker_finish_its_sends_and_leaves_the_rest_queued() {
     let ops_port = free_port();
     let ops = format!("http://127.0.0.1:{ops_port}");
     let spawn = |ops_port: u16| {
-        let c = &app.config;
-        let dir = app.dir.path().join(format!("worker-{}", unique("w")));
-        std::fs::create_dir_all(&dir).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .arg("worker")
-            .env_clear()
-            .env("LATCHKEY_CONFIG_DIR", &dir)
-            .env("LATCHKEY_DATA_DIR", &dir)
-            .env("LATCHKEY_DATABASE_URL", c.database_url.expose())
-            .env("LATCHKEY_QUEUE_URL", c.queue_url.expose())
-            .env("LATCHKEY_QUEUE__PREFIX", &c.queue.prefix)
-            .env("LATCHKEY_MAIL_URL", c.mail_url.expose())
-            .env("LATCHKEY_PUBLIC_URL", &c.public_url)
-            .env(
-                "LATCHKEY_SECRET_KEY",
-                c.secret_key.as_ref().unwrap().expose(),
-            )
+        app.command(&["worker"])
             .env("LATCHKEY_OPS_LISTEN", format!("127.0.0.1:{ops_port}"))
             .env("LATCHKEY_MAIL__CONCURRENCY", "2")
-            .env("LATCHKEY_LOG_LEVEL", if quiet() { "error" } else { "info" })
-            .stdout(output())
-            .stderr(output())
             .spawn()
             .expect("start a latchkey worker process")
     };

@@ -10,6 +10,7 @@
 pub mod browser;
 
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -270,6 +271,43 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The `latchkey` binary with `args`, set up to share this application's database, queue,
+    /// mailbox and secret key (a data directory of its own, an operations port of its own,
+    /// quiet unless `TEST_LOG` is set).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let c = &self.config;
+        let dir = self.dir.path().join(format!("process-{}", unique("p")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let quiet = std::env::var("TEST_LOG").is_err();
+        let output = || {
+            if quiet {
+                Stdio::null()
+            } else {
+                Stdio::inherit()
+            }
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("LATCHKEY_CONFIG_DIR", &dir)
+            .env("LATCHKEY_DATA_DIR", &dir)
+            .env("LATCHKEY_DATABASE_URL", c.database_url.expose())
+            .env("LATCHKEY_QUEUE_URL", c.queue_url.expose())
+            .env("LATCHKEY_QUEUE__PREFIX", &c.queue.prefix)
+            .env("LATCHKEY_MAIL_URL", c.mail_url.expose())
+            .env("LATCHKEY_PUBLIC_URL", &c.public_url)
+            .env("LATCHKEY_OPS_LISTEN", "127.0.0.1:0")
+            .env(
+                "LATCHKEY_SECRET_KEY",
+                c.secret_key.as_ref().unwrap().expose(),
+            )
+            .env("LATCHKEY_LOG_LEVEL", if quiet { "error" } else { "info" })
+            .stdout(output())
+            .stderr(output());
+        cmd
+    }
+
     pub async fn start(backend: Backend) -> Self {
         Setup::new(backend).start().await
     }

@@ -334,15 +334,7 @@ async fn web_readiness_survives_a_broker_outage_but_a_workers_does_not() {
         .with_broker_proxy()
         .start()
         .await;
-    let worker = App::start(
-        app.config.clone(),
-        AppOptions {
-            web: false,
-            workers: Some(true),
-            ..AppOptions::default()
-        },
-    )
-    .unwrap();
+    let worker = start_worker(&app);
     assert!(worker.addr.is_none(), "a worker has no public port");
     let ready = |url: String| async move {
         let resp = reqwest::get(format!("{url}/readyz")).await.unwrap();
@@ -381,15 +373,7 @@ async fn a_worker_serves_its_mail_metrics_on_its_operations_port() {
         .without_workers()
         .start()
         .await;
-    let worker = App::start(
-        app.config.clone(),
-        AppOptions {
-            web: false,
-            workers: Some(true),
-            ..AppOptions::default()
-        },
-    )
-    .unwrap();
+    let worker = start_worker(&app);
     let id = app.request_link(&app.browser(), "alex@example.com").await;
     app.wait_for_status(id, "sent").await;
     let metrics = reqwest::get(format!("{}/metrics", worker.ops_url()))
@@ -551,6 +535,19 @@ async fn the_connection_cap_holds() {
         .await
         .expect("the third connection is served once a slot is free");
     assert_eq!(status_of(&answer), 200, "{answer}");
+}
+
+/// A worker process of `app` (same database, queue and mailbox), in this test process.
+fn start_worker(app: &TestApp) -> latchkey::app::AppHandle {
+    App::start(
+        app.config.clone(),
+        AppOptions {
+            web: false,
+            workers: Some(true),
+            ..AppOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 /// A free port on 127.0.0.1 (bound, read, released).

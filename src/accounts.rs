@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::actors::{Actors, Enqueue};
 use crate::domain::OpaqueToken;
 use crate::domain::email::mask;
 use crate::error::AppError;
@@ -34,7 +33,6 @@ pub enum ProfileSaved {
 /// a sign-in link) through the normal mail pipeline.
 pub async fn save_profile(
     svc: &Services,
-    actors: &Actors,
     storefront: &Storefront,
     account_id: i64,
     change: &ProfileChange,
@@ -78,7 +76,7 @@ pub async fn save_profile(
         AccountUpdate::Saved {
             confirmation_delivery: Some(delivery_id),
         } => {
-            actors.mailer.do_send(Enqueue { delivery_id });
+            svc.publisher.enqueue(delivery_id);
             ProfileSaved::ConfirmationSent
         }
         AccountUpdate::Saved {
@@ -119,7 +117,6 @@ pub enum EmailConfirmed {
 /// signed in to, if any.
 pub async fn confirm_email(
     svc: &Services,
-    actors: &Actors,
     storefront: &Storefront,
     token: &OpaqueToken,
     browser_account: Option<i64>,
@@ -187,7 +184,7 @@ pub async fn confirm_email(
             ..
         } => {
             if let Some(delivery_id) = notice_delivery {
-                actors.mailer.do_send(Enqueue { delivery_id });
+                svc.publisher.enqueue(delivery_id);
             }
             tracing::info!(
                 account_id,

@@ -368,16 +368,16 @@ async fn build(
         clock: options.clock.clone(),
         keys,
         queue: queue.clone(),
+        publisher: crate::queue::Publisher::new(queue.clone()),
         metrics: Arc::new(Metrics::new()),
         worker_name: format!("{}:{}", hostname(), std::process::id()),
     });
     let mailer = Mailer::new(services.clone(), transport, workers).start();
-    let billing_sync =
-        crate::actors::billing_sync::BillingSync::new(services.clone(), mailer.clone())
-            .map_err(|e| StartError::Other(format!("cannot set up Stripe: {e}")))?
-            .start();
+    let billing_sync = crate::actors::billing_sync::BillingSync::new(services.clone())
+        .map_err(|e| StartError::Other(format!("cannot set up Stripe: {e}")))?
+        .start();
     let actors = Actors {
-        token_issuer: TokenIssuer::new(services.clone(), mailer.clone()).start(),
+        token_issuer: TokenIssuer::new(services.clone()).start(),
         session_keeper: SessionKeeper::new(services.clone()).start(),
         mailer: mailer.clone(),
         billing_sync,

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::crypto::Keys;
 use crate::domain::clock::SharedClock;
 use crate::metrics::Metrics;
-use crate::queue::MailQueue;
+use crate::queue::{MailQueue, Publisher};
 use crate::store::{DbResult, Store, Storefront};
 
 pub struct Services {
@@ -21,6 +21,8 @@ pub struct Services {
     pub clock: SharedClock,
     pub keys: Keys,
     pub queue: Arc<dyn MailQueue>,
+    /// Publishes deliveries just written (the relay covers what it skips).
+    pub publisher: Publisher,
     pub metrics: Arc<Metrics>,
     pub storefronts: StorefrontCache,
     /// Names this process in delivery attempt rows.

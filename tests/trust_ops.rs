@@ -327,6 +327,98 @@ async fn the_log_lines_of_a_request_carry_its_id() {
     }
 }
 
+/// The JSON log lines captured so far whose message is `message`.
+fn log_lines(logs: &Captured, message: &str) -> Vec<serde_json::Value> {
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &serde_json::Value| l["fields"]["message"] == message)
+        .collect()
+}
+
+fn request_id_of(headers: &reqwest::header::HeaderMap) -> String {
+    headers["x-request-id"].to_str().unwrap().to_string()
+}
+
+/// Work a request hands to an actor, and the tasks the actor spawns for it, log in the
+/// request's span: a sign-in refused by the per-client limit (TokenIssuer's batch), a Checkout
+/// started (BillingSync) and a webhook that marks the invoice paid (BillingSync's task) each
+/// write a line with the id of the response that request got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_lines_actors_write_for_a_request_carry_its_id() {
+    let logs = Captured::default();
+    let installed = tracing_subscriber::fmt()
+        .json()
+        .with_writer(logs.clone())
+        .with_env_filter("info")
+        .try_init()
+        .is_ok();
+    if !installed {
+        eprintln!("skipped: a global subscriber is already installed in this process");
+        return;
+    }
+    let app = Setup::new(Backend::Embedded).with_stripe().start().await;
+    let browser = app.browser();
+    app.sign_in(&browser, "alex@example.com").await;
+
+    let invoice = app.invoice_id("INV-1042").await;
+    let billing = browser.get("/s/demo/billing").await;
+    let pay = browser
+        .submit(
+            &billing,
+            &format!("form[action='/s/demo/billing/invoices/{invoice}/pay']"),
+            &[],
+        )
+        .await;
+    assert_eq!(pay.status, 303, "{}", pay.body);
+    let started = log_lines(&logs, "checkout started");
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(
+        started[0]["span"]["request_id"],
+        request_id_of(&pay.headers).as_str()
+    );
+
+    let session = pay
+        .location()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let completed = app.fake_stripe().complete_checkout(&session);
+    let webhook = app.send_webhook(&completed).await;
+    assert_eq!(webhook.status(), 200);
+    let paid = log_lines(&logs, "invoice paid; receipt queued");
+    assert_eq!(paid.len(), 1, "{paid:?}");
+    assert_eq!(
+        paid[0]["span"]["request_id"],
+        request_id_of(webhook.headers()).as_str()
+    );
+
+    // The sign-in above spent one of this IP's five links; a browser without the device
+    // cookie gets four more, and its fifth request is refused by the limit.
+    let stranger = app.browser();
+    let mut last = None;
+    for _ in 0..5 {
+        let form = stranger.get("/s/demo/sign-in").await;
+        let sent = stranger
+            .submit(
+                &form,
+                "form[action$='/sign-in']",
+                &[("email", "alex@example.com")],
+            )
+            .await;
+        assert_eq!(sent.status, 200);
+        last = Some(sent);
+    }
+    let suppressed = log_lines(&logs, "sign-in link suppressed by a sign-in limit");
+    assert_eq!(suppressed.len(), 1, "{suppressed:?}");
+    assert_eq!(
+        suppressed[0]["span"]["request_id"],
+        request_id_of(&last.unwrap().headers).as_str()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_readiness_survives_a_broker_outage_but_a_workers_does_not() {
     let app = Setup::new(Backend::Postgres)

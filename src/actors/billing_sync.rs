@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::mailer::{Enqueue, Mailer};
 use super::spawn_work;
 use crate::billing::gateway::{
     CheckoutState, IntentStatus, PaymentCheckout, SessionStatus, SetupCheckout,
@@ -57,6 +56,12 @@ pub enum BillingError {
     App(#[from] AppError),
 }
 
+impl From<tokio::task::JoinError> for WebhookError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        WebhookError::App(e.into())
+    }
+}
+
 impl From<crate::store::DbError> for BillingError {
     fn from(e: crate::store::DbError) -> Self {
         BillingError::App(e.into())
@@ -94,13 +99,12 @@ pub struct BillingSync {
 struct BillingWork {
     svc: Arc<Services>,
     gateway: Option<Gateway>,
-    mailer: Addr<Mailer>,
     /// Names this installation in idempotency keys (`lk-{scope}-…`).
     scope: String,
 }
 
 impl BillingSync {
-    pub fn new(svc: Arc<Services>, mailer: Addr<Mailer>) -> Result<Self, ProviderError> {
+    pub fn new(svc: Arc<Services>) -> Result<Self, ProviderError> {
         let cfg = &svc.config;
         let gateway = match &cfg.stripe_secret_key {
             Some(key) => Some(Gateway::new(
@@ -115,7 +119,6 @@ impl BillingSync {
             work: Arc::new(BillingWork {
                 svc,
                 gateway,
-                mailer,
                 scope,
             }),
         })
@@ -197,18 +200,12 @@ pub struct RetryEvents;
 #[rtype(result = "Result<usize, AppError>")]
 pub struct Reconcile;
 
-fn spawn_billing<T: Send + 'static>(
-    work: impl Future<Output = Result<T, BillingError>> + Send + 'static,
-) -> actix::dev::ResponseFuture<Result<T, BillingError>> {
-    Box::pin(async move { tokio::spawn(work).await? })
-}
-
 impl Handler<StartPayment> for BillingSync {
     type Result = ResponseFuture<Result<String, BillingError>>;
 
     fn handle(&mut self, msg: StartPayment, _: &mut Context<Self>) -> Self::Result {
         let work = self.work.clone();
-        spawn_billing(async move { work.start_payment(msg).await })
+        spawn_work(async move { work.start_payment(msg).await })
     }
 }
 
@@ -217,7 +214,7 @@ impl Handler<ConfirmCheckouts> for BillingSync {
 
     fn handle(&mut self, msg: ConfirmCheckouts, _: &mut Context<Self>) -> Self::Result {
         let work = self.work.clone();
-        spawn_billing(async move { work.confirm_checkouts(msg).await })
+        spawn_work(async move { work.confirm_checkouts(msg).await })
     }
 }
 
@@ -226,7 +223,7 @@ impl Handler<StartSetup> for BillingSync {
 
     fn handle(&mut self, msg: StartSetup, _: &mut Context<Self>) -> Self::Result {
         let work = self.work.clone();
-        spawn_billing(async move { work.start_setup(msg).await })
+        spawn_work(async move { work.start_setup(msg).await })
     }
 }
 
@@ -235,7 +232,7 @@ impl Handler<RemovePaymentMethod> for BillingSync {
 
     fn handle(&mut self, msg: RemovePaymentMethod, _: &mut Context<Self>) -> Self::Result {
         let work = self.work.clone();
-        spawn_billing(async move { work.remove_payment_method(msg).await })
+        spawn_work(async move { work.remove_payment_method(msg).await })
     }
 }
 
@@ -244,7 +241,7 @@ impl Handler<RefreshPaymentMethods> for BillingSync {
 
     fn handle(&mut self, msg: RefreshPaymentMethods, _: &mut Context<Self>) -> Self::Result {
         let work = self.work.clone();
-        spawn_billing(async move {
+        spawn_work(async move {
             match &msg.account.stripe_customer_id {
                 Some(customer) => work.refresh_payment_methods(msg.account.id, customer).await,
                 None => Ok(()),
@@ -258,11 +255,7 @@ impl Handler<HandleWebhook> for BillingSync {
 
     fn handle(&mut self, msg: HandleWebhook, _: &mut Context<Self>) -> Self::Result {
         let work = self.work.clone();
-        Box::pin(async move {
-            tokio::spawn(async move { work.handle_webhook(msg).await })
-                .await
-                .map_err(|e| WebhookError::App(e.into()))?
-        })
+        spawn_work(async move { work.handle_webhook(msg).await })
     }
 }
 
@@ -735,7 +728,7 @@ impl BillingWork {
         {
             Some(delivery_id) => {
                 tracing::info!(invoice_id, delivery_id, "payment failed; customer told");
-                self.mailer.do_send(Enqueue { delivery_id });
+                self.svc.publisher.enqueue(delivery_id);
                 Ok(true)
             }
             None => Ok(false),
@@ -800,7 +793,7 @@ impl BillingWork {
             .await?
         {
             tracing::info!(invoice_id, delivery_id, "invoice paid; receipt queued");
-            self.mailer.do_send(Enqueue { delivery_id });
+            self.svc.publisher.enqueue(delivery_id);
             return Ok(true);
         }
         Ok(false)

@@ -1,4 +1,4 @@
-//! Mailer: publishes queued deliveries, takes them from the queue one at a time per message,
+//! Mailer: takes queued deliveries from the queue one at a time per message,
 //! renders and sends them, records every attempt with the server's reply, and schedules
 //! retries. Its relay (on a timer, and as a single step for tests) republishes rows the broker
 //! never got or whose worker died.
@@ -73,12 +73,7 @@ pub struct MailWork {
     /// Claims and outcomes are written in batches (group commit, see [`super::batch`]).
     claims: Batcher<(i64, bool), Option<ClaimedDelivery>>,
     outcomes: Batcher<FinishItem, bool>,
-    /// Publishes of fresh deliveries in flight (see [`Enqueue`]).
-    publishing: Arc<Semaphore>,
 }
-
-/// How many fresh deliveries may be on their way to the broker at once.
-pub const MAX_PUBLISHING: usize = 256;
 
 impl Mailer {
     pub fn new(svc: Arc<Services>, transport: Arc<dyn Transport>, run_relay: bool) -> Self {
@@ -117,7 +112,6 @@ impl Mailer {
                 limits,
                 claims,
                 outcomes,
-                publishing: Arc::new(Semaphore::new(MAX_PUBLISHING)),
             }),
             run_relay,
         }
@@ -136,15 +130,6 @@ impl Actor for Mailer {
             this.work.limits.retain_recent()
         });
     }
-}
-
-/// Publish a freshly written delivery. Fire and forget: if the broker is down, or
-/// [`MAX_PUBLISHING`] publishes are already under way (a slow broker), the row stays `queued`
-/// and the relay publishes it later; the work waiting here never grows without bound.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Enqueue {
-    pub delivery_id: i64,
 }
 
 /// Deliver one delivery (one queue message).
@@ -177,32 +162,6 @@ pub struct RelayOnce;
 pub struct RelayReport {
     pub published: usize,
     pub failed: usize,
-}
-
-impl Handler<Enqueue> for Mailer {
-    type Result = ();
-
-    fn handle(&mut self, msg: Enqueue, _: &mut Context<Self>) {
-        let queue = self.work.svc.queue.clone();
-        let Ok(permit) = self.work.publishing.clone().try_acquire_owned() else {
-            tracing::debug!(
-                delivery_id = msg.delivery_id,
-                "too many publishes under way; the relay will publish it"
-            );
-            return;
-        };
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = queue
-                .publish(MailMessage {
-                    delivery_id: msg.delivery_id,
-                })
-                .await
-            {
-                tracing::warn!(delivery_id = msg.delivery_id, error = %e, "could not publish; the relay will retry");
-            }
-        });
-    }
 }
 
 impl Handler<Deliver> for Mailer {
@@ -619,12 +578,14 @@ async fn handle_job(job: Job, mailer: &Addr<Mailer>) {
         job.ack.dead_letter().await;
         return;
     };
-    match mailer
-        .send(Deliver {
+    match crate::actors::send(
+        mailer,
+        Deliver {
             delivery_id: message.delivery_id,
             redelivered: job.redelivered,
-        })
-        .await
+        },
+    )
+    .await
     {
         Ok(Ok(_)) => job.ack.ack().await,
         Ok(Err(AppError::Unavailable(e))) => {

@@ -5,6 +5,14 @@
 //! each returns a `ResponseFuture` whose work runs as a task on the multi-threaded tokio
 //! runtime. The mailbox only dispatches, which is why concurrent requests never queue up
 //! behind each other (the benchmark measures it). Timers live in `started`.
+//!
+//! Messages travel in the sender's span ([`send`] wraps them in [`InSpan`]), and the work a
+//! handler spawns runs in it too, so every log line a request causes carries its request id.
+//! No mailbox grows without bound: nothing uses `do_send` (which ignores the capacity), so a
+//! mailbox holds at most its capacity (actix's 16) plus one message per sender waiting on
+//! [`send`], and the senders are themselves bounded: request tasks (`max_connections`), mail
+//! worker slots (`mail.concurrency`) and the actors' own timers. Fresh deliveries reach the
+//! broker through [`crate::queue::Publisher`], not a mailbox.
 
 pub mod batch;
 pub mod billing_sync;
@@ -15,10 +23,11 @@ pub mod token_issuer;
 use std::future::Future;
 
 use actix::dev::ResponseFuture;
+use tracing::Instrument;
 
 use crate::error::AppError;
 
-pub use mailer::{Deliver, DeliverOutcome, Enqueue, Mailer, RelayOnce, RelayReport};
+pub use mailer::{Deliver, DeliverOutcome, Mailer, RelayOnce, RelayReport};
 pub use session_keeper::{
     CheckSession, CheckStaffSession, EndAccountSessions, EndSession, EndStaffSession,
     SessionKeeper, Sweep,
@@ -28,22 +37,77 @@ pub use token_issuer::{
     RedeemedSession, RequestLink, RequestStaffLink, TokenIssuer,
 };
 
-/// Runs a handler's work as a task on the tokio runtime, so the mailbox is free at once.
-pub(crate) fn spawn_work<T: Send + 'static>(
-    work: impl Future<Output = Result<T, AppError>> + Send + 'static,
-) -> ResponseFuture<Result<T, AppError>> {
-    Box::pin(async move { tokio::spawn(work).await? })
+/// Runs a handler's work as a task on the tokio runtime, so the mailbox is free at once. The
+/// task runs in the current span (the sender's, see [`InSpan`]).
+pub(crate) fn spawn_work<T: Send + 'static, E: From<tokio::task::JoinError> + Send + 'static>(
+    work: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> ResponseFuture<Result<T, E>> {
+    Box::pin(async move { tokio::spawn(work.in_current_span()).await? })
 }
 
-/// Sends a message and flattens the mailbox error into the handler's own error.
+/// A message with the span of whoever sent it: the handler runs in it, and so does the
+/// future it returns.
+pub struct InSpan<M> {
+    span: tracing::Span,
+    msg: M,
+}
+
+impl<M: actix::Message> actix::Message for InSpan<M> {
+    type Result = M::Result;
+}
+
+/// Sends a message in the current span, waiting for room in the mailbox when it is full.
+pub async fn send<A, M>(addr: &actix::Addr<A>, msg: M) -> Result<M::Result, actix::MailboxError>
+where
+    A: actix::Actor + actix::Handler<InSpan<M>>,
+    A::Context: actix::dev::ToEnvelope<A, InSpan<M>>,
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+{
+    addr.send(InSpan {
+        span: tracing::Span::current(),
+        msg,
+    })
+    .await
+}
+
+/// Sends a message (see [`send`]) and flattens the mailbox error into the handler's own error.
 pub async fn ask<A, M, T>(addr: &actix::Addr<A>, msg: M) -> Result<T, AppError>
 where
-    A: actix::Actor + actix::Handler<M>,
-    A::Context: actix::dev::ToEnvelope<A, M>,
+    A: actix::Actor + actix::Handler<InSpan<M>>,
+    A::Context: actix::dev::ToEnvelope<A, InSpan<M>>,
     M: actix::Message<Result = Result<T, AppError>> + Send + 'static,
     T: Send + 'static,
 {
-    addr.send(msg).await?
+    send(addr, msg).await?
+}
+
+/// The messages each actor takes in the sender's span ([`InSpan`]); every handler listed
+/// returns a `ResponseFuture`, which runs in that span too.
+macro_rules! traced {
+    ($($actor:ty: $($msg:ty),+;)*) => {
+        $($(impl actix::Handler<InSpan<$msg>> for $actor {
+            type Result = <$actor as actix::Handler<$msg>>::Result;
+
+            fn handle(&mut self, m: InSpan<$msg>, ctx: &mut actix::Context<Self>) -> Self::Result {
+                let InSpan { span, msg } = m;
+                let work = span.in_scope(|| <Self as actix::Handler<$msg>>::handle(self, msg, ctx));
+                Box::pin(work.instrument(span))
+            }
+        })+)*
+    };
+}
+
+traced! {
+    TokenIssuer: RequestLink, IssueLink, RequestStaffLink, CheckStaffToken, RedeemStaffToken,
+        CheckToken, Redeem;
+    SessionKeeper: CheckSession, CheckStaffSession, EndSession, EndStaffSession,
+        EndAccountSessions, Sweep;
+    Mailer: Deliver, RelayOnce;
+    billing_sync::BillingSync: billing_sync::StartPayment, billing_sync::ConfirmCheckouts,
+        billing_sync::StartSetup, billing_sync::RemovePaymentMethod,
+        billing_sync::RefreshPaymentMethods, billing_sync::HandleWebhook,
+        billing_sync::RetryEvents, billing_sync::Reconcile;
 }
 
 /// Stops an actor (at shutdown, so it is dropped while the runtime still runs).

@@ -7,7 +7,6 @@ use actix::prelude::*;
 use chrono::{DateTime, Duration, Utc};
 
 use super::batch::Batcher;
-use super::mailer::{Enqueue, Mailer};
 use super::spawn_work;
 use crate::crypto::DeviceClaim;
 use crate::domain::{EmailAddress, OpaqueToken};
@@ -23,43 +22,44 @@ use crate::store::{
 pub struct TokenIssuer {
     svc: Arc<Services>,
     links: LinkWriter,
-    mailer: Addr<Mailer>,
 }
 
-/// Writes link requests to the database in batches (see [`super::batch`]) and hands the new
-/// deliveries to the Mailer.
+/// Writes link requests to the database in batches (see [`super::batch`]) and publishes the
+/// new deliveries.
 #[derive(Clone)]
 pub struct LinkWriter {
+    svc: Arc<Services>,
     batcher: Batcher<LinkRequest, IssueOutcome>,
 }
 
 impl LinkWriter {
-    pub fn new(svc: Arc<Services>, mailer: Addr<Mailer>) -> Self {
-        let batcher = Batcher::new(64, 4, move |requests: Vec<LinkRequest>| {
+    pub fn new(svc: Arc<Services>) -> Self {
+        let batcher = {
             let svc = svc.clone();
-            let mailer = mailer.clone();
-            async move {
-                let outcomes = svc.store.issue_sign_in_links(&requests, svc.now()).await?;
-                for (request, outcome) in requests.iter().zip(&outcomes) {
-                    record(&svc, &mailer, request, *outcome);
-                }
-                Ok(outcomes)
-            }
-        });
-        Self { batcher }
+            Batcher::new(64, 4, move |requests: Vec<LinkRequest>| {
+                let svc = svc.clone();
+                async move { Ok(svc.store.issue_sign_in_links(&requests, svc.now()).await?) }
+            })
+        };
+        Self { svc, batcher }
     }
 
+    /// Writes the request (in a batch with others) and publishes its delivery. Publishing and
+    /// logging happen here, in the caller's task and span, not in the batch's.
     pub async fn issue(&self, request: LinkRequest) -> Result<IssueOutcome, AppError> {
-        self.batcher.submit(request).await
+        let requested_by = request.requested_by;
+        let outcome = self.batcher.submit(request).await?;
+        record(&self.svc, requested_by, outcome);
+        Ok(outcome)
     }
 }
 
 /// Publishes a queued delivery and counts the outcome.
-fn record(svc: &Services, mailer: &Addr<Mailer>, request: &LinkRequest, outcome: IssueOutcome) {
+fn record(svc: &Services, requested_by: RequestedBy, outcome: IssueOutcome) {
     let label = match outcome {
         IssueOutcome::NoAccount => "no_account",
         IssueOutcome::Queued { delivery_id, .. } => {
-            mailer.do_send(Enqueue { delivery_id });
+            svc.publisher.enqueue(delivery_id);
             "queued"
         }
         IssueOutcome::Suppressed { account_id } => {
@@ -71,7 +71,7 @@ fn record(svc: &Services, mailer: &Addr<Mailer>, request: &LinkRequest, outcome:
                 .inc();
             tracing::info!(
                 account_id,
-                requested_by = request.requested_by.as_str(),
+                requested_by = requested_by.as_str(),
                 "sign-in link suppressed by a sign-in limit"
             );
             "suppressed"
@@ -84,11 +84,10 @@ fn record(svc: &Services, mailer: &Addr<Mailer>, request: &LinkRequest, outcome:
 }
 
 impl TokenIssuer {
-    pub fn new(svc: Arc<Services>, mailer: Addr<Mailer>) -> Self {
+    pub fn new(svc: Arc<Services>) -> Self {
         Self {
-            links: LinkWriter::new(svc.clone(), mailer.clone()),
+            links: LinkWriter::new(svc.clone()),
             svc,
-            mailer,
         }
     }
 
@@ -280,7 +279,6 @@ impl Handler<RequestStaffLink> for TokenIssuer {
 
     fn handle(&mut self, msg: RequestStaffLink, _: &mut Context<Self>) -> Self::Result {
         let svc = self.svc.clone();
-        let mailer = self.mailer.clone();
         spawn_work(async move {
             let now = svc.now();
             let cfg = &svc.config;
@@ -308,7 +306,7 @@ impl Handler<RequestStaffLink> for TokenIssuer {
                 .issue_staff_link(&msg.email, &token.hash(), expires_at, &limit, delivery, now)
                 .await?
             {
-                mailer.do_send(Enqueue { delivery_id });
+                svc.publisher.enqueue(delivery_id);
             }
             Ok(())
         })

@@ -223,14 +223,7 @@ pub async fn save(portal: &mut Portal, body: Body) -> Response {
         }
     };
     let state = portal.state.clone();
-    let saved = save_profile(
-        &state.svc,
-        &state.actors,
-        &portal.storefront,
-        account_id,
-        &change,
-    )
-    .await;
+    let saved = save_profile(&state.svc, &portal.storefront, account_id, &change).await;
     match saved {
         Ok(ProfileSaved::Saved) => see_other(&format!("{}/account?saved=1", portal.base)),
         Ok(ProfileSaved::ConfirmationSent) => {
@@ -346,7 +339,6 @@ pub async fn confirm(portal: &mut Portal, raw_token: &str, body: Body) -> Respon
     let state = portal.state.clone();
     let confirmed = confirm_email(
         &state.svc,
-        &state.actors,
         &portal.storefront,
         &token,
         current.as_ref().map(|s| s.account.id),

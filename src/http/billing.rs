@@ -96,14 +96,13 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
     let enabled = BillingSync::payments_enabled(&portal.state.svc.config);
     // Back from adding a payment method: show it even if Stripe's webhook is not here yet.
     if enabled && q.get("setup") == Some("success") {
-        let refreshed = portal
-            .state
-            .actors
-            .billing_sync
-            .send(RefreshPaymentMethods {
+        let refreshed = crate::actors::send(
+            &portal.state.actors.billing_sync,
+            RefreshPaymentMethods {
                 account: session.account.clone(),
-            })
-            .await;
+            },
+        )
+        .await;
         if let Ok(Err(e)) | Err(e) = refreshed.map_err(BillingError::from) {
             tracing::warn!(error = %e, "could not refresh payment methods after setup");
         }
@@ -113,15 +112,14 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
     let returned = enabled && q.get("checkout") == Some("success");
     let mut unpaid = Vec::new();
     if returned {
-        let confirmed = portal
-            .state
-            .actors
-            .billing_sync
-            .send(ConfirmCheckouts {
+        let confirmed = crate::actors::send(
+            &portal.state.actors.billing_sync,
+            ConfirmCheckouts {
                 storefront: portal.storefront.clone(),
                 account: session.account.clone(),
-            })
-            .await;
+            },
+        )
+        .await;
         match flatten(confirmed) {
             Ok(ids) => unpaid = ids,
             Err(e) => tracing::warn!(error = %e, "could not confirm checkouts on return"),
@@ -225,16 +223,15 @@ pub async fn pay(portal: &mut Portal, invoice_id: i64, body: Body) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let started = portal
-        .state
-        .actors
-        .billing_sync
-        .send(StartPayment {
+    let started = crate::actors::send(
+        &portal.state.actors.billing_sync,
+        StartPayment {
             storefront: portal.storefront.clone(),
             account: session.account,
             invoice_id,
-        })
-        .await;
+        },
+    )
+    .await;
     match flatten(started) {
         Ok(url) => see_other(&url),
         Err(e) => failure(portal, e),
@@ -250,15 +247,14 @@ pub async fn add_method(portal: &mut Portal, body: Body) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let started = portal
-        .state
-        .actors
-        .billing_sync
-        .send(StartSetup {
+    let started = crate::actors::send(
+        &portal.state.actors.billing_sync,
+        StartSetup {
             storefront: portal.storefront.clone(),
             account: session.account,
-        })
-        .await;
+        },
+    )
+    .await;
     match flatten(started) {
         Ok(url) => see_other(&url),
         Err(e) => failure(portal, e),
@@ -274,15 +270,14 @@ pub async fn remove_method(portal: &mut Portal, id: i64, body: Body) -> Response
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let removed = portal
-        .state
-        .actors
-        .billing_sync
-        .send(RemovePaymentMethod {
+    let removed = crate::actors::send(
+        &portal.state.actors.billing_sync,
+        RemovePaymentMethod {
             account: session.account,
             id,
-        })
-        .await;
+        },
+    )
+    .await;
     match flatten(removed) {
         Ok(()) => see_other(&format!("{}/billing?removed=1", portal.base)),
         Err(e) => failure(portal, e),

@@ -261,14 +261,14 @@ impl Portal {
         let Some(cookie) = self.info.cookie(SESSION_COOKIE) else {
             return Ok(None);
         };
-        self.state
-            .actors
-            .session_keeper
-            .send(CheckSession {
+        crate::actors::send(
+            &self.state.actors.session_keeper,
+            CheckSession {
                 storefront_id: self.storefront.id,
                 cookie: cookie.to_string(),
-            })
-            .await?
+            },
+        )
+        .await?
     }
 
     /// Adds the cookies this request created to its response.

@@ -108,11 +108,7 @@ pub async fn stripe(
             return try_again();
         }
     };
-    let handled = state
-        .actors
-        .billing_sync
-        .send(HandleWebhook { payload })
-        .await;
+    let handled = crate::actors::send(&state.actors.billing_sync, HandleWebhook { payload }).await;
     match handled {
         Ok(Ok(())) => json(StatusCode::OK, serde_json::json!({"received": true})),
         Ok(Err(WebhookError::App(AppError::Unavailable(e)))) => {

@@ -6,11 +6,14 @@
 pub mod local;
 pub mod rabbit;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -79,4 +82,48 @@ pub trait MailQueue: Send + Sync + 'static {
     /// For `/readyz`.
     async fn check(&self) -> Result<(), QueueError>;
     fn name(&self) -> &'static str;
+}
+
+/// Hands freshly written deliveries to the queue. The writer does not wait for the broker: the
+/// row is already committed `queued`, so if the broker is down, or [`Publisher::MAX_IN_FLIGHT`]
+/// publishes are already under way (a slow broker), the publish is skipped and the relay takes
+/// the row later. The work waiting here never grows without bound, and the publish runs in the
+/// caller's span (its log lines carry the request's id).
+#[derive(Clone)]
+pub struct Publisher {
+    queue: Arc<dyn MailQueue>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Publisher {
+    /// How many fresh deliveries may be on their way to the broker at once.
+    pub const MAX_IN_FLIGHT: usize = 256;
+
+    pub fn new(queue: Arc<dyn MailQueue>) -> Self {
+        Self {
+            queue,
+            in_flight: Arc::new(Semaphore::new(Self::MAX_IN_FLIGHT)),
+        }
+    }
+
+    /// Publishes the delivery in the background (fire and forget, see the type's header).
+    pub fn enqueue(&self, delivery_id: i64) {
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            tracing::debug!(
+                delivery_id,
+                "too many publishes under way; the relay will publish it"
+            );
+            return;
+        };
+        let queue = self.queue.clone();
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                if let Err(e) = queue.publish(MailMessage { delivery_id }).await {
+                    tracing::warn!(delivery_id, error = %e, "could not publish; the relay will retry");
+                }
+            }
+            .in_current_span(),
+        );
+    }
 }

@@ -42,12 +42,6 @@ pub static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
     hex::encode(&digest.as_ref()[..6])
 });
 
-/// The signed-in navigation after Dashboard: (section, path, label).
-pub const SIGNED_IN_NAV: &[(&str, &str, &str)] = &[
-    ("billing", "/billing", "Billing"),
-    ("account", "/account", "Account"),
-];
-
 /// All routes.
 pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
     let with_state = {

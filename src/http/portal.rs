@@ -237,6 +237,12 @@ async fn home(portal: &mut Portal) -> Response {
     }
 }
 
+/// The signed-in navigation after Dashboard: (section, path, label).
+pub const SIGNED_IN_NAV: &[(&str, &str, &str)] = &[
+    ("billing", "/billing", "Billing"),
+    ("account", "/account", "Account"),
+];
+
 /// What every portal page's layout needs.
 pub struct PageCommon {
     pub storefront_name: String,
@@ -259,7 +265,7 @@ impl PageCommon {
             csrf: portal.csrf_token(),
             asset_version: super::ASSET_VERSION.as_str(),
             section,
-            extra_nav: super::SIGNED_IN_NAV.to_vec(),
+            extra_nav: SIGNED_IN_NAV.to_vec(),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::config::{Config, DatabaseKind, MailKind, QueueKind};
 use crate::crypto::Keys;
 use crate::domain::clock::{SharedClock, SystemClock};
 use crate::error::AppError;
-use crate::http::{HttpState, ratelimit::IpLimiter};
+use crate::http::{HttpState, frame::IpLimiter};
 use crate::mail::smtp::SmtpPool;
 use crate::mail::{Outbox, Transport};
 use crate::metrics::Metrics;

@@ -7,10 +7,8 @@ use http::StatusCode;
 use warp::Filter;
 use warp::reply::Response;
 
-use super::context::Portal;
-use super::form::{Body, FORM_LIMIT, Form, body};
-use super::pages::*;
-use super::portal::{PortalRoute, link_expired, rate_limited, read_form, signed_in};
+use super::frame::{Body, FORM_LIMIT, Form, body, see_other, with_cookie};
+use super::portal::{PageCommon, Portal, PortalRoute};
 use crate::accounts::{EmailConfirmed, ProfileSaved, confirm_email, save_profile};
 use crate::actors::{EndAccountSessions, ask};
 use crate::domain::{EmailAddress, OpaqueToken};
@@ -118,11 +116,11 @@ async fn show(
     let svc = portal.state.svc.clone();
     let pending_email = match svc
         .store
-        .pending_email_change(portal.storefront.id, account_id, svc.now())
+        .pending_email_change(portal.site.storefront.id, account_id, svc.now())
         .await
     {
         Ok(p) => p.map(|p| p.new_email),
-        Err(e) => return app_error_page(portal, &e.into()),
+        Err(e) => return portal.failed(&e.into()),
     };
     let has_errors = fields.iter().any(|f| f.error.is_some());
     let page = AccountPage {
@@ -132,12 +130,12 @@ async fn show(
         notice,
         pending_email,
     };
-    render(status, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+    portal.page(status, &page)
 }
 
 /// `GET /account`.
 pub async fn page(portal: &mut Portal, query: &str) -> Response {
-    let session = match signed_in(portal, "/account").await {
+    let session = match portal.signed_in("/account").await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -195,11 +193,11 @@ fn validate(full_name: &str, email: &str, phone: &str) -> Result<ProfileChange, 
 
 /// `POST /account`: Save changes.
 pub async fn save(portal: &mut Portal, body: Body) -> Response {
-    let form = match read_form(portal, body) {
+    let form = match portal.read_form(body) {
         Ok(f) => f,
         Err(resp) => return *resp,
     };
-    let session = match signed_in(portal, "/account").await {
+    let session = match portal.signed_in("/account").await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -223,7 +221,7 @@ pub async fn save(portal: &mut Portal, body: Body) -> Response {
         }
     };
     let state = portal.state.clone();
-    let saved = save_profile(&state.svc, &portal.storefront, account_id, &change).await;
+    let saved = save_profile(&state.svc, &portal.site.storefront, account_id, &change).await;
     match saved {
         Ok(ProfileSaved::Saved) => see_other(&format!("{}/account?saved=1", portal.base)),
         Ok(ProfileSaved::ConfirmationSent) => {
@@ -252,17 +250,17 @@ pub async fn save(portal: &mut Portal, body: Body) -> Response {
             )
             .await
         }
-        Ok(ProfileSaved::NoSuchAccount) => super::portal::to_sign_in(portal, "/account"),
-        Err(e) => app_error_page(portal, &e),
+        Ok(ProfileSaved::NoSuchAccount) => portal.to_sign_in("/account"),
+        Err(e) => portal.failed(&e),
     }
 }
 
 /// `POST /sign-out-everywhere`: ends every session of the account, this browser's too.
 pub async fn sign_out_everywhere(portal: &mut Portal, body: Body) -> Response {
-    if let Err(resp) = read_form(portal, body) {
+    if let Err(resp) = portal.read_form(body) {
         return *resp;
     }
-    let session = match signed_in(portal, "/account").await {
+    let session = match portal.signed_in("/account").await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -274,7 +272,7 @@ pub async fn sign_out_everywhere(portal: &mut Portal, body: Body) -> Response {
     )
     .await;
     if let Err(e) = ended {
-        return app_error_page(portal, &e);
+        return portal.failed(&e);
     }
     let cookie = portal.clear_session_cookie();
     with_cookie(
@@ -294,16 +292,16 @@ struct ConfirmEmailPage {
 /// `GET /confirm-email/{token}`: a page with the button that confirms; never uses the link up
 /// (mail scanners open links).
 pub async fn confirm_page(portal: &mut Portal, raw_token: &str) -> Response {
-    if let Some(resp) = rate_limited(portal) {
+    if let Some(resp) = portal.rate_limited() {
         return resp;
     }
     let Ok(token) = OpaqueToken::parse(raw_token) else {
-        return link_expired(portal);
+        return portal.link_expired();
     };
     let svc = portal.state.svc.clone();
     let live = svc
         .store
-        .live_email_change(portal.storefront.id, &token.hash(), svc.now())
+        .live_email_change(portal.site.storefront.id, &token.hash(), svc.now())
         .await;
     match live {
         Ok(Some(pending)) => {
@@ -312,10 +310,10 @@ pub async fn confirm_page(portal: &mut Portal, raw_token: &str) -> Response {
                 action: format!("{}/confirm-email/{raw_token}", portal.base),
                 new_email: pending.new_email,
             };
-            render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+            portal.page(StatusCode::OK, &page)
         }
-        Ok(None) => link_expired(portal),
-        Err(e) => app_error_page(portal, &e.into()),
+        Ok(None) => portal.link_expired(),
+        Err(e) => portal.failed(&e.into()),
     }
 }
 
@@ -323,23 +321,23 @@ pub async fn confirm_page(portal: &mut Portal, raw_token: &str) -> Response {
 /// account with a new session (every other one ended), unless it is signed in to another
 /// account of the storefront: that one is never switched without asking.
 pub async fn confirm(portal: &mut Portal, raw_token: &str, body: Body) -> Response {
-    if let Some(resp) = rate_limited(portal) {
+    if let Some(resp) = portal.rate_limited() {
         return resp;
     }
-    if let Err(resp) = read_form(portal, body) {
+    if let Err(resp) = portal.read_form(body) {
         return *resp;
     }
     let Ok(token) = OpaqueToken::parse(raw_token) else {
-        return link_expired(portal);
+        return portal.link_expired();
     };
     let current = match portal.session().await {
         Ok(s) => s,
-        Err(e) => return app_error_page(portal, &e),
+        Err(e) => return portal.failed(&e),
     };
     let state = portal.state.clone();
     let confirmed = confirm_email(
         &state.svc,
-        &portal.storefront,
+        &portal.site.storefront,
         &token,
         current.as_ref().map(|s| s.account.id),
     )
@@ -349,11 +347,7 @@ pub async fn confirm(portal: &mut Portal, raw_token: &str, body: Body) -> Respon
             session: Some(started),
             ..
         }) => {
-            let remaining_ms = (started.expires_at - state.svc.now()).num_milliseconds();
-            let cookie = portal.session_cookie(
-                &started.session.encode(),
-                ((remaining_ms + 999) / 1000).max(0),
-            );
+            let cookie = portal.session_cookie(&started.session, started.expires_at);
             with_cookie(
                 see_other(&format!("{}/account?email_confirmed=1", portal.base)),
                 &cookie,
@@ -369,8 +363,7 @@ pub async fn confirm(portal: &mut Portal, raw_token: &str, body: Body) -> Respon
                 format!("{}/dashboard", portal.base),
                 "Back to the dashboard".to_string(),
             ));
-            error_page(
-                portal,
+            portal.message(
                 StatusCode::OK,
                 "Your new address is confirmed",
                 &format!(
@@ -379,14 +372,13 @@ pub async fn confirm(portal: &mut Portal, raw_token: &str, body: Body) -> Respon
                 back,
             )
         }
-        Ok(EmailConfirmed::Expired) => link_expired(portal),
+        Ok(EmailConfirmed::Expired) => portal.link_expired(),
         Ok(EmailConfirmed::Taken { new_email }) => {
             let back = Some((
                 format!("{}/account", portal.base),
                 "Back to your account".to_string(),
             ));
-            error_page(
-                portal,
+            portal.message(
                 StatusCode::CONFLICT,
                 "That address is taken",
                 &format!(
@@ -395,7 +387,7 @@ pub async fn confirm(portal: &mut Portal, raw_token: &str, body: Body) -> Respon
                 back,
             )
         }
-        Err(e) => app_error_page(portal, &e),
+        Err(e) => portal.failed(&e),
     }
 }
 

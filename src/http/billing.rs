@@ -4,10 +4,8 @@
 use http::StatusCode;
 use warp::reply::Response;
 
-use super::context::Portal;
-use super::form::{Body, Form};
-use super::pages::*;
-use super::portal::{read_form, signed_in};
+use super::frame::{Body, Form, see_other};
+use super::portal::{PageCommon, Portal};
 use super::rentals::{InvoiceView, invoice_view};
 use crate::actors::billing_sync::{
     BillingError, BillingSync, ConfirmCheckouts, RefreshPaymentMethods, RemovePaymentMethod,
@@ -67,13 +65,12 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
     } else {
         format!("/billing?{query}")
     };
-    let session = match signed_in(portal, &next).await {
+    let session = match portal.signed_in(&next).await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
     let Some(filter) = InvoiceFilter::parse(q.get("status").unwrap_or("all")) else {
-        return error_page(
-            portal,
+        return portal.message(
             StatusCode::BAD_REQUEST,
             "Unknown filter",
             "Invoices can be filtered by All, Pending or Paid.",
@@ -115,7 +112,7 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
         let confirmed = crate::actors::send(
             &portal.state.actors.billing_sync,
             ConfirmCheckouts {
-                storefront: portal.storefront.clone(),
+                storefront: portal.site.storefront.clone(),
                 account: session.account.clone(),
             },
         )
@@ -128,7 +125,7 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
     let store = &portal.state.svc.store;
     let loaded = async {
         let invoices = store
-            .account_invoices(portal.storefront.id, session.account.id, filter)
+            .account_invoices(portal.site.storefront.id, session.account.id, filter)
             .await?;
         let methods = store.payment_methods(session.account.id).await?;
         Ok::<_, crate::store::DbError>((invoices, methods))
@@ -136,7 +133,7 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
     .await;
     let (invoices, methods) = match loaded {
         Ok(x) => x,
-        Err(e) => return app_error_page(portal, &e.into()),
+        Err(e) => return portal.failed(&e.into()),
     };
     let page = BillingPage {
         page: PageCommon::new(portal, true, "billing"),
@@ -163,7 +160,7 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
         notice,
         alert: None,
     };
-    render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+    portal.page(StatusCode::OK, &page)
 }
 
 /// A failed billing action as a page: 404 for what is not the customer's, a clear message
@@ -174,23 +171,20 @@ fn failure(portal: &mut Portal, e: BillingError) -> Response {
         "Back to Billing".to_string(),
     ));
     match e {
-        BillingError::NotFound => super::not_found_page(),
-        BillingError::NotConfigured => error_page(
-            portal,
+        BillingError::NotFound => portal.not_found(),
+        BillingError::NotConfigured => portal.message(
             StatusCode::SERVICE_UNAVAILABLE,
             "Online payment is not available",
             "Online payment is not available right now. To pay an invoice, contact your facility.",
             back,
         ),
-        BillingError::Processing => error_page(
-            portal,
+        BillingError::Processing => portal.message(
             StatusCode::CONFLICT,
             "Payment on its way",
             "The payment of this invoice is being processed: a pre-authorized debit takes a few business days. The invoice shows Paid once your bank confirms it; nothing more to do.",
             back,
         ),
-        BillingError::NotPayable => error_page(
-            portal,
+        BillingError::NotPayable => portal.message(
             StatusCode::CONFLICT,
             "Nothing to pay",
             "This invoice is not waiting for payment.",
@@ -198,15 +192,14 @@ fn failure(portal: &mut Portal, e: BillingError) -> Response {
         ),
         BillingError::Provider(p) => {
             tracing::warn!(error = %p, "payment provider unavailable");
-            error_page(
-                portal,
+            portal.message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Payment provider unavailable",
                 PROVIDER_DOWN,
                 back,
             )
         }
-        BillingError::App(e) => app_error_page(portal, &e),
+        BillingError::App(e) => portal.failed(&e),
     }
 }
 
@@ -216,17 +209,17 @@ fn flatten<T>(r: Result<Result<T, BillingError>, actix::MailboxError>) -> Result
 
 /// `POST /billing/invoices/{id}/pay`: to Stripe Checkout (303).
 pub async fn pay(portal: &mut Portal, invoice_id: i64, body: Body) -> Response {
-    if let Err(resp) = read_form(portal, body) {
+    if let Err(resp) = portal.read_form(body) {
         return *resp;
     }
-    let session = match signed_in(portal, "/billing").await {
+    let session = match portal.signed_in("/billing").await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
     let started = crate::actors::send(
         &portal.state.actors.billing_sync,
         StartPayment {
-            storefront: portal.storefront.clone(),
+            storefront: portal.site.storefront.clone(),
             account: session.account,
             invoice_id,
         },
@@ -240,17 +233,17 @@ pub async fn pay(portal: &mut Portal, invoice_id: i64, body: Body) -> Response {
 
 /// `POST /billing/payment-methods`: to Stripe Checkout in setup mode (303).
 pub async fn add_method(portal: &mut Portal, body: Body) -> Response {
-    if let Err(resp) = read_form(portal, body) {
+    if let Err(resp) = portal.read_form(body) {
         return *resp;
     }
-    let session = match signed_in(portal, "/billing").await {
+    let session = match portal.signed_in("/billing").await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
     let started = crate::actors::send(
         &portal.state.actors.billing_sync,
         StartSetup {
-            storefront: portal.storefront.clone(),
+            storefront: portal.site.storefront.clone(),
             account: session.account,
         },
     )
@@ -263,10 +256,10 @@ pub async fn add_method(portal: &mut Portal, body: Body) -> Response {
 
 /// `POST /billing/payment-methods/{id}/remove`.
 pub async fn remove_method(portal: &mut Portal, id: i64, body: Body) -> Response {
-    if let Err(resp) = read_form(portal, body) {
+    if let Err(resp) = portal.read_form(body) {
         return *resp;
     }
-    let session = match signed_in(portal, "/billing").await {
+    let session = match portal.signed_in("/billing").await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -294,7 +287,9 @@ struct ReceiptPage {
 
 /// `GET /billing/invoices/{id}/receipt`: the invoice, as a receipt once paid.
 pub async fn receipt(portal: &mut Portal, invoice_id: i64) -> Response {
-    let session = match signed_in(portal, &format!("/billing/invoices/{invoice_id}/receipt")).await
+    let session = match portal
+        .signed_in(&format!("/billing/invoices/{invoice_id}/receipt"))
+        .await
     {
         Ok(s) => s,
         Err(resp) => return resp,
@@ -303,7 +298,7 @@ pub async fn receipt(portal: &mut Portal, invoice_id: i64) -> Response {
         .state
         .svc
         .store
-        .account_invoice(portal.storefront.id, session.account.id, invoice_id)
+        .account_invoice(portal.site.storefront.id, session.account.id, invoice_id)
         .await;
     match found {
         Ok(Some(invoice)) => {
@@ -316,9 +311,9 @@ pub async fn receipt(portal: &mut Portal, invoice_id: i64) -> Response {
                 },
                 invoice: invoice_view(&invoice),
             };
-            render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+            portal.page(StatusCode::OK, &page)
         }
-        Ok(None) => super::not_found_page(),
-        Err(e) => app_error_page(portal, &e.into()),
+        Ok(None) => portal.not_found(),
+        Err(e) => portal.failed(&e.into()),
     }
 }

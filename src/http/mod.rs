@@ -1,24 +1,23 @@
-//! The web front: warp filters, one file per page group, served by [`server::serve`].
-//! Errors become pages here; a request never sees internal details.
+//! The web front: warp filters, one file per page group, served by [`server::serve`]. The
+//! portal and the console are built on one [`frame`] (request context, forms and CSRF, rate
+//! limits, error pages, magic-link sign-in); what no route takes becomes a page here. A request
+//! never sees internal details.
 
 pub mod account;
 pub mod api;
 pub mod billing;
 pub mod console;
-pub mod context;
-pub mod form;
+pub mod frame;
 pub mod ops;
-pub mod pages;
 pub mod portal;
-pub mod ratelimit;
 pub mod rentals;
 pub mod server;
-pub mod switch;
 pub mod webhooks;
 
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 
+use frame::{not_found_page, plain_error};
 use http::StatusCode;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -31,7 +30,7 @@ use crate::services::Services;
 pub struct HttpState {
     pub svc: Arc<Services>,
     pub actors: Actors,
-    pub ip_limiter: ratelimit::IpLimiter,
+    pub ip_limiter: frame::IpLimiter,
 }
 
 /// A short hash of the stylesheet and script, so browsers cache them until they change.
@@ -42,32 +41,6 @@ pub static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
     );
     hex::encode(&digest.as_ref()[..6])
 });
-
-/// The signed-in navigation after Dashboard: (section, path, label).
-pub const SIGNED_IN_NAV: &[(&str, &str, &str)] = &[
-    ("billing", "/billing", "Billing"),
-    ("account", "/account", "Account"),
-];
-
-pub fn plain_error(status: StatusCode, message: &str) -> Response {
-    pages::html(
-        status,
-        format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><link rel=\"stylesheet\" href=\"/static/app.css?v={}\"></head><body><main class=\"wrap\"><section class=\"card narrow\"><h1>{}</h1><p>{}</p></section></main></body></html>",
-            status.canonical_reason().unwrap_or("Error"),
-            ASSET_VERSION.as_str(),
-            status.canonical_reason().unwrap_or("Error"),
-            message
-        ),
-    )
-}
-
-pub fn not_found_page() -> Response {
-    plain_error(
-        StatusCode::NOT_FOUND,
-        "There is no page here. Check the address, or use the Customer portal link on your rental company's website.",
-    )
-}
 
 /// All routes.
 pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
@@ -91,18 +64,18 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .and(with_state.clone())
         .and(warp::any().map(move || signature_checks.clone()))
         .and(warp::header::optional::<String>("stripe-signature"))
-        .and(form::body(webhooks::WEBHOOK_LIMIT))
+        .and(frame::body(webhooks::WEBHOOK_LIMIT))
         .then(webhooks::stripe);
     let console = warp::path("console")
         .and(console::route())
         .and(with_state.clone())
-        .and(context::request_info())
+        .and(frame::request_info())
         .then(console::dispatch);
     let portal = warp::path("s")
         .and(warp::path::param::<String>())
         .and(portal::route())
         .and(with_state.clone())
-        .and(context::request_info())
+        .and(frame::request_info())
         .then(portal::dispatch);
     // `/metrics` and `/readyz` are on the operations port only (`ops_listen`): the sign-in
     // counters would tell a stranger which addresses have accounts.

@@ -9,7 +9,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use super::pages::{IndexPage, render};
+use super::frame::{not_found_page, plain_error, render};
 use crate::services::Services;
 
 /// What the operations listener needs.
@@ -99,7 +99,7 @@ pub fn asset(name: &str) -> Response {
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "console.js" => (CONSOLE_JS, "text/javascript; charset=utf-8"),
-        _ => return super::not_found_page(),
+        _ => return not_found_page(),
     };
     let mut resp = body.into_response();
     resp.headers_mut()
@@ -111,6 +111,12 @@ pub fn asset(name: &str) -> Response {
     resp
 }
 
+#[derive(askama::Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    asset_version: &'static str,
+}
+
 pub fn index() -> Response {
     render(
         StatusCode::OK,
@@ -118,7 +124,5 @@ pub fn index() -> Response {
             asset_version: super::ASSET_VERSION.as_str(),
         },
     )
-    .unwrap_or_else(|_| {
-        super::plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.")
-    })
+    .unwrap_or_else(|_| plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong."))
 }

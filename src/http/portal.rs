@@ -1,18 +1,36 @@
-//! The customer portal under `/s/{storefront}/`: sign-in, the magic-link landing, the
-//! dashboard, sign-out.
+//! The customer portal under `/s/{storefront}/` (or `/` on the storefront's custom host): its
+//! routes, the [`PortalSite`] that fits the frame to customers (their session and device
+//! cookies scoped to the storefront, their links, the portal's pages and wording), and the home
+//! page. The signed-in pages are `rentals`, `billing` and `account`.
 
 use std::sync::Arc;
 
-use http::{HeaderValue, StatusCode, header};
+use askama::Template;
+use http::StatusCode;
 use warp::Filter;
 use warp::reply::Response;
 
-use super::context::{Portal, RequestInfo};
-use super::form::{Body, FORM_LIMIT, Form, body};
-use super::pages::*;
+use super::frame::{
+    Body, FORM_LIMIT, Frame, LinkRequest, RequestInfo, SignInForm, Site, Wording, body, landing,
+    not_found_page, plain_error, raw_query, see_other,
+};
 use super::{HttpState, account, billing, rentals};
-use crate::actors::{CheckToken, EndSession, Redeem, RequestLink, ask};
+use crate::actors::{
+    CheckSession, CheckToken, EndSession, Redeem, RedeemedSession, RequestLink, ask,
+};
+use crate::crypto::DeviceScope;
+use crate::domain::email::mask;
 use crate::domain::{EmailAddress, OpaqueToken};
+use crate::error::AppError;
+use crate::store::{Account, SessionInfo, Storefront};
+
+/// A request to one storefront's portal.
+pub type Portal = Frame<PortalSite>;
+
+/// What the frame needs to know of the portal: the storefront.
+pub struct PortalSite {
+    pub storefront: Arc<Storefront>,
+}
 
 /// The portal's routes, matched before the storefront is looked up.
 pub enum PortalRoute {
@@ -36,10 +54,6 @@ pub enum PortalRoute {
     SignOutEverywhere(Body),
     ConfirmEmailPage(String),
     ConfirmEmail(String, Body),
-}
-
-fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
-    warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
 pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection> + Clone {
@@ -161,24 +175,29 @@ pub async fn dispatch(
 ) -> Response {
     let storefront = match state.svc.storefronts.by_slug(&slug).await {
         Ok(Some(sf)) => sf,
-        Ok(None) => return super::not_found_page(),
+        Ok(None) => return not_found_page(),
         Err(e) => {
             tracing::warn!(error = %e, "storefront lookup failed");
-            return super::plain_error(
+            return plain_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Please try again in a minute.",
             );
         }
     };
-    let mut portal = Portal::new(state, storefront, info);
+    let base = if info.at_root {
+        String::new()
+    } else {
+        format!("/s/{}", storefront.slug)
+    };
+    let mut portal = Frame::new(state, info, base, PortalSite { storefront });
     let resp = match route {
         PortalRoute::Home => home(&mut portal).await,
-        PortalRoute::SignInPage(query) => sign_in_page(&mut portal, &query),
-        PortalRoute::SignIn(body) => sign_in(&mut portal, body).await,
-        PortalRoute::AuthPage(token) => auth_page(&mut portal, &token).await,
-        PortalRoute::Auth(token, body) => auth(&mut portal, &token, body).await,
+        PortalRoute::SignInPage(query) => landing::sign_in_page(&mut portal, &query),
+        PortalRoute::SignIn(body) => landing::request_link(&mut portal, body).await,
+        PortalRoute::AuthPage(token) => landing::landing(&mut portal, &token).await,
+        PortalRoute::Auth(token, body) => landing::redeem(&mut portal, &token, body).await,
         PortalRoute::Dashboard => rentals::dashboard(&mut portal).await,
-        PortalRoute::SignOut(body) => sign_out(&mut portal, body).await,
+        PortalRoute::SignOut(body) => landing::sign_out(&mut portal, body).await,
         PortalRoute::History => rentals::history(&mut portal).await,
         PortalRoute::Rental(id) => rentals::rental(&mut portal, id).await,
         PortalRoute::Agreement(id) => rentals::agreement(&mut portal, id).await,
@@ -214,299 +233,283 @@ async fn home(portal: &mut Portal) -> Response {
     match portal.session().await {
         Ok(Some(_)) => see_other(&format!("{}/dashboard", portal.base)),
         Ok(None) => see_other(&format!("{}/sign-in", portal.base)),
-        Err(e) => app_error_page(portal, &e),
+        Err(e) => portal.failed(&e),
     }
 }
 
-fn sign_in_page(portal: &mut Portal, query: &str) -> Response {
-    let form = Form::parse(query.as_bytes()).unwrap_or_default();
-    let notice = form.get("signed_out").map(|_| "You are signed out.");
-    let page = SignInPage {
-        page: PageCommon::new(portal, false, ""),
-        email: String::new(),
-        error: None,
-        next: form.get("next").and_then(safe_next),
-        notice,
-    };
-    render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+/// The signed-in navigation after Dashboard: (section, path, label).
+pub const SIGNED_IN_NAV: &[(&str, &str, &str)] = &[
+    ("billing", "/billing", "Billing"),
+    ("account", "/account", "Account"),
+];
+
+/// What every portal page's layout needs.
+pub struct PageCommon {
+    pub storefront_name: String,
+    pub base: String,
+    pub signed_in: bool,
+    pub csrf: String,
+    pub asset_version: &'static str,
+    /// Which nav item is current.
+    pub section: &'static str,
+    /// (section, path, label) of the signed-in navigation after Dashboard.
+    pub extra_nav: Vec<(&'static str, &'static str, &'static str)>,
 }
 
-fn too_many(portal: &mut Portal, wait: std::time::Duration) -> Response {
-    let mut resp = error_page(
-        portal,
-        StatusCode::TOO_MANY_REQUESTS,
-        "Too many requests",
-        "You have made too many requests in a short time. Wait a minute, then try again.",
-        None,
-    );
-    let secs = wait.as_secs().max(1).to_string();
-    if let Ok(v) = HeaderValue::from_str(&secs) {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    resp
-}
-
-/// Checks the per-IP limit; `Some(response)` when over it.
-pub(crate) fn rate_limited(portal: &mut Portal) -> Option<Response> {
-    let ip = portal.client_ip()?;
-    match portal.state.ip_limiter.check(ip) {
-        Ok(()) => None,
-        Err(wait) => Some(too_many(portal, wait)),
-    }
-}
-
-/// Reads a posted form and checks its CSRF token; `Err(response)` for a 4xx.
-pub(crate) fn read_form(portal: &mut Portal, body: Body) -> Result<Form, Box<Response>> {
-    let bytes = match body {
-        Body::Read(b) => b,
-        Body::TooLarge => {
-            return Err(Box::new(error_page(
-                portal,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "That was too much",
-                "The form you sent is far larger than any of ours. Nothing was changed.",
-                None,
-            )));
+impl PageCommon {
+    pub fn new(portal: &mut Portal, signed_in: bool, section: &'static str) -> Self {
+        Self {
+            storefront_name: portal.site.storefront.name.clone(),
+            base: portal.base.clone(),
+            signed_in,
+            csrf: portal.csrf_token(),
+            asset_version: super::ASSET_VERSION.as_str(),
+            section,
+            extra_nav: SIGNED_IN_NAV.to_vec(),
         }
-        Body::Broken => {
-            return Err(Box::new(error_page(
-                portal,
-                StatusCode::BAD_REQUEST,
-                "We could not read that form",
-                "The form did not arrive whole. Nothing was changed. Please try again.",
-                None,
-            )));
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    page: PageCommon,
+    email: String,
+    error: Option<String>,
+    next: Option<String>,
+    notice: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "check_email.html")]
+struct CheckEmailPage {
+    page: PageCommon,
+    email: String,
+    minutes: u32,
+}
+
+#[derive(Template)]
+#[template(path = "auth_landing.html")]
+struct AuthLandingPage {
+    page: PageCommon,
+    action: String,
+}
+
+#[derive(Template)]
+#[template(path = "link_expired.html")]
+struct LinkExpiredPage {
+    page: PageCommon,
+    minutes: u32,
+    email: String,
+    error: Option<String>,
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    page: PageCommon,
+    heading: String,
+    message: String,
+    link: Option<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "switch_account.html")]
+struct SwitchAccountPage {
+    page: PageCommon,
+    action: String,
+    current_name: String,
+    current_first: String,
+    current_email: String,
+    link_name: String,
+    link_first: String,
+    link_email: String,
+}
+
+impl Site for PortalSite {
+    const NAME: &'static str = "portal";
+    const SESSION_COOKIE: &'static str = "lk_session";
+    const DEVICE_COOKIE: &'static str = "lk_device";
+    const HOME: &'static str = "/dashboard";
+    const WORDING: Wording = Wording {
+        too_many: "You have made too many requests in a short time. Wait a minute, then try again.",
+        form_too_large: "The form you sent is far larger than any of ours. Nothing was changed.",
+        form_broken: "The form did not arrive whole. Nothing was changed. Please try again.",
+        form_unreadable_after: " Nothing was changed.",
+        form_expired: "The form was not sent from this page or has expired. Nothing was changed. Go back, reload the page and try again.",
+        form_expired_back: Some("Back to the portal"),
+        unavailable: "We could not complete that just now. Nothing was changed. Please try again in a minute.",
+        internal: "Something went wrong on our side. Nothing was changed. Please try again.",
+        not_found: None,
+    };
+
+    type Identity = SessionInfo;
+    type LinkOwner = Account;
+
+    fn cookie_path(base: &str) -> String {
+        format!("{base}/")
+    }
+
+    fn device_scope(&self) -> DeviceScope {
+        DeviceScope::Portal {
+            storefront_id: self.storefront.id,
         }
-    };
-    let form = Form::parse(&bytes).map_err(|e| {
-        Box::new(error_page(
-            portal,
-            StatusCode::BAD_REQUEST,
-            "We could not read that form",
-            &format!("{e} Nothing was changed."),
-            None,
-        ))
-    })?;
-    if !portal.csrf_ok(form.get("csrf_token")) {
-        let back = (
-            format!("{}/sign-in", portal.base),
-            "Back to the portal".to_string(),
-        );
-        return Err(Box::new(error_page(
-            portal,
-            StatusCode::FORBIDDEN,
-            "This form has expired",
-            "The form was not sent from this page or has expired. Nothing was changed. Go back, reload the page and try again.",
-            Some(back),
-        )));
     }
-    Ok(form)
-}
 
-fn printable(raw: &str) -> String {
-    raw.chars().filter(|c| !c.is_control()).take(254).collect()
-}
+    fn safe_next(next: &str) -> Option<String> {
+        safe_next(next)
+    }
 
-async fn sign_in(portal: &mut Portal, body: Body) -> Response {
-    if let Some(resp) = rate_limited(portal) {
-        return resp;
-    }
-    let form = match read_form(portal, body) {
-        Ok(f) => f,
-        Err(resp) => return *resp,
-    };
-    let raw = form.get("email").unwrap_or("");
-    let next = form.get("next").and_then(safe_next);
-    let email = match EmailAddress::parse(raw) {
-        Ok(e) => e,
-        Err(e) => {
-            let page = SignInPage {
-                page: PageCommon::new(portal, false, ""),
-                email: printable(raw),
-                error: Some(e.to_string()),
-                next,
-                notice: None,
-            };
-            return render(StatusCode::BAD_REQUEST, &page)
-                .unwrap_or_else(|e| app_error_page(portal, &e));
-        }
-    };
-    let requested = ask(
-        &portal.state.actors.token_issuer,
-        RequestLink {
-            storefront: portal.storefront.clone(),
-            email: email.clone(),
-            redirect: next,
-            client_ip: portal.client_ip(),
-            device: portal.device_claim(),
-        },
-    )
-    .await;
-    match requested {
-        Ok(()) => {
-            let page = CheckEmailPage {
-                page: PageCommon::new(portal, false, ""),
-                email: email.to_string(),
-                minutes: portal.state.svc.config.sign_in.link_ttl_minutes,
-            };
-            render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
-        }
-        Err(e) => app_error_page(portal, &e),
-    }
-}
-
-pub(crate) fn link_expired(portal: &mut Portal) -> Response {
-    let page = LinkExpiredPage {
-        page: PageCommon::new(portal, false, ""),
-        minutes: portal.state.svc.config.sign_in.link_ttl_minutes,
-        email: String::new(),
-        error: None,
-        next: None,
-    };
-    render(StatusCode::GONE, &page).unwrap_or_else(|e| app_error_page(portal, &e))
-}
-
-async fn auth_page(portal: &mut Portal, raw_token: &str) -> Response {
-    if let Some(resp) = rate_limited(portal) {
-        return resp;
-    }
-    let Ok(token) = OpaqueToken::parse(raw_token) else {
-        return link_expired(portal);
-    };
-    let live = ask(
-        &portal.state.actors.token_issuer,
-        CheckToken {
-            storefront_id: portal.storefront.id,
-            token: token.clone(),
-        },
-    )
-    .await;
-    match live {
-        Ok(true) => {
-            let action = format!("{}/auth/{raw_token}", portal.base);
-            match super::switch::other_account(portal, &token).await {
-                Ok(Some((current, link))) => {
-                    return super::switch::question(
-                        portal,
-                        StatusCode::OK,
-                        action,
-                        &current,
-                        &link,
-                    );
-                }
-                Ok(None) => {}
-                Err(e) => return app_error_page(portal, &e),
-            }
-            let page = AuthLandingPage {
-                page: PageCommon::new(portal, false, ""),
-                action: format!("{}/auth/{raw_token}", portal.base),
-            };
-            render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
-        }
-        Ok(false) => link_expired(portal),
-        Err(e) => app_error_page(portal, &e),
-    }
-}
-
-async fn auth(portal: &mut Portal, raw_token: &str, body: Body) -> Response {
-    if let Some(resp) = rate_limited(portal) {
-        return resp;
-    }
-    let form = match read_form(portal, body) {
-        Ok(f) => f,
-        Err(resp) => return *resp,
-    };
-    let Ok(token) = OpaqueToken::parse(raw_token) else {
-        return link_expired(portal);
-    };
-    let action = format!("{}/auth/{raw_token}", portal.base);
-    let previous = match super::switch::guard(portal, &token, &form, action).await {
-        Ok(previous) => previous,
-        Err(resp) => return resp,
-    };
-    let redeemed = ask(
-        &portal.state.actors.token_issuer,
-        Redeem {
-            storefront_id: portal.storefront.id,
-            token,
-        },
-    )
-    .await;
-    match redeemed {
-        Ok(Some(session)) => {
-            let target = format!(
-                "{}{}",
-                portal.base,
-                session
-                    .redirect
-                    .as_deref()
-                    .and_then(safe_next)
-                    .unwrap_or_else(|| "/dashboard".to_string())
-            );
-            let remaining_ms = (session.expires_at - portal.state.svc.now()).num_milliseconds();
-            let max_age = ((remaining_ms + 999) / 1000).max(0);
-            let cookie = portal.session_cookie(&session.session.encode(), max_age);
-            // The session this browser had ends (another account's only after "Continue as").
-            if let Some(cookie) = previous {
-                let end = EndSession {
-                    storefront_id: portal.storefront.id,
-                    cookie,
-                };
-                if let Err(e) = ask(&portal.state.actors.session_keeper, end).await {
-                    tracing::warn!(error = %e, "could not end the session the link replaced");
-                }
-            }
-            let device = portal.device_cookie(session.account_id);
-            with_cookie(with_cookie(see_other(&target), &cookie), &device)
-        }
-        Ok(None) => link_expired(portal),
-        Err(e) => app_error_page(portal, &e),
-    }
-}
-
-/// The sign-in redirect for a page that needs a session.
-pub(crate) fn to_sign_in(portal: &Portal, next: &str) -> Response {
-    see_other(&format!(
-        "{}/sign-in?next={}",
-        portal.base,
-        percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
-    ))
-}
-
-/// The signed-in customer, or the response to send instead (to sign-in, or an error page).
-pub(crate) async fn signed_in(
-    portal: &mut Portal,
-    next: &str,
-) -> Result<crate::store::SessionInfo, Response> {
-    match portal.session().await {
-        Ok(Some(s)) => Ok(s),
-        Ok(None) => Err(to_sign_in(portal, next)),
-        Err(e) => Err(app_error_page(portal, &e)),
-    }
-}
-
-async fn sign_out(portal: &mut Portal, body: Body) -> Response {
-    if let Err(resp) = read_form(portal, body) {
-        return *resp;
-    }
-    if let Some(cookie) = portal.info.cookie(super::context::SESSION_COOKIE) {
-        let ended = ask(
-            &portal.state.actors.session_keeper,
-            EndSession {
-                storefront_id: portal.storefront.id,
-                cookie: cookie.to_string(),
-            },
+    fn sign_in_location(base: &str, next: &str) -> String {
+        format!(
+            "{base}/sign-in?next={}",
+            percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
         )
-        .await;
-        if let Err(e) = ended {
-            return app_error_page(portal, &e);
+    }
+
+    async fn check_session(
+        portal: &Portal,
+        cookie: String,
+    ) -> Result<Option<SessionInfo>, AppError> {
+        let check = CheckSession {
+            storefront_id: portal.site.storefront.id,
+            cookie,
+        };
+        ask(&portal.state.actors.session_keeper, check).await
+    }
+
+    async fn end_session(portal: &Portal, cookie: String) -> Result<(), AppError> {
+        let end = EndSession {
+            storefront_id: portal.site.storefront.id,
+            cookie,
+        };
+        ask(&portal.state.actors.session_keeper, end).await
+    }
+
+    async fn request_link(portal: &Portal, request: LinkRequest) -> Result<(), AppError> {
+        let request = RequestLink {
+            storefront: portal.site.storefront.clone(),
+            email: request.email,
+            redirect: request.next,
+            client_ip: request.client_ip,
+            device: request.device,
+        };
+        ask(&portal.state.actors.token_issuer, request).await
+    }
+
+    async fn check_link(portal: &Portal, token: OpaqueToken) -> Result<bool, AppError> {
+        let check = CheckToken {
+            storefront_id: portal.site.storefront.id,
+            token,
+        };
+        ask(&portal.state.actors.token_issuer, check).await
+    }
+
+    async fn other_owner(
+        portal: &Portal,
+        current: &SessionInfo,
+        token: &OpaqueToken,
+    ) -> Result<Option<Account>, AppError> {
+        let svc = &portal.state.svc;
+        let storefront_id = portal.site.storefront.id;
+        let Some(live) = svc
+            .store
+            .live_token(storefront_id, &token.hash(), svc.now())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if live.account_id == current.account.id {
+            return Ok(None);
+        }
+        Ok(svc.store.account(storefront_id, live.account_id).await?)
+    }
+
+    async fn redeem_link(
+        portal: &Portal,
+        token: OpaqueToken,
+    ) -> Result<Option<RedeemedSession>, AppError> {
+        let redeem = Redeem {
+            storefront_id: portal.site.storefront.id,
+            token,
+        };
+        ask(&portal.state.actors.token_issuer, redeem).await
+    }
+
+    fn message_page(
+        portal: &mut Portal,
+        heading: &str,
+        message: &str,
+        link: Option<(String, String)>,
+    ) -> impl Template + use<> {
+        ErrorPage {
+            page: PageCommon::new(portal, false, ""),
+            heading: heading.to_string(),
+            message: message.to_string(),
+            link,
         }
     }
-    let cookie = portal.clear_session_cookie();
-    with_cookie(
-        see_other(&format!("{}/sign-in?signed_out=1", portal.base)),
-        &cookie,
-    )
+
+    fn sign_in_page(portal: &mut Portal, form: SignInForm) -> impl Template + use<> {
+        SignInPage {
+            page: PageCommon::new(portal, false, ""),
+            email: form.email,
+            error: form.error,
+            next: form.next,
+            notice: form.notice,
+        }
+    }
+
+    fn link_sent_page(portal: &mut Portal, email: &EmailAddress) -> impl Template + use<> {
+        CheckEmailPage {
+            page: PageCommon::new(portal, false, ""),
+            email: email.to_string(),
+            minutes: portal.state.svc.config.sign_in.link_ttl_minutes,
+        }
+    }
+
+    fn landing_page(portal: &mut Portal, action: String) -> impl Template + use<> {
+        AuthLandingPage {
+            page: PageCommon::new(portal, false, ""),
+            action,
+        }
+    }
+
+    fn switch_page(
+        portal: &mut Portal,
+        action: String,
+        current: &SessionInfo,
+        owner: &Account,
+    ) -> impl Template + use<> {
+        let name = |a: &Account| {
+            if a.full_name.trim().is_empty() {
+                a.first_name()
+            } else {
+                a.full_name.clone()
+            }
+        };
+        SwitchAccountPage {
+            page: PageCommon::new(portal, false, ""),
+            action,
+            current_name: name(&current.account),
+            current_first: current.account.first_name(),
+            current_email: current.account.email.clone(),
+            link_name: name(owner),
+            link_first: owner.first_name(),
+            link_email: mask(&owner.email),
+        }
+    }
+
+    fn link_expired_page(portal: &mut Portal) -> impl Template + use<> {
+        LinkExpiredPage {
+            page: PageCommon::new(portal, false, ""),
+            minutes: portal.state.svc.config.sign_in.link_ttl_minutes,
+            email: String::new(),
+            error: None,
+            next: None,
+        }
+    }
 }
 
 #[cfg(test)]

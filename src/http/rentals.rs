@@ -4,9 +4,7 @@ use http::{HeaderValue, StatusCode, header};
 use warp::Reply;
 use warp::reply::Response;
 
-use super::context::Portal;
-use super::pages::*;
-use super::portal::signed_in;
+use super::portal::{PageCommon, Portal};
 use crate::store::{Facility, Invoice, Rental};
 
 pub(crate) struct RentalView {
@@ -96,12 +94,12 @@ struct DashboardPage {
 }
 
 pub async fn dashboard(portal: &mut Portal) -> Response {
-    let session = match signed_in(portal, "/dashboard").await {
+    let session = match portal.signed_in("/dashboard").await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
     let store = &portal.state.svc.store;
-    let sf = portal.storefront.id;
+    let sf = portal.site.storefront.id;
     let loaded = async {
         let rentals = store.current_rentals(sf, session.account.id).await?;
         let facilities = store.account_facilities(sf, session.account.id).await?;
@@ -110,7 +108,7 @@ pub async fn dashboard(portal: &mut Portal) -> Response {
     .await;
     let (rentals, facilities) = match loaded {
         Ok(x) => x,
-        Err(e) => return app_error_page(portal, &e.into()),
+        Err(e) => return portal.failed(&e.into()),
     };
     let any_active = rentals.iter().any(|r| r.status == "active");
     let page = DashboardPage {
@@ -118,10 +116,10 @@ pub async fn dashboard(portal: &mut Portal) -> Response {
         first_name: session.account.first_name(),
         rentals: rentals.into_iter().map(rental_view).collect(),
         any_active,
-        rent_url: portal.storefront.rent_url.clone(),
+        rent_url: portal.site.storefront.rent_url.clone(),
         facilities: facilities.into_iter().map(facility_view).collect(),
     };
-    render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+    portal.page(StatusCode::OK, &page)
 }
 
 struct PastRental {
@@ -196,12 +194,12 @@ impl From<PastRental> for HistoryRental {
 }
 
 pub async fn history(portal: &mut Portal) -> Response {
-    let session = match signed_in(portal, "/rentals/history").await {
+    let session = match portal.signed_in("/rentals/history").await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
     let store = &portal.state.svc.store;
-    let sf = portal.storefront.id;
+    let sf = portal.site.storefront.id;
     let loaded = async {
         let rentals = store.past_rentals(sf, session.account.id).await?;
         let invoices = store
@@ -212,7 +210,7 @@ pub async fn history(portal: &mut Portal) -> Response {
     .await;
     let (rentals, invoices) = match loaded {
         Ok(x) => x,
-        Err(e) => return app_error_page(portal, &e.into()),
+        Err(e) => return portal.failed(&e.into()),
     };
     let rentals = rentals
         .into_iter()
@@ -232,12 +230,15 @@ pub async fn history(portal: &mut Portal) -> Response {
         page: PageCommon::new(portal, true, "dashboard"),
         rentals,
     };
-    render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+    portal.page(StatusCode::OK, &page)
 }
 
 /// The signed agreement of one of the customer's rentals; any other id is 404.
 pub async fn agreement(portal: &mut Portal, rental_id: i64) -> Response {
-    let session = match signed_in(portal, &format!("/rentals/{rental_id}/agreement.pdf")).await {
+    let session = match portal
+        .signed_in(&format!("/rentals/{rental_id}/agreement.pdf"))
+        .await
+    {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -245,7 +246,7 @@ pub async fn agreement(portal: &mut Portal, rental_id: i64) -> Response {
         .state
         .svc
         .store
-        .rental_agreement(portal.storefront.id, session.account.id, rental_id)
+        .rental_agreement(portal.site.storefront.id, session.account.id, rental_id)
         .await
     {
         Ok(Some((file_name, body))) => {
@@ -268,8 +269,8 @@ pub async fn agreement(portal: &mut Portal, rental_id: i64) -> Response {
             }
             resp
         }
-        Ok(None) => super::not_found_page(),
-        Err(e) => app_error_page(portal, &e.into()),
+        Ok(None) => portal.not_found(),
+        Err(e) => portal.failed(&e.into()),
     }
 }
 
@@ -284,12 +285,12 @@ struct RentalPage {
 /// `GET /rentals/{id}`: one of the customer's rentals (where a booking confirmation lands);
 /// any other id is 404.
 pub async fn rental(portal: &mut Portal, rental_id: i64) -> Response {
-    let session = match signed_in(portal, &format!("/rentals/{rental_id}")).await {
+    let session = match portal.signed_in(&format!("/rentals/{rental_id}")).await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
     let store = &portal.state.svc.store;
-    let sf = portal.storefront.id;
+    let sf = portal.site.storefront.id;
     let loaded = async {
         let rental = store
             .account_rental(sf, session.account.id, rental_id)
@@ -309,9 +310,9 @@ pub async fn rental(portal: &mut Portal, rental_id: i64) -> Response {
                 r: rental_view(rental),
                 facility,
             };
-            render(StatusCode::OK, &page).unwrap_or_else(|e| app_error_page(portal, &e))
+            portal.page(StatusCode::OK, &page)
         }
-        Ok((None, _)) => super::not_found_page(),
-        Err(e) => app_error_page(portal, &e.into()),
+        Ok((None, _)) => portal.not_found(),
+        Err(e) => portal.failed(&e.into()),
     }
 }

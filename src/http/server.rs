@@ -28,7 +28,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 use super::HttpState;
-use super::context::{ClientSocket, MountedAtRoot};
+use super::frame::{ClientSocket, MountedAtRoot};
 use super::ops::OpsState;
 use crate::metrics::{RequestLabels, RouteLabel};
 
@@ -92,7 +92,7 @@ pub async fn serve(
                 };
                 if timed_out.load(Ordering::Relaxed) {
                     tracing::info!("request body too slow: cut off");
-                    resp = super::plain_error(
+                    resp = super::frame::plain_error(
                         StatusCode::REQUEST_TIMEOUT,
                         "The request took too long to arrive.",
                     );

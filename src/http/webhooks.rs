@@ -15,7 +15,7 @@ use warp::Reply;
 use warp::reply::Response;
 
 use super::HttpState;
-use super::form::Body;
+use super::frame::Body;
 use crate::actors::billing_sync::{HandleWebhook, WebhookError};
 use crate::domain::webhook::{SignatureError, SignatureHeader, TOLERANCE_SECONDS};
 use crate::error::AppError;

@@ -1,9 +1,15 @@
 //! Request bodies: read with a size cap, and `application/x-www-form-urlencoded` parsed
-//! strictly (invalid UTF-8 is an error, not replacement characters).
+//! strictly (invalid UTF-8 is an error, not replacement characters). [`Frame::read_form`] is
+//! how every page of the portal and the console reads a posted form: read, parsed and
+//! CSRF-checked, or refused.
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 use warp::Filter;
+use warp::reply::Response;
+
+use super::errors::FormRefused;
+use super::{Frame, Site};
 
 /// Forms are small; anything bigger is refused with 413 before it is read.
 pub const FORM_LIMIT: u64 = 16 * 1024;
@@ -112,6 +118,23 @@ impl Form {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<S: Site> Frame<S> {
+    /// Reads a posted form and checks its CSRF token; `Err(page)` for a 4xx (boxed: it is built
+    /// once per refused request, and keeps the `Result` small).
+    pub fn read_form(&mut self, body: Body) -> Result<Form, Box<Response>> {
+        let refused = match body {
+            Body::Read(bytes) => match Form::parse(&bytes) {
+                Ok(form) if self.csrf_ok(form.get("csrf_token")) => return Ok(form),
+                Ok(_) => FormRefused::Expired,
+                Err(e) => FormRefused::Unreadable(e),
+            },
+            Body::TooLarge => FormRefused::TooLarge,
+            Body::Broken => FormRefused::Broken,
+        };
+        Err(Box::new(self.form_refused(refused)))
     }
 }
 

@@ -1,4 +1,5 @@
 //! The per-client-IP burst limit on sign-in requests and link visits (governor, per node).
+//! [`super::Frame::rate_limited`] answers over it with the site's 429 page.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

@@ -1,0 +1,194 @@
+//! How staff sign in to the console: the [`ConsoleSite`] that fits the frame's magic-link
+//! sign-in to staff (their own links, sessions and cookies under `/console`, the console's
+//! sign-in pages and wording). A sign-in always lands on the console's home.
+
+use askama::Template;
+
+use super::{Console, ConsoleCommon, ConsoleSite, MessagePage};
+use crate::actors::{
+    CheckStaffSession, CheckStaffToken, EndStaffSession, RedeemStaffToken, RedeemedSession,
+    RequestStaffLink, ask,
+};
+use crate::crypto::DeviceScope;
+use crate::domain::{EmailAddress, OpaqueToken};
+use crate::error::AppError;
+use crate::http::frame::{LinkRequest, SignInForm, Site, Wording};
+use crate::store::StaffUser;
+
+#[derive(Template)]
+#[template(path = "console/sign_in.html")]
+struct SignInPage {
+    c: ConsoleCommon,
+    email: String,
+    error: Option<String>,
+    notice: Option<&'static str>,
+    expired: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/landing.html")]
+struct LandingPage {
+    c: ConsoleCommon,
+    action: String,
+}
+
+/// A console link opened in a browser signed in as another staff member: asked, never
+/// submitted by itself (SPEC §8, as on the portal).
+#[derive(Template)]
+#[template(path = "console/switch.html")]
+struct SwitchPage {
+    c: ConsoleCommon,
+    action: String,
+    current: String,
+    link_for: String,
+}
+
+impl Site for ConsoleSite {
+    const NAME: &'static str = "console";
+    const SESSION_COOKIE: &'static str = "lk_console";
+    const DEVICE_COOKIE: &'static str = "lk_console_device";
+    const HOME: &'static str = "";
+    const WORDING: Wording = Wording {
+        too_many: "Wait a minute, then try again.",
+        form_too_large: "The form is far larger than any of ours. Nothing was changed.",
+        form_broken: "Nothing was changed.",
+        form_unreadable_after: "",
+        form_expired: "The form was not sent from this page or has expired. Nothing was changed. Reload the page and try again.",
+        form_expired_back: None,
+        unavailable: "We could not complete that just now. Nothing was changed.",
+        internal: "Something went wrong on our side. Nothing was changed.",
+        not_found: Some((
+            "Not found",
+            "There is nothing here, or it is not yours to see.",
+            "Back to the console",
+        )),
+    };
+
+    type Identity = StaffUser;
+    type LinkOwner = StaffUser;
+
+    fn cookie_path(base: &str) -> String {
+        base.to_string()
+    }
+
+    fn device_scope(&self) -> DeviceScope {
+        DeviceScope::Console
+    }
+
+    /// A console link always lands on the console's home.
+    fn safe_next(_next: &str) -> Option<String> {
+        None
+    }
+
+    /// The console's sign-in does not come back to the page that asked for it.
+    fn sign_in_location(base: &str, _next: &str) -> String {
+        format!("{base}/sign-in")
+    }
+
+    async fn check_session(c: &Console, cookie: String) -> Result<Option<StaffUser>, AppError> {
+        let check = CheckStaffSession { cookie };
+        let session = ask(&c.state.actors.session_keeper, check).await?;
+        Ok(session.map(|s| s.staff))
+    }
+
+    async fn end_session(c: &Console, cookie: String) -> Result<(), AppError> {
+        ask(&c.state.actors.session_keeper, EndStaffSession { cookie }).await
+    }
+
+    async fn request_link(c: &Console, request: LinkRequest) -> Result<(), AppError> {
+        let request = RequestStaffLink {
+            email: request.email,
+            client_ip: request.client_ip,
+            device: request.device,
+        };
+        ask(&c.state.actors.token_issuer, request).await
+    }
+
+    async fn check_link(c: &Console, token: OpaqueToken) -> Result<bool, AppError> {
+        ask(&c.state.actors.token_issuer, CheckStaffToken { token }).await
+    }
+
+    async fn other_owner(
+        c: &Console,
+        current: &StaffUser,
+        token: &OpaqueToken,
+    ) -> Result<Option<StaffUser>, AppError> {
+        let svc = &c.state.svc;
+        let owner = svc
+            .store
+            .staff_token_owner(&token.hash(), svc.now())
+            .await?;
+        Ok(owner.filter(|link| link.id != current.id))
+    }
+
+    async fn redeem_link(
+        c: &Console,
+        token: OpaqueToken,
+    ) -> Result<Option<RedeemedSession>, AppError> {
+        ask(&c.state.actors.token_issuer, RedeemStaffToken { token }).await
+    }
+
+    fn message_page(
+        c: &mut Console,
+        heading: &str,
+        message: &str,
+        link: Option<(String, String)>,
+    ) -> impl Template + use<> {
+        MessagePage {
+            c: c.common(),
+            heading: heading.to_string(),
+            message: message.to_string(),
+            link,
+        }
+    }
+
+    fn sign_in_page(c: &mut Console, form: SignInForm) -> impl Template + use<> {
+        SignInPage {
+            c: c.common(),
+            email: form.email,
+            error: form.error,
+            notice: form.notice,
+            expired: false,
+        }
+    }
+
+    fn link_sent_page(c: &mut Console, _email: &EmailAddress) -> impl Template + use<> {
+        MessagePage {
+            c: c.common(),
+            heading: "Check your email".into(),
+            message: "If this address belongs to a staff member, a sign-in link is on its way. It works once and expires soon.".into(),
+            link: None,
+        }
+    }
+
+    fn landing_page(c: &mut Console, action: String) -> impl Template + use<> {
+        LandingPage {
+            c: c.common(),
+            action,
+        }
+    }
+
+    fn switch_page(
+        c: &mut Console,
+        action: String,
+        current: &StaffUser,
+        owner: &StaffUser,
+    ) -> impl Template + use<> {
+        SwitchPage {
+            c: c.common(),
+            action,
+            current: current.full_name.clone(),
+            link_for: owner.full_name.clone(),
+        }
+    }
+
+    fn link_expired_page(c: &mut Console) -> impl Template + use<> {
+        SignInPage {
+            c: c.common(),
+            email: String::new(),
+            error: None,
+            notice: None,
+            expired: true,
+        }
+    }
+}

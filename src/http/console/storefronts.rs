@@ -1,0 +1,96 @@
+//! The console's home (the storefronts a staff member sees, or straight to their own) and a
+//! storefront's page: its facilities, each with its Emails tab, and the customer search.
+
+use askama::Template;
+use http::StatusCode;
+use warp::reply::Response;
+
+use super::{Console, ConsoleCommon};
+use crate::http::frame::{Form, see_other};
+use crate::store::Role;
+
+#[derive(Template)]
+#[template(path = "console/home.html")]
+struct HomePage {
+    c: ConsoleCommon,
+    storefronts: Vec<(String, String)>,
+    show_audit: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/storefront.html")]
+struct StorefrontPage {
+    c: ConsoleCommon,
+    slug: String,
+    name: String,
+    facilities: Vec<(i64, String)>,
+    q: String,
+    searched: bool,
+    customers: Vec<(i64, String, String)>,
+    show_audit: bool,
+}
+
+/// `GET /console`: the storefronts this staff member sees (a storefront's own staff go straight
+/// to theirs).
+pub(super) async fn home(c: &mut Console) -> Response {
+    let staff = match c.staff().await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    if let Some(sf) = staff.storefront_id {
+        return match c.state.svc.storefronts.by_id(sf).await {
+            Ok(Some(sf)) => see_other(&format!("/console/s/{}", sf.slug)),
+            Ok(None) => c.not_found(),
+            Err(e) => c.failed(&e.into()),
+        };
+    }
+    let storefronts = match c.state.svc.store.storefronts().await {
+        Ok(list) => list.into_iter().map(|s| (s.slug, s.name)).collect(),
+        Err(e) => return c.failed(&e.into()),
+    };
+    let page = HomePage {
+        c: c.common(),
+        storefronts,
+        show_audit: staff.role == Role::Support,
+    };
+    c.page(StatusCode::OK, &page)
+}
+
+/// `GET /console/s/{slug}` (and `/customers`): the facilities, and customers found by `?q=`.
+pub(super) async fn storefront(c: &mut Console, slug: &str, query: &str) -> Response {
+    let (staff, sf) = match c.storefront(slug).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let form = Form::parse(query.as_bytes()).unwrap_or_default();
+    let q = form.get("q").unwrap_or("").trim().to_string();
+    let store = &c.state.svc.store;
+    let loaded = async {
+        let facilities = store.facilities(sf.id).await?;
+        let customers = if q.is_empty() {
+            Vec::new()
+        } else {
+            store.search_customers(sf.id, &q).await?
+        };
+        Ok::<_, crate::store::DbError>((facilities, customers))
+    }
+    .await;
+    let (facilities, customers) = match loaded {
+        Ok(x) => x,
+        Err(e) => return c.failed(&e.into()),
+    };
+    let page = StorefrontPage {
+        c: c.common(),
+        slug: sf.slug.clone(),
+        name: sf.name.clone(),
+        facilities: facilities.into_iter().map(|f| (f.id, f.name)).collect(),
+        searched: !q.is_empty(),
+        q,
+        customers: customers
+            .into_iter()
+            .map(|a| (a.id, a.full_name, a.email))
+            .collect(),
+        show_audit: matches!(staff.role, Role::Support | Role::Owner),
+    };
+    c.page(StatusCode::OK, &page)
+}

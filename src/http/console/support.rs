@@ -1,0 +1,84 @@
+//! The support tools on a customer's record: link an unlinked contact to the account, and merge
+//! another account into it. Support staff only; each is written to the audit log by the store.
+
+use http::StatusCode;
+use warp::reply::Response;
+
+use super::Console;
+use crate::http::frame::{Body, see_other};
+use crate::store::Role;
+
+/// `POST /console/s/{slug}/customers/{id}/link`: links `contact_id` to the account.
+pub(super) async fn link(c: &mut Console, slug: &str, account_id: i64, body: Body) -> Response {
+    let (form, staff, sf) = match c.action(slug, body, Role::can_support).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let Some(contact_id) = form
+        .get("contact_id")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+    else {
+        return c.message(
+            StatusCode::BAD_REQUEST,
+            "Choose a contact",
+            "Pick the contact to link.",
+            None,
+        );
+    };
+    let svc = c.state.svc.clone();
+    let now = svc.now();
+    match svc
+        .store
+        .link_contact(sf.id, contact_id, account_id, &staff, now)
+        .await
+    {
+        Ok(Some(_)) => see_other(&format!(
+            "/console/s/{}/customers/{account_id}?done=linked",
+            sf.slug
+        )),
+        Ok(None) => c.not_found(),
+        Err(e) => c.failed(&e.into()),
+    }
+}
+
+/// `POST /console/s/{slug}/customers/{id}/merge`: merges `other_account_id` into this account.
+pub(super) async fn merge(c: &mut Console, slug: &str, survivor: i64, body: Body) -> Response {
+    let (form, staff, sf) = match c.action(slug, body, Role::can_support).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let Some(merged) = form
+        .get("other_account_id")
+        .map(|v| v.trim().trim_start_matches('#'))
+        .and_then(|v| v.parse::<i64>().ok())
+    else {
+        return c.message(
+            StatusCode::BAD_REQUEST,
+            "Which account?",
+            "Enter the number of the account to merge into this one.",
+            None,
+        );
+    };
+    if merged == survivor {
+        return c.message(
+            StatusCode::BAD_REQUEST,
+            "Same account",
+            "An account cannot be merged into itself.",
+            None,
+        );
+    }
+    let svc = c.state.svc.clone();
+    let now = svc.now();
+    match svc
+        .store
+        .merge_accounts(sf.id, survivor, merged, &staff, now)
+        .await
+    {
+        Ok(Some(_)) => see_other(&format!(
+            "/console/s/{}/customers/{survivor}?done=merged&merged={merged}",
+            sf.slug
+        )),
+        Ok(None) => c.not_found(),
+        Err(e) => c.failed(&e.into()),
+    }
+}

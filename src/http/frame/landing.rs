@@ -1,0 +1,216 @@
+//! Magic-link sign-in for both sites: the sign-in form and its request for a link, the landing
+//! of the link, and sign-out.
+//!
+//! Opening a link never uses it up (mail scanners open links): `GET /auth/{token}` shows a page
+//! that posts itself, and `POST /auth/{token}` redeems it once, sets the session and device
+//! cookies and redirects. A link never silently switches identities either (SPEC §8): when the
+//! browser is signed in as someone else than the link's owner, the landing page does not submit
+//! itself but asks "Continue as" (a POST carrying `switch=1`, which ends the first session in
+//! this browser) or "Stay signed in as" (the link untouched); a POST without `switch=1` asks
+//! again, with 409.
+
+use http::StatusCode;
+use warp::reply::Response;
+
+use super::form::{Body, Form};
+use super::pages::{see_other, with_cookie};
+use super::{Frame, Site};
+use crate::crypto::DeviceClaim;
+use crate::domain::{EmailAddress, OpaqueToken};
+use crate::error::AppError;
+
+/// The form field that confirms the switch.
+pub const CONFIRM_FIELD: &str = "switch";
+
+/// What the sign-in form shows.
+pub struct SignInForm {
+    /// What was typed (printable characters only).
+    pub email: String,
+    pub error: Option<String>,
+    /// The page to land on after signing in, already checked.
+    pub next: Option<String>,
+    pub notice: Option<&'static str>,
+}
+
+/// A request for a sign-in link, as the site's actor gets it.
+pub struct LinkRequest {
+    pub email: EmailAddress,
+    /// Where to land after signing in (already checked by [`Site::safe_next`]).
+    pub next: Option<String>,
+    pub client_ip: Option<std::net::IpAddr>,
+    /// The browser's device cookie for this site, if it carries one.
+    pub device: Option<DeviceClaim>,
+}
+
+/// What a typed address is shown back as: no control characters, no longer than an address.
+fn printable(raw: &str) -> String {
+    raw.chars().filter(|c| !c.is_control()).take(254).collect()
+}
+
+/// `GET /sign-in` (`?signed_out=1` after signing out, `?next=` a page to land on).
+pub fn sign_in_page<S: Site>(frame: &mut Frame<S>, query: &str) -> Response {
+    let query = Form::parse(query.as_bytes()).unwrap_or_default();
+    let form = SignInForm {
+        email: String::new(),
+        error: None,
+        next: query.get("next").and_then(S::safe_next),
+        notice: query.get("signed_out").map(|_| "You are signed out."),
+    };
+    let page = S::sign_in_page(frame, form);
+    frame.page(StatusCode::OK, &page)
+}
+
+/// `POST /sign-in`: asks for a link; the form again, with its error, for a bad address.
+pub async fn request_link<S: Site>(frame: &mut Frame<S>, body: Body) -> Response {
+    if let Some(resp) = frame.rate_limited() {
+        return resp;
+    }
+    let form = match frame.read_form(body) {
+        Ok(f) => f,
+        Err(resp) => return *resp,
+    };
+    let raw = form.get("email").unwrap_or("");
+    let next = form.get("next").and_then(S::safe_next);
+    let email = match EmailAddress::parse(raw) {
+        Ok(e) => e,
+        Err(e) => {
+            let form = SignInForm {
+                email: printable(raw),
+                error: Some(e.to_string()),
+                next,
+                notice: None,
+            };
+            let page = S::sign_in_page(frame, form);
+            return frame.page(StatusCode::BAD_REQUEST, &page);
+        }
+    };
+    let request = LinkRequest {
+        email: email.clone(),
+        next,
+        client_ip: frame.client_ip(),
+        device: frame.device_claim(),
+    };
+    match S::request_link(frame, request).await {
+        Ok(()) => {
+            let page = S::link_sent_page(frame, &email);
+            frame.page(StatusCode::OK, &page)
+        }
+        Err(e) => frame.failed(&e),
+    }
+}
+
+/// Who is signed in here and whom the link is for, when they are not the same; `None` when the
+/// link may be used without asking.
+async fn other_owner<S: Site>(
+    frame: &Frame<S>,
+    token: &OpaqueToken,
+) -> Result<Option<(S::Identity, S::LinkOwner)>, AppError> {
+    let Some(current) = frame.session().await? else {
+        return Ok(None);
+    };
+    Ok(S::other_owner(frame, &current, token)
+        .await?
+        .map(|owner| (current, owner)))
+}
+
+fn switch_question<S: Site>(
+    frame: &mut Frame<S>,
+    status: StatusCode,
+    action: String,
+    current: &S::Identity,
+    owner: &S::LinkOwner,
+) -> Response {
+    let page = S::switch_page(frame, action, current, owner);
+    frame.page(status, &page)
+}
+
+/// `GET /auth/{token}`: the page that posts the link, or the switch question.
+pub async fn landing<S: Site>(frame: &mut Frame<S>, raw_token: &str) -> Response {
+    if let Some(resp) = frame.rate_limited() {
+        return resp;
+    }
+    let Ok(token) = OpaqueToken::parse(raw_token) else {
+        return frame.link_expired();
+    };
+    match S::check_link(frame, token.clone()).await {
+        Ok(true) => {}
+        Ok(false) => return frame.link_expired(),
+        Err(e) => return frame.failed(&e),
+    }
+    let action = format!("{}/auth/{raw_token}", frame.base);
+    match other_owner(frame, &token).await {
+        Ok(Some((current, owner))) => {
+            switch_question(frame, StatusCode::OK, action, &current, &owner)
+        }
+        Ok(None) => {
+            let page = S::landing_page(frame, action);
+            frame.page(StatusCode::OK, &page)
+        }
+        Err(e) => frame.failed(&e),
+    }
+}
+
+/// `POST /auth/{token}`: uses the link once, ends the session this browser had (another
+/// identity's only after "Continue as"), sets the cookies and goes where the link says.
+pub async fn redeem<S: Site>(frame: &mut Frame<S>, raw_token: &str, body: Body) -> Response {
+    if let Some(resp) = frame.rate_limited() {
+        return resp;
+    }
+    let form = match frame.read_form(body) {
+        Ok(f) => f,
+        Err(resp) => return *resp,
+    };
+    let Ok(token) = OpaqueToken::parse(raw_token) else {
+        return frame.link_expired();
+    };
+    let previous = frame.info.cookie(S::SESSION_COOKIE).map(str::to_string);
+    match other_owner(frame, &token).await {
+        Ok(Some((current, owner))) if form.get(CONFIRM_FIELD) != Some("1") => {
+            let action = format!("{}/auth/{raw_token}", frame.base);
+            return switch_question(frame, StatusCode::CONFLICT, action, &current, &owner);
+        }
+        Ok(_) => {}
+        Err(e) => return frame.failed(&e),
+    }
+    match S::redeem_link(frame, token).await {
+        Ok(Some(session)) => {
+            let target = format!(
+                "{}{}",
+                frame.base,
+                session
+                    .redirect
+                    .as_deref()
+                    .and_then(S::safe_next)
+                    .unwrap_or_else(|| S::HOME.to_string())
+            );
+            let cookie = frame.session_cookie(&session.session, session.expires_at);
+            if let Some(previous) = previous
+                && let Err(e) = S::end_session(frame, previous).await
+            {
+                let site = S::NAME;
+                tracing::warn!(site, error = %e, "could not end the session the link replaced");
+            }
+            let device = frame.device_cookie(session.account_id);
+            with_cookie(with_cookie(see_other(&target), &cookie), &device)
+        }
+        Ok(None) => frame.link_expired(),
+        Err(e) => frame.failed(&e),
+    }
+}
+
+/// `POST /sign-out`: ends this browser's session and clears its cookie.
+pub async fn sign_out<S: Site>(frame: &mut Frame<S>, body: Body) -> Response {
+    if let Err(resp) = frame.read_form(body) {
+        return *resp;
+    }
+    if let Some(cookie) = frame.info.cookie(S::SESSION_COOKIE).map(str::to_string)
+        && let Err(e) = S::end_session(frame, cookie).await
+    {
+        return frame.failed(&e);
+    }
+    let cleared = frame.clear_session_cookie();
+    with_cookie(
+        see_other(&format!("{}/sign-in?signed_out=1", frame.base)),
+        &cleared,
+    )
+}

@@ -173,8 +173,18 @@ impl TlsCluster {
             server,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // Accepting TCP is not enough: until recovery ends the server answers "the database
+        // system is starting up". pg_isready says when it takes sessions (on a loaded machine
+        // that can be seconds later).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                break;
+            }
             assert!(Instant::now() < deadline, "the TLS cluster did not start");
             std::thread::sleep(Duration::from_millis(100));
         }

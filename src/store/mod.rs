@@ -7,32 +7,42 @@ pub mod postgres;
 pub mod postgres_tls;
 pub mod sqlite;
 
-mod billing;
-mod console;
+mod accounts;
+mod api_keys;
+mod audit;
+mod contacts;
+mod cooldowns;
 mod deliveries;
 mod demo;
-mod email_change;
-mod integration;
-mod portal;
+mod email_changes;
+mod invoices;
+mod payments;
+mod rentals;
 mod sessions;
 mod staff;
 mod storefronts;
 mod tokens;
+mod upsert;
 
 use std::sync::Arc;
 
-pub use billing::*;
-pub use console::*;
+pub use accounts::*;
+pub use api_keys::*;
+pub use audit::*;
+pub use contacts::*;
+pub use cooldowns::*;
 pub use db::{Database, DbError, DbResult, Dialect, Row, Value};
 pub use deliveries::*;
 pub use demo::DemoSummary;
-pub use email_change::*;
-pub use integration::*;
-pub use portal::*;
+pub use email_changes::*;
+pub use invoices::*;
+pub use payments::*;
+pub use rentals::*;
 pub use sessions::*;
 pub use staff::*;
 pub use storefronts::*;
 pub use tokens::*;
+pub use upsert::*;
 
 use crate::config::DatabaseKind;
 

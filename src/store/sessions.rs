@@ -1,10 +1,11 @@
-//! Sessions: only the SHA-256 of the session id is stored.
+//! Sessions of customers and of staff: only the SHA-256 of the session id is stored.
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::Store;
+use super::accounts::{ACCOUNT_COLUMNS, Account, account_from};
 use super::db::DbResult;
-use super::storefronts::{ACCOUNT_COLUMNS, Account, account_from};
+use super::staff::{STAFF_COLUMNS, StaffUser, staff_from};
 use crate::domain::TokenHash;
 use crate::params;
 
@@ -14,6 +15,13 @@ pub struct SessionInfo {
     pub session_id: i64,
     pub expires_at: DateTime<Utc>,
     pub account: Account,
+}
+
+/// A live console session.
+#[derive(Debug, Clone)]
+pub struct StaffSession {
+    pub session_id: i64,
+    pub staff: StaffUser,
 }
 
 /// How stale `last_seen_at` may get before a request refreshes it (saves a write per page).
@@ -86,5 +94,39 @@ impl Store {
         self.db()
             .execute("DELETE FROM sessions WHERE expires_at <= $1", &params![now])
             .await
+    }
+
+    pub async fn staff_session(
+        &self,
+        hash: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> DbResult<Option<StaffSession>> {
+        let cols = STAFF_COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols}, s.id FROM staff_sessions s JOIN staff_users u ON u.id = s.staff_user_id
+             WHERE s.session_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL"
+        );
+        Ok(self
+            .db()
+            .query_opt(&sql, &params![&hash.0, now])
+            .await?
+            .map(|r| StaffSession {
+                staff: staff_from(&r),
+                session_id: r.i64(5),
+            }))
+    }
+
+    pub async fn delete_staff_session(&self, hash: &TokenHash) -> DbResult<()> {
+        self.db()
+            .execute(
+                "DELETE FROM staff_sessions WHERE session_hash = $1",
+                &params![&hash.0],
+            )
+            .await?;
+        Ok(())
     }
 }

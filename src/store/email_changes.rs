@@ -6,9 +6,9 @@
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::db::{DbError, DbResult, Dialect};
+use super::accounts::{ACCOUNT_COLUMNS, Account, account_from};
+use super::db::{Conn, DbError, DbResult, Dialect};
 use super::deliveries::{NewDelivery, insert_delivery};
-use super::storefronts::{ACCOUNT_COLUMNS, Account, account_from};
 use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
 
@@ -219,7 +219,7 @@ impl Store {
 /// Writes the pending change in the profile's transaction (see `Store::update_profile`):
 /// earlier pending changes of the account end, so only the newest link works.
 pub(crate) async fn insert_email_change(
-    conn: &mut dyn super::db::Conn,
+    conn: &mut dyn Conn,
     storefront_id: i64,
     account_id: i64,
     new_email: &EmailAddress,

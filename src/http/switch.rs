@@ -43,17 +43,21 @@ pub async fn other_account(
     let svc = &portal.state.svc;
     let Some(live) = svc
         .store
-        .live_token(portal.storefront.id, &token.hash(), svc.now())
+        .live_token(
+            crate::store::Audience::Customer(portal.storefront.id),
+            &token.hash(),
+            svc.now(),
+        )
         .await?
     else {
         return Ok(None);
     };
-    if live.account_id == current.account.id {
+    if live.subject_id == current.account.id {
         return Ok(None);
     }
     Ok(svc
         .store
-        .account(portal.storefront.id, live.account_id)
+        .account(portal.storefront.id, live.subject_id)
         .await?
         .map(|link| (current, link)))
 }

@@ -5,14 +5,18 @@
 use chrono::{DateTime, Utc};
 
 use super::Store;
+use super::audience::CUSTOMERS;
 use super::audit::{AUDIT_INSERT, audit_params};
-use super::contacts::ContactView;
+use super::contacts::{ContactView, move_contacts};
 use super::db::{DbError, DbResult, Dialect, Row};
-use super::deliveries::{Delivery, NewDelivery, insert_delivery};
+use super::deliveries::{Delivery, NewDelivery, insert_delivery, move_deliveries};
 use super::email_changes::{NewEmailChange, insert_email_change};
 use super::invoices::{Invoice, InvoiceFilter};
+use super::payments::move_payment_methods;
 use super::rentals::Rental;
+use super::sessions::end_sessions;
 use super::staff::StaffUser;
+use super::tokens::delete_links;
 use super::upsert::{RefTable, id_by_ref};
 use crate::domain::EmailAddress;
 use crate::params;
@@ -438,36 +442,11 @@ impl Store {
             return Ok(None);
         };
         let mut report = MergeReport {
-            contacts: tx
-                .execute(
-                    "UPDATE contacts SET account_id = $1, updated_at = $3 WHERE account_id = $2",
-                    &params![survivor, merged, now],
-                )
-                .await?,
-            deliveries: tx
-                .execute(
-                    "UPDATE deliveries SET account_id = $1 WHERE account_id = $2",
-                    &params![survivor, merged],
-                )
-                .await?,
-            payment_methods: tx
-                .execute(
-                    "UPDATE payment_methods SET account_id = $1 WHERE account_id = $2",
-                    &params![survivor, merged],
-                )
-                .await?,
-            sessions_ended: tx
-                .execute(
-                    "DELETE FROM sessions WHERE account_id = $1",
-                    &params![merged],
-                )
-                .await?,
-            links_ended: tx
-                .execute(
-                    "DELETE FROM sign_in_tokens WHERE account_id = $1",
-                    &params![merged],
-                )
-                .await?,
+            contacts: move_contacts(&mut *tx, merged, survivor, now).await?,
+            deliveries: move_deliveries(&mut *tx, merged, survivor).await?,
+            payment_methods: move_payment_methods(&mut *tx, merged, survivor).await?,
+            sessions_ended: end_sessions(&mut *tx, &CUSTOMERS, merged).await?,
+            links_ended: delete_links(&mut *tx, &CUSTOMERS, merged).await?,
             stripe_customer_moved: false,
         };
         if keep.stripe_customer_id.is_none()

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::Store;
 use super::audit::{AUDIT_INSERT, audit_params};
-use super::db::{DbResult, Row};
+use super::db::{Conn, DbResult, Row};
 use super::staff::StaffUser;
 use super::upsert::{RefTable, Unresolved, UpsertResult, Upserted, id_by_ref, insert_or_update};
 use crate::params;
@@ -72,6 +72,21 @@ fn contact_record_from(r: &Row) -> ContactRecord {
         created_at: r.ts(7),
         updated_at: r.ts(8),
     }
+}
+
+/// Moves an account's contacts to another account (a merge), inside the caller's
+/// transaction. Returns how many.
+pub(super) async fn move_contacts(
+    conn: &mut dyn Conn,
+    from: i64,
+    to: i64,
+    now: DateTime<Utc>,
+) -> DbResult<u64> {
+    conn.execute(
+        "UPDATE contacts SET account_id = $1, updated_at = $3 WHERE account_id = $2",
+        &params![to, from, now],
+    )
+    .await
 }
 
 impl Store {

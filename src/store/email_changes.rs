@@ -7,8 +7,11 @@ use chrono::{DateTime, Utc};
 
 use super::Store;
 use super::accounts::{ACCOUNT_COLUMNS, Account, account_from};
+use super::audience::{Audience, CUSTOMERS};
 use super::db::{Conn, DbError, DbResult, Dialect};
 use super::deliveries::{NewDelivery, insert_delivery};
+use super::sessions::{NewSession, end_sessions, start_session};
+use super::tokens::end_links;
 use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
 
@@ -43,13 +46,6 @@ pub enum EmailChangeOutcome {
     /// Another account of the storefront took the address in the meantime: nothing changed,
     /// and the link stays as it was.
     Taken,
-}
-
-/// A session to start for the browser that confirms.
-#[derive(Debug, Clone)]
-pub struct NewSession<'a> {
-    pub hash: &'a TokenHash,
-    pub expires_at: DateTime<Utc>,
 }
 
 impl Store {
@@ -173,23 +169,11 @@ impl Store {
             &params![account_id, now],
         )
         .await?;
-        tx.execute(
-            "UPDATE sign_in_tokens SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL",
-            &params![account_id, now],
-        )
-        .await?;
-        tx.execute(
-            "DELETE FROM sessions WHERE account_id = $1",
-            &params![account_id],
-        )
-        .await?;
+        end_links(&mut *tx, &CUSTOMERS, account_id, now).await?;
+        end_sessions(&mut *tx, &CUSTOMERS, account_id).await?;
         if let Some(s) = session {
-            tx.execute(
-                "INSERT INTO sessions (storefront_id, account_id, session_hash, created_at, expires_at, last_seen_at)
-                 VALUES ($1, $2, $3, $4, $5, $4)",
-                &params![storefront_id, account_id, &s.hash.0, now, s.expires_at],
-            )
-            .await?;
+            let audience = Audience::Customer(storefront_id);
+            start_session(&mut *tx, audience, account_id, &s, now).await?;
         }
         let notice_delivery = if old.email.to_lowercase() != new_key {
             Some(insert_delivery(&mut *tx, &notice(&old, &new_email), now).await?)

@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::Store;
 use super::accounts::{ACCOUNT_COLUMNS, Account, account_from};
-use super::db::{Conn, DbResult, Row, Value};
+use super::db::{Conn, DbResult, Row, Value, qualified};
 use super::deliveries::{NewDelivery, insert_delivery};
 use super::upsert::{RefTable, Unresolved, UpsertResult, Upserted, id_by_ref, insert_or_update};
 use crate::domain::Money;
@@ -441,11 +441,7 @@ where
         "SELECT {INVOICE_COLUMNS} FROM invoices i JOIN facilities f ON f.id = i.facility_id WHERE i.id = $1"
     );
     let invoice = invoice_from(&tx.query_one(&sql, &params![invoice_id]).await?);
-    let cols = ACCOUNT_COLUMNS
-        .split(", ")
-        .map(|c| format!("a.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = qualified(ACCOUNT_COLUMNS, "a");
     let owner = tx
         .query_opt(
             &format!(

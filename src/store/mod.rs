@@ -9,6 +9,7 @@ pub mod sqlite;
 
 mod accounts;
 mod api_keys;
+mod audience;
 mod audit;
 mod contacts;
 mod cooldowns;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 pub use accounts::*;
 pub use api_keys::*;
+pub use audience::Audience;
 pub use audit::*;
 pub use contacts::*;
 pub use cooldowns::*;

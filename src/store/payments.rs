@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::Store;
 use super::accounts::{ACCOUNT_COLUMNS, Account, account_from};
-use super::db::{DbResult, Dialect, Row, Value};
+use super::db::{Conn, DbResult, Dialect, Row, Value};
 use crate::params;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,16 @@ pub enum EventState {
     Pending,
     /// Already processed: nothing to do.
     Done,
+}
+
+/// Moves an account's payment methods to another account (a merge), inside the caller's
+/// transaction. Returns how many.
+pub(super) async fn move_payment_methods(conn: &mut dyn Conn, from: i64, to: i64) -> DbResult<u64> {
+    conn.execute(
+        "UPDATE payment_methods SET account_id = $1 WHERE account_id = $2",
+        &params![to, from],
+    )
+    .await
 }
 
 impl Store {

@@ -5,8 +5,11 @@
 use chrono::{DateTime, Utc};
 
 use super::Store;
+use super::audience::STAFF;
 use super::audit::{AUDIT_INSERT, audit_params};
 use super::db::{DbResult, Row};
+use super::sessions::end_sessions;
+use super::tokens::end_links;
 use crate::domain::EmailAddress;
 use crate::params;
 
@@ -131,6 +134,17 @@ impl Store {
             .map(staff_from))
     }
 
+    /// A staff user by id.
+    pub(super) async fn staff_user(&self, id: i64) -> DbResult<Option<StaffUser>> {
+        let sql = format!("SELECT {STAFF_COLUMNS} FROM staff_users WHERE id = $1");
+        Ok(self
+            .db()
+            .query_opt(&sql, &params![id])
+            .await?
+            .as_ref()
+            .map(staff_from))
+    }
+
     /// Disables (`disabled = true`) or enables a staff user by address; disabling ends their
     /// console sessions and unused links in the same transaction, with its audit entry.
     /// `None` when there is no such staff user or they already were in that state.
@@ -159,16 +173,8 @@ impl Store {
             return Ok(None);
         };
         if disabled {
-            tx.execute(
-                "DELETE FROM staff_sessions WHERE staff_user_id = $1",
-                &params![staff.id],
-            )
-            .await?;
-            tx.execute(
-                "UPDATE staff_tokens SET used_at = $2 WHERE staff_user_id = $1 AND used_at IS NULL",
-                &params![staff.id, now],
-            )
-            .await?;
+            end_sessions(&mut *tx, &STAFF, staff.id).await?;
+            end_links(&mut *tx, &STAFF, staff.id, now).await?;
         }
         let action = if disabled {
             "staff.disabled"

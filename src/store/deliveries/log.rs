@@ -5,7 +5,7 @@
 use super::{DELIVERY_COLUMNS, Delivery, DeliveryStatus, delivery_from};
 use crate::params;
 use crate::store::Store;
-use crate::store::db::{DbResult, Value};
+use crate::store::db::{DbResult, Value, qualified};
 
 /// Filters of the Emails tab (and the API's delivery list).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,11 +55,7 @@ impl Store {
                 .recipient_page(scope, filter, &recipient, before, limit)
                 .await;
         }
-        let cols = DELIVERY_COLUMNS
-            .split(", ")
-            .map(|c| format!("p.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = qualified(DELIVERY_COLUMNS, "p");
         // The scope's next SCAN_LIMIT ids (an index range), then the filters on those rows.
         // The rows are read again from the scope's own index between the scan's lowest id and
         // the cursor, newest first, so the page stops after `limit` matches and never reads
@@ -139,11 +135,7 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> DbResult<DeliveryPage> {
-        let cols = DELIVERY_COLUMNS
-            .split(", ")
-            .map(|c| format!("d.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = qualified(DELIVERY_COLUMNS, "d");
         let (join, scope_id) = match scope {
             DeliveryScope::Facility(id) => (
                 "JOIN delivery_facilities f ON f.delivery_id = d.id AND f.facility_id = $1 WHERE TRUE",

@@ -235,6 +235,16 @@ pub struct Attempt {
     pub worker: String,
 }
 
+/// Moves an account's deliveries to another account (a merge), inside the caller's
+/// transaction. Returns how many.
+pub(crate) async fn move_deliveries(conn: &mut dyn Conn, from: i64, to: i64) -> DbResult<u64> {
+    conn.execute(
+        "UPDATE deliveries SET account_id = $1 WHERE account_id = $2",
+        &params![to, from],
+    )
+    .await
+}
+
 impl Store {
     pub async fn delivery(&self, id: i64) -> DbResult<Option<Delivery>> {
         let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");

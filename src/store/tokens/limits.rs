@@ -2,9 +2,12 @@
 //! per client bucket (an IP, or a browser with a valid device cookie) and a ceiling per account
 //! or staff user, with the verdict and the reason the Emails tab shows.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 use crate::crypto::DeviceClaim;
+use crate::params;
+use crate::store::audience::Tables;
+use crate::store::db::{Conn, DbResult};
 
 /// At most `max` links within `window`.
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +77,40 @@ impl LinkLimit {
     }
 }
 
-/// SQLite: an account's links in one bucket, and in the ceiling's window.
-pub(super) const COUNT_RECENT: &str = "SELECT
-     (SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1 AND created_at > $2 AND client_key = $3),
-     (SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1 AND created_at > $4 AND client_key IS NOT NULL)";
+impl LinkLimit {
+    /// Counts the recent links of `subject_id` (an account or a staff user, in `tables`) in
+    /// the request's bucket and in the ceiling's window, inside the transaction that will
+    /// write the new link: the verdict, and the bucket the new link counts in. (PostgreSQL's
+    /// batch of customers' links counts the same way, for many accounts at once.)
+    pub(in crate::store) async fn check(
+        &self,
+        conn: &mut dyn Conn,
+        tables: &Tables,
+        subject_id: i64,
+        now: DateTime<Utc>,
+    ) -> DbResult<(Verdict, Vec<u8>)> {
+        let (bucket, device) = self.bucket_for(subject_id);
+        let sql = format!(
+            "SELECT
+                 (SELECT COUNT(*) FROM {tokens} WHERE {subject} = $1 AND created_at > $2 AND client_key = $3),
+                 (SELECT COUNT(*) FROM {tokens} WHERE {subject} = $1 AND created_at > $4 AND client_key IS NOT NULL)",
+            tokens = tables.tokens,
+            subject = tables.subject_id,
+        );
+        let counts = conn
+            .query_one(
+                &sql,
+                &params![
+                    subject_id,
+                    now - self.per_client.window,
+                    bucket.to_vec(),
+                    now - self.ceiling.window
+                ],
+            )
+            .await?;
+        Ok((
+            self.verdict(device, counts.i64(0), counts.i64(1)),
+            bucket.to_vec(),
+        ))
+    }
+}

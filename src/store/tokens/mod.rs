@@ -12,8 +12,10 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::Store;
 use super::accounts::{ACCOUNT_COLUMNS, Account, account_from};
-use super::db::{DbResult, Dialect, Value};
+use super::audience::{Audience, CUSTOMERS, EVERY_AUDIENCE, STAFF, Tables};
+use super::db::{Conn, DbResult, Dialect, Value};
 use super::deliveries::{DeliveryKind, NewDelivery, insert_delivery};
+use super::sessions::{NewSession, start_session};
 use super::staff::{STAFF_COLUMNS, StaffUser, staff_from};
 use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
@@ -119,17 +121,20 @@ impl LinkRequest {
     }
 }
 
-/// A token that a GET may show a sign-in page for.
+/// A link that a GET may show a sign-in page for.
 #[derive(Debug, Clone)]
 pub struct LiveToken {
-    pub account_id: i64,
+    /// The account, or the staff user, it signs in.
+    pub subject_id: i64,
     pub expires_at: DateTime<Utc>,
 }
 
-/// A redeemed token: the session was started.
+/// A redeemed link: the session was started.
 #[derive(Debug, Clone)]
 pub struct Redeemed {
-    pub account_id: i64,
+    /// The account, or the staff user, now signed in.
+    pub subject_id: i64,
+    /// Where the link lands (a customer's link may name a path).
     pub redirect_path: Option<String>,
 }
 
@@ -189,22 +194,9 @@ impl Store {
             let (verdict, bucket) = match &r.limit {
                 None => (Verdict::Allowed, None),
                 Some(limit) => {
-                    let (bucket, device) = limit.bucket_for(account.id);
-                    let counts = tx
-                        .query_one(
-                            COUNT_RECENT,
-                            &params![
-                                account.id,
-                                now - limit.per_client.window,
-                                bucket.to_vec(),
-                                now - limit.ceiling.window
-                            ],
-                        )
-                        .await?;
-                    (
-                        limit.verdict(device, counts.i64(0), counts.i64(1)),
-                        Some(bucket.to_vec()),
-                    )
+                    let (verdict, bucket) =
+                        limit.check(&mut *tx, &CUSTOMERS, account.id, now).await?;
+                    (verdict, Some(bucket))
                 }
             };
             let allowed = verdict == Verdict::Allowed;
@@ -278,23 +270,7 @@ impl Store {
             tx.commit().await?;
             return Ok(None);
         };
-        let (bucket, device) = limit.bucket_for(staff.id);
-        let counts = tx
-            .query_one(
-                "SELECT
-                     (SELECT COUNT(*) FROM staff_tokens
-                      WHERE staff_user_id = $1 AND created_at > $2 AND client_key = $3),
-                     (SELECT COUNT(*) FROM staff_tokens
-                      WHERE staff_user_id = $1 AND created_at > $4 AND client_key IS NOT NULL)",
-                &params![
-                    staff.id,
-                    now - limit.per_client.window,
-                    bucket.to_vec(),
-                    now - limit.ceiling.window
-                ],
-            )
-            .await?;
-        let verdict = limit.verdict(device, counts.i64(0), counts.i64(1));
+        let (verdict, bucket) = limit.check(&mut *tx, &STAFF, staff.id, now).await?;
         if verdict != Verdict::Allowed {
             let mut suppressed = delivery(&staff);
             suppressed.sealed_token = None;
@@ -305,7 +281,7 @@ impl Store {
         }
         tx.execute(
             "INSERT INTO staff_tokens (token_hash, staff_user_id, created_at, expires_at, client_key) VALUES ($1, $2, $3, $4, $5)",
-            &params![&token_hash.0, staff.id, now, expires_at, bucket.to_vec()],
+            &params![&token_hash.0, staff.id, now, expires_at, bucket],
         )
         .await?;
         let id = insert_delivery(&mut *tx, &delivery(&staff), now).await?;
@@ -313,38 +289,31 @@ impl Store {
         Ok(Some(id))
     }
 
-    /// Looks a token up without consuming it (mail scanners prefetch links).
+    /// Looks a link up without consuming it (mail scanners prefetch links).
     pub async fn live_token(
         &self,
-        storefront_id: i64,
+        audience: Audience,
         hash: &TokenHash,
         now: DateTime<Utc>,
     ) -> DbResult<Option<LiveToken>> {
-        let row = self
-            .db()
-            .query_opt(
-                "SELECT account_id, expires_at FROM sign_in_tokens
-                 WHERE token_hash = $1 AND storefront_id = $2 AND used_at IS NULL AND expires_at > $3",
-                &params![&hash.0, storefront_id, now],
-            )
-            .await?;
-        Ok(row.map(|r| LiveToken {
-            account_id: r.i64(0),
-            expires_at: r.ts(1),
-        }))
-    }
-
-    pub async fn live_staff_token(&self, hash: &TokenHash, now: DateTime<Utc>) -> DbResult<bool> {
+        let t = audience.tables();
+        let (scope, scope_value) = audience.scope("", 3);
+        let sql = format!(
+            "SELECT {subject}, expires_at FROM {tokens}
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2{scope}",
+            subject = t.subject_id,
+            tokens = t.tokens,
+        );
+        let mut values = params![&hash.0, now];
+        values.extend(scope_value);
         Ok(self
             .db()
-            .query_opt(
-                "SELECT 1 FROM staff_tokens t JOIN staff_users u ON u.id = t.staff_user_id
-                 WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
-                   AND u.disabled_at IS NULL",
-                &params![&hash.0, now],
-            )
+            .query_opt(&sql, &values)
             .await?
-            .is_some())
+            .map(|r| LiveToken {
+                subject_id: r.i64(0),
+                expires_at: r.ts(1),
+            }))
     }
 
     /// The staff member a live console link is for, without using it up.
@@ -353,96 +322,49 @@ impl Store {
         hash: &TokenHash,
         now: DateTime<Utc>,
     ) -> DbResult<Option<StaffUser>> {
-        let cols = STAFF_COLUMNS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT {cols} FROM staff_tokens t JOIN staff_users u ON u.id = t.staff_user_id
-             WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2"
-        );
-        Ok(self
-            .db()
-            .query_opt(&sql, &params![&hash.0, now])
-            .await?
-            .as_ref()
-            .map(staff_from))
+        match self.live_token(Audience::Staff, hash, now).await? {
+            Some(live) => self.staff_user(live.subject_id).await,
+            None => Ok(None),
+        }
     }
 
-    /// Consumes the token exactly once and starts the session in the same transaction. Of
-    /// many concurrent calls with one token, one gets `Some`.
-    pub async fn redeem_sign_in_token(
+    /// Consumes a link exactly once and starts the session in the same transaction. Of many
+    /// concurrent calls with one link, one gets `Some`.
+    pub async fn redeem_token(
         &self,
-        storefront_id: i64,
+        audience: Audience,
         hash: &TokenHash,
         session_hash: &TokenHash,
         session_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> DbResult<Option<Redeemed>> {
+        let t = audience.tables();
+        let (scope, scope_value) = audience.scope("", 3);
+        let sql = format!(
+            "UPDATE {tokens} SET used_at = $2
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2{scope}
+             RETURNING {subject}, {redirect}",
+            tokens = t.tokens,
+            subject = t.subject_id,
+            redirect = t.redirect_path,
+        );
+        let mut values = params![&hash.0, now];
+        values.extend(scope_value);
         let mut tx = self.db().begin().await?;
-        let Some(row) = tx
-            .query_opt(
-                "UPDATE sign_in_tokens SET used_at = $3
-                 WHERE token_hash = $1 AND storefront_id = $2 AND used_at IS NULL AND expires_at > $3
-                 RETURNING account_id, redirect_path",
-                &params![&hash.0, storefront_id, now],
-            )
-            .await?
-        else {
+        let Some(row) = tx.query_opt(&sql, &values).await? else {
             return Ok(None);
         };
         let redeemed = Redeemed {
-            account_id: row.i64(0),
+            subject_id: row.i64(0),
             redirect_path: row.opt_string(1),
         };
-        tx.execute(
-            "INSERT INTO sessions (storefront_id, account_id, session_hash, created_at, expires_at, last_seen_at)
-             VALUES ($1, $2, $3, $4, $5, $4)",
-            &params![
-                storefront_id,
-                redeemed.account_id,
-                &session_hash.0,
-                now,
-                session_expires_at
-            ],
-        )
-        .await?;
+        let session = NewSession {
+            hash: session_hash,
+            expires_at: session_expires_at,
+        };
+        start_session(&mut *tx, audience, redeemed.subject_id, &session, now).await?;
         tx.commit().await?;
         Ok(Some(redeemed))
-    }
-
-    /// Consumes a console link once and starts the console session.
-    pub async fn redeem_staff_token(
-        &self,
-        hash: &TokenHash,
-        session_hash: &TokenHash,
-        session_expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> DbResult<Option<i64>> {
-        let mut tx = self.db().begin().await?;
-        let Some(row) = tx
-            .query_opt(
-                "UPDATE staff_tokens SET used_at = $2
-                 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
-                   AND staff_user_id IN (SELECT id FROM staff_users WHERE disabled_at IS NULL)
-                 RETURNING staff_user_id",
-                &params![&hash.0, now],
-            )
-            .await?
-        else {
-            tx.commit().await?;
-            return Ok(None);
-        };
-        let staff_id = row.i64(0);
-        tx.execute(
-            "INSERT INTO staff_sessions (staff_user_id, session_hash, created_at, expires_at, last_seen_at)
-             VALUES ($1, $2, $3, $4, $3)",
-            &params![staff_id, &session_hash.0, now, session_expires_at],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(staff_id))
     }
 
     /// Deletes unmatched sign-in records older than 30 days. Returns how many.
@@ -455,33 +377,48 @@ impl Store {
             .await
     }
 
-    /// Deletes tokens that expired more than a day ago (kept that long so support can see a
-    /// link that was just too late). Returns how many.
+    /// Deletes the links of both audiences that expired more than a day ago (kept that long so
+    /// support can see a link that was just too late). Returns how many.
     pub async fn sweep_tokens(&self, now: DateTime<Utc>) -> DbResult<u64> {
-        self.db()
-            .execute(
-                "DELETE FROM sign_in_tokens WHERE expires_at <= $1",
-                &params![now - Duration::days(1)],
-            )
-            .await
+        let mut swept = 0;
+        for t in EVERY_AUDIENCE {
+            swept += self
+                .db()
+                .execute(
+                    &format!("DELETE FROM {} WHERE expires_at <= $1", t.tokens),
+                    &params![now - Duration::days(1)],
+                )
+                .await?;
+        }
+        Ok(swept)
     }
+}
 
-    /// Deletes expired console sessions and long-expired console links.
-    pub async fn sweep_staff(&self, now: DateTime<Utc>) -> DbResult<u64> {
-        let sessions = self
-            .db()
-            .execute(
-                "DELETE FROM staff_sessions WHERE expires_at <= $1",
-                &params![now],
-            )
-            .await?;
-        let tokens = self
-            .db()
-            .execute(
-                "DELETE FROM staff_tokens WHERE expires_at <= $1",
-                &params![now - Duration::days(1)],
-            )
-            .await?;
-        Ok(sessions + tokens)
-    }
+/// Ends every unused link of a subject (an address changed, a staff user disabled), inside
+/// the caller's transaction. Returns how many.
+pub(super) async fn end_links(
+    conn: &mut dyn Conn,
+    tables: &Tables,
+    subject_id: i64,
+    now: DateTime<Utc>,
+) -> DbResult<u64> {
+    let sql = format!(
+        "UPDATE {} SET used_at = $2 WHERE {} = $1 AND used_at IS NULL",
+        tables.tokens, tables.subject_id
+    );
+    conn.execute(&sql, &params![subject_id, now]).await
+}
+
+/// Deletes every link of a subject (an account merged into another), inside the caller's
+/// transaction. Returns how many.
+pub(super) async fn delete_links(
+    conn: &mut dyn Conn,
+    tables: &Tables,
+    subject_id: i64,
+) -> DbResult<u64> {
+    let sql = format!(
+        "DELETE FROM {} WHERE {} = $1",
+        tables.tokens, tables.subject_id
+    );
+    conn.execute(&sql, &params![subject_id]).await
 }

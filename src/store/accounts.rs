@@ -6,18 +6,17 @@ use chrono::{DateTime, Utc};
 
 use super::Store;
 use super::audience::CUSTOMERS;
-use super::audit::{AUDIT_INSERT, audit_params};
-use super::contacts::{ContactView, move_contacts};
-use super::db::{DbError, DbResult, Dialect, Row};
+use super::audit::insert_audit;
+use super::contacts::{ContactView, contact_by_ref, link_unlinked_contact, move_contacts};
+use super::db::{Conn, DbError, DbResult, Dialect, Row, Value};
 use super::deliveries::{Delivery, NewDelivery, insert_delivery, move_deliveries};
-use super::email_changes::{NewEmailChange, insert_email_change};
+use super::email_changes::{NewEmailChange, insert_email_change, recent_email_changes};
 use super::invoices::{Invoice, InvoiceFilter};
 use super::payments::move_payment_methods;
 use super::rentals::Rental;
 use super::sessions::end_sessions;
 use super::staff::StaffUser;
-use super::tokens::delete_links;
-use super::upsert::{RefTable, id_by_ref};
+use super::tokens::{LinkFor, delete_links};
 use crate::domain::EmailAddress;
 use crate::params;
 
@@ -163,25 +162,8 @@ impl Store {
         phone: &str,
         now: DateTime<Utc>,
     ) -> DbResult<Account> {
-        let sql = format!(
-            "INSERT INTO accounts (storefront_id, email, email_key, full_name, phone, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
-        );
-        let row = self
-            .db()
-            .query_one(
-                &sql,
-                &params![
-                    storefront_id,
-                    email.as_str(),
-                    email.key(),
-                    full_name,
-                    phone,
-                    now
-                ],
-            )
-            .await?;
-        Ok(account_from(&row))
+        let mut conn = self.db().conn().await?;
+        insert_account(&mut *conn, storefront_id, email, full_name, phone, now).await
     }
 
     /// Saves the name and phone. A new email is not applied: when it is free, the pending
@@ -202,41 +184,19 @@ impl Store {
         F: FnOnce(&Account) -> (NewEmailChange, NewDelivery) + Send,
     {
         let mut tx = self.db().begin().await?;
-        let lock = match self.dialect() {
-            Dialect::Postgres => " FOR UPDATE",
-            Dialect::Sqlite => "",
-        };
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2{lock}"
-        );
-        let Some(old) = tx
-            .query_opt(&sql, &params![storefront_id, account_id])
-            .await?
-            .as_ref()
-            .map(account_from)
+        let Some(old) = lock_account(&mut *tx, self.dialect(), storefront_id, account_id).await?
         else {
             tx.commit().await?;
             return Ok(AccountUpdate::NoSuchAccount);
         };
-        let changed = old.email.to_lowercase() != change.email.key();
+        let key = change.email.key();
+        let changed = old.email.to_lowercase() != key;
         if changed {
-            let taken = tx
-                .query_opt(
-                    "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2 AND id <> $3",
-                    &params![storefront_id, change.email.key(), account_id],
-                )
-                .await?;
-            if taken.is_some() {
+            if address_taken(&mut *tx, storefront_id, &key, Some(account_id)).await? {
                 tx.commit().await?;
                 return Ok(AccountUpdate::EmailTaken);
             }
-            let recent = tx
-                .query_one(
-                    "SELECT COUNT(*) FROM email_change_tokens WHERE account_id = $1 AND created_at > $2",
-                    &params![account_id, now - window],
-                )
-                .await?
-                .i64(0);
+            let recent = recent_email_changes(&mut *tx, account_id, now - window).await?;
             if recent >= max_changes as i64 {
                 tx.commit().await?;
                 return Ok(AccountUpdate::TooManyChanges);
@@ -289,63 +249,28 @@ impl Store {
         now: DateTime<Utc>,
     ) -> DbResult<SignUp> {
         let mut tx = self.db().begin().await?;
-        let taken = tx
-            .query_opt(
-                "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2",
-                &params![storefront_id, email.key()],
-            )
-            .await?;
-        if taken.is_some() {
+        if address_taken(&mut *tx, storefront_id, &email.key(), None).await? {
             return Ok(SignUp::EmailTaken);
         }
-        let sql = format!(
-            "INSERT INTO accounts (storefront_id, email, email_key, full_name, phone, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
-        );
-        let inserted = tx
-            .query_one(
-                &sql,
-                &params![
-                    storefront_id,
-                    email.as_str(),
-                    email.key(),
-                    full_name,
-                    phone,
-                    now
-                ],
-            )
-            .await;
+        let inserted = insert_account(&mut *tx, storefront_id, email, full_name, phone, now).await;
         let account = match inserted {
-            Ok(row) => account_from(&row),
+            Ok(account) => account,
             // Another sign-up with this address committed in between.
             Err(DbError::Unique(_)) => return Ok(SignUp::EmailTaken),
             Err(e) => return Err(e),
         };
         for contact_ref in contact_refs {
-            let Some(contact) =
-                id_by_ref(&mut *tx, RefTable::Contact, storefront_id, contact_ref).await?
-            else {
+            let Some(contact) = contact_by_ref(&mut *tx, storefront_id, contact_ref).await? else {
                 return Ok(SignUp::UnknownContact(contact_ref.clone()));
             };
-            let linked = tx
-                .execute(
-                    "UPDATE contacts SET account_id = $2, updated_at = $3
-                     WHERE id = $1 AND account_id IS NULL",
-                    &params![contact.i64(0), account.id, now],
-                )
-                .await?;
-            if linked != 1 {
+            if !link_unlinked_contact(&mut *tx, contact.id, account.id, now).await? {
                 return Ok(SignUp::ContactLinked(contact_ref.clone()));
             }
         }
         let (action, mut details) = audit;
         details["account_id"] = account.id.into();
         details["contacts"] = contact_refs.into();
-        tx.execute(
-            AUDIT_INSERT,
-            &audit_params(Some(storefront_id), None, action, &details, now),
-        )
-        .await?;
+        insert_audit(&mut *tx, Some(storefront_id), None, action, &details, now).await?;
         tx.commit().await?;
         Ok(SignUp::Created {
             account,
@@ -473,20 +398,137 @@ impl Store {
             "merged_name": gone.full_name,
             "moved": report,
         });
-        tx.execute(
-            AUDIT_INSERT,
-            &audit_params(
-                Some(storefront_id),
-                Some(by),
-                "merge_accounts",
-                &details,
-                now,
-            ),
+        insert_audit(
+            &mut *tx,
+            Some(storefront_id),
+            Some(by),
+            "merge_accounts",
+            &details,
+            now,
         )
         .await?;
         tx.commit().await?;
         Ok(Some((gone, report)))
     }
+}
+
+/// Writes a new account on the caller's connection or transaction; a taken address is
+/// `DbError::Unique`.
+async fn insert_account(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    email: &EmailAddress,
+    full_name: &str,
+    phone: &str,
+    now: DateTime<Utc>,
+) -> DbResult<Account> {
+    let sql = format!(
+        "INSERT INTO accounts (storefront_id, email, email_key, full_name, phone, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
+    );
+    let row = conn
+        .query_one(
+            &sql,
+            &params![
+                storefront_id,
+                email.as_str(),
+                email.key(),
+                full_name,
+                phone,
+                now
+            ],
+        )
+        .await?;
+    Ok(account_from(&row))
+}
+
+/// The account a link request is for (by the address typed, or by id), in the issuing
+/// transaction.
+pub(super) async fn account_for_link(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    who: &LinkFor,
+) -> DbResult<Option<Account>> {
+    let (column, key) = match who {
+        LinkFor::Email(e) => ("email_key", Value::from(e.key())),
+        LinkFor::Account(id) => ("id", Value::from(*id)),
+    };
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND {column} = $2"
+    );
+    Ok(conn
+        .query_opt(&sql, &[Value::from(storefront_id), key])
+        .await?
+        .as_ref()
+        .map(account_from))
+}
+
+/// An account of the storefront, read in the caller's transaction and locked until it ends
+/// (PostgreSQL: `FOR UPDATE`; SQLite's BEGIN IMMEDIATE already holds the write lock), so that
+/// what the transaction counts and checks holds across web nodes.
+pub(super) async fn lock_account(
+    conn: &mut dyn Conn,
+    dialect: Dialect,
+    storefront_id: i64,
+    account_id: i64,
+) -> DbResult<Option<Account>> {
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2{lock}"
+    );
+    Ok(conn
+        .query_opt(&sql, &params![storefront_id, account_id])
+        .await?
+        .as_ref()
+        .map(account_from))
+}
+
+/// Whether an account of the storefront (other than `except`) has this address (its
+/// lower-case key).
+pub(super) async fn address_taken(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    email_key: &str,
+    except: Option<i64>,
+) -> DbResult<bool> {
+    let row = match except {
+        None => {
+            conn.query_opt(
+                "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2",
+                &params![storefront_id, email_key],
+            )
+            .await?
+        }
+        Some(id) => {
+            conn.query_opt(
+                "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2 AND id <> $3",
+                &params![storefront_id, email_key, id],
+            )
+            .await?
+        }
+    };
+    Ok(row.is_some())
+}
+
+/// Switches an account to a confirmed new address, in the caller's transaction (a taken
+/// address is `DbError::Unique`).
+pub(super) async fn set_address(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    account_id: i64,
+    (email, email_key): (&str, &str),
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    conn.execute(
+        "UPDATE accounts SET email = $3, email_key = $4, updated_at = $5
+         WHERE storefront_id = $1 AND id = $2",
+        &params![storefront_id, account_id, email, email_key, now],
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -44,22 +44,6 @@ impl Store {
             .i64(0))
     }
 
-    /// The storefront an API key opens, if the key is known and not revoked.
-    pub async fn api_key(&self, key_hash: &TokenHash) -> DbResult<Option<ApiKeyInfo>> {
-        Ok(self
-            .db()
-            .query_opt(
-                "SELECT id, storefront_id, name FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-                &params![&key_hash.0],
-            )
-            .await?
-            .map(|r| ApiKeyInfo {
-                id: r.i64(0),
-                storefront_id: r.i64(1),
-                name: r.string(2),
-            }))
-    }
-
     /// An API key by its hash, whether live or revoked (`None`: never issued).
     pub async fn api_key_lookup(&self, key_hash: &TokenHash) -> DbResult<Option<ApiKeyLookup>> {
         Ok(self

@@ -1,10 +1,10 @@
 //! The audit log: who did what, when (support actions, resends, staff changes, sign-ups). A
-//! change and its entry are written in one transaction ([`AUDIT_INSERT`], [`audit_params`]).
+//! change and its entry are written in one transaction ([`insert_audit`]).
 
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::db::{DbResult, Value};
+use super::db::{Conn, DbResult};
 use super::staff::StaffUser;
 use crate::params;
 
@@ -28,13 +28,8 @@ impl Store {
         details: serde_json::Value,
         now: DateTime<Utc>,
     ) -> DbResult<()> {
-        self.db()
-            .execute(
-                AUDIT_INSERT,
-                &audit_params(storefront_id, staff, action, &details, now),
-            )
-            .await?;
-        Ok(())
+        let mut conn = self.db().conn().await?;
+        insert_audit(&mut *conn, storefront_id, staff, action, &details, now).await
     }
 
     /// The newest audit entries (of one storefront, or all).
@@ -75,25 +70,28 @@ impl Store {
     }
 }
 
-/// One audit entry; [`audit_params`] gives its parameters, so a change and its entry can be
-/// written in one transaction.
-pub(crate) const AUDIT_INSERT: &str =
-    "INSERT INTO audit_log (storefront_id, staff_user_id, actor, action, details, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6)";
-
-pub(crate) fn audit_params(
+/// Writes an audit entry inside the caller's transaction, so that a change and its entry
+/// commit together.
+pub(super) async fn insert_audit(
+    conn: &mut dyn Conn,
     storefront_id: Option<i64>,
     staff: Option<&StaffUser>,
     action: &str,
     details: &serde_json::Value,
     now: DateTime<Utc>,
-) -> Vec<Value> {
-    params![
-        storefront_id,
-        staff.map(|s| s.id),
-        staff.map(|s| s.actor()).unwrap_or_else(|| "system".into()),
-        action,
-        details.to_string(),
-        now
-    ]
+) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO audit_log (storefront_id, staff_user_id, actor, action, details, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &params![
+            storefront_id,
+            staff.map(|s| s.id),
+            staff.map(|s| s.actor()).unwrap_or_else(|| "system".into()),
+            action,
+            details.to_string(),
+            now
+        ],
+    )
+    .await?;
+    Ok(())
 }

@@ -4,10 +4,11 @@
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::audit::{AUDIT_INSERT, audit_params};
+use super::audit::insert_audit;
 use super::db::{Conn, DbResult, Row};
 use super::staff::StaffUser;
-use super::upsert::{RefTable, Unresolved, UpsertResult, Upserted, id_by_ref, insert_or_update};
+use super::storefronts::facility_by_ref;
+use super::upsert::{Unresolved, UpsertResult, Upserted, insert_or_update};
 use crate::params;
 
 #[derive(Debug, Clone)]
@@ -72,6 +73,49 @@ fn contact_record_from(r: &Row) -> ContactRecord {
         created_at: r.ts(7),
         updated_at: r.ts(8),
     }
+}
+
+/// A contact found by its external reference.
+pub(super) struct ContactRef {
+    pub id: i64,
+    pub facility_id: i64,
+}
+
+/// A contact by its external reference (`None` for another storefront's), in the caller's
+/// transaction.
+pub(super) async fn contact_by_ref(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    external_ref: &str,
+) -> DbResult<Option<ContactRef>> {
+    Ok(conn
+        .query_opt(
+            "SELECT id, facility_id FROM contacts WHERE storefront_id = $1 AND external_ref = $2",
+            &params![storefront_id, external_ref],
+        )
+        .await?
+        .map(|r| ContactRef {
+            id: r.i64(0),
+            facility_id: r.i64(1),
+        }))
+}
+
+/// Links a contact to an account unless it is linked already (sign-up), in the caller's
+/// transaction. Returns whether it did.
+pub(super) async fn link_unlinked_contact(
+    conn: &mut dyn Conn,
+    contact_id: i64,
+    account_id: i64,
+    now: DateTime<Utc>,
+) -> DbResult<bool> {
+    let linked = conn
+        .execute(
+            "UPDATE contacts SET account_id = $2, updated_at = $3
+             WHERE id = $1 AND account_id IS NULL",
+            &params![contact_id, account_id, now],
+        )
+        .await?;
+    Ok(linked == 1)
 }
 
 /// Moves an account's contacts to another account (a merge), inside the caller's
@@ -176,9 +220,13 @@ impl Store {
             "account_id": account_id,
             "previous_account_id": contact.account_id,
         });
-        tx.execute(
-            AUDIT_INSERT,
-            &audit_params(Some(storefront_id), Some(by), "link_contact", &details, now),
+        insert_audit(
+            &mut *tx,
+            Some(storefront_id),
+            Some(by),
+            "link_contact",
+            &details,
+            now,
         )
         .await?;
         tx.commit().await?;
@@ -195,15 +243,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> UpsertResult<ContactRecord> {
         let mut tx = self.db().begin().await?;
-        let Some(facility) =
-            id_by_ref(&mut *tx, RefTable::Facility, storefront_id, &c.facility_ref).await?
+        let Some(facility_id) = facility_by_ref(&mut *tx, storefront_id, &c.facility_ref).await?
         else {
             return Ok(Err(Unresolved::Facility));
         };
         let values = params![
             storefront_id,
             external_ref,
-            facility.i64(0),
+            facility_id,
             c.full_name.as_str(),
             c.email.as_str(),
             c.phone.as_str(),

@@ -6,9 +6,9 @@
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::accounts::{ACCOUNT_COLUMNS, Account, account_from};
+use super::accounts::{Account, address_taken, lock_account, set_address};
 use super::audience::{Audience, CUSTOMERS};
-use super::db::{Conn, DbError, DbResult, Dialect};
+use super::db::{Conn, DbError, DbResult};
 use super::deliveries::{NewDelivery, insert_delivery};
 use super::sessions::{NewSession, end_sessions, start_session};
 use super::tokens::end_links;
@@ -122,53 +122,20 @@ impl Store {
             return Ok(EmailChangeOutcome::Expired);
         };
         let (account_id, new_email, new_key) = (row.i64(0), row.string(1), row.string(2));
-        let lock = match self.dialect() {
-            Dialect::Postgres => " FOR UPDATE",
-            Dialect::Sqlite => "",
-        };
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2{lock}"
-        );
-        let Some(old) = tx
-            .query_opt(&sql, &params![storefront_id, account_id])
-            .await?
-            .as_ref()
-            .map(account_from)
+        let Some(old) = lock_account(&mut *tx, self.dialect(), storefront_id, account_id).await?
         else {
             return Ok(EmailChangeOutcome::Expired);
         };
-        let taken = tx
-            .query_opt(
-                "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2 AND id <> $3",
-                &params![storefront_id, new_key.as_str(), account_id],
-            )
-            .await?;
-        if taken.is_some() {
+        if address_taken(&mut *tx, storefront_id, &new_key, Some(account_id)).await? {
             return Ok(EmailChangeOutcome::Taken);
         }
-        match tx
-            .execute(
-                "UPDATE accounts SET email = $3, email_key = $4, updated_at = $5
-                 WHERE storefront_id = $1 AND id = $2",
-                &params![
-                    storefront_id,
-                    account_id,
-                    new_email.as_str(),
-                    new_key.as_str(),
-                    now
-                ],
-            )
-            .await
-        {
+        let address = (new_email.as_str(), new_key.as_str());
+        match set_address(&mut *tx, storefront_id, account_id, address, now).await {
             Err(DbError::Unique(_)) => return Ok(EmailChangeOutcome::Taken),
             Err(e) => return Err(e),
-            Ok(_) => {}
+            Ok(()) => {}
         }
-        tx.execute(
-            "UPDATE email_change_tokens SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL",
-            &params![account_id, now],
-        )
-        .await?;
+        end_email_changes(&mut *tx, account_id, now).await?;
         end_links(&mut *tx, &CUSTOMERS, account_id, now).await?;
         end_sessions(&mut *tx, &CUSTOMERS, account_id).await?;
         if let Some(s) = session {
@@ -210,11 +177,7 @@ pub(crate) async fn insert_email_change(
     change: &NewEmailChange,
     now: DateTime<Utc>,
 ) -> DbResult<()> {
-    conn.execute(
-        "UPDATE email_change_tokens SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL",
-        &params![account_id, now],
-    )
-    .await?;
+    end_email_changes(conn, account_id, now).await?;
     conn.execute(
         "INSERT INTO email_change_tokens (token_hash, storefront_id, account_id, new_email, new_email_key, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -230,4 +193,33 @@ pub(crate) async fn insert_email_change(
     )
     .await?;
     Ok(())
+}
+
+/// Ends the account's pending changes (a newer one replaces them, or one was confirmed).
+async fn end_email_changes(
+    conn: &mut dyn Conn,
+    account_id: i64,
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    conn.execute(
+        "UPDATE email_change_tokens SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL",
+        &params![account_id, now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// How many changes the account asked for since `since` (the profile's limit on them).
+pub(super) async fn recent_email_changes(
+    conn: &mut dyn Conn,
+    account_id: i64,
+    since: DateTime<Utc>,
+) -> DbResult<i64> {
+    Ok(conn
+        .query_one(
+            "SELECT COUNT(*) FROM email_change_tokens WHERE account_id = $1 AND created_at > $2",
+            &params![account_id, since],
+        )
+        .await?
+        .i64(0))
 }

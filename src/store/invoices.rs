@@ -7,9 +7,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::Store;
 use super::accounts::{ACCOUNT_COLUMNS, Account, account_from};
+use super::contacts::contact_by_ref;
 use super::db::{Conn, DbResult, Row, Value, qualified};
 use super::deliveries::{NewDelivery, insert_delivery};
-use super::upsert::{RefTable, Unresolved, UpsertResult, Upserted, id_by_ref, insert_or_update};
+use super::rentals::rental_by_ref;
+use super::upsert::{Unresolved, UpsertResult, Upserted, insert_or_update};
 use crate::domain::Money;
 use crate::params;
 
@@ -206,23 +208,19 @@ impl Store {
         now: DateTime<Utc>,
     ) -> UpsertResult<InvoiceRecord> {
         let mut tx = self.db().begin().await?;
-        let Some(contact) =
-            id_by_ref(&mut *tx, RefTable::Contact, storefront_id, &i.contact_ref).await?
-        else {
+        let Some(contact) = contact_by_ref(&mut *tx, storefront_id, &i.contact_ref).await? else {
             return Ok(Err(Unresolved::Contact));
         };
-        let (contact_id, facility_id) = (contact.i64(0), contact.i64(1));
+        let (contact_id, facility_id) = (contact.id, contact.facility_id);
         let mut rental_id = None;
         if let Some(rental_ref) = &i.rental_ref {
-            let Some(rental) =
-                id_by_ref(&mut *tx, RefTable::Rental, storefront_id, rental_ref).await?
-            else {
+            let Some(rental) = rental_by_ref(&mut *tx, storefront_id, rental_ref).await? else {
                 return Ok(Err(Unresolved::Rental));
             };
-            if rental.i64(1) != contact_id {
+            if rental.contact_id != contact_id {
                 return Ok(Err(Unresolved::RentalOfAnotherContact));
             }
-            rental_id = Some(rental.i64(0));
+            rental_id = Some(rental.id);
         }
         let common = [
             Value::from(storefront_id),

@@ -4,8 +4,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::Store;
-use super::db::{DbResult, Row};
-use super::upsert::{RefTable, Unresolved, UpsertResult, Upserted, id_by_ref, insert_or_update};
+use super::contacts::contact_by_ref;
+use super::db::{Conn, DbResult, Row};
+use super::upsert::{Unresolved, UpsertResult, Upserted, insert_or_update};
 use crate::domain::Money;
 use crate::params;
 
@@ -116,6 +117,31 @@ pub struct AgreementRecord {
     pub rental_ref: String,
     pub file_name: String,
     pub size: i64,
+}
+
+/// A rental found by its external reference.
+pub(super) struct RentalRef {
+    pub id: i64,
+    pub contact_id: i64,
+}
+
+/// A rental by its external reference (`None` for another storefront's), on the caller's
+/// connection or transaction.
+pub(super) async fn rental_by_ref(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    external_ref: &str,
+) -> DbResult<Option<RentalRef>> {
+    Ok(conn
+        .query_opt(
+            "SELECT id, contact_id FROM rentals WHERE storefront_id = $1 AND external_ref = $2",
+            &params![storefront_id, external_ref],
+        )
+        .await?
+        .map(|r| RentalRef {
+            id: r.i64(0),
+            contact_id: r.i64(1),
+        }))
 }
 
 impl Store {
@@ -231,14 +257,10 @@ impl Store {
         storefront_id: i64,
         external_ref: &str,
     ) -> DbResult<Option<i64>> {
-        Ok(self
-            .db()
-            .query_opt(
-                "SELECT id FROM rentals WHERE storefront_id = $1 AND external_ref = $2",
-                &params![storefront_id, external_ref],
-            )
+        let mut conn = self.db().conn().await?;
+        Ok(rental_by_ref(&mut *conn, storefront_id, external_ref)
             .await?
-            .map(|r| r.i64(0)))
+            .map(|r| r.id))
     }
 
     /// Creates or replaces a rental by its external reference; its facility is its contact's.
@@ -250,16 +272,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> UpsertResult<RentalRecord> {
         let mut tx = self.db().begin().await?;
-        let Some(contact) =
-            id_by_ref(&mut *tx, RefTable::Contact, storefront_id, &r.contact_ref).await?
-        else {
+        let Some(contact) = contact_by_ref(&mut *tx, storefront_id, &r.contact_ref).await? else {
             return Ok(Err(Unresolved::Contact));
         };
         let values = params![
             storefront_id,
             external_ref,
-            contact.i64(1),
-            contact.i64(0),
+            contact.facility_id,
+            contact.id,
             r.label.as_str(),
             r.status.as_str(),
             r.starts_on,
@@ -308,11 +328,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> DbResult<Option<Upserted<AgreementRecord>>> {
         let mut tx = self.db().begin().await?;
-        let Some(rental) = id_by_ref(&mut *tx, RefTable::Rental, storefront_id, rental_ref).await?
-        else {
+        let Some(rental) = rental_by_ref(&mut *tx, storefront_id, rental_ref).await? else {
             return Ok(None);
         };
-        let rental_id = rental.i64(0);
+        let rental_id = rental.id;
         let values = params![rental_id, file_name, body, now];
         let (_, created) = insert_or_update(
             &mut *tx,

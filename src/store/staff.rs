@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::Store;
 use super::audience::STAFF;
-use super::audit::{AUDIT_INSERT, audit_params};
-use super::db::{DbResult, Row};
+use super::audit::insert_audit;
+use super::db::{Conn, DbResult, Dialect, Row};
 use super::sessions::end_sessions;
 use super::tokens::end_links;
 use crate::domain::EmailAddress;
@@ -182,12 +182,30 @@ impl Store {
             "staff.enabled"
         };
         let details = serde_json::json!({ "staff_user_id": staff.id, "email": staff.email });
-        tx.execute(
-            AUDIT_INSERT,
-            &audit_params(staff.storefront_id, None, action, &details, now),
-        )
-        .await?;
+        insert_audit(&mut *tx, staff.storefront_id, None, action, &details, now).await?;
         tx.commit().await?;
         Ok(Some(staff))
     }
+}
+
+/// The staff user with this address, unless disabled, read in the caller's transaction and
+/// locked until it ends (PostgreSQL: `FOR UPDATE`; SQLite's BEGIN IMMEDIATE already holds the
+/// write lock).
+pub(super) async fn lock_active_staff(
+    conn: &mut dyn Conn,
+    dialect: Dialect,
+    email: &EmailAddress,
+) -> DbResult<Option<StaffUser>> {
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT {STAFF_COLUMNS} FROM staff_users WHERE email_key = $1 AND disabled_at IS NULL{lock}"
+    );
+    Ok(conn
+        .query_opt(&sql, &params![email.key()])
+        .await?
+        .as_ref()
+        .map(staff_from))
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::db::{DbResult, Row};
+use super::db::{Conn, DbResult, Row};
 use super::upsert::{Upserted, insert_or_update};
 use crate::domain::Secret;
 use crate::params;
@@ -119,6 +119,22 @@ fn facility_record_from(r: &Row) -> FacilityRecord {
         created_at: r.ts(6),
         updated_at: r.ts(7),
     }
+}
+
+/// A facility's id by its external reference (`None` for another storefront's), on the
+/// caller's connection or transaction.
+pub(super) async fn facility_by_ref(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    external_ref: &str,
+) -> DbResult<Option<i64>> {
+    Ok(conn
+        .query_opt(
+            "SELECT id FROM facilities WHERE storefront_id = $1 AND external_ref = $2",
+            &params![storefront_id, external_ref],
+        )
+        .await?
+        .map(|r| r.i64(0)))
 }
 
 impl Store {
@@ -253,14 +269,8 @@ impl Store {
         storefront_id: i64,
         external_ref: &str,
     ) -> DbResult<Option<i64>> {
-        Ok(self
-            .db()
-            .query_opt(
-                "SELECT id FROM facilities WHERE storefront_id = $1 AND external_ref = $2",
-                &params![storefront_id, external_ref],
-            )
-            .await?
-            .map(|r| r.i64(0)))
+        let mut conn = self.db().conn().await?;
+        facility_by_ref(&mut *conn, storefront_id, external_ref).await
     }
 
     /// Creates or replaces a facility by its external reference.

@@ -5,8 +5,7 @@
 //! calls: `INSERT … ON CONFLICT DO NOTHING RETURNING id` returns a row only when it inserted;
 //! otherwise the `UPDATE` of the existing row follows in the same transaction.
 
-use super::db::{DbResult, Row, Transaction, Value};
-use crate::params;
+use super::db::{DbResult, Transaction, Value};
 
 /// The stored record and whether this call created it.
 #[derive(Debug, Clone)]
@@ -39,33 +38,4 @@ pub(super) async fn insert_or_update(
     }
     let row = tx.query_one(update, update_params).await?;
     Ok((row.i64(0), false))
-}
-
-/// The id of a record of the storefront by its external reference, in a transaction.
-pub(super) async fn id_by_ref(
-    tx: &mut dyn Transaction,
-    table: RefTable,
-    storefront_id: i64,
-    external_ref: &str,
-) -> DbResult<Option<Row>> {
-    let sql = match table {
-        RefTable::Facility => {
-            "SELECT id FROM facilities WHERE storefront_id = $1 AND external_ref = $2"
-        }
-        RefTable::Contact => {
-            "SELECT id, facility_id, account_id FROM contacts WHERE storefront_id = $1 AND external_ref = $2"
-        }
-        RefTable::Rental => {
-            "SELECT id, contact_id FROM rentals WHERE storefront_id = $1 AND external_ref = $2"
-        }
-    };
-    tx.query_opt(sql, &params![storefront_id, external_ref])
-        .await
-}
-
-#[derive(Clone, Copy)]
-pub(super) enum RefTable {
-    Facility,
-    Contact,
-    Rental,
 }

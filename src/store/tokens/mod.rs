@@ -11,12 +11,12 @@ pub use limits::*;
 use chrono::{DateTime, Duration, Utc};
 
 use super::Store;
-use super::accounts::{ACCOUNT_COLUMNS, Account, account_from};
+use super::accounts::{Account, account_for_link};
 use super::audience::{Audience, CUSTOMERS, EVERY_AUDIENCE, STAFF, Tables};
-use super::db::{Conn, DbResult, Dialect, Value};
+use super::db::{Conn, DbResult, Dialect};
 use super::deliveries::{DeliveryKind, NewDelivery, insert_delivery};
 use super::sessions::{NewSession, start_session};
-use super::staff::{STAFF_COLUMNS, StaffUser, staff_from};
+use super::staff::{StaffUser, lock_active_staff};
 use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
 
@@ -168,19 +168,7 @@ impl Store {
         let mut tx = self.db().begin().await?;
         let mut outcomes = Vec::with_capacity(requests.len());
         for r in requests {
-            let (column, key) = match &r.who {
-                LinkFor::Email(e) => ("email_key", Value::from(e.key())),
-                LinkFor::Account(id) => ("id", Value::from(*id)),
-            };
-            let sql = format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND {column} = $2"
-            );
-            let Some(account) = tx
-                .query_opt(&sql, &[Value::from(r.storefront_id), key])
-                .await?
-                .as_ref()
-                .map(account_from)
-            else {
+            let Some(account) = account_for_link(&mut *tx, r.storefront_id, &r.who).await? else {
                 if let Some(u) = &r.unmatched {
                     tx.execute(
                         "INSERT INTO unmatched_sign_ins (storefront_id, email_hash, client_ip, created_at) VALUES ($1, $2, $3, $4)",
@@ -251,22 +239,8 @@ impl Store {
         F: FnOnce(&StaffUser) -> NewDelivery + Send,
     {
         let mut tx = self.db().begin().await?;
-        // PostgreSQL: the staff row's lock makes concurrent requests count one after another
-        // (SQLite's BEGIN IMMEDIATE already holds the write lock).
-        let lock = if self.dialect() == Dialect::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT {STAFF_COLUMNS} FROM staff_users WHERE email_key = $1 AND disabled_at IS NULL{lock}"
-        );
-        let Some(staff) = tx
-            .query_opt(&sql, &params![email.key()])
-            .await?
-            .as_ref()
-            .map(staff_from)
-        else {
+        // The staff row's lock makes concurrent requests count one after another.
+        let Some(staff) = lock_active_staff(&mut *tx, self.dialect(), email).await? else {
             tx.commit().await?;
             return Ok(None);
         };

@@ -23,6 +23,11 @@ pub struct ContactView {
     pub account_id: Option<i64>,
 }
 
+/// A [`ContactView`]'s columns and tables (`c`, `f`), for [`contact_view_from`].
+const CONTACT_VIEW: &str =
+    "SELECT c.id, c.facility_id, f.name, c.external_ref, c.full_name, c.email, c.phone, c.account_id
+     FROM contacts c JOIN facilities f ON f.id = c.facility_id";
+
 fn contact_view_from(r: &Row) -> ContactView {
     ContactView {
         id: r.i64(0),
@@ -142,9 +147,10 @@ impl Store {
         Ok(self
             .db()
             .query(
-                "SELECT c.id, c.facility_id, f.name, c.external_ref, c.full_name, c.email, c.phone, c.account_id
-                 FROM contacts c JOIN facilities f ON f.id = c.facility_id
-                 WHERE c.storefront_id = $1 AND c.account_id = $2 ORDER BY f.name, c.id",
+                &format!(
+                    "{CONTACT_VIEW}
+                     WHERE c.storefront_id = $1 AND c.account_id = $2 ORDER BY f.name, c.id"
+                ),
                 &params![storefront_id, account_id],
             )
             .await?
@@ -163,11 +169,12 @@ impl Store {
         Ok(self
             .db()
             .query(
-                "SELECT c.id, c.facility_id, f.name, c.external_ref, c.full_name, c.email, c.phone, c.account_id
-                 FROM contacts c JOIN facilities f ON f.id = c.facility_id
-                 WHERE c.storefront_id = $1 AND c.account_id IS NULL
-                   AND (lower(c.email) LIKE $2 OR lower(c.full_name) LIKE $2 OR lower(c.external_ref) LIKE $2)
-                 ORDER BY c.full_name, c.id LIMIT 50",
+                &format!(
+                    "{CONTACT_VIEW}
+                     WHERE c.storefront_id = $1 AND c.account_id IS NULL
+                       AND (lower(c.email) LIKE $2 OR lower(c.full_name) LIKE $2 OR lower(c.external_ref) LIKE $2)
+                     ORDER BY c.full_name, c.id LIMIT 50"
+                ),
                 &params![storefront_id, pattern],
             )
             .await?
@@ -190,9 +197,10 @@ impl Store {
         let mut tx = self.db().begin().await?;
         let contact = tx
             .query_opt(
-                "SELECT c.id, c.facility_id, f.name, c.external_ref, c.full_name, c.email, c.phone, c.account_id
-                 FROM contacts c JOIN facilities f ON f.id = c.facility_id
-                 WHERE c.storefront_id = $1 AND c.id = $2",
+                &format!(
+                    "{CONTACT_VIEW}
+                     WHERE c.storefront_id = $1 AND c.id = $2"
+                ),
                 &params![storefront_id, contact_id],
             )
             .await?

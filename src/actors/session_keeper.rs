@@ -92,7 +92,9 @@ impl Handler<EndStaffSession> for SessionKeeper {
         let svc = self.svc.clone();
         spawn_work(async move {
             if let Ok(token) = OpaqueToken::parse(&msg.cookie) {
-                svc.store.delete_staff_session(&token.hash()).await?;
+                svc.store
+                    .delete_session(crate::store::Audience::Staff, &token.hash())
+                    .await?;
             }
             Ok(())
         })
@@ -129,7 +131,10 @@ impl Handler<EndSession> for SessionKeeper {
         spawn_work(async move {
             if let Ok(token) = OpaqueToken::parse(&msg.cookie) {
                 svc.store
-                    .delete_session(msg.storefront_id, &token.hash())
+                    .delete_session(
+                        crate::store::Audience::Customer(msg.storefront_id),
+                        &token.hash(),
+                    )
                     .await?;
             }
             Ok(())
@@ -156,7 +161,6 @@ impl Handler<Sweep> for SessionKeeper {
             let tokens = svc.store.sweep_tokens(now).await?;
             let sessions = svc.store.sweep_sessions(now).await?;
             svc.store.sweep_unmatched(now).await?;
-            svc.store.sweep_staff(now).await?;
             svc.store.sweep_email_changes(now).await?;
             if tokens + sessions > 0 {
                 tracing::info!(

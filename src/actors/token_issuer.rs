@@ -321,8 +321,9 @@ impl Handler<CheckStaffToken> for TokenIssuer {
         spawn_work(async move {
             Ok(svc
                 .store
-                .live_staff_token(&msg.token.hash(), svc.now())
-                .await?)
+                .live_token(crate::store::Audience::Staff, &msg.token.hash(), svc.now())
+                .await?
+                .is_some())
         })
     }
 }
@@ -338,10 +339,16 @@ impl Handler<RedeemStaffToken> for TokenIssuer {
             let expires_at = now + Duration::hours(svc.config.sign_in.session_hours as i64);
             Ok(svc
                 .store
-                .redeem_staff_token(&msg.token.hash(), &session.hash(), expires_at, now)
+                .redeem_token(
+                    crate::store::Audience::Staff,
+                    &msg.token.hash(),
+                    &session.hash(),
+                    expires_at,
+                    now,
+                )
                 .await?
-                .map(|staff_id| RedeemedSession {
-                    account_id: staff_id,
+                .map(|r| RedeemedSession {
+                    account_id: r.subject_id,
                     redirect: None,
                     session,
                     expires_at,
@@ -358,7 +365,11 @@ impl Handler<CheckToken> for TokenIssuer {
         spawn_work(async move {
             Ok(svc
                 .store
-                .live_token(msg.storefront_id, &msg.token.hash(), svc.now())
+                .live_token(
+                    crate::store::Audience::Customer(msg.storefront_id),
+                    &msg.token.hash(),
+                    svc.now(),
+                )
                 .await?
                 .is_some())
         })
@@ -376,8 +387,8 @@ impl Handler<Redeem> for TokenIssuer {
             let expires_at = now + Duration::hours(svc.config.sign_in.session_hours as i64);
             let redeemed = svc
                 .store
-                .redeem_sign_in_token(
-                    msg.storefront_id,
+                .redeem_token(
+                    crate::store::Audience::Customer(msg.storefront_id),
                     &msg.token.hash(),
                     &session.hash(),
                     expires_at,
@@ -385,7 +396,7 @@ impl Handler<Redeem> for TokenIssuer {
                 )
                 .await?;
             Ok(redeemed.map(|r| RedeemedSession {
-                account_id: r.account_id,
+                account_id: r.subject_id,
                 redirect: r.redirect_path,
                 session,
                 expires_at,

@@ -415,15 +415,19 @@ impl Site for PortalSite {
         let storefront_id = portal.site.storefront.id;
         let Some(live) = svc
             .store
-            .live_token(storefront_id, &token.hash(), svc.now())
+            .live_token(
+                crate::store::Audience::Customer(storefront_id),
+                &token.hash(),
+                svc.now(),
+            )
             .await?
         else {
             return Ok(None);
         };
-        if live.account_id == current.account.id {
+        if live.subject_id == current.account.id {
             return Ok(None);
         }
-        Ok(svc.store.account(storefront_id, live.account_id).await?)
+        Ok(svc.store.account(storefront_id, live.subject_id).await?)
     }
 
     async fn redeem_link(

@@ -326,6 +326,15 @@ impl dyn Database {
     }
 }
 
+/// A column list with each column qualified by a table alias: `a.id, a.email` for `id, email`.
+pub fn qualified(columns: &str, alias: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Rewrites `$1` placeholders to SQLite's `?1`, leaving string literals alone.
 pub fn sqlite_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
@@ -354,6 +363,11 @@ mod tests {
             sqlite_placeholders("SELECT $1, '$2', $10 FROM t WHERE a = $2"),
             "SELECT ?1, '$2', ?10 FROM t WHERE a = ?2"
         );
+    }
+
+    #[test]
+    fn columns_are_qualified_by_the_alias() {
+        assert_eq!(qualified("id, email", "a"), "a.id, a.email");
     }
 
     #[test]

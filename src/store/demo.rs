@@ -435,14 +435,4 @@ impl Store {
             customers: vec!["alex@example.com".into(), "sam@example.com".into()],
         })
     }
-
-    /// Whether any storefront exists (the embedded default loads the demo when none does).
-    pub async fn has_storefronts(&self) -> DbResult<bool> {
-        Ok(self
-            .db()
-            .query_one("SELECT COUNT(*) FROM storefronts", &[])
-            .await?
-            .i64(0)
-            > 0)
-    }
 }

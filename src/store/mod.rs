@@ -1,5 +1,36 @@
 //! Storage: one [`Store`] of queries written against the [`Database`] interface, which
 //! PostgreSQL ([`postgres::Postgres`]) and SQLite ([`sqlite::Sqlite`]) implement.
+//!
+//! The files are cut by entity, the table group whose SQL they hold, not by who calls them:
+//!
+//! - `storefronts`: storefronts (slug, custom host, sender, DKIM) and their facilities.
+//! - `accounts`: customer accounts: the profile's Save, sign-up, the console's search,
+//!   customer record and merge.
+//! - `contacts`: the operator's contacts and their link to an account.
+//! - `rentals`: rentals and their signed agreements.
+//! - `invoices`: invoices, and paying one through Checkout (the noted session, its attempt
+//!   counter, the receipt or failure email with the status change).
+//! - `payments`: the Stripe side of an account (customer, setup-Checkout attempts), its
+//!   payment methods, and Stripe's webhook events.
+//! - `upsert`: what the operator's upserts by external reference share.
+//! - `audience`: whose links and sessions, customers' or staff's: the tables of each.
+//! - `tokens`: sign-in links of both audiences, their limits (`tokens/limits`), the
+//!   PostgreSQL batch of customers' links (`tokens/batch`), unmatched sign-ins.
+//! - `sessions`: sessions of both audiences.
+//! - `email_changes`: pending address changes and their confirmation.
+//! - `deliveries`: one row per email and how it is written and read; the workers' claims,
+//!   outcomes and relay (`deliveries/claim`); the paged delivery log (`deliveries/log`).
+//! - `staff`, `api_keys`, `audit`, `cooldowns`: staff users, integration keys, the audit
+//!   log, send-once-per-cooldown slots.
+//! - `demo`: the demo storefront, loaded with upserts of its own into every table (loading
+//!   twice changes nothing but the dates).
+//! - `db`, `migrate`, `postgres`, `postgres_tls`, `sqlite`: the database interface, the
+//!   migrations and the two drivers.
+//!
+//! A query lives with the entity it returns or changes. A transaction that changes several
+//! entities lives with the one it is about and calls the others' helpers, which take the
+//! caller's connection (`insert_delivery`, `start_session`, `end_links`, `insert_audit`, …), so
+//! each statement is written once.
 
 pub mod db;
 pub mod migrate;
@@ -7,32 +38,44 @@ pub mod postgres;
 pub mod postgres_tls;
 pub mod sqlite;
 
-mod billing;
-mod console;
+mod accounts;
+mod api_keys;
+mod audience;
+mod audit;
+mod contacts;
+mod cooldowns;
 mod deliveries;
 mod demo;
-mod email_change;
-mod integration;
-mod portal;
+mod email_changes;
+mod invoices;
+mod payments;
+mod rentals;
 mod sessions;
 mod staff;
 mod storefronts;
 mod tokens;
+mod upsert;
 
 use std::sync::Arc;
 
-pub use billing::*;
-pub use console::*;
+pub use accounts::*;
+pub use api_keys::*;
+pub use audience::Audience;
+pub use audit::*;
+pub use contacts::*;
+pub use cooldowns::*;
 pub use db::{Database, DbError, DbResult, Dialect, Row, Value};
 pub use deliveries::*;
 pub use demo::DemoSummary;
-pub use email_change::*;
-pub use integration::*;
-pub use portal::*;
+pub use email_changes::*;
+pub use invoices::*;
+pub use payments::*;
+pub use rentals::*;
 pub use sessions::*;
 pub use staff::*;
 pub use storefronts::*;
 pub use tokens::*;
+pub use upsert::*;
 
 use crate::config::DatabaseKind;
 

@@ -1,10 +1,13 @@
-//! Storefronts (tenants) and accounts.
+//! Storefronts (the tenants: name, sender, custom host, DKIM) and their facilities: the
+//! storefront a request's host or slug names, the facilities a portal page lists, and the
+//! operator's upserts of facilities by external reference.
 
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::db::{DbResult, Row};
-use crate::domain::{EmailAddress, Secret};
+use super::db::{Conn, DbResult, Row};
+use super::upsert::{Upserted, insert_or_update};
+use crate::domain::Secret;
 use crate::params;
 
 #[derive(Debug, Clone)]
@@ -53,50 +56,6 @@ fn storefront_from(r: &Row) -> Storefront {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Account {
-    pub id: i64,
-    pub storefront_id: i64,
-    pub email: String,
-    pub full_name: String,
-    pub phone: String,
-    pub stripe_customer_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl Account {
-    /// What the dashboard greets: the first word of the full name, or the address's local part.
-    pub fn first_name(&self) -> String {
-        first_name(&self.full_name, &self.email)
-    }
-}
-
-pub fn first_name(full_name: &str, email: &str) -> String {
-    full_name
-        .split_whitespace()
-        .next()
-        .map(str::to_string)
-        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string())
-}
-
-/// How many columns `ACCOUNT_COLUMNS` selects (a query's next column follows them).
-pub(crate) const ACCOUNT_COLUMN_COUNT: usize = 7;
-
-pub(crate) const ACCOUNT_COLUMNS: &str =
-    "id, storefront_id, email, full_name, phone, stripe_customer_id, created_at";
-
-pub(crate) fn account_from(r: &Row) -> Account {
-    Account {
-        id: r.i64(0),
-        storefront_id: r.i64(1),
-        email: r.string(2),
-        full_name: r.string(3),
-        phone: r.string(4),
-        stripe_customer_id: r.opt_string(5),
-        created_at: r.ts(6),
-    }
-}
-
 /// What is needed to create a storefront.
 #[derive(Debug, Clone)]
 pub struct NewStorefront {
@@ -106,6 +65,76 @@ pub struct NewStorefront {
     pub from_email: String,
     pub rent_url: String,
     pub custom_host: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Facility {
+    pub id: i64,
+    pub name: String,
+    pub address: String,
+    pub phone: String,
+    pub email: String,
+}
+
+fn facility_from(r: &Row) -> Facility {
+    Facility {
+        id: r.i64(0),
+        name: r.string(1),
+        address: r.string(2),
+        phone: r.string(3),
+        email: r.string(4),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FacilityFields {
+    pub name: String,
+    pub address: String,
+    pub phone: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FacilityRecord {
+    pub id: i64,
+    pub external_ref: String,
+    pub fields: FacilityFields,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const FACILITY_COLUMNS: &str =
+    "id, external_ref, name, address, phone, email, created_at, updated_at";
+
+fn facility_record_from(r: &Row) -> FacilityRecord {
+    FacilityRecord {
+        id: r.i64(0),
+        external_ref: r.string(1),
+        fields: FacilityFields {
+            name: r.string(2),
+            address: r.string(3),
+            phone: r.string(4),
+            email: r.string(5),
+        },
+        created_at: r.ts(6),
+        updated_at: r.ts(7),
+    }
+}
+
+/// A facility's id by its external reference (`None` for another storefront's), on the
+/// caller's connection or transaction.
+pub(super) async fn facility_by_ref(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    external_ref: &str,
+) -> DbResult<Option<i64>> {
+    Ok(conn
+        .query_opt(
+            "SELECT id FROM facilities WHERE storefront_id = $1 AND external_ref = $2",
+            &params![storefront_id, external_ref],
+        )
+        .await?
+        .map(|r| r.i64(0)))
 }
 
 impl Store {
@@ -176,189 +205,113 @@ impl Store {
         Ok(row.i64(0))
     }
 
-    pub async fn account_by_email(
-        &self,
-        storefront_id: i64,
-        email: &EmailAddress,
-    ) -> DbResult<Option<Account>> {
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND email_key = $2"
-        );
+    /// Whether any storefront exists (the embedded default loads the demo when none does).
+    pub async fn has_storefronts(&self) -> DbResult<bool> {
         Ok(self
             .db()
-            .query_opt(&sql, &params![storefront_id, email.key()])
+            .query_one("SELECT COUNT(*) FROM storefronts", &[])
             .await?
-            .as_ref()
-            .map(account_from))
+            .i64(0)
+            > 0)
     }
 
-    /// An account of this storefront (never of another).
-    pub async fn account(&self, storefront_id: i64, account_id: i64) -> DbResult<Option<Account>> {
-        let sql =
-            format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2");
+    pub async fn facilities(&self, storefront_id: i64) -> DbResult<Vec<Facility>> {
         Ok(self
             .db()
-            .query_opt(&sql, &params![storefront_id, account_id])
-            .await?
-            .as_ref()
-            .map(account_from))
-    }
-
-    /// Creates an account; a taken address is `DbError::Unique`.
-    pub async fn create_account(
-        &self,
-        storefront_id: i64,
-        email: &EmailAddress,
-        full_name: &str,
-        phone: &str,
-        now: DateTime<Utc>,
-    ) -> DbResult<Account> {
-        let sql = format!(
-            "INSERT INTO accounts (storefront_id, email, email_key, full_name, phone, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
-        );
-        let row = self
-            .db()
-            .query_one(
-                &sql,
-                &params![
-                    storefront_id,
-                    email.as_str(),
-                    email.key(),
-                    full_name,
-                    phone,
-                    now
-                ],
+            .query(
+                "SELECT id, name, address, phone, email FROM facilities WHERE storefront_id = $1 ORDER BY name, id",
+                &params![storefront_id],
             )
-            .await?;
-        Ok(account_from(&row))
+            .await?
+            .iter()
+            .map(facility_from)
+            .collect())
     }
-}
 
-/// What Account's Save changes did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccountUpdate {
-    Saved {
-        /// When the email is new: the confirmation email to the new address (the account
-        /// keeps its old address until the link is used).
-        confirmation_delivery: Option<i64>,
-    },
-    /// Another account of the storefront has that address: nothing was saved.
-    EmailTaken,
-    /// The account asked for `max` address changes within the window already (each one
-    /// emails an address of the customer's choosing): nothing was saved.
-    TooManyChanges,
-    NoSuchAccount,
-}
-
-/// New values for an account's profile, already validated.
-#[derive(Debug, Clone)]
-pub struct ProfileChange {
-    pub full_name: String,
-    pub email: EmailAddress,
-    pub phone: String,
-}
-
-impl Store {
-    /// Saves the name and phone. A new email is not applied: when it is free, the pending
-    /// change (`confirmation`'s link) and its email to the new address are written in the same
-    /// transaction (`confirmation` builds them from the account as it is); when another
-    /// account has it, or the account asked for `max_changes` changes within `window`, nothing
-    /// is saved (the account row is locked, so the count holds across web nodes).
-    pub async fn update_profile<F>(
+    /// The facilities the account deals with (through its contacts); all of the storefront's
+    /// when it has none yet.
+    pub async fn account_facilities(
         &self,
         storefront_id: i64,
         account_id: i64,
-        change: &ProfileChange,
-        (max_changes, window): (u32, chrono::Duration),
-        confirmation: F,
-        now: DateTime<Utc>,
-    ) -> DbResult<AccountUpdate>
-    where
-        F: FnOnce(&Account) -> (super::NewEmailChange, super::deliveries::NewDelivery) + Send,
-    {
-        let mut tx = self.db().begin().await?;
-        let lock = match self.dialect() {
-            super::db::Dialect::Postgres => " FOR UPDATE",
-            super::db::Dialect::Sqlite => "",
-        };
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2{lock}"
-        );
-        let Some(old) = tx
-            .query_opt(&sql, &params![storefront_id, account_id])
-            .await?
-            .as_ref()
-            .map(account_from)
-        else {
-            tx.commit().await?;
-            return Ok(AccountUpdate::NoSuchAccount);
-        };
-        let changed = old.email.to_lowercase() != change.email.key();
-        if changed {
-            let taken = tx
-                .query_opt(
-                    "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2 AND id <> $3",
-                    &params![storefront_id, change.email.key(), account_id],
-                )
-                .await?;
-            if taken.is_some() {
-                tx.commit().await?;
-                return Ok(AccountUpdate::EmailTaken);
-            }
-            let recent = tx
-                .query_one(
-                    "SELECT COUNT(*) FROM email_change_tokens WHERE account_id = $1 AND created_at > $2",
-                    &params![account_id, now - window],
-                )
-                .await?
-                .i64(0);
-            if recent >= max_changes as i64 {
-                tx.commit().await?;
-                return Ok(AccountUpdate::TooManyChanges);
-            }
-        }
-        tx.execute(
-            "UPDATE accounts SET full_name = $3, phone = $4, updated_at = $5
-             WHERE storefront_id = $1 AND id = $2",
-            &params![
-                storefront_id,
-                account_id,
-                change.full_name.as_str(),
-                change.phone.as_str(),
-                now
-            ],
-        )
-        .await?;
-        let mut confirmation_delivery = None;
-        if changed {
-            let (pending, delivery) = confirmation(&old);
-            super::email_change::insert_email_change(
-                &mut *tx,
-                storefront_id,
-                account_id,
-                &change.email,
-                &pending,
-                now,
+    ) -> DbResult<Vec<Facility>> {
+        let linked = self
+            .db()
+            .query(
+                "SELECT f.id, f.name, f.address, f.phone, f.email FROM facilities f
+                 WHERE f.storefront_id = $1 AND f.id IN (SELECT facility_id FROM contacts WHERE account_id = $2)
+                 ORDER BY f.name, f.id",
+                &params![storefront_id, account_id],
             )
             .await?;
-            confirmation_delivery =
-                Some(super::deliveries::insert_delivery(&mut *tx, &delivery, now).await?);
+        if !linked.is_empty() {
+            return Ok(linked.iter().map(facility_from).collect());
         }
-        tx.commit().await?;
-        Ok(AccountUpdate::Saved {
-            confirmation_delivery,
-        })
+        self.facilities(storefront_id).await
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::first_name;
+    /// A facility of the storefront.
+    pub async fn storefront_facility(
+        &self,
+        storefront_id: i64,
+        facility_id: i64,
+    ) -> DbResult<Option<Facility>> {
+        Ok(self
+            .facilities(storefront_id)
+            .await?
+            .into_iter()
+            .find(|f| f.id == facility_id))
+    }
 
-    #[test]
-    fn first_name_falls_back_to_the_address() {
-        assert_eq!(first_name("Alex Martin", "alex@example.com"), "Alex");
-        assert_eq!(first_name("  ", "sam@example.com"), "sam");
+    /// A facility's id by its external reference (`None` for another storefront's).
+    pub async fn facility_id_by_ref(
+        &self,
+        storefront_id: i64,
+        external_ref: &str,
+    ) -> DbResult<Option<i64>> {
+        let mut conn = self.db().conn().await?;
+        facility_by_ref(&mut *conn, storefront_id, external_ref).await
+    }
+
+    /// Creates or replaces a facility by its external reference.
+    pub async fn upsert_facility(
+        &self,
+        storefront_id: i64,
+        external_ref: &str,
+        f: &FacilityFields,
+        now: DateTime<Utc>,
+    ) -> DbResult<Upserted<FacilityRecord>> {
+        let mut tx = self.db().begin().await?;
+        let values = params![
+            storefront_id,
+            external_ref,
+            f.name.as_str(),
+            f.address.as_str(),
+            f.phone.as_str(),
+            f.email.as_str(),
+            now
+        ];
+        let (id, created) = insert_or_update(
+            &mut *tx,
+            (
+                "INSERT INTO facilities (storefront_id, external_ref, name, address, phone, email, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                 ON CONFLICT (storefront_id, external_ref) DO NOTHING RETURNING id",
+                &values,
+            ),
+            (
+                "UPDATE facilities SET name = $3, address = $4, phone = $5, email = $6, updated_at = $7
+                 WHERE storefront_id = $1 AND external_ref = $2 RETURNING id",
+                &values,
+            ),
+        )
+        .await?;
+        let sql = format!("SELECT {FACILITY_COLUMNS} FROM facilities WHERE id = $1");
+        let row = tx.query_one(&sql, &params![id]).await?;
+        tx.commit().await?;
+        Ok(Upserted {
+            record: facility_record_from(&row),
+            created,
+        })
     }
 }

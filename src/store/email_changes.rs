@@ -6,9 +6,12 @@
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::db::{DbError, DbResult, Dialect};
+use super::accounts::{Account, address_taken, lock_account, set_address};
+use super::audience::{Audience, CUSTOMERS};
+use super::db::{Conn, DbError, DbResult};
 use super::deliveries::{NewDelivery, insert_delivery};
-use super::storefronts::{ACCOUNT_COLUMNS, Account, account_from};
+use super::sessions::{NewSession, end_sessions, start_session};
+use super::tokens::end_links;
 use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
 
@@ -43,13 +46,6 @@ pub enum EmailChangeOutcome {
     /// Another account of the storefront took the address in the meantime: nothing changed,
     /// and the link stays as it was.
     Taken,
-}
-
-/// A session to start for the browser that confirms.
-#[derive(Debug, Clone)]
-pub struct NewSession<'a> {
-    pub hash: &'a TokenHash,
-    pub expires_at: DateTime<Utc>,
 }
 
 impl Store {
@@ -126,70 +122,25 @@ impl Store {
             return Ok(EmailChangeOutcome::Expired);
         };
         let (account_id, new_email, new_key) = (row.i64(0), row.string(1), row.string(2));
-        let lock = match self.dialect() {
-            Dialect::Postgres => " FOR UPDATE",
-            Dialect::Sqlite => "",
-        };
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2{lock}"
-        );
-        let Some(old) = tx
-            .query_opt(&sql, &params![storefront_id, account_id])
-            .await?
-            .as_ref()
-            .map(account_from)
+        let Some(old) = lock_account(&mut *tx, self.dialect(), storefront_id, account_id).await?
         else {
             return Ok(EmailChangeOutcome::Expired);
         };
-        let taken = tx
-            .query_opt(
-                "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2 AND id <> $3",
-                &params![storefront_id, new_key.as_str(), account_id],
-            )
-            .await?;
-        if taken.is_some() {
+        if address_taken(&mut *tx, storefront_id, &new_key, Some(account_id)).await? {
             return Ok(EmailChangeOutcome::Taken);
         }
-        match tx
-            .execute(
-                "UPDATE accounts SET email = $3, email_key = $4, updated_at = $5
-                 WHERE storefront_id = $1 AND id = $2",
-                &params![
-                    storefront_id,
-                    account_id,
-                    new_email.as_str(),
-                    new_key.as_str(),
-                    now
-                ],
-            )
-            .await
-        {
+        let address = (new_email.as_str(), new_key.as_str());
+        match set_address(&mut *tx, storefront_id, account_id, address, now).await {
             Err(DbError::Unique(_)) => return Ok(EmailChangeOutcome::Taken),
             Err(e) => return Err(e),
-            Ok(_) => {}
+            Ok(()) => {}
         }
-        tx.execute(
-            "UPDATE email_change_tokens SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL",
-            &params![account_id, now],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE sign_in_tokens SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL",
-            &params![account_id, now],
-        )
-        .await?;
-        tx.execute(
-            "DELETE FROM sessions WHERE account_id = $1",
-            &params![account_id],
-        )
-        .await?;
+        end_email_changes(&mut *tx, account_id, now).await?;
+        end_links(&mut *tx, &CUSTOMERS, account_id, now).await?;
+        end_sessions(&mut *tx, &CUSTOMERS, account_id).await?;
         if let Some(s) = session {
-            tx.execute(
-                "INSERT INTO sessions (storefront_id, account_id, session_hash, created_at, expires_at, last_seen_at)
-                 VALUES ($1, $2, $3, $4, $5, $4)",
-                &params![storefront_id, account_id, &s.hash.0, now, s.expires_at],
-            )
-            .await?;
+            let audience = Audience::Customer(storefront_id);
+            start_session(&mut *tx, audience, account_id, &s, now).await?;
         }
         let notice_delivery = if old.email.to_lowercase() != new_key {
             Some(insert_delivery(&mut *tx, &notice(&old, &new_email), now).await?)
@@ -219,18 +170,14 @@ impl Store {
 /// Writes the pending change in the profile's transaction (see `Store::update_profile`):
 /// earlier pending changes of the account end, so only the newest link works.
 pub(crate) async fn insert_email_change(
-    conn: &mut dyn super::db::Conn,
+    conn: &mut dyn Conn,
     storefront_id: i64,
     account_id: i64,
     new_email: &EmailAddress,
     change: &NewEmailChange,
     now: DateTime<Utc>,
 ) -> DbResult<()> {
-    conn.execute(
-        "UPDATE email_change_tokens SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL",
-        &params![account_id, now],
-    )
-    .await?;
+    end_email_changes(conn, account_id, now).await?;
     conn.execute(
         "INSERT INTO email_change_tokens (token_hash, storefront_id, account_id, new_email, new_email_key, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -246,4 +193,33 @@ pub(crate) async fn insert_email_change(
     )
     .await?;
     Ok(())
+}
+
+/// Ends the account's pending changes (a newer one replaces them, or one was confirmed).
+async fn end_email_changes(
+    conn: &mut dyn Conn,
+    account_id: i64,
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    conn.execute(
+        "UPDATE email_change_tokens SET used_at = $2 WHERE account_id = $1 AND used_at IS NULL",
+        &params![account_id, now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// How many changes the account asked for since `since` (the profile's limit on them).
+pub(super) async fn recent_email_changes(
+    conn: &mut dyn Conn,
+    account_id: i64,
+    since: DateTime<Utc>,
+) -> DbResult<i64> {
+    Ok(conn
+        .query_one(
+            "SELECT COUNT(*) FROM email_change_tokens WHERE account_id = $1 AND created_at > $2",
+            &params![account_id, since],
+        )
+        .await?
+        .i64(0))
 }

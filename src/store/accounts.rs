@@ -1,0 +1,543 @@
+//! Customer accounts: looking one up, creating one, the profile's Save (a new address waits
+//! for its confirmation, see `email_changes`), sign-up through the integration API, and the
+//! console's search, customer record and merge.
+
+use chrono::{DateTime, Utc};
+
+use super::Store;
+use super::audience::CUSTOMERS;
+use super::audit::insert_audit;
+use super::contacts::{ContactView, contact_by_ref, link_unlinked_contact, move_contacts};
+use super::db::{Conn, DbError, DbResult, Dialect, Row, Value};
+use super::deliveries::{Delivery, NewDelivery, insert_delivery, move_deliveries};
+use super::email_changes::{NewEmailChange, insert_email_change, recent_email_changes};
+use super::invoices::{Invoice, InvoiceFilter};
+use super::payments::move_payment_methods;
+use super::rentals::Rental;
+use super::sessions::end_sessions;
+use super::staff::StaffUser;
+use super::tokens::{LinkFor, delete_links};
+use crate::domain::EmailAddress;
+use crate::params;
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: i64,
+    pub storefront_id: i64,
+    pub email: String,
+    pub full_name: String,
+    pub phone: String,
+    pub stripe_customer_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Account {
+    /// What the dashboard greets: the first word of the full name, or the address's local part.
+    pub fn first_name(&self) -> String {
+        first_name(&self.full_name, &self.email)
+    }
+}
+
+pub fn first_name(full_name: &str, email: &str) -> String {
+    full_name
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
+        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string())
+}
+
+/// How many columns `ACCOUNT_COLUMNS` selects (a query's next column follows them).
+pub(crate) const ACCOUNT_COLUMN_COUNT: usize = 7;
+
+pub(crate) const ACCOUNT_COLUMNS: &str =
+    "id, storefront_id, email, full_name, phone, stripe_customer_id, created_at";
+
+pub(crate) fn account_from(r: &Row) -> Account {
+    Account {
+        id: r.i64(0),
+        storefront_id: r.i64(1),
+        email: r.string(2),
+        full_name: r.string(3),
+        phone: r.string(4),
+        stripe_customer_id: r.opt_string(5),
+        created_at: r.ts(6),
+    }
+}
+
+/// What Account's Save changes did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountUpdate {
+    Saved {
+        /// When the email is new: the confirmation email to the new address (the account
+        /// keeps its old address until the link is used).
+        confirmation_delivery: Option<i64>,
+    },
+    /// Another account of the storefront has that address: nothing was saved.
+    EmailTaken,
+    /// The account asked for `max` address changes within the window already (each one
+    /// emails an address of the customer's choosing): nothing was saved.
+    TooManyChanges,
+    NoSuchAccount,
+}
+
+/// New values for an account's profile, already validated.
+#[derive(Debug, Clone)]
+pub struct ProfileChange {
+    pub full_name: String,
+    pub email: EmailAddress,
+    pub phone: String,
+}
+
+/// What a storefront sign-up did.
+#[derive(Debug, Clone)]
+pub enum SignUp {
+    Created {
+        account: Account,
+        contact_refs: Vec<String>,
+    },
+    /// Another account of the storefront has this address (compared without case).
+    EmailTaken,
+    UnknownContact(String),
+    /// The contact is linked to an account already.
+    ContactLinked(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CustomerRecord {
+    pub account: Account,
+    pub contacts: Vec<ContactView>,
+    pub rentals: Vec<Rental>,
+    pub deliveries: Vec<Delivery>,
+    pub last_link_resent_at: Option<DateTime<Utc>>,
+    /// Newest first, with their status (pending, processing, paid, void).
+    pub invoices: Vec<Invoice>,
+}
+
+/// What a merge moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MergeReport {
+    pub contacts: u64,
+    pub deliveries: u64,
+    pub payment_methods: u64,
+    pub sessions_ended: u64,
+    pub links_ended: u64,
+    pub stripe_customer_moved: bool,
+}
+
+impl Store {
+    pub async fn account_by_email(
+        &self,
+        storefront_id: i64,
+        email: &EmailAddress,
+    ) -> DbResult<Option<Account>> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND email_key = $2"
+        );
+        Ok(self
+            .db()
+            .query_opt(&sql, &params![storefront_id, email.key()])
+            .await?
+            .as_ref()
+            .map(account_from))
+    }
+
+    /// An account of this storefront (never of another).
+    pub async fn account(&self, storefront_id: i64, account_id: i64) -> DbResult<Option<Account>> {
+        let sql =
+            format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2");
+        Ok(self
+            .db()
+            .query_opt(&sql, &params![storefront_id, account_id])
+            .await?
+            .as_ref()
+            .map(account_from))
+    }
+
+    /// Creates an account; a taken address is `DbError::Unique`.
+    pub async fn create_account(
+        &self,
+        storefront_id: i64,
+        email: &EmailAddress,
+        full_name: &str,
+        phone: &str,
+        now: DateTime<Utc>,
+    ) -> DbResult<Account> {
+        let mut conn = self.db().conn().await?;
+        insert_account(&mut *conn, storefront_id, email, full_name, phone, now).await
+    }
+
+    /// Saves the name and phone. A new email is not applied: when it is free, the pending
+    /// change (`confirmation`'s link) and its email to the new address are written in the same
+    /// transaction (`confirmation` builds them from the account as it is); when another
+    /// account has it, or the account asked for `max_changes` changes within `window`, nothing
+    /// is saved (the account row is locked, so the count holds across web nodes).
+    pub async fn update_profile<F>(
+        &self,
+        storefront_id: i64,
+        account_id: i64,
+        change: &ProfileChange,
+        (max_changes, window): (u32, chrono::Duration),
+        confirmation: F,
+        now: DateTime<Utc>,
+    ) -> DbResult<AccountUpdate>
+    where
+        F: FnOnce(&Account) -> (NewEmailChange, NewDelivery) + Send,
+    {
+        let mut tx = self.db().begin().await?;
+        let Some(old) = lock_account(&mut *tx, self.dialect(), storefront_id, account_id).await?
+        else {
+            tx.commit().await?;
+            return Ok(AccountUpdate::NoSuchAccount);
+        };
+        let key = change.email.key();
+        let changed = old.email.to_lowercase() != key;
+        if changed {
+            if address_taken(&mut *tx, storefront_id, &key, Some(account_id)).await? {
+                tx.commit().await?;
+                return Ok(AccountUpdate::EmailTaken);
+            }
+            let recent = recent_email_changes(&mut *tx, account_id, now - window).await?;
+            if recent >= max_changes as i64 {
+                tx.commit().await?;
+                return Ok(AccountUpdate::TooManyChanges);
+            }
+        }
+        tx.execute(
+            "UPDATE accounts SET full_name = $3, phone = $4, updated_at = $5
+             WHERE storefront_id = $1 AND id = $2",
+            &params![
+                storefront_id,
+                account_id,
+                change.full_name.as_str(),
+                change.phone.as_str(),
+                now
+            ],
+        )
+        .await?;
+        let mut confirmation_delivery = None;
+        if changed {
+            let (pending, delivery) = confirmation(&old);
+            insert_email_change(
+                &mut *tx,
+                storefront_id,
+                account_id,
+                &change.email,
+                &pending,
+                now,
+            )
+            .await?;
+            confirmation_delivery = Some(insert_delivery(&mut *tx, &delivery, now).await?);
+        }
+        tx.commit().await?;
+        Ok(AccountUpdate::Saved {
+            confirmation_delivery,
+        })
+    }
+
+    /// Storefront sign-up: creates the account and links the given contacts (which must be
+    /// the storefront's and not linked yet), all or nothing, with its audit entry (`audit`, to
+    /// which the account's id and the linked contacts are added) in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sign_up(
+        &self,
+        storefront_id: i64,
+        email: &EmailAddress,
+        full_name: &str,
+        phone: &str,
+        contact_refs: &[String],
+        audit: (&str, serde_json::Value),
+        now: DateTime<Utc>,
+    ) -> DbResult<SignUp> {
+        let mut tx = self.db().begin().await?;
+        if address_taken(&mut *tx, storefront_id, &email.key(), None).await? {
+            return Ok(SignUp::EmailTaken);
+        }
+        let inserted = insert_account(&mut *tx, storefront_id, email, full_name, phone, now).await;
+        let account = match inserted {
+            Ok(account) => account,
+            // Another sign-up with this address committed in between.
+            Err(DbError::Unique(_)) => return Ok(SignUp::EmailTaken),
+            Err(e) => return Err(e),
+        };
+        for contact_ref in contact_refs {
+            let Some(contact) = contact_by_ref(&mut *tx, storefront_id, contact_ref).await? else {
+                return Ok(SignUp::UnknownContact(contact_ref.clone()));
+            };
+            if !link_unlinked_contact(&mut *tx, contact.id, account.id, now).await? {
+                return Ok(SignUp::ContactLinked(contact_ref.clone()));
+            }
+        }
+        let (action, mut details) = audit;
+        details["account_id"] = account.id.into();
+        details["contacts"] = contact_refs.into();
+        insert_audit(&mut *tx, Some(storefront_id), None, action, &details, now).await?;
+        tx.commit().await?;
+        Ok(SignUp::Created {
+            account,
+            contact_refs: contact_refs.to_vec(),
+        })
+    }
+
+    /// Customers whose email or name contains `q` (case-insensitive), at most 50.
+    pub async fn search_customers(&self, storefront_id: i64, q: &str) -> DbResult<Vec<Account>> {
+        let pattern = format!(
+            "%{}%",
+            q.trim()
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1
+             AND (email_key LIKE $2 ESCAPE '\\' OR lower(full_name) LIKE $2 ESCAPE '\\')
+             ORDER BY full_name, id LIMIT 50"
+        );
+        Ok(self
+            .db()
+            .query(&sql, &params![storefront_id, pattern])
+            .await?
+            .iter()
+            .map(account_from)
+            .collect())
+    }
+
+    /// Everything the customer record shows.
+    pub async fn customer_record(
+        &self,
+        storefront_id: i64,
+        account_id: i64,
+    ) -> DbResult<Option<CustomerRecord>> {
+        let Some(account) = self.account(storefront_id, account_id).await? else {
+            return Ok(None);
+        };
+        let contacts = self.account_contacts(storefront_id, account_id).await?;
+        let mut rentals = self.current_rentals(storefront_id, account_id).await?;
+        rentals.extend(self.past_rentals(storefront_id, account_id).await?);
+        let deliveries = self.account_deliveries(account_id, 20).await?;
+        let invoices = self
+            .account_invoices(storefront_id, account_id, InvoiceFilter::All)
+            .await?;
+        let last = self
+            .db()
+            .query_one(
+                "SELECT last_link_resent_at FROM accounts WHERE id = $1",
+                &params![account_id],
+            )
+            .await?
+            .opt_ts(0);
+        Ok(Some(CustomerRecord {
+            account,
+            contacts,
+            rentals,
+            deliveries,
+            last_link_resent_at: last,
+            invoices,
+        }))
+    }
+
+    /// Merges `merged` into `survivor` (both of the storefront): contacts, deliveries and payment
+    /// methods move, the Stripe customer moves when the survivor has none, the merged account's
+    /// sessions and links end, and the merged account is removed. One transaction, which also
+    /// writes the audit entry.
+    pub async fn merge_accounts(
+        &self,
+        storefront_id: i64,
+        survivor: i64,
+        merged: i64,
+        by: &StaffUser,
+        now: DateTime<Utc>,
+    ) -> DbResult<Option<(Account, MergeReport)>> {
+        if survivor == merged {
+            return Ok(None);
+        }
+        let mut tx = self.db().begin().await?;
+        let sql =
+            format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2");
+        let keep = tx
+            .query_opt(&sql, &params![storefront_id, survivor])
+            .await?;
+        let gone = tx
+            .query_opt(&sql, &params![storefront_id, merged])
+            .await?
+            .as_ref()
+            .map(account_from);
+        let (Some(keep), Some(gone)) = (keep.as_ref().map(account_from), gone) else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let mut report = MergeReport {
+            contacts: move_contacts(&mut *tx, merged, survivor, now).await?,
+            deliveries: move_deliveries(&mut *tx, merged, survivor).await?,
+            payment_methods: move_payment_methods(&mut *tx, merged, survivor).await?,
+            sessions_ended: end_sessions(&mut *tx, &CUSTOMERS, merged).await?,
+            links_ended: delete_links(&mut *tx, &CUSTOMERS, merged).await?,
+            stripe_customer_moved: false,
+        };
+        if keep.stripe_customer_id.is_none()
+            && let Some(customer) = &gone.stripe_customer_id
+        {
+            tx.execute(
+                "UPDATE accounts SET stripe_customer_id = NULL WHERE id = $1",
+                &params![merged],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE accounts SET stripe_customer_id = $2, updated_at = $3 WHERE id = $1",
+                &params![survivor, customer.as_str(), now],
+            )
+            .await?;
+            report.stripe_customer_moved = true;
+        }
+        tx.execute("DELETE FROM accounts WHERE id = $1", &params![merged])
+            .await?;
+        let details = serde_json::json!({
+            "into_account_id": survivor,
+            "merged_account_id": gone.id,
+            "merged_email": gone.email,
+            "merged_name": gone.full_name,
+            "moved": report,
+        });
+        insert_audit(
+            &mut *tx,
+            Some(storefront_id),
+            Some(by),
+            "merge_accounts",
+            &details,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some((gone, report)))
+    }
+}
+
+/// Writes a new account on the caller's connection or transaction; a taken address is
+/// `DbError::Unique`.
+async fn insert_account(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    email: &EmailAddress,
+    full_name: &str,
+    phone: &str,
+    now: DateTime<Utc>,
+) -> DbResult<Account> {
+    let sql = format!(
+        "INSERT INTO accounts (storefront_id, email, email_key, full_name, phone, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {ACCOUNT_COLUMNS}"
+    );
+    let row = conn
+        .query_one(
+            &sql,
+            &params![
+                storefront_id,
+                email.as_str(),
+                email.key(),
+                full_name,
+                phone,
+                now
+            ],
+        )
+        .await?;
+    Ok(account_from(&row))
+}
+
+/// The account a link request is for (by the address typed, or by id), in the issuing
+/// transaction.
+pub(super) async fn account_for_link(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    who: &LinkFor,
+) -> DbResult<Option<Account>> {
+    let (column, key) = match who {
+        LinkFor::Email(e) => ("email_key", Value::from(e.key())),
+        LinkFor::Account(id) => ("id", Value::from(*id)),
+    };
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND {column} = $2"
+    );
+    Ok(conn
+        .query_opt(&sql, &[Value::from(storefront_id), key])
+        .await?
+        .as_ref()
+        .map(account_from))
+}
+
+/// An account of the storefront, read in the caller's transaction and locked until it ends
+/// (PostgreSQL: `FOR UPDATE`; SQLite's BEGIN IMMEDIATE already holds the write lock), so that
+/// what the transaction counts and checks holds across web nodes.
+pub(super) async fn lock_account(
+    conn: &mut dyn Conn,
+    dialect: Dialect,
+    storefront_id: i64,
+    account_id: i64,
+) -> DbResult<Option<Account>> {
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2{lock}"
+    );
+    Ok(conn
+        .query_opt(&sql, &params![storefront_id, account_id])
+        .await?
+        .as_ref()
+        .map(account_from))
+}
+
+/// Whether an account of the storefront (other than `except`) has this address (its
+/// lower-case key).
+pub(super) async fn address_taken(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    email_key: &str,
+    except: Option<i64>,
+) -> DbResult<bool> {
+    let row = match except {
+        None => {
+            conn.query_opt(
+                "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2",
+                &params![storefront_id, email_key],
+            )
+            .await?
+        }
+        Some(id) => {
+            conn.query_opt(
+                "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2 AND id <> $3",
+                &params![storefront_id, email_key, id],
+            )
+            .await?
+        }
+    };
+    Ok(row.is_some())
+}
+
+/// Switches an account to a confirmed new address, in the caller's transaction (a taken
+/// address is `DbError::Unique`).
+pub(super) async fn set_address(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    account_id: i64,
+    (email, email_key): (&str, &str),
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    conn.execute(
+        "UPDATE accounts SET email = $3, email_key = $4, updated_at = $5
+         WHERE storefront_id = $1 AND id = $2",
+        &params![storefront_id, account_id, email, email_key, now],
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_name;
+
+    #[test]
+    fn first_name_falls_back_to_the_address() {
+        assert_eq!(first_name("Alex Martin", "alex@example.com"), "Alex");
+        assert_eq!(first_name("  ", "sam@example.com"), "sam");
+    }
+}

@@ -1,0 +1,307 @@
+//! Deliveries: one row per email, the source of truth the queue works from. This file has
+//! what a delivery is and how one is written (inside the transaction of what caused it) and
+//! read; `claim` has the workers' side (claims, outcomes, the relay), `log` the paged delivery
+//! log of the facility Emails tab and the API.
+
+mod claim;
+mod log;
+
+pub use claim::*;
+pub use log::*;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::Store;
+use super::db::{Conn, DbResult, Row};
+use crate::params;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryKind {
+    SignIn,
+    BookingConfirmation,
+    StaffSignIn,
+    EmailChanged,
+    PaymentReceipt,
+    PaymentFailed,
+    /// The link that confirms a new email address, sent to that address.
+    ConfirmEmail,
+}
+
+impl DeliveryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryKind::SignIn => "sign_in",
+            DeliveryKind::BookingConfirmation => "booking_confirmation",
+            DeliveryKind::StaffSignIn => "staff_sign_in",
+            DeliveryKind::EmailChanged => "email_changed",
+            DeliveryKind::PaymentReceipt => "payment_receipt",
+            DeliveryKind::PaymentFailed => "payment_failed",
+            DeliveryKind::ConfirmEmail => "confirm_email",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "sign_in" => DeliveryKind::SignIn,
+            "booking_confirmation" => DeliveryKind::BookingConfirmation,
+            "staff_sign_in" => DeliveryKind::StaffSignIn,
+            "email_changed" => DeliveryKind::EmailChanged,
+            "payment_receipt" => DeliveryKind::PaymentReceipt,
+            "payment_failed" => DeliveryKind::PaymentFailed,
+            "confirm_email" => DeliveryKind::ConfirmEmail,
+            _ => return None,
+        })
+    }
+
+    /// Kinds whose email carries a magic link.
+    pub fn carries_link(self) -> bool {
+        matches!(
+            self,
+            DeliveryKind::SignIn
+                | DeliveryKind::BookingConfirmation
+                | DeliveryKind::StaffSignIn
+                | DeliveryKind::ConfirmEmail
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    Queued,
+    Sending,
+    Sent,
+    Deferred,
+    Failed,
+    Suppressed,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 6] = [
+        DeliveryStatus::Queued,
+        DeliveryStatus::Sending,
+        DeliveryStatus::Sent,
+        DeliveryStatus::Deferred,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Suppressed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Deferred => "deferred",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Suppressed => "suppressed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            DeliveryStatus::Sent | DeliveryStatus::Failed | DeliveryStatus::Suppressed
+        )
+    }
+}
+
+/// An email to record (and, unless suppressed, to send).
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub storefront_id: i64,
+    pub account_id: Option<i64>,
+    pub kind: DeliveryKind,
+    pub recipient: String,
+    pub subject: String,
+    /// What the template needs besides the storefront (names, amounts, paths).
+    pub payload: serde_json::Value,
+    /// The link's token sealed with the server key (erased once the email is final).
+    pub sealed_token: Option<Vec<u8>>,
+    pub link_expires_at: Option<DateTime<Utc>>,
+    /// Facilities whose Emails tab shows it, besides those of the account's contacts.
+    pub facility_ids: Vec<i64>,
+    /// When the relay should publish it again if no worker has taken it.
+    pub relay_after: Duration,
+    /// Recorded as `suppressed` with this reason instead of being queued.
+    pub suppressed_reason: Option<String>,
+}
+
+/// Writes a delivery inside the caller's transaction; returns its id.
+pub(crate) async fn insert_delivery(
+    conn: &mut dyn Conn,
+    d: &NewDelivery,
+    now: DateTime<Utc>,
+) -> DbResult<i64> {
+    let (status, relay_at, last_error) = match &d.suppressed_reason {
+        Some(reason) => ("suppressed", None, Some(reason.clone())),
+        None => ("queued", Some(now + d.relay_after), None),
+    };
+    let id = conn
+        .query(
+            "INSERT INTO deliveries (storefront_id, account_id, kind, recipient, subject, status,
+                 last_error, payload, sealed_token, link_expires_at, created_at, updated_at, next_attempt_at, relay_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, $12)
+             RETURNING id",
+            &params![
+                d.storefront_id,
+                d.account_id,
+                d.kind.as_str(),
+                d.recipient.as_str(),
+                d.subject.as_str(),
+                status,
+                last_error,
+                d.payload.to_string(),
+                d.sealed_token.clone(),
+                d.link_expires_at,
+                now,
+                relay_at
+            ],
+        )
+        .await?
+        .first()
+        .map(|r| r.i64(0))
+        .ok_or_else(|| super::DbError::Query("insert returned no id".into()))?;
+    if let Some(account_id) = d.account_id {
+        conn.execute(
+            "INSERT INTO delivery_facilities (facility_id, delivery_id)
+             SELECT DISTINCT facility_id, CAST($1 AS BIGINT) FROM contacts WHERE account_id = $2
+             ON CONFLICT DO NOTHING",
+            &params![id, account_id],
+        )
+        .await?;
+    }
+    for facility_id in &d.facility_ids {
+        conn.execute(
+            "INSERT INTO delivery_facilities (facility_id, delivery_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+            &params![*facility_id, id],
+        )
+        .await?;
+    }
+    Ok(id)
+}
+
+/// A delivery as the log shows it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub storefront_id: i64,
+    pub account_id: Option<i64>,
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub has_sealed_token: bool,
+}
+
+pub(crate) const DELIVERY_COLUMNS: &str = "id, storefront_id, account_id, kind, recipient, subject, status, attempts, last_error, created_at, updated_at, next_attempt_at, sent_at, sealed_token IS NOT NULL";
+
+pub(crate) fn delivery_from(r: &Row) -> Delivery {
+    Delivery {
+        id: r.i64(0),
+        storefront_id: r.i64(1),
+        account_id: r.opt_i64(2),
+        kind: r.string(3),
+        recipient: r.string(4),
+        subject: r.string(5),
+        status: DeliveryStatus::parse(&r.string(6)).unwrap_or(DeliveryStatus::Failed),
+        attempts: r.i64(7),
+        last_error: r.opt_string(8),
+        created_at: r.ts(9),
+        updated_at: r.ts(10),
+        next_attempt_at: r.ts(11),
+        sent_at: r.opt_ts(12),
+        has_sealed_token: r.bool(13),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub attempt: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: String,
+    pub smtp_code: Option<i64>,
+    pub detail: String,
+    pub worker: String,
+}
+
+/// Moves an account's deliveries to another account (a merge), inside the caller's
+/// transaction. Returns how many.
+pub(crate) async fn move_deliveries(conn: &mut dyn Conn, from: i64, to: i64) -> DbResult<u64> {
+    conn.execute(
+        "UPDATE deliveries SET account_id = $1 WHERE account_id = $2",
+        &params![to, from],
+    )
+    .await
+}
+
+impl Store {
+    pub async fn delivery(&self, id: i64) -> DbResult<Option<Delivery>> {
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
+        Ok(self
+            .db()
+            .query_opt(&sql, &params![id])
+            .await?
+            .as_ref()
+            .map(delivery_from))
+    }
+
+    /// The newest deliveries of an account, newest first.
+    pub async fn account_deliveries(&self, account_id: i64, limit: i64) -> DbResult<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE account_id = $1 ORDER BY id DESC LIMIT $2"
+        );
+        Ok(self
+            .db()
+            .query(&sql, &params![account_id, limit])
+            .await?
+            .iter()
+            .map(delivery_from)
+            .collect())
+    }
+
+    pub async fn delivery_attempts(&self, delivery_id: i64) -> DbResult<Vec<Attempt>> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT attempt, started_at, finished_at, outcome, smtp_code, detail, worker
+                 FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt, id",
+                &params![delivery_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Attempt {
+                attempt: r.i64(0),
+                started_at: r.ts(1),
+                finished_at: r.ts(2),
+                outcome: r.string(3),
+                smtp_code: r.opt_i64(4),
+                detail: r.string(5),
+                worker: r.string(6),
+            })
+            .collect())
+    }
+
+    /// Deliveries not yet final (queued, sending, deferred): the work still ahead.
+    pub async fn pending_deliveries(&self) -> DbResult<i64> {
+        Ok(self
+            .db()
+            .query_one(
+                "SELECT COUNT(*) FROM deliveries WHERE relay_at IS NOT NULL",
+                &[],
+            )
+            .await?
+            .i64(0))
+    }
+}

@@ -28,6 +28,9 @@ pub enum InvalidEmail {
 const LOCAL_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
 
 impl EmailAddress {
+    /// The longest address RFC 5321 allows, in bytes.
+    pub const MAX_LEN: usize = 254;
+
     pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
         if super::text::has_hidden(raw) {
             return Err(InvalidEmail::ControlCharacter);
@@ -36,7 +39,7 @@ impl EmailAddress {
         if trimmed.is_empty() {
             return Err(InvalidEmail::Empty);
         }
-        if trimmed.len() > 254 {
+        if trimmed.len() > Self::MAX_LEN {
             return Err(InvalidEmail::TooLong);
         }
         let (local, domain) = trimmed.rsplit_once('@').ok_or(InvalidEmail::Malformed)?;

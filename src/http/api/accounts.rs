@@ -2,41 +2,135 @@
 //! the booking confirmation email, and resending the portal link.
 
 use http::StatusCode;
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use warp::reply::Response;
 
-use super::error::ApiError;
-use super::input::*;
-use super::{Caller, json_response, opt_text, rfc3339};
+use super::error_doc::{self, BadJson, Internal, TooLarge, Unauthorized, Unavailable};
+use super::fields::{ContactRefs, ExternalRef, Id, PersonName, Phone, Timestamp, is_ref, parse_id};
+use super::input::{Object, Problems, Request};
+use super::{Caller, json_response, no_rental, opt_text};
+use crate::domain::EmailAddress;
 use crate::http::HttpState;
+use crate::http::api::error::ApiError;
 use crate::operations::{
     Actor, BookingOutcome, ResendOutcome, resend_portal_link, send_booking_confirmation,
 };
 use crate::store::SignUp;
 
-/// Contacts one sign-up may link.
-pub const CONTACTS_MAX: usize = 100;
+/// A customer signing up on the storefront.
+#[derive(ToSchema)]
+#[schema(as = AccountInput)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// Unique per storefront, compared without regard to case.
+    email: EmailAddress,
+    full_name: PersonName,
+    phone: Option<Phone>,
+    /// References of contacts to link to the new account; each must exist and not be linked yet. All or nothing.
+    contacts: Option<ContactRefs>,
+}
 
+impl Request for Input {
+    fn read(o: &mut Object, p: &mut Problems) -> Option<Self> {
+        let email = o.required("email", p);
+        let full_name = o.required("full_name", p);
+        let phone = o.optional("phone", p);
+        let contacts = o.optional("contacts", p);
+        Some(Self {
+            email: email?,
+            full_name: full_name?,
+            phone,
+            contacts,
+        })
+    }
+}
+
+/// A portal account.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Account)]
+#[serde(deny_unknown_fields)]
+pub struct View {
+    id: i64,
+    #[schema(format = "email")]
+    email: String,
+    full_name: String,
+    #[schema(required = true)]
+    phone: Option<String>,
+    /// The contacts linked by this call.
+    #[schema(value_type = Vec<ExternalRef>)]
+    contacts: Vec<String>,
+    created_at: Timestamp,
+}
+
+/// A booking confirmation on its way.
+#[derive(Serialize, ToSchema)]
+#[schema(as = BookingConfirmationQueued)]
+#[serde(deny_unknown_fields)]
+pub struct BookingQueued {
+    /// The email's delivery (GET /deliveries/{id}).
+    delivery_id: i64,
+    /// The account the link signs in.
+    account_id: i64,
+}
+
+/// A portal link on its way.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PortalLinkQueued)]
+#[serde(deny_unknown_fields)]
+pub struct LinkQueued {
+    /// The email's delivery (GET /deliveries/{id}).
+    delivery_id: i64,
+}
+
+/// Create a customer's portal account (storefront sign-up)
+///
+/// Creates the portal account and links the listed contacts (which must exist and not be linked yet), all or nothing. Nothing is emailed: the customer signs in with a magic link from the portal's sign-in page, or send a booking confirmation. When the address already has an account (compared without regard to case) the answer is 409 `email_taken`, whose `message` tells the customer to sign in to the portal by a link sent to that address, and whose `sign_in_url` is the portal's sign-in page.
+#[utoipa::path(
+    post,
+    path = "/accounts",
+    operation_id = "createAccount",
+    tag = "Customers",
+    security(("apiKey" = [])),
+    request_body(
+        content = Input,
+        content_type = "application/json",
+        example = json!({
+            "email": "jordan.lee@example.com",
+            "full_name": "Jordan Lee",
+            "phone": "+1 207-555-0199",
+            "contacts": ["CON-DT-1003"]
+        }),
+    ),
+    responses(
+        (status = 201, description = "The account, with the contacts linked.", body = View),
+        (status = 400, response = BadJson),
+        (status = 401, response = Unauthorized),
+        (status = 409, description = "`email_taken`: an account already uses this address (show `message` to the customer; `sign_in_url` is the portal's sign-in page). `conflict`: a listed contact is linked to an account already. Nothing was created.", body = inline(error_doc::EmailTakenOrConflict)),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "Invalid fields, or `unknown_contact`: a listed contact does not exist. Nothing was created.", body = inline(error_doc::InvalidOrUnknownContact)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn create(state: &HttpState, caller: &Caller, body: Value) -> Result<Response, ApiError> {
-    let obj = Object::root(&body)?;
     let mut p = Problems::default();
-    obj.only(&["email", "full_name", "phone", "contacts"], &mut p);
-    let email = obj.email("email", true, &mut p);
-    let full_name = obj.text("full_name", NAME_MAX, true, &mut p);
-    let phone = obj.phone("phone", &mut p);
-    let contacts = obj.references("contacts", CONTACTS_MAX, &mut p);
-    let (Some(email), Some(full_name), true) = (email, full_name, p.is_empty()) else {
+    let input = Input::from_body(&body, &mut p)?;
+    let (Some(input), true) = (input, p.is_empty()) else {
         return Err(p.into_error());
     };
     let svc = &state.svc;
     let now = svc.now();
-    let phone = phone.unwrap_or_default();
+    let full_name = input.full_name.into_string();
+    let phone = input.phone.map(Phone::into_string).unwrap_or_default();
+    let contacts = input.contacts.unwrap_or_default().into_vec();
     let audit = json!({ "api_key_id": caller.key.id, "api_key": caller.key.name });
     let signed_up = svc
         .store
         .sign_up(
             caller.storefront.id,
-            &email,
+            &input.email,
             &full_name,
             &phone,
             &contacts,
@@ -61,19 +155,40 @@ pub async fn create(state: &HttpState, caller: &Caller, body: Value) -> Result<R
             )));
         }
     };
-    Ok(json_response(
-        StatusCode::CREATED,
-        &json!({
-            "id": account.id,
-            "email": account.email,
-            "full_name": account.full_name,
-            "phone": opt_text(&account.phone),
-            "contacts": contact_refs,
-            "created_at": rfc3339(account.created_at),
-        }),
-    ))
+    let view = View {
+        id: account.id,
+        email: account.email,
+        full_name: account.full_name,
+        phone: opt_text(&account.phone),
+        contacts: contact_refs,
+        created_at: account.created_at.into(),
+    };
+    Ok(json_response(StatusCode::CREATED, &view))
 }
 
+/// Email the booking confirmation
+///
+/// Queues the booking confirmation email to the account linked to the rental's contact: the rental's details and a **View Your Booking** button, a magic link that signs the customer in on the rental's page. Once per cooldown per rental (300 s by default), so a retry does not email the customer again: a second call inside it sends nothing and answers 429. No body.
+#[utoipa::path(
+    post,
+    path = "/rentals/{ref}/booking-confirmation",
+    operation_id = "sendBookingConfirmation",
+    tag = "Customers",
+    security(("apiKey" = [])),
+    params(
+        ("ref" = ExternalRef, Path, description = "The rental's reference.", example = "RNT-DT-B112"),
+    ),
+    responses(
+        (status = 202, description = "Queued; follow it with GET /deliveries/{delivery_id}.", body = BookingQueued),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "Your storefront has no rental with this reference.", body = inline(error_doc::NotFound)),
+        (status = 422, description = "`not_linked`: the rental's contact has no portal account yet (create one with POST /accounts listing the contact).", body = inline(error_doc::NotLinked)),
+        (status = 429, description = "`cooldown`: a booking confirmation of this rental was sent a moment ago; nothing was sent.", body = inline(error_doc::Cooldown),
+            headers(("Retry-After" = inline(error_doc::RetryAfter), description = "Seconds until another confirmation of this rental is allowed."))),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn booking_confirmation(
     state: &HttpState,
     caller: &Caller,
@@ -90,7 +205,7 @@ pub async fn booking_confirmation(
         false => None,
     };
     let Some(rental_id) = rental_id else {
-        return Err(super::no_rental(rental_ref));
+        return Err(no_rental(rental_ref));
     };
     let outcome =
         send_booking_confirmation(&state.svc, &state.actors, &caller.storefront, rental_id).await?;
@@ -100,9 +215,12 @@ pub async fn booking_confirmation(
             account_id,
         } => Ok(json_response(
             StatusCode::ACCEPTED,
-            &json!({ "delivery_id": delivery_id, "account_id": account_id }),
+            &BookingQueued {
+                delivery_id,
+                account_id,
+            },
         )),
-        BookingOutcome::NoSuchRental => Err(super::no_rental(rental_ref)),
+        BookingOutcome::NoSuchRental => Err(no_rental(rental_ref)),
         BookingOutcome::NoAccount => Err(ApiError::NotLinked),
         BookingOutcome::Cooldown {
             retry_after_seconds,
@@ -112,13 +230,35 @@ pub async fn booking_confirmation(
     }
 }
 
+/// Resend the portal sign-in link
+///
+/// Emails the customer a new magic link to the portal, once per cooldown per customer (300 s by default; staff resends in the console count too). Recorded in the audit log with the API key's name. No body.
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/portal-link",
+    operation_id = "resendPortalLink",
+    tag = "Customers",
+    security(("apiKey" = [])),
+    params(
+        ("id" = inline(Id), Path, description = "The account's id.", example = 1),
+    ),
+    responses(
+        (status = 202, description = "Queued; follow it with GET /deliveries/{delivery_id}.", body = LinkQueued),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "Your storefront has no account with this id.", body = inline(error_doc::NotFound)),
+        (status = 429, description = "`cooldown`: a link was resent to this customer a moment ago.", body = inline(error_doc::Cooldown),
+            headers(("Retry-After" = inline(error_doc::RetryAfter), description = "Seconds until a resend is allowed."))),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn portal_link(
     state: &HttpState,
     caller: &Caller,
     account_id: &str,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound("Your storefront has no account with this id.".into());
-    let account_id = super::parse_id(account_id).ok_or_else(not_found)?;
+    let account_id = parse_id(account_id).ok_or_else(not_found)?;
     let actor = Actor::ApiKey {
         id: caller.key.id,
         name: &caller.key.name,
@@ -134,7 +274,7 @@ pub async fn portal_link(
     match outcome {
         ResendOutcome::Sent { delivery_id } => Ok(json_response(
             StatusCode::ACCEPTED,
-            &json!({ "delivery_id": delivery_id }),
+            &LinkQueued { delivery_id },
         )),
         ResendOutcome::Cooldown {
             retry_after_seconds,

@@ -1,10 +1,11 @@
 //! The API's errors and the one place they become responses: JSON `{code, message}` with a
-//! stable snake_case `code` (validation errors add `fields`), never internal details.
+//! stable snake_case `code` (validation errors add `fields`), never internal details. The
+//! codes are [`ErrorCode`]; the shapes of the answers, for the document, are in `error_doc.rs`.
 
 use std::collections::BTreeMap;
 
 use http::{HeaderValue, StatusCode, header};
-use serde_json::json;
+use serde::Serialize;
 use warp::reply::Response;
 
 use crate::error::AppError;
@@ -12,6 +13,84 @@ use crate::store::DbError;
 
 /// Field name (dotted for nested fields, like `rate.currency`) → what is wrong with it.
 pub type Fields = BTreeMap<String, String>;
+
+/// The stable `code` of an error answer, to branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadJson,
+    BadContentType,
+    Unauthorized,
+    ApiKeyRevoked,
+    NotFound,
+    MethodNotAllowed,
+    EmailTaken,
+    Conflict,
+    TooLarge,
+    Validation,
+    UnknownFacility,
+    UnknownContact,
+    UnknownRental,
+    NotLinked,
+    Cooldown,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code the API answers with.
+    pub const ALL: [ErrorCode; 17] = [
+        ErrorCode::BadJson,
+        ErrorCode::BadContentType,
+        ErrorCode::Unauthorized,
+        ErrorCode::ApiKeyRevoked,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::EmailTaken,
+        ErrorCode::Conflict,
+        ErrorCode::TooLarge,
+        ErrorCode::Validation,
+        ErrorCode::UnknownFacility,
+        ErrorCode::UnknownContact,
+        ErrorCode::UnknownRental,
+        ErrorCode::NotLinked,
+        ErrorCode::Cooldown,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadContentType => "bad_content_type",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::ApiKeyRevoked => "api_key_revoked",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::EmailTaken => "email_taken",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Validation => "validation",
+            ErrorCode::UnknownFacility => "unknown_facility",
+            ErrorCode::UnknownContact => "unknown_contact",
+            ErrorCode::UnknownRental => "unknown_rental",
+            ErrorCode::NotLinked => "not_linked",
+            ErrorCode::Cooldown => "cooldown",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// An error answer as sent (its schema is `Error` in `error_doc.rs`).
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a Fields>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sign_in_url: Option<&'a String>,
+}
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -79,25 +158,25 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadJson(_) => "bad_json",
-            ApiError::BadContentType(_) => "bad_content_type",
-            ApiError::Unauthorized { .. } => "unauthorized",
-            ApiError::Revoked => "api_key_revoked",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::EmailTaken { .. } => "email_taken",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::TooLarge { .. } => "too_large",
-            ApiError::Validation(_) => "validation",
-            ApiError::UnknownFacility(_) => "unknown_facility",
-            ApiError::UnknownContact(_) => "unknown_contact",
-            ApiError::UnknownRental(_) => "unknown_rental",
-            ApiError::NotLinked => "not_linked",
-            ApiError::Cooldown { .. } | ApiError::BookingCooldown { .. } => "cooldown",
-            ApiError::Unavailable => "unavailable",
-            ApiError::Internal => "internal",
+            ApiError::BadJson(_) => ErrorCode::BadJson,
+            ApiError::BadContentType(_) => ErrorCode::BadContentType,
+            ApiError::Unauthorized { .. } => ErrorCode::Unauthorized,
+            ApiError::Revoked => ErrorCode::ApiKeyRevoked,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::EmailTaken { .. } => ErrorCode::EmailTaken,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::TooLarge { .. } => ErrorCode::TooLarge,
+            ApiError::Validation(_) => ErrorCode::Validation,
+            ApiError::UnknownFacility(_) => ErrorCode::UnknownFacility,
+            ApiError::UnknownContact(_) => ErrorCode::UnknownContact,
+            ApiError::UnknownRental(_) => ErrorCode::UnknownRental,
+            ApiError::NotLinked => ErrorCode::NotLinked,
+            ApiError::Cooldown { .. } | ApiError::BookingCooldown { .. } => ErrorCode::Cooldown,
+            ApiError::Unavailable => ErrorCode::Unavailable,
+            ApiError::Internal => ErrorCode::Internal,
         }
     }
 
@@ -158,14 +237,19 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response {
-        let status = self.status();
-        let mut body = json!({ "code": self.code(), "message": self.message() });
-        match &self {
-            ApiError::Validation(fields) => body["fields"] = json!(fields),
-            ApiError::EmailTaken { sign_in_url } => body["sign_in_url"] = json!(sign_in_url),
-            _ => {}
-        }
-        let mut resp = super::json_response(status, &body);
+        let body = ErrorBody {
+            code: self.code().as_str(),
+            message: self.message(),
+            fields: match &self {
+                ApiError::Validation(fields) => Some(fields),
+                _ => None,
+            },
+            sign_in_url: match &self {
+                ApiError::EmailTaken { sign_in_url } => Some(sign_in_url),
+                _ => None,
+            },
+        };
+        let mut resp = super::json_response(self.status(), &body);
         let headers = resp.headers_mut();
         match self {
             ApiError::Revoked => {

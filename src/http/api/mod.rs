@@ -3,107 +3,126 @@
 //! another storefront is reachable: its ids and references answer 404 (or, inside a body, the
 //! same 422 as a reference that does not exist), so existence never leaks.
 //!
-//! Routes are matched first (unknown paths and methods answer JSON 404/405 here, never the
-//! portal's pages), then the key is checked before the body is read; errors become responses in
-//! one place, [`ApiError::into_response`]. The OpenAPI document (`openapi.json` next to this
-//! file) describes every endpoint and is served at `/api/v1/openapi.json`.
+//! The OpenAPI document (`doc.rs`) is generated from the handlers' `#[utoipa::path]`
+//! attributes and the request and answer types, and served at `/api/v1/openapi.json`; the
+//! route table is read from it (`router.rs`). Routes are matched first (unknown paths and
+//! methods answer JSON 404/405 here, never the portal's pages), then the key is checked before
+//! the body is read; errors become responses in one place, [`ApiError::into_response`].
 
 mod accounts;
 mod body;
 mod deliveries;
+mod doc;
 mod error;
+mod error_doc;
+mod fields;
 mod input;
 mod records;
+mod router;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
-use serde_json::Value;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde::Serialize;
 use warp::filters::BoxedFilter;
+use warp::path::Tail;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use self::body::{BodyStream, RawBody};
-pub use self::error::ApiError;
+pub use self::error::{ApiError, ErrorCode};
+use self::router::{Matched, Op, Router};
 use super::HttpState;
 use crate::operations::api_key_hash;
 use crate::store::{ApiKeyInfo, Storefront};
 
-/// The OpenAPI 3.1 document of this API.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// What every API key starts with.
+const KEY_PREFIX: &str = "lk_";
+/// An API key's length: the prefix and 43 characters of URL-safe base64.
+const KEY_LENGTH: usize = 46;
 
-/// The endpoints, matched before anything else is looked at.
-enum Route {
-    OpenApi,
-    Facility(String),
-    Contact(String),
-    Rental(String),
-    Invoice(String),
-    Agreement(String),
-    CreateAccount,
-    BookingConfirmation(String),
-    PortalLink(String),
-    Deliveries,
-    Delivery(String),
+/// The OpenAPI 3.1 document of this API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    doc::document()
 }
 
-fn route() -> impl Filter<Extract = (Route,), Error = Rejection> + Clone {
-    let openapi = warp::path!("openapi.json")
-        .and(warp::get())
-        .map(|| Route::OpenApi);
-    let facility = warp::path!("facilities" / String)
-        .and(warp::put())
-        .map(|p: String| Route::Facility(decoded(p)));
-    let contact = warp::path!("contacts" / String)
-        .and(warp::put())
-        .map(|p: String| Route::Contact(decoded(p)));
-    let rental = warp::path!("rentals" / String)
-        .and(warp::put())
-        .map(|p: String| Route::Rental(decoded(p)));
-    let invoice = warp::path!("invoices" / String)
-        .and(warp::put())
-        .map(|p: String| Route::Invoice(decoded(p)));
-    let agreement = warp::path!("rentals" / String / "agreement")
-        .and(warp::put())
-        .map(|p: String| Route::Agreement(decoded(p)));
-    let booking = warp::path!("rentals" / String / "booking-confirmation")
-        .and(warp::post())
-        .map(|p: String| Route::BookingConfirmation(decoded(p)));
-    let create_account = warp::path!("accounts")
-        .and(warp::post())
-        .map(|| Route::CreateAccount);
-    let portal_link = warp::path!("accounts" / String / "portal-link")
-        .and(warp::post())
-        .map(|p: String| Route::PortalLink(decoded(p)));
-    let deliveries = warp::path!("deliveries")
-        .and(warp::get())
-        .map(|| Route::Deliveries);
-    let delivery = warp::path!("deliveries" / String)
-        .and(warp::get())
-        .map(|p: String| Route::Delivery(decoded(p)));
-    openapi
-        .or(facility)
-        .unify()
-        .or(contact)
-        .unify()
-        .or(rental)
-        .unify()
-        .or(invoice)
-        .unify()
-        .or(agreement)
-        .unify()
-        .or(booking)
-        .unify()
-        .or(create_account)
-        .unify()
-        .or(portal_link)
-        .unify()
-        .or(deliveries)
-        .unify()
-        .or(delivery)
-        .unify()
+/// The routes the API serves, as (METHOD, /path/{param}) under `/api/v1`.
+pub fn served_routes() -> Vec<(String, String)> {
+    Router::new(&openapi()).routes()
+}
+
+/// What the routes share: the state, the router and the document as served.
+struct Api {
+    state: Arc<HttpState>,
+    router: Router,
+    document: Bytes,
+}
+
+/// Everything under `/api`: the endpoints, and JSON errors for what no endpoint takes.
+pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
+    let doc = openapi();
+    let api = Arc::new(Api {
+        state,
+        router: Router::new(&doc),
+        document: doc.to_json().expect("the document is JSON").into(),
+    });
+    let with_api = warp::any().map(move || api.clone());
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let v1 = warp::path("v1")
+        .and(warp::path::tail())
+        .and(warp::method())
+        .and(with_api)
+        .and(warp::header::headers_cloned())
+        .and(raw_query)
+        .and(body::stream())
+        .then(dispatch);
+    warp::path("api").and(v1.or_else(unrouted)).boxed()
+}
+
+async fn unrouted(_: Rejection) -> Result<(Response,), Infallible> {
+    Ok((not_found().into_response(),))
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound(
+        "There is no such endpoint. GET /api/v1/openapi.json describes them all.".into(),
+    )
+}
+
+/// Who calls: the API key and its storefront.
+pub struct Caller {
+    pub key: ApiKeyInfo,
+    pub storefront: Arc<Storefront>,
+}
+
+async fn dispatch(
+    tail: Tail,
+    method: Method,
+    api: Arc<Api>,
+    headers: HeaderMap,
+    query: String,
+    stream: BodyStream,
+) -> Response {
+    let body = RawBody::new(&headers, stream);
+    let (op, params) = match api.router.find(&method, tail.as_str()) {
+        Matched::Op(op, params) => (op, params),
+        Matched::MethodNotAllowed => return ApiError::MethodNotAllowed.into_response(),
+        Matched::NotFound => return not_found().into_response(),
+    };
+    let param = params.into_iter().next().map(decoded).unwrap_or_default();
+    let answer = match op {
+        Op::GetOpenApi => Ok(document(&api.document)),
+        op => match authenticate(&api.state, &headers).await {
+            Ok(caller) => endpoint(op, &api.state, &caller, &param, &query, body).await,
+            Err(e) => {
+                body.discard().await;
+                Err(e)
+            }
+        },
+    };
+    answer.unwrap_or_else(ApiError::into_response)
 }
 
 /// A path parameter, percent-decoded (`FAC%2DDT` is `FAC-DT`, as RFC 3986 has it); warp hands
@@ -116,97 +135,46 @@ fn decoded(segment: String) -> String {
     }
 }
 
-/// Everything under `/api`: the endpoints, and JSON errors for what no endpoint takes.
-pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
-    let with_state = warp::any().map(move || state.clone());
-    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    let v1 = warp::path("v1")
-        .and(route())
-        .and(with_state)
-        .and(warp::header::headers_cloned())
-        .and(raw_query)
-        .and(body::stream())
-        .then(dispatch);
-    warp::path("api").and(v1.recover(unrouted).unify()).boxed()
-}
-
-async fn unrouted(rejection: Rejection) -> Result<Response, Infallible> {
-    let error = if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::MethodNotAllowed
-    } else {
-        ApiError::NotFound(
-            "There is no such endpoint. GET /api/v1/openapi.json describes them all.".into(),
-        )
-    };
-    Ok(error.into_response())
-}
-
-/// Who calls: the API key and its storefront.
-pub struct Caller {
-    pub key: ApiKeyInfo,
-    pub storefront: Arc<Storefront>,
-}
-
-async fn dispatch(
-    route: Route,
-    state: Arc<HttpState>,
-    headers: HeaderMap,
-    query: String,
-    stream: BodyStream,
-) -> Response {
-    let body = RawBody::new(&headers, stream);
-    let answer = match route {
-        Route::OpenApi => Ok(openapi()),
-        route => match authenticate(&state, &headers).await {
-            Ok(caller) => endpoint(route, &state, &caller, &query, body).await,
-            Err(e) => {
-                body.discard().await;
-                Err(e)
-            }
-        },
-    };
-    answer.unwrap_or_else(ApiError::into_response)
-}
-
 async fn endpoint(
-    route: Route,
+    op: Op,
     state: &HttpState,
     caller: &Caller,
+    param: &str,
     query: &str,
     body: RawBody,
 ) -> Result<Response, ApiError> {
-    match route {
-        Route::OpenApi => Ok(openapi()),
-        Route::Facility(r) => records::facility(state, caller, &r, body.json().await?).await,
-        Route::Contact(r) => records::contact(state, caller, &r, body.json().await?).await,
-        Route::Rental(r) => records::rental(state, caller, &r, body.json().await?).await,
-        Route::Invoice(r) => records::invoice(state, caller, &r, body.json().await?).await,
-        Route::Agreement(r) => records::agreement(state, caller, &r, query, body).await,
-        Route::CreateAccount => accounts::create(state, caller, body.json().await?).await,
-        Route::BookingConfirmation(r) => {
+    match op {
+        Op::GetOpenApi => unreachable!("the document needs no key"),
+        Op::PutFacility => records::facility::put(state, caller, param, body.json().await?).await,
+        Op::PutContact => records::contact::put(state, caller, param, body.json().await?).await,
+        Op::PutRental => records::rental::put(state, caller, param, body.json().await?).await,
+        Op::PutInvoice => records::invoice::put(state, caller, param, body.json().await?).await,
+        Op::PutRentalAgreement => records::agreement::put(state, caller, param, query, body).await,
+        Op::CreateAccount => accounts::create(state, caller, body.json().await?).await,
+        Op::SendBookingConfirmation => {
             body.discard().await;
-            accounts::booking_confirmation(state, caller, &r).await
+            accounts::booking_confirmation(state, caller, param).await
         }
-        Route::PortalLink(id) => {
+        Op::ResendPortalLink => {
             body.discard().await;
-            accounts::portal_link(state, caller, &id).await
+            accounts::portal_link(state, caller, param).await
         }
-        Route::Deliveries => {
+        Op::ListDeliveries => {
             body.discard().await;
             deliveries::list(state, caller, query).await
         }
-        Route::Delivery(id) => {
+        Op::GetDelivery => {
             body.discard().await;
-            deliveries::detail(state, caller, &id).await
+            deliveries::detail(state, caller, param).await
         }
     }
 }
 
 /// What an API key looks like: `lk_` and 43 characters of URL-safe base64.
 fn looks_like_key(key: &str) -> bool {
-    key.len() == 46
-        && key.starts_with("lk_")
-        && key[3..]
+    key.len() == KEY_LENGTH
+        && key.starts_with(KEY_PREFIX)
+        && key[KEY_PREFIX.len()..]
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
@@ -248,8 +216,8 @@ async fn authenticate(state: &HttpState, headers: &HeaderMap) -> Result<Caller, 
     })
 }
 
-fn openapi() -> Response {
-    let mut resp = OPENAPI.into_response();
+fn document(json: &Bytes) -> Response {
+    let mut resp = Response::new(json.clone().into());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -258,37 +226,20 @@ fn openapi() -> Response {
 }
 
 /// A JSON answer; API answers are never cached.
-pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let mut resp = warp::reply::with_status(warp::reply::json(body), status).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
-/// Times as RFC 3339 in UTC, to the millisecond.
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 /// Optional text is stored as `""`; the API shows it as `null`.
-fn opt_text(s: &str) -> Value {
-    if s.is_empty() {
-        Value::Null
-    } else {
-        Value::from(s)
-    }
-}
-
-/// A database id in a path or cursor: a positive decimal number.
-fn parse_id(s: &str) -> Option<i64> {
-    if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok().filter(|id| *id > 0)
+fn opt_text(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 fn no_rental(rental_ref: &str) -> ApiError {
-    ApiError::NotFound(if input::is_ref(rental_ref) {
+    ApiError::NotFound(if fields::is_ref(rental_ref) {
         format!("Your storefront has no rental with the reference {rental_ref:?}.")
     } else {
         "Your storefront has no rental with this reference.".into()

@@ -1,0 +1,123 @@
+//! The OpenAPI 3.1 document of the API, generated from the operations' `#[utoipa::path]`
+//! attributes and the request and answer types: nothing of it is written by hand but the
+//! prose. The router (`router.rs`) is built from it, so every route is documented and every
+//! documented route is served.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, RefOr, Schema};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+use super::error_doc::{
+    BadJson, EmailTakenError, Error, Internal, TooLarge, Unauthorized, Unavailable, ValidationError,
+};
+use super::fields::REF_MAX;
+use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Latchkey integration API", version = "1.0.0"),
+    servers((url = "/api/v1")),
+    tags(
+        (name = "Records", description = "Upserts of your records by reference."),
+        (name = "Customers", description = "Portal accounts and the emails that sign customers in."),
+        (name = "Deliveries", description = "Every email sent, with its attempts."),
+        (name = "Meta"),
+    ),
+    paths(
+        records::facility::put,
+        records::contact::put,
+        records::rental::put,
+        records::invoice::put,
+        records::agreement::put,
+        accounts::create,
+        accounts::booking_confirmation,
+        accounts::portal_link,
+        deliveries::list,
+        deliveries::detail,
+        openapi,
+    ),
+    components(
+        schemas(Error, ValidationError, EmailTakenError),
+        responses(BadJson, Unauthorized, TooLarge, Internal, Unavailable),
+    ),
+    modifiers(&Prose, &ApiKey),
+)]
+struct ApiDoc;
+
+/// The document.
+pub fn document() -> Document {
+    ApiDoc::openapi()
+}
+
+/// An OpenAPI document, as served here.
+pub struct OpenApiDocument;
+
+impl PartialSchema for OpenApiDocument {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = utoipa::openapi::schema::ObjectBuilder::new();
+        for field in ["openapi", "info", "paths", "components"] {
+            schema = schema.required(field);
+        }
+        schema.into()
+    }
+}
+
+impl ToSchema for OpenApiDocument {}
+
+/// This document
+///
+/// No API key needed.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "getOpenApi",
+    tag = "Meta",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document.", body = inline(OpenApiDocument)),
+    ),
+)]
+#[allow(dead_code)]
+fn openapi() {}
+
+/// The document's introduction, with the limits it names taken from the code.
+struct Prose;
+
+impl Modify for Prose {
+    fn modify(&self, doc: &mut Document) {
+        // The package's licence is the code's, not the API's.
+        doc.info.license = None;
+        doc.info.description = Some(format!(
+            "For the operator's own systems: keep facilities, contacts, rentals, invoices and agreements in step with the customer portal, create portal accounts on storefront sign-up, send booking confirmations and portal links, and read the email delivery log.
+
+**Authentication**: `Authorization: Bearer <API key>` (keys look like `{KEY_PREFIX}` followed by {} characters). A missing or unknown key answers 401 `unauthorized`, a revoked one 401 `api_key_revoked`. Every request acts on the key's storefront only: ids and references of another storefront answer 404 (or, inside a body, the same 422 as a reference that does not exist).
+
+**References**: your own identifiers (`ref`), 1 to {REF_MAX} letters, digits, `-`, `_` or `.`, unique per storefront and kind. PUT is idempotent by reference: the first PUT creates (201), the same PUT again replaces every field (200) and keeps the id.
+
+**Errors** are JSON `{{\"code\", \"message\"}}` with a stable snake_case `code`; validation errors add `fields`. Unknown paths under /api/v1 answer 404 `not_found`, a known path with another method 405 `method_not_allowed`.
+
+**Values**: text is trimmed and may not contain control characters; dates are `YYYY-MM-DD`; times are RFC 3339 in UTC; money is an integer amount in minor units with a three-letter currency; optional text that is empty reads back as null.",
+            KEY_LENGTH - KEY_PREFIX.len()
+        ));
+    }
+}
+
+/// The security scheme every operation but the document's names.
+struct ApiKey;
+
+impl Modify for ApiKey {
+    fn modify(&self, doc: &mut Document) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format(format!(
+                "{KEY_PREFIX} followed by {} characters",
+                KEY_LENGTH - KEY_PREFIX.len()
+            ))
+            .description(Some(
+                "An API key of your storefront (`latchkey admin` creates them).",
+            ))
+            .build();
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("apiKey", SecurityScheme::Http(scheme));
+    }
+}

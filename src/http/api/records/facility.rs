@@ -1,0 +1,140 @@
+//! `PUT /facilities/{ref}`: a facility, as customers see it in the portal.
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use warp::reply::Response;
+
+use super::{path_ref, upserted};
+use crate::domain::EmailAddress;
+use crate::http::HttpState;
+use crate::http::api::error_doc::{self, BadJson, Internal, TooLarge, Unauthorized, Unavailable};
+use crate::http::api::fields::{Address, ExternalRef, Phone, Timestamp, Title};
+use crate::http::api::input::{Object, Problems, Request};
+use crate::http::api::{ApiError, Caller, opt_text};
+use crate::store::{FacilityFields, FacilityRecord};
+
+/// A facility. A PUT replaces every field: a field left out is cleared.
+#[derive(ToSchema)]
+#[schema(as = FacilityInput)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// Shown to customers.
+    name: Title,
+    address: Option<Address>,
+    phone: Option<Phone>,
+    email: Option<EmailAddress>,
+}
+
+impl Request for Input {
+    fn read(o: &mut Object, p: &mut Problems) -> Option<Self> {
+        let name = o.required("name", p);
+        let address = o.optional("address", p);
+        let phone = o.optional("phone", p);
+        let email = o.optional("email", p);
+        Some(Self {
+            name: name?,
+            address,
+            phone,
+            email,
+        })
+    }
+}
+
+/// A facility as stored.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Facility)]
+#[serde(deny_unknown_fields)]
+pub struct View {
+    id: i64,
+    /// Your reference.
+    #[schema(value_type = ExternalRef)]
+    r#ref: String,
+    name: String,
+    #[schema(required = true)]
+    address: Option<String>,
+    #[schema(required = true)]
+    phone: Option<String>,
+    #[schema(required = true)]
+    email: Option<String>,
+    /// When it was created.
+    created_at: Timestamp,
+    /// When it last changed.
+    updated_at: Timestamp,
+}
+
+impl From<&FacilityRecord> for View {
+    fn from(f: &FacilityRecord) -> Self {
+        Self {
+            id: f.id,
+            r#ref: f.external_ref.clone(),
+            name: f.fields.name.clone(),
+            address: opt_text(&f.fields.address),
+            phone: opt_text(&f.fields.phone),
+            email: opt_text(&f.fields.email),
+            created_at: f.created_at.into(),
+            updated_at: f.updated_at.into(),
+        }
+    }
+}
+
+/// Create or replace a facility
+///
+/// Idempotent by your reference: the first PUT creates (201), the same PUT again replaces (200) and keeps the id.
+#[utoipa::path(
+    put,
+    path = "/facilities/{ref}",
+    operation_id = "putFacility",
+    tag = "Records",
+    security(("apiKey" = [])),
+    params(
+        ("ref" = ExternalRef, Path,
+            description = super::ref_param("facility"),
+            example = "FAC-NORTH"),
+    ),
+    request_body(
+        content = Input,
+        content_type = "application/json",
+        example = json!({
+            "name": "Harborview Self Storage, North",
+            "address": "88 Forest Avenue, Portland, ME 04103",
+            "phone": "+1 207-555-0190",
+            "email": "north@harborview.example"
+        }),
+    ),
+    responses(
+        (status = 200, description = "Replaced: the facility existed; same id as before.", body = View),
+        (status = 201, description = "Created: the first PUT of this reference.", body = View),
+        (status = 400, response = BadJson),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "Invalid fields (see `fields`), or a reference in the body that names nothing of your storefront.", body = inline(error_doc::Invalid)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn put(
+    state: &HttpState,
+    caller: &Caller,
+    ext_ref: &str,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let mut p = Problems::default();
+    path_ref(ext_ref, &mut p);
+    let input = Input::from_body(&body, &mut p)?;
+    let (Some(input), true) = (input, p.is_empty()) else {
+        return Err(p.into_error());
+    };
+    let fields = FacilityFields {
+        name: input.name.into_string(),
+        address: input.address.map(Address::into_string).unwrap_or_default(),
+        phone: input.phone.map(Phone::into_string).unwrap_or_default(),
+        email: input.email.map(|e| e.to_string()).unwrap_or_default(),
+    };
+    let up = state
+        .svc
+        .store
+        .upsert_facility(caller.storefront.id, ext_ref, &fields, state.svc.now())
+        .await?;
+    Ok(upserted::<_, View>(up))
+}

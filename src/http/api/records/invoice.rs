@@ -1,0 +1,209 @@
+//! `PUT /invoices/{ref}`: what a contact owes; the customer may pay it through the portal.
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use warp::reply::Response;
+
+use super::{Named, finish, path_ref};
+use crate::domain::Money;
+use crate::http::HttpState;
+use crate::http::api::error_doc::{self, BadJson, Internal, TooLarge, Unauthorized, Unavailable};
+use crate::http::api::fields::{
+    AmountMinor, Currency, Date, Description, ExternalRef, InvoiceNumber, InvoiceStatus,
+    StoredCurrency, StoredInvoiceStatus, Timestamp,
+};
+use crate::http::api::input::{Object, Problems, Request};
+use crate::http::api::{ApiError, Caller};
+use crate::store::{InvoiceFields, InvoiceRecord};
+
+/// An invoice. One already paid stays paid when a PUT says `pending` (the customer paid it through the portal), and one whose payment is `processing` (a pre-authorized debit on its way) stays so: the answer shows the stored status and `paid_at`.
+#[derive(ToSchema)]
+#[schema(as = InvoiceInput)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// The billed contact's reference.
+    contact: ExternalRef,
+    /// A rental of the same contact.
+    rental: Option<ExternalRef>,
+    number: InvoiceNumber,
+    description: Description,
+    amount_minor: AmountMinor,
+    currency: Currency,
+    issued_on: Date,
+    /// Not before issued_on.
+    due_on: Date,
+    status: InvoiceStatus,
+}
+
+impl Request for Input {
+    fn read(o: &mut Object, p: &mut Problems) -> Option<Self> {
+        let contact = o.required("contact", p);
+        let rental = o.optional("rental", p);
+        let number = o.required("number", p);
+        let description = o.required("description", p);
+        let amount_minor = o.required("amount_minor", p);
+        let currency = o.required("currency", p);
+        let issued_on: Option<Date> = o.required("issued_on", p);
+        let due_on: Option<Date> = o.required("due_on", p);
+        if let (Some(issued), Some(due)) = (issued_on, due_on)
+            && due < issued
+        {
+            p.add("due_on", "May not be before issued_on.");
+        }
+        let status = o.required("status", p);
+        Some(Self {
+            contact: contact?,
+            rental,
+            number: number?,
+            description: description?,
+            amount_minor: amount_minor?,
+            currency: currency?,
+            issued_on: issued_on?,
+            due_on: due_on?,
+            status: status?,
+        })
+    }
+}
+
+impl Input {
+    fn money(&self) -> Money {
+        Money::new(self.amount_minor.get(), self.currency.as_str())
+            .expect("an amount and a currency that were read are money")
+    }
+}
+
+/// An invoice as stored.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Invoice)]
+#[serde(deny_unknown_fields)]
+pub struct View {
+    id: i64,
+    /// Your reference.
+    #[schema(value_type = ExternalRef)]
+    r#ref: String,
+    /// The contact's reference.
+    #[schema(value_type = ExternalRef)]
+    contact: String,
+    /// The rental's reference.
+    #[schema(value_type = Option<ExternalRef>, required = true)]
+    rental: Option<String>,
+    /// The facility's reference (the contact's).
+    #[schema(value_type = ExternalRef)]
+    facility: String,
+    number: String,
+    description: String,
+    #[schema(value_type = AmountMinor)]
+    amount_minor: i64,
+    #[schema(value_type = StoredCurrency)]
+    currency: String,
+    issued_on: Date,
+    due_on: Date,
+    #[schema(value_type = StoredInvoiceStatus)]
+    status: String,
+    /// When it was paid.
+    #[schema(required = true)]
+    paid_at: Option<Timestamp>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<&InvoiceRecord> for View {
+    fn from(i: &InvoiceRecord) -> Self {
+        let f = &i.fields;
+        Self {
+            id: i.id,
+            r#ref: i.external_ref.clone(),
+            contact: f.contact_ref.clone(),
+            rental: f.rental_ref.clone(),
+            facility: i.facility_ref.clone(),
+            number: f.number.clone(),
+            description: f.description.clone(),
+            amount_minor: f.amount_minor,
+            currency: f.currency.clone(),
+            issued_on: f.issued_on.into(),
+            due_on: f.due_on.into(),
+            status: f.status.clone(),
+            paid_at: i.paid_at.map(Timestamp::from),
+            created_at: i.created_at.into(),
+            updated_at: i.updated_at.into(),
+        }
+    }
+}
+
+/// Create or replace an invoice
+///
+/// Idempotent by your reference. An invoice already paid stays paid when the PUT says `pending` (the customer paid it through the portal), and one whose payment is `processing` (a pre-authorized debit on its way, until Stripe says it succeeded or failed) stays processing; the answer shows the stored status. `unknown_contact` / `unknown_rental` when a reference names nothing of your storefront; a rental of another contact is a `validation` error on `rental`.
+#[utoipa::path(
+    put,
+    path = "/invoices/{ref}",
+    operation_id = "putInvoice",
+    tag = "Records",
+    security(("apiKey" = [])),
+    params(
+        ("ref" = ExternalRef, Path,
+            description = super::ref_param("invoice"),
+            example = "INV-1043"),
+    ),
+    request_body(
+        content = Input,
+        content_type = "application/json",
+        example = json!({
+            "contact": "CON-DT-1001",
+            "rental": "RNT-DT-B112",
+            "number": "INV-1043",
+            "description": "Unit B-112, monthly rent",
+            "amount_minor": 12900,
+            "currency": "USD",
+            "issued_on": "2025-07-01",
+            "due_on": "2025-07-15",
+            "status": "pending"
+        }),
+    ),
+    responses(
+        (status = 200, description = "Replaced: the invoice existed; same id as before.", body = View),
+        (status = 201, description = "Created: the first PUT of this reference.", body = View),
+        (status = 400, response = BadJson),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "Invalid fields (see `fields`), or a reference in the body that names nothing of your storefront.", body = inline(error_doc::InvalidOrUnknownContactOrRental)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn put(
+    state: &HttpState,
+    caller: &Caller,
+    ext_ref: &str,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let mut p = Problems::default();
+    path_ref(ext_ref, &mut p);
+    let input = Input::from_body(&body, &mut p)?;
+    let (Some(input), true) = (input, p.is_empty()) else {
+        return Err(p.into_error());
+    };
+    let amount = input.money();
+    let fields = InvoiceFields {
+        contact_ref: input.contact.into_string(),
+        rental_ref: input.rental.map(ExternalRef::into_string),
+        number: input.number.into_string(),
+        description: input.description.into_string(),
+        amount_minor: amount.minor(),
+        currency: amount.currency().to_string(),
+        issued_on: input.issued_on.get(),
+        due_on: input.due_on.get(),
+        status: input.status.as_str().to_string(),
+    };
+    let named = Named {
+        contact: &fields.contact_ref,
+        rental: fields.rental_ref.as_deref(),
+        ..Named::default()
+    };
+    let upsert =
+        state
+            .svc
+            .store
+            .upsert_invoice(caller.storefront.id, ext_ref, &fields, state.svc.now());
+    finish::<_, View>(upsert, named).await
+}

@@ -94,7 +94,7 @@ impl Store {
     pub fn open(kind: &DatabaseKind, pool_size: usize) -> DbResult<Self> {
         let db: Arc<dyn Database> = match kind {
             DatabaseKind::Postgres { url, ca_file } => {
-                let target = postgres_tls::PgTarget::parse(url.expose(), ca_file.as_deref())
+                let target = crate::config::PgTarget::parse(url.expose(), ca_file.as_deref())
                     .map_err(DbError::Unavailable)?;
                 Arc::new(postgres::Postgres::connect(&target, pool_size)?)
             }

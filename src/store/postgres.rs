@@ -10,7 +10,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::db::{Conn, Database, DbError, DbResult, Dialect, Row, Transaction, Value};
-use super::postgres_tls::PgTarget;
+use super::postgres_tls::client_config;
+use crate::config::PgTarget;
 
 pub struct Postgres {
     pool: Pool,
@@ -24,7 +25,7 @@ impl Postgres {
             recycling_method: RecyclingMethod::Fast,
         };
         let pg_config = target.config.clone();
-        let manager = match target.tls().map_err(DbError::Unavailable)? {
+        let manager = match client_config(target).map_err(DbError::Unavailable)? {
             None => Manager::from_config(pg_config, tokio_postgres::NoTls, manager_config),
             Some(tls) => Manager::from_config(
                 pg_config,

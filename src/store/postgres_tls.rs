@@ -1,4 +1,5 @@
-//! PostgreSQL connection URLs with libpq's TLS options, and the rustls connector they select.
+//! The rustls connector a PostgreSQL target selects ([`crate::config::PgTarget`] parses the
+//! URL and its libpq TLS options).
 //!
 //! tokio-postgres understands `sslmode=disable|prefer|require` only and has no certificate
 //! options, so `sslmode` and `sslrootcert` are read here (and removed before tokio-postgres
@@ -12,7 +13,6 @@
 //! | `verify-ca` | yes | chain, against `sslrootcert` or the public roots |
 //! | `verify-full` | yes | chain and host name, against `sslrootcert` or the public roots |
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
@@ -22,142 +22,52 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-/// libpq's `sslmode` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    Disable,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
+use crate::config::{PgTarget, SslMode};
 
-impl SslMode {
-    fn parse(value: &str) -> Result<Self, String> {
-        Ok(match value {
-            "disable" => Self::Disable,
-            "prefer" => Self::Prefer,
-            "require" => Self::Require,
-            "verify-ca" => Self::VerifyCa,
-            "verify-full" => Self::VerifyFull,
-            other => {
-                return Err(format!(
-                    "sslmode={other}: use disable, prefer, require, verify-ca or verify-full"
-                ));
-            }
-        })
+/// The rustls client configuration for a target; `None` when TLS is off.
+pub fn client_config(target: &PgTarget) -> Result<Option<rustls::ClientConfig>, String> {
+    if target.ssl_mode == SslMode::Disable {
+        return Ok(None);
     }
-}
-
-/// A parsed PostgreSQL URL: what tokio-postgres takes, and how to secure the connection.
-#[derive(Clone)]
-pub struct PgTarget {
-    pub config: tokio_postgres::Config,
-    pub ssl_mode: SslMode,
-    pub root_cert: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for PgTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // tokio_postgres::Config's Debug hides the password already.
-        f.debug_struct("PgTarget")
-            .field("config", &self.config)
-            .field("ssl_mode", &self.ssl_mode)
-            .field("root_cert", &self.root_cert)
-            .finish()
-    }
-}
-
-impl PgTarget {
-    /// Parses a `postgres://` URL with optional `sslmode` and `sslrootcert` query options;
-    /// `ca_file` applies when the URL names no `sslrootcert`.
-    pub fn parse(url: &str, ca_file: Option<&std::path::Path>) -> Result<Self, String> {
-        let (base, query) = match url.split_once('?') {
-            Some((base, query)) => (base, Some(query)),
-            None => (url, None),
-        };
-        let mut ssl_mode = SslMode::Disable;
-        let mut root_cert = ca_file.map(PathBuf::from);
-        let mut rest = Vec::new();
-        for pair in query.into_iter().flat_map(|q| q.split('&')) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decoded = || {
-                percent_encoding::percent_decode_str(value)
-                    .decode_utf8()
-                    .map(|v| v.into_owned())
-                    .map_err(|_| format!("{key}: not UTF-8"))
-            };
-            match key {
-                "sslmode" => ssl_mode = SslMode::parse(&decoded()?)?,
-                "sslrootcert" => root_cert = Some(PathBuf::from(decoded()?)),
-                _ => rest.push(pair),
-            }
-        }
-        let stripped = if rest.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}?{}", rest.join("&"))
-        };
-        let mut config: tokio_postgres::Config = stripped
-            .parse()
-            .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
-        config.ssl_mode(match ssl_mode {
-            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            _ => tokio_postgres::config::SslMode::Require,
-        });
-        Ok(Self {
-            config,
-            ssl_mode,
-            root_cert,
-        })
-    }
-
-    /// The rustls client configuration for this target; `None` when TLS is off.
-    pub fn tls(&self) -> Result<Option<rustls::ClientConfig>, String> {
-        if self.ssl_mode == SslMode::Disable {
-            return Ok(None);
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = || -> Result<Arc<rustls::RootCertStore>, String> {
-            let mut roots = rustls::RootCertStore::empty();
-            match &self.root_cert {
-                Some(path) => {
-                    let certs = CertificateDer::pem_file_iter(path)
-                        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                        .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-                    let (added, _) = roots.add_parsable_certificates(certs);
-                    if added == 0 {
-                        return Err(format!(
-                            "sslrootcert {}: no certificate in it",
-                            path.display()
-                        ));
-                    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = || -> Result<Arc<rustls::RootCertStore>, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &target.root_cert {
+            Some(path) => {
+                let certs = CertificateDer::pem_file_iter(path)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(format!(
+                        "sslrootcert {}: no certificate in it",
+                        path.display()
+                    ));
                 }
-                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
             }
-            Ok(Arc::new(roots))
-        };
-        let webpki = |roots| {
-            WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| e.to_string())
-        };
-        let verifier: Arc<dyn ServerCertVerifier> = match self.ssl_mode {
-            SslMode::Disable => unreachable!("handled above"),
-            SslMode::Prefer => Arc::new(EncryptOnly(provider.clone())),
-            SslMode::Require if self.root_cert.is_none() => Arc::new(EncryptOnly(provider.clone())),
-            SslMode::Require | SslMode::VerifyCa => Arc::new(ChainOnly(webpki(roots()?)?)),
-            SslMode::VerifyFull => webpki(roots()?)?,
-        };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        Ok(Some(config))
-    }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        Ok(Arc::new(roots))
+    };
+    let webpki = |roots| {
+        WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = match target.ssl_mode {
+        SslMode::Disable => unreachable!("handled above"),
+        SslMode::Prefer => Arc::new(EncryptOnly(provider.clone())),
+        SslMode::Require if target.root_cert.is_none() => Arc::new(EncryptOnly(provider.clone())),
+        SslMode::Require | SslMode::VerifyCa => Arc::new(ChainOnly(webpki(roots()?)?)),
+        SslMode::VerifyFull => webpki(roots()?)?,
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Some(config))
 }
 
 /// `prefer` and `require` without a root certificate: the connection is encrypted, the
@@ -279,7 +189,7 @@ mod tests {
         let plain =
             PgTarget::parse("postgres://u@db/x", Some(std::path::Path::new("/ca"))).unwrap();
         assert_eq!(plain.ssl_mode, SslMode::Disable);
-        assert!(plain.tls().unwrap().is_none());
+        assert!(client_config(&plain).unwrap().is_none());
         assert_eq!(
             plain.root_cert.as_deref(),
             Some(std::path::Path::new("/ca"))
@@ -291,6 +201,6 @@ mod tests {
             None,
         )
         .unwrap();
-        assert!(missing.tls().unwrap_err().contains("/nope"));
+        assert!(client_config(&missing).unwrap_err().contains("/nope"));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use super::form::FormError;
+use super::form::FormRefused;
 use super::pages::{html, not_found_page, render};
 use super::{Frame, Site};
 use crate::error::AppError;
@@ -34,14 +34,6 @@ pub struct Wording {
     /// 404: heading, message and the label of a link to the site's home; `None` for the plain
     /// page the router answers with too.
     pub not_found: Option<(&'static str, &'static str, &'static str)>,
-}
-
-/// Why a posted form was refused.
-pub(super) enum FormRefused {
-    TooLarge,
-    Broken,
-    Unreadable(FormError),
-    Expired,
 }
 
 impl<S: Site> Frame<S> {

@@ -8,7 +8,6 @@ use futures::StreamExt;
 use warp::Filter;
 use warp::reply::Response;
 
-use super::errors::FormRefused;
 use super::{Frame, Site};
 
 /// Forms are small; anything bigger is refused with 413 before it is read.
@@ -82,6 +81,14 @@ pub enum FormError {
     InvalidUtf8,
     #[error("The form could not be read.")]
     Malformed,
+}
+
+/// Why a posted form was refused.
+pub(super) enum FormRefused {
+    TooLarge,
+    Broken,
+    Unreadable(FormError),
+    Expired,
 }
 
 /// A parsed form. Repeated fields keep their first value.

@@ -17,6 +17,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::batch::Batcher;
 use super::spawn_work;
+use crate::domain::EmailAddress;
 use crate::error::AppError;
 use crate::links::{self, ConsoleLink, PortalLink};
 use crate::mail::{EmailContent, MagicLink, Transport, build_message, render};
@@ -255,12 +256,9 @@ impl MailWork {
                 return Ok(DeliverOutcome::Failed { error });
             }
         };
-        let domain = claimed
-            .recipient
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase())
-            .unwrap_or_default();
-        self.limits.wait(&domain, claimed.storefront_id).await;
+        self.limits
+            .wait(prepared.to.domain(), claimed.storefront_id)
+            .await;
 
         let started_at = svc.now();
         let timer = std::time::Instant::now();
@@ -433,21 +431,18 @@ impl MailWork {
             None
         };
         let printed = link.as_ref().map(|l| l.url.clone());
-        let content = EmailContent::new(data, link, &claimed.recipient)?;
+        // Addresses were checked when they were stored; one that no longer parses is not sent.
+        let to = EmailAddress::parse(&claimed.recipient)
+            .map_err(|e| format!("the recipient address is not valid: {e}"))?;
+        let content = EmailContent::new(data, link, to.as_str())?;
         let (text, html) = render(&sender.name, &content).map_err(|e| e.to_string())?;
-        let message = build_message(
-            &sender,
-            &claimed.recipient,
-            &claimed.subject,
-            text,
-            html,
-            claimed.id,
-        )
-        .map_err(|e| e.to_string())?;
+        let message = build_message(&sender, &to, &claimed.subject, text, html, claimed.id)
+            .map_err(|e| e.to_string())?;
         Ok(Prepared {
             envelope: message.envelope().clone(),
             raw: message.formatted(),
             link: printed,
+            to,
         })
     }
 }
@@ -456,6 +451,7 @@ struct Prepared {
     envelope: lettre::address::Envelope,
     raw: Vec<u8>,
     link: Option<String>,
+    to: EmailAddress,
 }
 
 /// A worker: consumes the mail queue with `concurrency` messages in flight, hands each to the

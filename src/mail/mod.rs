@@ -11,7 +11,7 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 
 use crate::display;
 pub use crate::domain::emails::FacilityContact;
-use crate::domain::{EmailData, Money};
+use crate::domain::{EmailAddress, EmailData, Money};
 use crate::store::Storefront;
 
 pub use transport::{Outbox, SendFailure, SentReply, Transport};
@@ -523,7 +523,7 @@ impl EmailContent {
 /// delivery row, and signs it with the storefront's DKIM key when it has one.
 pub fn build_message(
     storefront: &Storefront,
-    recipient: &str,
+    recipient: &EmailAddress,
     subject: &str,
     text: String,
     html: String,
@@ -537,13 +537,12 @@ pub fn build_message(
             .map_err(|e| MailError::Build(format!("sender address: {e}")))?,
     );
     let to: Mailbox = recipient
+        .as_str()
         .parse()
         .map_err(|e| MailError::Build(format!("recipient address: {e}")))?;
-    let domain = storefront
-        .from_email
-        .rsplit_once('@')
-        .map(|(_, d)| d)
-        .unwrap_or("latchkey.localdomain");
+    let sender = EmailAddress::parse(&storefront.from_email)
+        .map_err(|e| MailError::Build(format!("sender address: {e}")))?;
+    let domain = sender.domain();
     let mut builder = Message::builder()
         .from(from)
         .to(to)
@@ -603,6 +602,10 @@ pub fn build_message(
 mod tests {
     use super::*;
 
+    fn address(s: &str) -> EmailAddress {
+        EmailAddress::parse(s).unwrap()
+    }
+
     fn storefront() -> Storefront {
         Storefront {
             id: 1,
@@ -632,8 +635,15 @@ mod tests {
         assert!(html.contains("&#60;b&#62;Alex&#60;/b&#62;"));
         assert!(!html.contains("<b>Alex"));
         assert!(html.contains("Harborview &#60;Rentals&#62;"));
-        let msg =
-            build_message(&storefront(), "alex@example.com", "Subject", text, html, 42).unwrap();
+        let msg = build_message(
+            &storefront(),
+            &address("alex@example.com"),
+            "Subject",
+            text,
+            html,
+            42,
+        )
+        .unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
         assert!(raw.contains("X-Latchkey-Delivery: 42"));
         assert!(raw.contains("From: \"Harborview Rentals\" <portal@harborview.example>"));
@@ -654,7 +664,7 @@ mod tests {
         });
         let msg = build_message(
             &sf,
-            "alex@example.com",
+            &address("alex@example.com"),
             "Subject",
             "text".into(),
             "<p>html</p>".into(),

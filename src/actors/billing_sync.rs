@@ -21,11 +21,13 @@ use crate::billing::gateway::{
     CheckoutState, IntentStatus, PaymentCheckout, SessionStatus, SetupCheckout,
 };
 use crate::billing::{Gateway, ProviderError};
+use crate::domain::emails::{EmailData, InvoiceLine, PaymentFailed, Receipt};
 use crate::domain::webhook::{SignatureError, VerifiedPayload};
 use crate::error::AppError;
+use crate::links::{PortalLink, Returned};
 use crate::mail::{payment_failed_subject, receipt_subject};
 use crate::services::Services;
-use crate::store::{Account, DeliveryKind, EventState, Invoice, NewDelivery, Storefront};
+use crate::store::{Account, EventState, Invoice, NewDelivery, Storefront};
 
 /// How often failed webhook work is tried again (the due ones).
 const RETRY_EVERY: Duration = Duration::from_secs(30);
@@ -349,9 +351,11 @@ impl BillingWork {
                 continue;
             }
             let customer = self.customer(&msg.account).await?;
-            let base = self.svc.portal_url(&msg.storefront);
-            let success = format!("{base}/billing?checkout=success");
-            let cancel = format!("{base}/billing?checkout=cancelled");
+            let link = |r| {
+                self.svc
+                    .portal_link(&msg.storefront, PortalLink::CheckoutReturn(r))
+            };
+            let (success, cancel) = (link(Returned::Success), link(Returned::Cancelled));
             let description = format!("Invoice {}: {}", invoice.number, invoice.description);
             let key = format!(
                 "{}-invoice-{}-checkout-{}",
@@ -485,9 +489,11 @@ impl BillingWork {
     async fn start_setup(&self, msg: StartSetup) -> Result<String, BillingError> {
         let gateway = self.gateway()?;
         let customer = self.customer(&msg.account).await?;
-        let base = self.svc.portal_url(&msg.storefront);
-        let success = format!("{base}/billing?setup=success");
-        let cancel = format!("{base}/billing?setup=cancelled");
+        let link = |r| {
+            self.svc
+                .portal_link(&msg.storefront, PortalLink::SetupReturn(r))
+        };
+        let (success, cancel) = (link(Returned::Success), link(Returned::Cancelled));
         // The currency the customer is billed in (their latest invoice's), USD when none.
         let currency = self
             .svc
@@ -717,7 +723,7 @@ impl BillingWork {
             .by_id(invoice.storefront_id)
             .await?
             .ok_or(BillingError::NotFound)?;
-        let billing_url = format!("{}/billing", self.svc.portal_url(&storefront));
+        let billing_url = self.svc.portal_link(&storefront, PortalLink::Billing);
         let relay_after = self.svc.config.relay_after();
         let notice = |invoice: &Invoice, account: &Account| {
             payment_failed_delivery(&storefront, invoice, account, &billing_url, relay_after)
@@ -847,6 +853,16 @@ impl BillingWork {
     }
 }
 
+/// The invoice as an email names it.
+fn invoice_line(invoice: &Invoice) -> InvoiceLine {
+    InvoiceLine {
+        number: invoice.number.clone(),
+        description: invoice.description.clone(),
+        facility: invoice.facility_name.clone(),
+        amount: invoice.amount.into(),
+    }
+}
+
 /// The receipt email for a paid invoice.
 pub(crate) fn receipt_delivery(
     storefront: &Storefront,
@@ -858,16 +874,12 @@ pub(crate) fn receipt_delivery(
     NewDelivery {
         storefront_id: storefront.id,
         account_id: Some(account.id),
-        kind: DeliveryKind::PaymentReceipt,
         recipient: account.email.clone(),
         subject: receipt_subject(&storefront.name, &invoice.number),
-        payload: serde_json::json!({
-            "first_name": account.first_name(),
-            "number": invoice.number,
-            "description": invoice.description,
-            "facility": invoice.facility_name,
-            "paid_on": crate::http::rentals::format_date(paid_on),
-            "amount": invoice.amount.to_string(),
+        data: EmailData::PaymentReceipt(Receipt {
+            first_name: account.first_name(),
+            invoice: invoice_line(invoice),
+            paid_on: paid_on.into(),
         }),
         sealed_token: None,
         link_expires_at: None,
@@ -888,16 +900,12 @@ pub(crate) fn payment_failed_delivery(
     NewDelivery {
         storefront_id: storefront.id,
         account_id: Some(account.id),
-        kind: DeliveryKind::PaymentFailed,
         recipient: account.email.clone(),
         subject: payment_failed_subject(&storefront.name, &invoice.number),
-        payload: serde_json::json!({
-            "first_name": account.first_name(),
-            "number": invoice.number,
-            "description": invoice.description,
-            "facility": invoice.facility_name,
-            "amount": invoice.amount.to_string(),
-            "billing_url": billing_url,
+        data: EmailData::PaymentFailed(PaymentFailed {
+            first_name: account.first_name(),
+            invoice: invoice_line(invoice),
+            billing_url: billing_url.to_string(),
         }),
         sealed_token: None,
         link_expires_at: None,

@@ -18,7 +18,8 @@ use tokio::sync::{Semaphore, watch};
 use super::batch::Batcher;
 use super::spawn_work;
 use crate::error::AppError;
-use crate::mail::{EmailContent, Transport, build_message, render};
+use crate::links::{self, ConsoleLink, PortalLink};
+use crate::mail::{EmailContent, MagicLink, Transport, build_message, render};
 use crate::metrics::StatusLabel;
 use crate::queue::{Job, MailMessage, MailQueue};
 use crate::services::Services;
@@ -405,8 +406,8 @@ impl MailWork {
                 .map_err(|e| e.to_string())?
                 .ok_or("the storefront no longer exists")?
         };
-        let field = |k: &str| claimed.payload[k].as_str().unwrap_or_default().to_string();
-        let (content, link) = if claimed.kind.carries_link() {
+        let data = claimed.data.as_ref().map_err(String::clone)?;
+        let link = if data.kind().carries_link() {
             let expires = claimed.link_expires_at.ok_or("no link expiry recorded")?;
             if expires <= svc.now() {
                 return Err("link expired before delivery".into());
@@ -417,55 +418,22 @@ impl MailWork {
                 .and_then(|s| svc.keys.open_token(s))
                 .ok_or("the link's token cannot be opened (was the secret key changed?)")?
                 .encode();
-            let minutes = (expires - claimed.created_at).num_minutes().max(1);
-            let first_name = Some(field("first_name"))
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| "there".into());
-            let content = match claimed.kind {
-                DeliveryKind::StaffSignIn => EmailContent::StaffSignIn {
-                    first_name,
-                    link: format!(
-                        "{}/console/auth/{token}",
-                        svc.config.public_url().as_str().trim_end_matches('/')
-                    ),
-                    minutes,
-                },
-                DeliveryKind::BookingConfirmation => EmailContent::BookingConfirmation {
-                    first_name,
-                    link: format!("{}/auth/{token}", svc.portal_url(&sender)),
-                    minutes,
-                    label: field("label"),
-                    facility: field("facility"),
-                    dates: field("dates"),
-                },
-                DeliveryKind::ConfirmEmail => EmailContent::ConfirmEmail {
-                    first_name,
-                    link: format!("{}/confirm-email/{token}", svc.portal_url(&sender)),
-                    minutes,
-                    new_email: claimed.recipient.clone(),
-                },
-                _ => EmailContent::SignIn {
-                    first_name,
-                    link: format!("{}/auth/{token}", svc.portal_url(&sender)),
-                    minutes,
-                },
+            let url = match data.kind() {
+                DeliveryKind::StaffSignIn => links::console(&svc.config, ConsoleLink::Auth(&token)),
+                DeliveryKind::ConfirmEmail => {
+                    svc.portal_link(&sender, PortalLink::ConfirmEmail(&token))
+                }
+                _ => svc.portal_link(&sender, PortalLink::Auth(&token)),
             };
-            let link = match &content {
-                EmailContent::SignIn { link, .. }
-                | EmailContent::BookingConfirmation { link, .. }
-                | EmailContent::StaffSignIn { link, .. }
-                | EmailContent::ConfirmEmail { link, .. } => Some(link.clone()),
-                _ => None,
-            };
-            (content, link)
+            Some(MagicLink {
+                url,
+                minutes: (expires - claimed.created_at).num_minutes().max(1),
+            })
         } else {
-            (
-                EmailContent::from_payload(claimed.kind, &claimed.payload).ok_or_else(|| {
-                    format!("the {} email's data is incomplete", claimed.kind.as_str())
-                })?,
-                None,
-            )
+            None
         };
+        let printed = link.as_ref().map(|l| l.url.clone());
+        let content = EmailContent::new(data, link, &claimed.recipient)?;
         let (text, html) = render(&sender.name, &content).map_err(|e| e.to_string())?;
         let message = build_message(
             &sender,
@@ -479,7 +447,7 @@ impl MailWork {
         Ok(Prepared {
             envelope: message.envelope().clone(),
             raw: message.formatted(),
-            link,
+            link: printed,
         })
     }
 }

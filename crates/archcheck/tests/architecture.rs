@@ -60,7 +60,6 @@ fn the_sources_are_read() {
 }
 
 #[test]
-#[ignore = "main has the circle actors -> http -> operations (format_date in http/rentals.rs); the lead removes this once display formatting moved below both"]
 fn no_circle_between_layers() {
     let g = graph();
     let cycles = g.layer_cycles();
@@ -78,7 +77,7 @@ fn no_circle_between_layers() {
 }
 
 #[test]
-#[ignore = "main has a circle of http::{account,billing,portal,rentals} (portal.rs routes to them, they use portal::PageCommon) with actors::billing_sync; the lead removes this once it is gone"]
+#[ignore = "src/http has a circle: portal.rs routes to account, billing and rentals, which use portal::{Portal, PageCommon}; remove this once it is gone"]
 fn no_circle_between_files() {
     let g = graph();
     let cycles = g.file_cycles();
@@ -105,7 +104,6 @@ fn no_circle_between_files() {
 }
 
 #[test]
-#[ignore = "main has actors/billing_sync.rs and operations.rs using http::rentals::format_date; the lead removes this once display formatting moved below both"]
 fn only_the_web_layer_and_its_callers_name_http() {
     let g = graph();
     let mut groups: BTreeMap<(String, String), Vec<&Edge>> = BTreeMap::new();

@@ -8,61 +8,17 @@ use super::Store;
 use super::audience::CUSTOMERS;
 use super::audit::insert_audit;
 use super::contacts::{ContactView, contact_by_ref, link_unlinked_contact, move_contacts};
-use super::db::{Conn, DbError, DbResult, Dialect, Row, Value};
+use super::db::{Conn, DbError, DbResult};
 use super::deliveries::{Delivery, NewDelivery, insert_delivery, move_deliveries};
 use super::email_changes::{NewEmailChange, insert_email_change, recent_email_changes};
 use super::invoices::{Invoice, InvoiceFilter};
 use super::payments::move_payment_methods;
 use super::rentals::Rental;
+use super::rows::{ACCOUNT_COLUMNS, Account, StaffUser, account_from, address_taken, lock_account};
 use super::sessions::end_sessions;
-use super::staff::StaffUser;
-use super::tokens::{LinkFor, delete_links};
+use super::tokens::delete_links;
 use crate::domain::EmailAddress;
 use crate::params;
-
-#[derive(Debug, Clone)]
-pub struct Account {
-    pub id: i64,
-    pub storefront_id: i64,
-    pub email: String,
-    pub full_name: String,
-    pub phone: String,
-    pub stripe_customer_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl Account {
-    /// What the dashboard greets: the first word of the full name, or the address's local part.
-    pub fn first_name(&self) -> String {
-        first_name(&self.full_name, &self.email)
-    }
-}
-
-pub fn first_name(full_name: &str, email: &str) -> String {
-    full_name
-        .split_whitespace()
-        .next()
-        .map(str::to_string)
-        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string())
-}
-
-/// How many columns `ACCOUNT_COLUMNS` selects (a query's next column follows them).
-pub(crate) const ACCOUNT_COLUMN_COUNT: usize = 7;
-
-pub(crate) const ACCOUNT_COLUMNS: &str =
-    "id, storefront_id, email, full_name, phone, stripe_customer_id, created_at";
-
-pub(crate) fn account_from(r: &Row) -> Account {
-    Account {
-        id: r.i64(0),
-        storefront_id: r.i64(1),
-        email: r.string(2),
-        full_name: r.string(3),
-        phone: r.string(4),
-        stripe_customer_id: r.opt_string(5),
-        created_at: r.ts(6),
-    }
-}
 
 /// What Account's Save changes did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -440,104 +396,4 @@ async fn insert_account(
         )
         .await?;
     Ok(account_from(&row))
-}
-
-/// The account a link request is for (by the address typed, or by id), in the issuing
-/// transaction.
-pub(super) async fn account_for_link(
-    conn: &mut dyn Conn,
-    storefront_id: i64,
-    who: &LinkFor,
-) -> DbResult<Option<Account>> {
-    let (column, key) = match who {
-        LinkFor::Email(e) => ("email_key", Value::from(e.key())),
-        LinkFor::Account(id) => ("id", Value::from(*id)),
-    };
-    let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND {column} = $2"
-    );
-    Ok(conn
-        .query_opt(&sql, &[Value::from(storefront_id), key])
-        .await?
-        .as_ref()
-        .map(account_from))
-}
-
-/// An account of the storefront, read in the caller's transaction and locked until it ends
-/// (PostgreSQL: `FOR UPDATE`; SQLite's BEGIN IMMEDIATE already holds the write lock), so that
-/// what the transaction counts and checks holds across web nodes.
-pub(super) async fn lock_account(
-    conn: &mut dyn Conn,
-    dialect: Dialect,
-    storefront_id: i64,
-    account_id: i64,
-) -> DbResult<Option<Account>> {
-    let lock = match dialect {
-        Dialect::Postgres => " FOR UPDATE",
-        Dialect::Sqlite => "",
-    };
-    let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2{lock}"
-    );
-    Ok(conn
-        .query_opt(&sql, &params![storefront_id, account_id])
-        .await?
-        .as_ref()
-        .map(account_from))
-}
-
-/// Whether an account of the storefront (other than `except`) has this address (its
-/// lower-case key).
-pub(super) async fn address_taken(
-    conn: &mut dyn Conn,
-    storefront_id: i64,
-    email_key: &str,
-    except: Option<i64>,
-) -> DbResult<bool> {
-    let row = match except {
-        None => {
-            conn.query_opt(
-                "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2",
-                &params![storefront_id, email_key],
-            )
-            .await?
-        }
-        Some(id) => {
-            conn.query_opt(
-                "SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2 AND id <> $3",
-                &params![storefront_id, email_key, id],
-            )
-            .await?
-        }
-    };
-    Ok(row.is_some())
-}
-
-/// Switches an account to a confirmed new address, in the caller's transaction (a taken
-/// address is `DbError::Unique`).
-pub(super) async fn set_address(
-    conn: &mut dyn Conn,
-    storefront_id: i64,
-    account_id: i64,
-    (email, email_key): (&str, &str),
-    now: DateTime<Utc>,
-) -> DbResult<()> {
-    conn.execute(
-        "UPDATE accounts SET email = $3, email_key = $4, updated_at = $5
-         WHERE storefront_id = $1 AND id = $2",
-        &params![storefront_id, account_id, email, email_key, now],
-    )
-    .await?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::first_name;
-
-    #[test]
-    fn first_name_falls_back_to_the_address() {
-        assert_eq!(first_name("Alex Martin", "alex@example.com"), "Alex");
-        assert_eq!(first_name("  ", "sam@example.com"), "sam");
-    }
 }

@@ -6,9 +6,8 @@
 //! parameter. Where the rows differ (a customer's name their storefront, a customer's link
 //! says who asked for it and where it lands), a `match` on the audience picks the statement.
 
-use super::accounts::ACCOUNT_COLUMNS;
 use super::db::Value;
-use super::staff::STAFF_COLUMNS;
+use super::rows::{ACCOUNT_COLUMNS, STAFF_COLUMNS};
 
 /// Whose link or session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::Store;
 use super::db::{Conn, DbResult};
-use super::staff::StaffUser;
+use super::rows::StaffUser;
 use crate::params;
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::Store;
 use super::audit::insert_audit;
 use super::db::{Conn, DbResult, Row};
-use super::staff::StaffUser;
+use super::rows::StaffUser;
 use super::storefronts::facility_by_ref;
 use super::upsert::{Unresolved, UpsertResult, Upserted, insert_or_update};
 use crate::params;

@@ -6,10 +6,10 @@
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::accounts::{Account, address_taken, lock_account, set_address};
 use super::audience::{Audience, CUSTOMERS};
 use super::db::{Conn, DbError, DbResult};
 use super::deliveries::{NewDelivery, insert_delivery};
+use super::rows::{Account, address_taken, lock_account, set_address};
 use super::sessions::{NewSession, end_sessions, start_session};
 use super::tokens::end_links;
 use crate::domain::{EmailAddress, TokenHash};

@@ -6,11 +6,11 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::Store;
-use super::accounts::{ACCOUNT_COLUMNS, Account, account_from};
 use super::contacts::contact_by_ref;
 use super::db::{Conn, DbResult, Row, Value, qualified};
 use super::deliveries::{NewDelivery, insert_delivery};
 use super::rentals::rental_by_ref;
+use super::rows::{ACCOUNT_COLUMNS, Account, account_from};
 use super::upsert::{Unresolved, UpsertResult, Upserted, insert_or_update};
 use crate::domain::Money;
 use crate::params;

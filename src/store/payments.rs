@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::accounts::{ACCOUNT_COLUMNS, Account, account_from};
 use super::db::{Conn, DbResult, Dialect, Row, Value};
+use super::rows::{ACCOUNT_COLUMNS, Account, account_from};
 use crate::params;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

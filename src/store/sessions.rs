@@ -5,10 +5,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::Store;
-use super::accounts::{Account, account_from};
 use super::audience::{Audience, CUSTOMERS, EVERY_AUDIENCE, Tables};
 use super::db::{Conn, DbResult, Row, qualified};
-use super::staff::{StaffUser, staff_from};
+use super::rows::{Account, StaffUser, account_from, staff_from};
 use crate::domain::TokenHash;
 use crate::params;
 

@@ -1,96 +1,19 @@
 //! Staff users: the operator's people (owner, manager, staff of one storefront) and platform
 //! support, created by the command line, disabled rather than deleted. Their console links and
-//! sessions are in `tokens` and `sessions`, with the customers'.
+//! sessions are in `tokens` and `sessions`, with the customers'; the staff user row and its role
+//! in `rows`.
 
 use chrono::{DateTime, Utc};
 
 use super::Store;
 use super::audience::STAFF;
 use super::audit::insert_audit;
-use super::db::{Conn, DbResult, Dialect, Row};
+use super::db::DbResult;
+use super::rows::{Role, STAFF_COLUMNS, StaffUser, staff_from};
 use super::sessions::end_sessions;
 use super::tokens::end_links;
 use crate::domain::EmailAddress;
 use crate::params;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Owner,
-    Manager,
-    Staff,
-    /// Platform support: every storefront, and the support tools.
-    Support,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Manager => "manager",
-            Role::Staff => "staff",
-            Role::Support => "support",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "owner" => Role::Owner,
-            "manager" => Role::Manager,
-            "staff" => Role::Staff,
-            "support" => Role::Support,
-            _ => return None,
-        })
-    }
-
-    /// May resend a customer's portal link.
-    pub fn can_resend(self) -> bool {
-        matches!(self, Role::Owner | Role::Manager | Role::Support)
-    }
-
-    /// May link contacts and merge accounts.
-    pub fn can_support(self) -> bool {
-        self == Role::Support
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct StaffUser {
-    pub id: i64,
-    /// `None` for platform support.
-    pub storefront_id: Option<i64>,
-    pub email: String,
-    pub full_name: String,
-    pub role: Role,
-}
-
-impl StaffUser {
-    /// May this staff member see this storefront?
-    pub fn sees(&self, storefront_id: i64) -> bool {
-        self.role == Role::Support || self.storefront_id == Some(storefront_id)
-    }
-
-    /// How the audit log names them.
-    pub fn actor(&self) -> String {
-        format!(
-            "{} <{}> ({})",
-            self.full_name,
-            self.email,
-            self.role.as_str()
-        )
-    }
-}
-
-pub(super) const STAFF_COLUMNS: &str = "id, storefront_id, email, full_name, role";
-
-pub(super) fn staff_from(r: &Row) -> StaffUser {
-    StaffUser {
-        id: r.i64(0),
-        storefront_id: r.opt_i64(1),
-        email: r.string(2),
-        full_name: r.string(3),
-        role: Role::parse(&r.string(4)).unwrap_or(Role::Staff),
-    }
-}
 
 impl Store {
     /// Creates a staff user (a taken address is `DbError::Unique`).
@@ -186,26 +109,4 @@ impl Store {
         tx.commit().await?;
         Ok(Some(staff))
     }
-}
-
-/// The staff user with this address, unless disabled, read in the caller's transaction and
-/// locked until it ends (PostgreSQL: `FOR UPDATE`; SQLite's BEGIN IMMEDIATE already holds the
-/// write lock).
-pub(super) async fn lock_active_staff(
-    conn: &mut dyn Conn,
-    dialect: Dialect,
-    email: &EmailAddress,
-) -> DbResult<Option<StaffUser>> {
-    let lock = match dialect {
-        Dialect::Postgres => " FOR UPDATE",
-        Dialect::Sqlite => "",
-    };
-    let sql = format!(
-        "SELECT {STAFF_COLUMNS} FROM staff_users WHERE email_key = $1 AND disabled_at IS NULL{lock}"
-    );
-    Ok(conn
-        .query_opt(&sql, &params![email.key()])
-        .await?
-        .as_ref()
-        .map(staff_from))
 }

@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use super::limits::Verdict;
 use super::{IssueOutcome, LinkFor, LinkRequest};
 use crate::store::Store;
-use crate::store::accounts::{ACCOUNT_COLUMN_COUNT, ACCOUNT_COLUMNS, Account, account_from};
 use crate::store::db::{DbResult, Value};
 use crate::store::deliveries::NewDelivery;
+use crate::store::rows::{ACCOUNT_COLUMN_COUNT, ACCOUNT_COLUMNS, Account, account_from};
 
 /// What one request becomes once its account is known.
 struct Planned<'a> {

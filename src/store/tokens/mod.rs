@@ -11,12 +11,11 @@ pub use limits::*;
 use chrono::{DateTime, Duration, Utc};
 
 use super::Store;
-use super::accounts::{Account, account_for_link};
 use super::audience::{Audience, CUSTOMERS, EVERY_AUDIENCE, STAFF, Tables};
-use super::db::{Conn, DbResult, Dialect};
+use super::db::{Conn, DbResult, Dialect, Value};
 use super::deliveries::{NewDelivery, insert_delivery};
+use super::rows::{ACCOUNT_COLUMNS, Account, StaffUser, account_from, lock_active_staff};
 use super::sessions::{NewSession, start_session};
-use super::staff::{StaffUser, lock_active_staff};
 use crate::domain::emails::{BookedRental, Booking, EmailData, Greeting};
 use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
@@ -411,4 +410,25 @@ pub(super) async fn delete_links(
         tables.tokens, tables.subject_id
     );
     conn.execute(&sql, &params![subject_id]).await
+}
+
+/// The account a link request is for (by the address typed, or by id), in the issuing
+/// transaction.
+pub(super) async fn account_for_link(
+    conn: &mut dyn Conn,
+    storefront_id: i64,
+    who: &LinkFor,
+) -> DbResult<Option<Account>> {
+    let (column, key) = match who {
+        LinkFor::Email(e) => ("email_key", Value::from(e.key())),
+        LinkFor::Account(id) => ("id", Value::from(*id)),
+    };
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND {column} = $2"
+    );
+    Ok(conn
+        .query_opt(&sql, &[Value::from(storefront_id), key])
+        .await?
+        .as_ref()
+        .map(account_from))
 }

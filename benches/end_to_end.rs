@@ -71,7 +71,7 @@ use common::*;
 use latchkey::config::{Config, DatabaseKind};
 use latchkey::queue::rabbit::RabbitQueue;
 use latchkey::store::Store;
-use latchkey::testkit::SmtpSink;
+use latchkey_testkit::SmtpSink;
 use rand::Rng as _;
 use tokio::task::JoinHandle;
 
@@ -2020,7 +2020,7 @@ Choices that keep it honest:
 
 - Every link goes to a different account (`bench-0000123@bench.example`), so the per-account
   limit (5 links per 15 minutes) never suppresses a send.
-- The SMTP server runs inside the benchmark process (`latchkey::testkit::SmtpSink`), so arrivals
+- The SMTP server runs inside the benchmark process (`latchkey_testkit::SmtpSink`), so arrivals
   and POSTs are timed on the same clock, and it costs far less CPU than a real mail server.
 - All clients come from 127.0.0.1 and all emails go to one storefront and one domain, so the
   per-IP burst limit and the sending limits (per domain, per storefront, global) are raised: they

@@ -71,7 +71,7 @@ use latchkey::config::{Config, DatabaseKind};
 use latchkey::queue::MailQueue as _;
 use latchkey::queue::rabbit::RabbitQueue;
 use latchkey::store::Store;
-use latchkey::testkit::SmtpSink;
+use latchkey_testkit::SmtpSink;
 use rand::Rng as _;
 use tokio::task::JoinHandle;
 
@@ -2228,7 +2228,7 @@ What is measured:
 Choices: the policy limits (per-IP, and the sending limits per domain, per storefront and overall)
 are raised, since all clients are 127.0.0.1 and all backlog emails go to one domain and one
 storefront; capacity settings (pools, mail concurrency, threads) keep their defaults. The SMTP
-server runs in the benchmark process (`latchkey::testkit::SmtpSink`). Everything shares the
+server runs in the benchmark process (`latchkey_testkit::SmtpSink`). Everything shares the
 machine, so the CPU columns say who used it. A page that answers anything but 200 fails the run.
 "#;
 

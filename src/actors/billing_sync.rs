@@ -23,6 +23,7 @@ use crate::billing::gateway::{
 use crate::billing::{Gateway, ProviderError};
 use crate::domain::webhook::{SignatureError, VerifiedPayload};
 use crate::error::AppError;
+use crate::links::{PortalLink, Returned};
 use crate::mail::{payment_failed_subject, receipt_subject};
 use crate::services::Services;
 use crate::store::{Account, DeliveryKind, EventState, Invoice, NewDelivery, Storefront};
@@ -349,9 +350,11 @@ impl BillingWork {
                 continue;
             }
             let customer = self.customer(&msg.account).await?;
-            let base = self.svc.portal_url(&msg.storefront);
-            let success = format!("{base}/billing?checkout=success");
-            let cancel = format!("{base}/billing?checkout=cancelled");
+            let link = |r| {
+                self.svc
+                    .portal_link(&msg.storefront, PortalLink::CheckoutReturn(r))
+            };
+            let (success, cancel) = (link(Returned::Success), link(Returned::Cancelled));
             let description = format!("Invoice {}: {}", invoice.number, invoice.description);
             let key = format!(
                 "{}-invoice-{}-checkout-{}",
@@ -485,9 +488,11 @@ impl BillingWork {
     async fn start_setup(&self, msg: StartSetup) -> Result<String, BillingError> {
         let gateway = self.gateway()?;
         let customer = self.customer(&msg.account).await?;
-        let base = self.svc.portal_url(&msg.storefront);
-        let success = format!("{base}/billing?setup=success");
-        let cancel = format!("{base}/billing?setup=cancelled");
+        let link = |r| {
+            self.svc
+                .portal_link(&msg.storefront, PortalLink::SetupReturn(r))
+        };
+        let (success, cancel) = (link(Returned::Success), link(Returned::Cancelled));
         // The currency the customer is billed in (their latest invoice's), USD when none.
         let currency = self
             .svc
@@ -717,7 +722,7 @@ impl BillingWork {
             .by_id(invoice.storefront_id)
             .await?
             .ok_or(BillingError::NotFound)?;
-        let billing_url = format!("{}/billing", self.svc.portal_url(&storefront));
+        let billing_url = self.svc.portal_link(&storefront, PortalLink::Billing);
         let relay_after = self.svc.config.relay_after();
         let notice = |invoice: &Invoice, account: &Account| {
             payment_failed_delivery(&storefront, invoice, account, &billing_url, relay_after)
@@ -866,7 +871,7 @@ pub(crate) fn receipt_delivery(
             "number": invoice.number,
             "description": invoice.description,
             "facility": invoice.facility_name,
-            "paid_on": crate::http::rentals::format_date(paid_on),
+            "paid_on": crate::display::date(paid_on),
             "amount": invoice.amount.to_string(),
         }),
         sealed_token: None,

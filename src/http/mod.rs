@@ -24,6 +24,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::actors::Actors;
+use crate::links;
 use crate::services::Services;
 
 /// What the handlers share.
@@ -66,12 +67,12 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .and(warp::header::optional::<String>("stripe-signature"))
         .and(frame::body(webhooks::WEBHOOK_LIMIT))
         .then(webhooks::stripe);
-    let console = warp::path("console")
+    let console = warp::path(links::CONSOLE)
         .and(console::route())
         .and(with_state.clone())
         .and(frame::request_info())
         .then(console::dispatch);
-    let portal = warp::path("s")
+    let portal = warp::path(links::STOREFRONT)
         .and(warp::path::param::<String>())
         .and(portal::route())
         .and(with_state.clone())

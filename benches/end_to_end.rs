@@ -84,42 +84,6 @@ const DASHBOARD_CUSTOMERS: [&str; 2] = ["alex@example.com", "sam@example.com"];
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Addresses of the bench accounts: `bench-0000001@bench.example`, ...
 const ACCOUNT_DIGITS: usize = 7;
-/// Settings the bench gives the server (on top of URLs, ports, secret and queue prefix).
-/// Each may be overridden by the invoking environment.
-const RAISED_LIMITS: &[BenchSetting] = &[
-    (
-        "LATCHKEY_RATE_LIMIT__IP_PER_SECOND",
-        "1000000",
-        "every client is 127.0.0.1",
-    ),
-    (
-        "LATCHKEY_RATE_LIMIT__IP_BURST",
-        "1000000",
-        "every client is 127.0.0.1",
-    ),
-    (
-        "LATCHKEY_MAIL__GLOBAL_PER_SECOND",
-        "1000000",
-        "measure capacity, not the sending policy",
-    ),
-    (
-        "LATCHKEY_MAIL__PER_DOMAIN_PER_SECOND",
-        "1000000",
-        "every bench address is @bench.example",
-    ),
-    (
-        "LATCHKEY_MAIL__PER_STOREFRONT_PER_SECOND",
-        "1000000",
-        "every bench link is on one storefront",
-    ),
-    ("LATCHKEY_LOG_LEVEL", "warn", "no per-request logging"),
-    (
-        "LATCHKEY_DEMO_ON_FIRST_START",
-        "false",
-        "the bench loads the demo itself",
-    ),
-];
-
 fn main() -> ExitCode {
     common::report::main("end_to_end", run)
 }
@@ -144,13 +108,7 @@ async fn run_on_database(settings: &Settings, db: &BenchDatabase, prefix: &str) 
     let accounts_needed = settings.accounts_needed();
     prepare_data(&db.url, accounts_needed).await?;
     let pg = Arc::new(admin_client(&db.url).await?);
-    let launcher = Launcher::new(
-        &db.url,
-        &settings.env.amqp_url,
-        prefix,
-        sink.port(),
-        RAISED_LIMITS,
-    )?;
+    let launcher = Launcher::new(&db.url, &settings.env.amqp_url, prefix, sink.port())?;
     let mut server = launcher.serve(&[]).await?;
     let mut bench = Bench {
         settings,
@@ -727,48 +685,9 @@ impl Bench<'_> {
     /// A browser that went through the whole magic-link flow for `email`.
     async fn signed_in_browser(&self, server: &mut Proc, email: &str) -> Result<Browser> {
         let browser = Browser::new(&self.root)?;
-        let before = self.sink.messages_to(email).len();
         browser
-            .request_link(SIGN_IN, email)
-            .await
-            .map_err(|e| anyhow!(e))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let message = loop {
-            let mut messages = self.sink.messages_to(email);
-            if messages.len() > before {
-                break messages.pop().expect("not empty");
-            }
-            server.check()?;
-            ensure!(
-                Instant::now() < deadline,
-                "no sign-in email to {email} within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let link = message
-            .links()
-            .into_iter()
-            .find(|l| l.contains("/auth/"))
-            .ok_or_else(|| anyhow!("no sign-in link in the email to {email}"))?;
-        let (status, landing) = browser
-            .get(&link, "GET auth link")
-            .await
-            .map_err(|e| anyhow!(e))?;
-        ensure!(status == 200, "GET {link}: HTTP {status}");
-        let csrf =
-            csrf_token(&landing).ok_or_else(|| anyhow!("no csrf_token on the landing page"))?;
-        let resp = browser
-            .http
-            .post(&link)
-            .form(&[("csrf_token", csrf)])
-            .send()
-            .await
-            .context("POST the sign-in link")?;
-        ensure!(
-            resp.status() == 303,
-            "POST {link}: HTTP {} (wanted 303)",
-            resp.status()
-        );
+            .sign_in_by_link(self.sink, SIGN_IN, email, || server.check())
+            .await?;
         let (status, body) = browser
             .get("/dashboard", "GET dashboard")
             .await

@@ -103,41 +103,6 @@ const ACCOUNT_DIGITS: usize = 7;
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// How long the bench keeps listening after the last expected email, for duplicates.
 const DUPLICATE_GRACE: Duration = Duration::from_secs(3);
-/// Settings the bench gives every process (besides URLs, secret and queue prefix); each may be
-/// overridden by the invoking environment.
-const RAISED_LIMITS: &[BenchSetting] = &[
-    (
-        "LATCHKEY_RATE_LIMIT__IP_PER_SECOND",
-        "1000000",
-        "every client is 127.0.0.1",
-    ),
-    (
-        "LATCHKEY_RATE_LIMIT__IP_BURST",
-        "1000000",
-        "every client is 127.0.0.1",
-    ),
-    (
-        "LATCHKEY_MAIL__GLOBAL_PER_SECOND",
-        "1000000",
-        "measure capacity, not the sending policy",
-    ),
-    (
-        "LATCHKEY_MAIL__PER_DOMAIN_PER_SECOND",
-        "1000000",
-        "every backlog address is @bench.example",
-    ),
-    (
-        "LATCHKEY_MAIL__PER_STOREFRONT_PER_SECOND",
-        "1000000",
-        "every backlog email is on one storefront",
-    ),
-    ("LATCHKEY_LOG_LEVEL", "warn", "no per-request logging"),
-    (
-        "LATCHKEY_DEMO_ON_FIRST_START",
-        "false",
-        "the bench loads the demo itself",
-    ),
-];
 /// Only for `latchkey serve`.
 const SERVE_SETTINGS: &[BenchSetting] = &[(
     "LATCHKEY_RUN_WORKERS",
@@ -178,13 +143,7 @@ async fn run_on_database(settings: &Settings, db: &BenchDatabase, prefix: &str) 
         .context("start the in-process SMTP server")?;
     let mail_accounts = settings.backlog * settings.workers.len();
     let data = prepare_data(&db.url, mail_accounts, settings.deliveries).await?;
-    let launcher = Launcher::new(
-        &db.url,
-        &settings.env.amqp_url,
-        prefix,
-        sink.port(),
-        RAISED_LIMITS,
-    )?;
+    let launcher = Launcher::new(&db.url, &settings.env.amqp_url, prefix, sink.port())?;
     for (email, name, role) in STAFF {
         let out = launcher
             .admin(&[
@@ -729,42 +688,12 @@ impl Bench<'_> {
         home: &str,
     ) -> Result<Browser> {
         let browser = Browser::new(&self.launcher.base_url)?;
-        let before = self.sink.messages_to(email).len();
         browser
-            .request_link(form_path, email)
-            .await
-            .map_err(|e| anyhow!("{email}: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let message = loop {
-            let mut messages = self.sink.messages_to(email);
-            if messages.len() > before {
-                break messages.pop().expect("not empty");
-            }
-            server.check()?;
-            worker.check()?;
-            ensure!(
-                Instant::now() < deadline,
-                "no sign-in email to {email} within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let link = message
-            .links()
-            .into_iter()
-            .find(|l| l.contains("/auth/"))
-            .ok_or_else(|| anyhow!("no sign-in link in the email to {email}"))?;
-        let (status, landing) = browser
-            .get(&link, "GET link")
-            .await
-            .map_err(|e| anyhow!(e))?;
-        ensure!(status == 200, "GET {link}: HTTP {status}");
-        let csrf =
-            csrf_token(&landing).ok_or_else(|| anyhow!("no csrf_token on the landing page"))?;
-        let (status, _) = browser
-            .post(&link, &[("csrf_token", csrf)], "POST link")
-            .await
-            .map_err(|e| anyhow!(e))?;
-        ensure!(status == 303, "POST {link}: HTTP {status} (wanted 303)");
+            .sign_in_by_link(self.sink, form_path, email, || {
+                server.check()?;
+                worker.check()
+            })
+            .await?;
         let (status, _) = browser
             .get(home, "GET home")
             .await

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, anyhow, ensure};
+use latchkey_testkit::SmtpSink;
+use std::time::Instant;
 
 /// What went wrong with a request, as shown in the error columns.
 pub type ErrorKind = String;
@@ -121,6 +123,54 @@ impl Browser {
     pub async fn request_link(&self, form_path: &str, email: &str) -> Result<(), ErrorKind> {
         let csrf = self.sign_in_form(form_path).await?;
         self.post_sign_in(form_path, &csrf, email).await
+    }
+}
+
+impl Browser {
+    /// Signs in by the emailed magic link, as a person does: requests a link with the form at
+    /// `form_path`, waits (30 s at most) for the new email to `email` in `sink`, opens its link
+    /// and posts the landing page's form; the session cookie is then in this browser's jar.
+    /// `alive` is asked between looks at the inbox, so that a process that died fails the
+    /// sign-in at once.
+    pub async fn sign_in_by_link(
+        &self,
+        sink: &SmtpSink,
+        form_path: &str,
+        email: &str,
+        mut alive: impl FnMut() -> Result<()>,
+    ) -> Result<()> {
+        let before = sink.messages_to(email).len();
+        self.request_link(form_path, email)
+            .await
+            .map_err(|e| anyhow!("{email}: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let message = loop {
+            let mut messages = sink.messages_to(email);
+            if messages.len() > before {
+                break messages.pop().expect("not empty");
+            }
+            alive()?;
+            ensure!(
+                Instant::now() < deadline,
+                "no sign-in email to {email} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let link = message
+            .links()
+            .into_iter()
+            .find(|l| l.contains("/auth/"))
+            .ok_or_else(|| anyhow!("no sign-in link in the email to {email}"))?;
+        let (status, landing) = self.get(&link, "GET link").await.map_err(|e| anyhow!(e))?;
+        ensure!(status == 200, "GET {link}: HTTP {status}");
+        let csrf =
+            csrf_token(&landing).ok_or_else(|| anyhow!("no csrf_token on the landing page"))?;
+        let (status, _) = self
+            .post(&link, &[("csrf_token", csrf)], "POST link")
+            .await
+            .map_err(|e| anyhow!(e))?;
+        ensure!(status == 303, "POST {link}: HTTP {status} (wanted 303)");
+        Ok(())
     }
 }
 

@@ -21,11 +21,11 @@ pub mod report;
 pub mod settings;
 pub mod stats;
 
-pub use browser::{Browser, ErrorTally, csrf_token};
+pub use browser::{Browser, ErrorTally};
 pub use cpu::{CpuShares, Memory, cpu_sample, read_memory};
 pub use database::{BenchDatabase, admin_client, tear_down};
 pub use machine::MachineInfo;
-pub use process::{BenchSetting, Launcher, Proc, drive};
+pub use process::{BenchSetting, Launcher, Proc, RAISED_LIMITS, drive};
 pub use report::{publish, write_disturbed, write_failures, write_settings};
 pub use settings::{
     BenchEnv, env_counts, env_number, free_port, passed_through_settings, random_lower,

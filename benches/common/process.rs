@@ -16,6 +16,44 @@ use super::{free_port, passed_through_settings};
 /// A setting a bench gives its processes: (variable, value, why).
 pub type BenchSetting = (&'static str, &'static str, &'static str);
 
+/// What the benches give every `latchkey` process (besides URLs, ports, secret and queue
+/// prefix): the policy limits raised, since every client is 127.0.0.1 and every bench email goes
+/// to one domain and one storefront; capacity settings keep their defaults. Each may be
+/// overridden by the invoking environment.
+pub const RAISED_LIMITS: &[BenchSetting] = &[
+    (
+        "LATCHKEY_RATE_LIMIT__IP_PER_SECOND",
+        "1000000",
+        "every client is 127.0.0.1",
+    ),
+    (
+        "LATCHKEY_RATE_LIMIT__IP_BURST",
+        "1000000",
+        "every client is 127.0.0.1",
+    ),
+    (
+        "LATCHKEY_MAIL__GLOBAL_PER_SECOND",
+        "1000000",
+        "measure capacity, not the sending policy",
+    ),
+    (
+        "LATCHKEY_MAIL__PER_DOMAIN_PER_SECOND",
+        "1000000",
+        "every bench address is @bench.example",
+    ),
+    (
+        "LATCHKEY_MAIL__PER_STOREFRONT_PER_SECOND",
+        "1000000",
+        "every bench email is on one storefront",
+    ),
+    ("LATCHKEY_LOG_LEVEL", "warn", "no per-request logging"),
+    (
+        "LATCHKEY_DEMO_ON_FIRST_START",
+        "false",
+        "the bench loads the demo itself",
+    ),
+];
+
 /// How long `latchkey serve` may take to answer `/healthz`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -28,8 +66,6 @@ pub struct Launcher {
     port: u16,
     pub base_url: String,
     secret: String,
-    /// Settings given to every process (the raised policy limits).
-    settings: &'static [BenchSetting],
     /// `LATCHKEY_*` settings from the invoking environment, passed on to every process.
     pub overrides: Vec<(String, String)>,
     dir: tempfile::TempDir,
@@ -38,13 +74,7 @@ pub struct Launcher {
 }
 
 impl Launcher {
-    pub fn new(
-        db_url: &str,
-        amqp_url: &str,
-        prefix: &str,
-        smtp_port: u16,
-        settings: &'static [BenchSetting],
-    ) -> Result<Self> {
+    pub fn new(db_url: &str, amqp_url: &str, prefix: &str, smtp_port: u16) -> Result<Self> {
         let dir = tempfile::tempdir().context("create a temp dir for the processes")?;
         let config_dir = dir.path().join("config");
         std::fs::create_dir(&config_dir).context("create the empty config dir")?;
@@ -61,7 +91,6 @@ impl Launcher {
                 .take(48)
                 .map(char::from)
                 .collect(),
-            settings,
             overrides: passed_through_settings(),
             dir,
             config_dir,
@@ -104,7 +133,7 @@ impl Launcher {
                 format!("smtp://127.0.0.1:{}?tls=none", self.smtp_port),
             )
             .env("LATCHKEY_SECRET_KEY", &self.secret);
-        for (key, value, _) in self.settings.iter().chain(extra) {
+        for (key, value, _) in RAISED_LIMITS.iter().chain(extra) {
             cmd.env(key, value);
         }
         for (key, value) in &self.overrides {

@@ -60,8 +60,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -69,113 +68,35 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use common::*;
 use latchkey::config::{Config, DatabaseKind};
-use latchkey::queue::rabbit::RabbitQueue;
 use latchkey::store::Store;
-use latchkey::testkit::SmtpSink;
-use rand::Rng as _;
-use tokio::task::JoinHandle;
+use latchkey_testkit::SmtpSink;
 
 /// The demo storefront every request goes to.
 const SLUG: &str = "demo";
+/// The sign-in form, below the storefront.
+const SIGN_IN: &str = "/sign-in";
 /// Clients in the signed-in page phase and in the known/unknown comparison.
 const PHASE_CLIENTS: usize = 8;
 /// Demo customers the signed-in browsers use (half each): Alex has two active rentals at two
 /// facilities, Sam none. Four links each stay under the per-account limit of five.
 const DASHBOARD_CUSTOMERS: [&str; 2] = ["alex@example.com", "sam@example.com"];
-/// Longest a single HTTP request may take before it counts as an error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest the server may take to answer `/healthz` with 200.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the server has to stop on SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Addresses of the bench accounts: `bench-0000001@bench.example`, ...
 const ACCOUNT_DIGITS: usize = 7;
-/// Settings the bench gives the server (on top of URLs, ports, secret and queue prefix).
-/// Each may be overridden by the invoking environment.
-const RAISED_LIMITS: &[(&str, &str, &str)] = &[
-    (
-        "LATCHKEY_RATE_LIMIT__IP_PER_SECOND",
-        "1000000",
-        "every client is 127.0.0.1",
-    ),
-    (
-        "LATCHKEY_RATE_LIMIT__IP_BURST",
-        "1000000",
-        "every client is 127.0.0.1",
-    ),
-    (
-        "LATCHKEY_MAIL__GLOBAL_PER_SECOND",
-        "1000000",
-        "measure capacity, not the sending policy",
-    ),
-    (
-        "LATCHKEY_MAIL__PER_DOMAIN_PER_SECOND",
-        "1000000",
-        "every bench address is @bench.example",
-    ),
-    (
-        "LATCHKEY_MAIL__PER_STOREFRONT_PER_SECOND",
-        "1000000",
-        "every bench link is on one storefront",
-    ),
-    ("LATCHKEY_LOG_LEVEL", "warn", "no per-request logging"),
-    (
-        "LATCHKEY_DEMO_ON_FIRST_START",
-        "false",
-        "the bench loads the demo itself",
-    ),
-];
-
 fn main() -> ExitCode {
-    // `cargo bench` passes `--bench`; test runners that list or run every target
-    // (`cargo test --all-targets`, `cargo nextest run --all-targets`) do not: nothing to do then.
-    if !std::env::args().any(|a| a == "--bench") {
-        return ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("end_to_end: cannot start a Tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("\nend_to_end: FAILED (see the report above)");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("\nend_to_end: FAILED: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::report::main("end_to_end", run)
 }
 
 /// Sets up, measures, cleans up. `Ok(false)` when the measurements show a failure.
 async fn run() -> Result<bool> {
     let settings = Settings::from_env()?;
-    let db = BenchDatabase::create(&settings.admin_url).await?;
+    let db = BenchDatabase::create(&settings.env.admin_url, "lk_bench").await?;
     let prefix = format!("latchkey.bench.{}.{}", std::process::id(), random_lower(8));
     let outcome = run_on_database(&settings, &db, &prefix).await;
-    let queue = RabbitQueue::new(&settings.amqp_url, &prefix, false, Duration::from_secs(5));
-    if let Err(e) = queue.delete_all(&Config::defaults().retry_delays()).await {
-        eprintln!("warning: could not delete the RabbitMQ queues {prefix}.*: {e}");
-    }
-    db.drop_database().await;
+    tear_down(&settings.env.amqp_url, &prefix, &db).await;
     let report = outcome?;
-    let text = report.markdown();
-    println!("\n{text}");
-    if settings.write_file {
-        write_results(&text)?;
-        println!(
-            "(written to {})",
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("BENCHMARKS.md")
-                .display()
-        );
-    }
+    publish(&report.markdown(), settings.env.write_file, write_results)?;
     Ok(report.passed())
 }
 
@@ -187,9 +108,11 @@ async fn run_on_database(settings: &Settings, db: &BenchDatabase, prefix: &str) 
     let accounts_needed = settings.accounts_needed();
     prepare_data(&db.url, accounts_needed).await?;
     let pg = Arc::new(admin_client(&db.url).await?);
-    let mut server = Server::start(settings, &db.url, prefix, sink.port()).await?;
+    let launcher = Launcher::new(&db.url, &settings.env.amqp_url, prefix, sink.port())?;
+    let mut server = launcher.serve(&[]).await?;
     let mut bench = Bench {
         settings,
+        root: format!("{}/s/{SLUG}", launcher.base_url),
         sink: &sink,
         accounts: Arc::new(Accounts::new(accounts_needed)),
         unknown: Arc::new(AtomicUsize::new(0)),
@@ -199,13 +122,13 @@ async fn run_on_database(settings: &Settings, db: &BenchDatabase, prefix: &str) 
     let measured = bench.measure_all(&mut server).await;
     let server_memory = read_memory(server.pid);
     let bench_memory = read_memory(std::process::id());
-    let stopped = server.stop().await;
+    let stopped = server.stop(STOP_GRACE).await;
     let phases = measured?;
-    let machine = MachineInfo::collect(&settings.admin_url).await;
+    let machine = MachineInfo::collect(&settings.env.admin_url).await;
     Ok(Report {
         settings: settings.clone(),
         machine,
-        overrides: server.overrides.clone(),
+        overrides: launcher.overrides.clone(),
         phases,
         server_memory,
         bench_memory,
@@ -219,54 +142,26 @@ async fn run_on_database(settings: &Settings, db: &BenchDatabase, prefix: &str) 
 
 #[derive(Debug, Clone)]
 struct Settings {
+    env: BenchEnv,
     levels: Vec<usize>,
-    seconds: Duration,
-    warmup: Duration,
-    drain_timeout: Duration,
     /// Links per second the account pool is sized for; running out is reported as errors.
     max_rate: f64,
-    admin_url: String,
-    amqp_url: String,
-    write_file: bool,
 }
 
 impl Settings {
     fn from_env() -> Result<Self> {
-        let levels = match std::env::var("BENCH_LEVELS") {
-            Ok(raw) => raw
-                .split(',')
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse::<usize>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| anyhow!("BENCH_LEVELS: {s:?} is not a positive integer"))
-                })
-                .collect::<Result<Vec<_>>>()?,
-            Err(_) => vec![1, 8, 32],
-        };
+        let levels = env_counts("BENCH_LEVELS", &[1, 8, 32], |n| n > 0, "a positive integer")?;
         ensure!(!levels.is_empty(), "BENCH_LEVELS names no level");
         Ok(Self {
+            env: BenchEnv::from_env(20.0, 2.0, 120.0)?,
             levels,
-            seconds: env_seconds("BENCH_SECONDS", 20.0)?,
-            warmup: match std::env::var("BENCH_WARMUP_SECONDS").as_deref() {
-                Ok("0") => Duration::ZERO,
-                _ => env_seconds("BENCH_WARMUP_SECONDS", 2.0)?,
-            },
-            drain_timeout: env_seconds("BENCH_DRAIN_TIMEOUT_SECONDS", 120.0)?,
             max_rate: env_number("BENCH_MAX_RATE", 4000.0)?,
-            admin_url: std::env::var("LATCHKEY_TEST_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
-            amqp_url: std::env::var("LATCHKEY_TEST_AMQP_URL")
-                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
-            write_file: std::env::var("BENCH_WRITE").map_or(true, |v| v != "0"),
         })
     }
 
     /// Accounts for every level and the comparison phase at `max_rate`, with some slack.
     fn accounts_needed(&self) -> usize {
-        let phase = (self.warmup + self.seconds).as_secs_f64() * self.max_rate;
+        let phase = (self.env.warmup + self.env.seconds).as_secs_f64() * self.max_rate;
         let n = (phase * (self.levels.len() + 1) as f64 * 1.1) as usize + 1000;
         n.min(10usize.pow(ACCOUNT_DIGITS as u32) - 1)
     }
@@ -274,46 +169,6 @@ impl Settings {
 
 // ---------------------------------------------------------------------------------------------
 // Database and data
-
-/// A PostgreSQL database made for this run.
-struct BenchDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl BenchDatabase {
-    async fn create(admin_url: &str) -> Result<Self> {
-        let name = format!("lk_bench_{}_{}", std::process::id(), random_lower(8));
-        let admin = admin_client(admin_url).await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .with_context(|| format!("create the database {name}"))?;
-        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-        Ok(Self {
-            admin_url: admin_url.to_string(),
-            url: format!("{base}/{name}"),
-            name,
-        })
-    }
-
-    async fn drop_database(&self) {
-        let dropped = async {
-            let admin = admin_client(&self.admin_url).await?;
-            admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
-                .await?;
-            anyhow::Ok(())
-        };
-        if let Err(e) = dropped.await {
-            eprintln!("warning: could not drop the database {}: {e:#}", self.name);
-        }
-    }
-}
 
 /// Migrates, loads the demo storefront and inserts `accounts` bench accounts.
 async fn prepare_data(db_url: &str, accounts: usize) -> Result<()> {
@@ -419,238 +274,7 @@ fn unknown_address(n: usize) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The server process
-
-struct Server {
-    child: tokio::process::Child,
-    pid: u32,
-    base_url: String,
-    log_path: PathBuf,
-    /// `LATCHKEY_*` settings from the invoking environment passed on to the server.
-    overrides: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(
-        settings: &Settings,
-        db_url: &str,
-        prefix: &str,
-        smtp_port: u16,
-    ) -> Result<Self> {
-        let dir = tempfile::tempdir().context("create a temp dir for the server")?;
-        let config_dir = dir.path().join("config");
-        std::fs::create_dir(&config_dir).context("create the empty config dir")?;
-        let port = free_port()?;
-        let base_url = format!("http://127.0.0.1:{port}");
-        let secret: String = rand::rng()
-            .sample_iter(rand::distr::Alphanumeric)
-            .take(48)
-            .map(char::from)
-            .collect();
-        let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).context("create the server log file")?;
-        let log_err = log.try_clone().context("clone the server log file")?;
-
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.arg("serve")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .kill_on_drop(true);
-        // Only the compiled-in defaults, what the bench sets, and the invoker's overrides.
-        for (key, _) in std::env::vars() {
-            if key.starts_with("LATCHKEY_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("LATCHKEY_CONFIG_DIR", &config_dir)
-            .env("LATCHKEY_OPS_LISTEN", "127.0.0.1:0") // metrics are not read; any free port
-            .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("LATCHKEY_PUBLIC_URL", &base_url)
-            .env("LATCHKEY_DATABASE_URL", db_url)
-            .env("LATCHKEY_QUEUE_URL", &settings.amqp_url)
-            .env("LATCHKEY_QUEUE__PREFIX", prefix)
-            .env(
-                "LATCHKEY_MAIL_URL",
-                format!("smtp://127.0.0.1:{smtp_port}?tls=none"),
-            )
-            .env("LATCHKEY_SECRET_KEY", secret);
-        for (key, value, _) in RAISED_LIMITS {
-            cmd.env(key, value);
-        }
-        let overrides = passed_through_settings();
-        for (key, value) in &overrides {
-            cmd.env(key, value);
-        }
-        let child = cmd
-            .spawn()
-            .context("start the latchkey binary (`latchkey serve`)")?;
-        let pid = child
-            .id()
-            .ok_or_else(|| anyhow!("latchkey serve exited at once"))?;
-        let mut server = Self {
-            child,
-            pid,
-            base_url,
-            log_path,
-            overrides,
-            _dir: dir,
-        };
-        server.wait_ready().await?;
-        println!("latchkey serve is ready at {} (pid {pid})", server.base_url);
-        Ok(server)
-    }
-
-    async fn wait_ready(&mut self) -> Result<()> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .context("build an HTTP client")?;
-        // The public port has only /healthz; it listens once start-up (database, migrations) is done.
-        let url = format!("{}/healthz", self.base_url);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last = String::from("no answer yet");
-        while Instant::now() < deadline {
-            self.check()?;
-            match http.get(&url).send().await {
-                Ok(resp) if resp.status() == 200 => return Ok(()),
-                Ok(resp) => {
-                    last = format!(
-                        "HTTP {}: {}",
-                        resp.status(),
-                        resp.text().await.unwrap_or_default()
-                    )
-                }
-                Err(e) => last = e.without_url().to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!(
-            "latchkey serve did not become ready within {READY_TIMEOUT:?} (last /healthz: {last})\n{}",
-            self.log_tail()
-        )
-    }
-
-    /// `Err` when the server process has exited.
-    fn check(&mut self) -> Result<()> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => bail!(
-                "latchkey serve (pid {}) died: {status}\n{}",
-                self.pid,
-                self.log_tail()
-            ),
-            Err(e) => bail!("cannot check on latchkey serve: {e}"),
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        format!("--- last lines of the server's output ---\n{tail}")
-    }
-
-    /// SIGTERM, then SIGKILL after 10 s; says how it went.
-    async fn stop(&mut self) -> String {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return format!("had already exited ({status})");
-        }
-        let term = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        if matches!(term, Ok(s) if s.success()) {
-            let started = Instant::now();
-            if let Ok(Ok(status)) =
-                tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await
-            {
-                return format!(
-                    "stopped on SIGTERM in {:.2} s ({status})",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-        }
-        let _ = self.child.kill().await;
-        "did not stop within 10 s of SIGTERM; killed".into()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Browsers
-
-/// One simulated browser: its own connection pool and cookie jar, redirects not followed.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Browser {
-    fn new(base_url: &str) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("build an HTTP client")?;
-        Ok(Self {
-            http,
-            base: format!("{base_url}/s/{SLUG}"),
-        })
-    }
-
-    /// GET the sign-in page; returns the form's CSRF token.
-    async fn sign_in_form(&self) -> Result<String, ErrorKind> {
-        let (status, body) = self
-            .get(&format!("{}/sign-in", self.base), "GET sign-in")
-            .await?;
-        if status != 200 {
-            return Err(format!("GET sign-in: HTTP {status}"));
-        }
-        csrf_token(&body)
-            .map(str::to_string)
-            .ok_or_else(|| "GET sign-in: no csrf_token in the page".to_string())
-    }
-
-    /// POST the sign-in form; `Ok` when the answer is the "Check your email" page.
-    async fn request_link(&self, csrf: &str, email: &str) -> Result<(), ErrorKind> {
-        let resp = self
-            .http
-            .post(format!("{}/sign-in", self.base))
-            .form(&[("csrf_token", csrf), ("email", email)])
-            .send()
-            .await
-            .map_err(|e| request_error("POST sign-in", e))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| request_error("POST sign-in (body)", e))?;
-        if status != 200 {
-            return Err(format!("POST sign-in: HTTP {status}"));
-        }
-        if !body.contains("Check your email") {
-            return Err("POST sign-in: 200 without \"Check your email\"".into());
-        }
-        Ok(())
-    }
-
-    async fn get(&self, url: &str, what: &str) -> Result<(u16, String), ErrorKind> {
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| request_error(what, e))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| request_error(&format!("{what} (body)"), e))?;
-        Ok((status, body))
-    }
-}
 
 /// When a client stops issuing requests.
 #[derive(Clone)]
@@ -736,7 +360,7 @@ async fn sign_in_client(browser: Browser, plan: AddressPlan, stop: StopSignal) -
         };
         iteration += 1;
         let get_started = Instant::now();
-        let csrf = match browser.sign_in_form().await {
+        let csrf = match browser.sign_in_form(SIGN_IN).await {
             Ok(token) => token,
             Err(kind) => {
                 log.errors.add(kind);
@@ -745,7 +369,7 @@ async fn sign_in_client(browser: Browser, plan: AddressPlan, stop: StopSignal) -
         };
         let get_latency = get_started.elapsed();
         let sent = Instant::now();
-        match browser.request_link(&csrf, &email).await {
+        match browser.post_sign_in(SIGN_IN, &csrf, &email).await {
             Ok(()) => log.links.push(LinkSample {
                 email,
                 known,
@@ -764,7 +388,7 @@ async fn dashboard_client(
     browser: Browser,
     stop: StopSignal,
 ) -> (Vec<(Instant, Duration)>, ErrorTally) {
-    let url = format!("{}/dashboard", browser.base);
+    let url = browser.url("/dashboard");
     let mut samples = Vec::new();
     let mut errors = ErrorTally::default();
     while !stop.reached() {
@@ -786,6 +410,8 @@ async fn dashboard_client(
 
 struct Bench<'a> {
     settings: &'a Settings,
+    /// The demo storefront's root URL, the browsers' root.
+    root: String,
     sink: &'a SmtpSink,
     accounts: Arc<Accounts>,
     unknown: Arc<AtomicUsize>,
@@ -841,7 +467,7 @@ struct ComparisonResult {
 }
 
 impl Bench<'_> {
-    async fn measure_all(&mut self, server: &mut Server) -> Result<Phases> {
+    async fn measure_all(&mut self, server: &mut Proc) -> Result<Phases> {
         let mut levels = Vec::new();
         for &clients in &self.settings.levels.clone() {
             let level = self.throughput_level(server, clients).await?;
@@ -872,24 +498,20 @@ impl Bench<'_> {
     }
 
     fn stop_signal(&self) -> (StopSignal, Instant) {
-        let measure_from = Instant::now() + self.settings.warmup;
+        let measure_from = Instant::now() + self.settings.env.warmup;
         let stop = StopSignal {
-            at: measure_from + self.settings.seconds,
+            at: measure_from + self.settings.env.seconds,
             abort: Arc::new(AtomicBool::new(false)),
         };
         (stop, measure_from)
     }
 
     /// N clients requesting links for the configured time, then wait for every email.
-    async fn throughput_level(
-        &mut self,
-        server: &mut Server,
-        clients: usize,
-    ) -> Result<LevelResult> {
+    async fn throughput_level(&mut self, server: &mut Proc, clients: usize) -> Result<LevelResult> {
         println!(
             "level {clients} client(s): {:.0} s warm-up + {:.0} s measured ...",
-            self.settings.warmup.as_secs_f64(),
-            self.settings.seconds.as_secs_f64()
+            self.settings.env.warmup.as_secs_f64(),
+            self.settings.env.seconds.as_secs_f64()
         );
         self.sink.clear();
         let (stop, measure_from) = self.stop_signal();
@@ -901,11 +523,11 @@ impl Bench<'_> {
         ));
         let mut tasks = Vec::with_capacity(clients);
         for _ in 0..clients {
-            let browser = Browser::new(&server.base_url)?;
+            let browser = Browser::new(&self.root)?;
             let plan = AddressPlan::Known(self.accounts.clone());
             tasks.push(tokio::spawn(sign_in_client(browser, plan, stop.clone())));
         }
-        let logs = drive(server, &stop, tasks).await?;
+        let logs = drive(server, &stop.abort, tasks).await?;
         let (cpu, pg) = usage.await.context("the CPU sampler panicked")?;
         let mut errors = ErrorTally::default();
         let mut links = Vec::new();
@@ -973,12 +595,12 @@ impl Bench<'_> {
     /// first arrival of each recipient.
     async fn wait_for_inbox(
         &self,
-        server: &mut Server,
+        server: &mut Proc,
         links: &[LinkSample],
         issuing_ended: Instant,
     ) -> Result<HashMap<String, Instant>> {
         let expected = links.iter().filter(|l| l.known).count() as u64;
-        let deadline = Instant::now().max(issuing_ended) + self.settings.drain_timeout;
+        let deadline = Instant::now().max(issuing_ended) + self.settings.env.drain_timeout;
         loop {
             // The sink was cleared at the start of the phase: its count is this phase's.
             if self.sink.count() as u64 >= expected {
@@ -994,7 +616,7 @@ impl Bench<'_> {
             if Instant::now() >= deadline {
                 eprintln!(
                     "!!! gave up after {:?}: {} emails received, {expected} requested",
-                    self.settings.drain_timeout,
+                    self.settings.env.drain_timeout,
                     self.sink.count()
                 );
                 return Ok(self.sink.first_arrivals());
@@ -1005,11 +627,11 @@ impl Bench<'_> {
     }
 
     /// Signs in browsers through the magic link, then loads the dashboard as fast as they can.
-    async fn dashboard_phase(&mut self, server: &mut Server) -> Result<DashboardResult> {
+    async fn dashboard_phase(&mut self, server: &mut Proc) -> Result<DashboardResult> {
         println!(
             "signed-in dashboard, {PHASE_CLIENTS} clients: signing in, then {:.0} s warm-up + {:.0} s measured ...",
-            self.settings.warmup.as_secs_f64(),
-            self.settings.seconds.as_secs_f64()
+            self.settings.env.warmup.as_secs_f64(),
+            self.settings.env.seconds.as_secs_f64()
         );
         self.sink.clear();
         let mut browsers = Vec::with_capacity(PHASE_CLIENTS);
@@ -1028,7 +650,7 @@ impl Bench<'_> {
             .into_iter()
             .map(|b| tokio::spawn(dashboard_client(b, stop.clone())))
             .collect();
-        let results = drive(server, &stop, tasks).await?;
+        let results = drive(server, &stop.abort, tasks).await?;
         let (cpu, pg) = usage.await.context("the CPU sampler panicked")?;
         let mut errors = ErrorTally::default();
         let mut latencies = Vec::new();
@@ -1061,53 +683,13 @@ impl Bench<'_> {
     }
 
     /// A browser that went through the whole magic-link flow for `email`.
-    async fn signed_in_browser(&self, server: &mut Server, email: &str) -> Result<Browser> {
-        let browser = Browser::new(&server.base_url)?;
-        let before = self.sink.messages_to(email).len();
-        let csrf = browser.sign_in_form().await.map_err(|e| anyhow!(e))?;
+    async fn signed_in_browser(&self, server: &mut Proc, email: &str) -> Result<Browser> {
+        let browser = Browser::new(&self.root)?;
         browser
-            .request_link(&csrf, email)
-            .await
-            .map_err(|e| anyhow!(e))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let message = loop {
-            let mut messages = self.sink.messages_to(email);
-            if messages.len() > before {
-                break messages.pop().expect("not empty");
-            }
-            server.check()?;
-            ensure!(
-                Instant::now() < deadline,
-                "no sign-in email to {email} within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let link = message
-            .links()
-            .into_iter()
-            .find(|l| l.contains("/auth/"))
-            .ok_or_else(|| anyhow!("no sign-in link in the email to {email}"))?;
-        let (status, landing) = browser
-            .get(&link, "GET auth link")
-            .await
-            .map_err(|e| anyhow!(e))?;
-        ensure!(status == 200, "GET {link}: HTTP {status}");
-        let csrf =
-            csrf_token(&landing).ok_or_else(|| anyhow!("no csrf_token on the landing page"))?;
-        let resp = browser
-            .http
-            .post(&link)
-            .form(&[("csrf_token", csrf)])
-            .send()
-            .await
-            .context("POST the sign-in link")?;
-        ensure!(
-            resp.status() == 303,
-            "POST {link}: HTTP {} (wanted 303)",
-            resp.status()
-        );
+            .sign_in_by_link(self.sink, SIGN_IN, email, || server.check())
+            .await?;
         let (status, body) = browser
-            .get(&format!("{}/dashboard", browser.base), "GET dashboard")
+            .get("/dashboard", "GET dashboard")
             .await
             .map_err(|e| anyhow!(e))?;
         ensure!(
@@ -1118,11 +700,11 @@ impl Bench<'_> {
     }
 
     /// Known and unknown addresses interleaved, same clients, same load.
-    async fn comparison_phase(&mut self, server: &mut Server) -> Result<ComparisonResult> {
+    async fn comparison_phase(&mut self, server: &mut Proc) -> Result<ComparisonResult> {
         println!(
             "known vs unknown address, {PHASE_CLIENTS} clients: {:.0} s warm-up + {:.0} s measured ...",
-            self.settings.warmup.as_secs_f64(),
-            self.settings.seconds.as_secs_f64()
+            self.settings.env.warmup.as_secs_f64(),
+            self.settings.env.seconds.as_secs_f64()
         );
         self.sink.clear();
         let (stop, measure_from) = self.stop_signal();
@@ -1134,7 +716,7 @@ impl Bench<'_> {
         ));
         let mut tasks = Vec::with_capacity(PHASE_CLIENTS);
         for i in 0..PHASE_CLIENTS {
-            let browser = Browser::new(&server.base_url)?;
+            let browser = Browser::new(&self.root)?;
             let plan = AddressPlan::Alternate {
                 accounts: self.accounts.clone(),
                 unknown: self.unknown.clone(),
@@ -1142,7 +724,7 @@ impl Bench<'_> {
             };
             tasks.push(tokio::spawn(sign_in_client(browser, plan, stop.clone())));
         }
-        let logs = drive(server, &stop, tasks).await?;
+        let logs = drive(server, &stop.abort, tasks).await?;
         let (cpu, pg) = usage.await.context("the CPU sampler panicked")?;
         let mut errors = ErrorTally::default();
         let mut links = Vec::new();
@@ -1194,118 +776,16 @@ impl Bench<'_> {
     }
 }
 
-/// Waits for the client tasks while watching the server; if it dies, stops the clients and
-/// fails.
-async fn drive<T: Send + 'static>(
-    server: &mut Server,
-    stop: &StopSignal,
-    tasks: Vec<JoinHandle<T>>,
-) -> Result<Vec<T>> {
-    let mut all = std::pin::pin!(futures::future::join_all(tasks));
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            results = &mut all => {
-                return results
-                    .into_iter()
-                    .map(|r| r.context("a client task panicked"))
-                    .collect();
-            }
-            _ = tick.tick() => {
-                if let Err(e) = server.check() {
-                    stop.abort.store(true, Ordering::Relaxed);
-                    let _ = (&mut all).await;
-                    return Err(e);
-                }
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Statistics
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Stats {
-    n: usize,
-    p50: Duration,
-    p95: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-impl Stats {
-    fn of(mut samples: Vec<Duration>) -> Self {
-        samples.sort_unstable();
-        Self {
-            n: samples.len(),
-            p50: percentile(&samples, 50.0),
-            p95: percentile(&samples, 95.0),
-            p99: percentile(&samples, 99.0),
-            max: samples.last().copied().unwrap_or_default(),
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // CPU and memory
 
-/// CPU used over a window, in seconds of one core.
-#[derive(Debug, Clone, Default)]
-struct CpuShares {
-    wall: f64,
-    bench: f64,
-    server: f64,
-    postgres: f64,
-    rabbitmq: f64,
-    /// Every process on the machine (from /proc/stat), kernel included.
-    machine: f64,
-    /// Other user-space processes that were busy (e.g. a build running alongside).
-    busy_others: Vec<(String, f64)>,
-}
-
+/// Busy time not in the four columns: the kernel's interrupt work (loopback networking),
+/// other processes.
 impl CpuShares {
-    fn describe_others(&self) -> String {
-        if self.busy_others.is_empty() {
-            return "none".into();
-        }
-        self.busy_others
-            .iter()
-            .map(|(comm, t)| format!("{comm} {}", self.pct(*t)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Whether other processes took a noticeable share (10% of a core or more).
-    fn disturbed(&self) -> bool {
-        self.wall > 0.0 && self.busy_others.iter().map(|(_, t)| t).sum::<f64>() / self.wall >= 0.10
-    }
-
-    /// Busy time not in the four columns: the kernel's interrupt work (loopback networking),
-    /// other processes.
     fn other(&self) -> f64 {
-        (self.machine - self.server - self.postgres - self.rabbitmq - self.bench).max(0.0)
+        (self.machine - self.server - self.workers - self.postgres - self.rabbitmq - self.bench)
+            .max(0.0)
     }
-
-    /// `x` as a percentage of one core over the window (200% = both cores of two).
-    fn pct(&self, x: f64) -> String {
-        if self.wall <= 0.0 {
-            return "?".into();
-        }
-        format!("{:.0}%", 100.0 * x / self.wall)
-    }
-}
-
-#[derive(Debug, Clone)]
-struct CpuSample {
-    at: Instant,
-    bench: f64,
-    server: f64,
-    postgres: f64,
-    rabbitmq: f64,
-    machine: f64,
-    /// Every other user-space process: pid -> (command, CPU seconds).
-    others: HashMap<u32, (String, f64)>,
 }
 
 /// Samples CPU every second from `from` to `to` (wall clock), and PostgreSQL's counters at
@@ -1317,7 +797,7 @@ async fn usage_window(
     to: Instant,
 ) -> (CpuShares, Option<PgWork>) {
     let sample = || async move {
-        tokio::task::spawn_blocking(move || cpu_sample(server_pid))
+        tokio::task::spawn_blocking(move || cpu_sample(server_pid, &[]))
             .await
             .ok()
     };
@@ -1346,42 +826,7 @@ async fn usage_window(
             None
         }
     };
-    let cpu = match (samples.first(), samples.last()) {
-        (Some(a), Some(b)) if samples.len() > 1 => {
-            let wall = (b.at - a.at).as_secs_f64();
-            CpuShares {
-                wall,
-                bench: b.bench - a.bench,
-                server: b.server - a.server,
-                postgres: b.postgres - a.postgres,
-                rabbitmq: b.rabbitmq - a.rabbitmq,
-                machine: b.machine - a.machine,
-                busy_others: busy_others(&samples, wall),
-            }
-        }
-        _ => CpuShares::default(),
-    };
-    (cpu, pg_work)
-}
-
-/// Other processes that used at least 3% of a core over the window, by command name, most
-/// first. A process that started and ended between two samples is not seen here (it is in
-/// the whole machine's figure).
-fn busy_others(samples: &[CpuSample], wall: f64) -> Vec<(String, f64)> {
-    let mut by_command: HashMap<String, f64> = HashMap::new();
-    for pair in samples.windows(2) {
-        for (pid, (comm, t)) in &pair[1].others {
-            // A pid not in the previous sample started since (pid reuse aside).
-            let before = pair[0].others.get(pid).map_or(0.0, |(_, t)| *t);
-            *by_command.entry(comm.clone()).or_default() += (t - before).max(0.0);
-        }
-    }
-    let mut busy: Vec<(String, f64)> = by_command
-        .into_iter()
-        .filter(|(_, t)| wall > 0.0 && *t / wall >= 0.03)
-        .collect();
-    busy.sort_by(|a, b| b.1.total_cmp(&a.1));
-    busy
+    (CpuShares::between(&samples), pg_work)
 }
 
 /// Cumulative PostgreSQL counters: this database's transactions and rows
@@ -1495,74 +940,6 @@ impl PgCounters {
     }
 }
 
-fn cpu_sample(server_pid: u32) -> CpuSample {
-    let at = Instant::now();
-    let own = std::process::id();
-    let mut sample = CpuSample {
-        at,
-        bench: proc_cpu(&own.to_string()).map_or(0.0, |(_, _, t)| t),
-        server: proc_cpu(&server_pid.to_string()).map_or(0.0, |(_, _, t)| t),
-        postgres: 0.0,
-        rabbitmq: 0.0,
-        machine: machine_busy_seconds(),
-        others: HashMap::new(),
-    };
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-            else {
-                continue;
-            };
-            let Ok(pid_n) = pid.parse::<u32>() else {
-                continue;
-            };
-            match proc_cpu(pid) {
-                _ if pid_n == own || pid_n == server_pid => {}
-                Some((comm, _, t)) if comm == "postgres" => sample.postgres += t,
-                Some((comm, _, t))
-                    if matches!(comm.as_str(), "beam.smp" | "erl_child_setup" | "epmd") =>
-                {
-                    sample.rabbitmq += t
-                }
-                // Kernel threads (children of kthreadd, pid 2) do the load's own kernel work.
-                Some((_, ppid, _)) if ppid == 2 || pid_n == 2 => {}
-                Some((comm, _, t)) => {
-                    sample.others.insert(pid_n, (comm, t));
-                }
-                None => {}
-            }
-        }
-    }
-    sample
-}
-
-/// Resident memory of a process: (peak, current), in MiB.
-#[derive(Debug, Clone, Copy, Default)]
-struct Memory {
-    peak_mib: f64,
-    current_mib: f64,
-}
-
-fn read_memory(pid: u32) -> Option<Memory> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| -> Option<f64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    Some(Memory {
-        peak_mib: kib("VmHWM:")? / 1024.0,
-        current_mib: kib("VmRSS:")? / 1024.0,
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Report
 
@@ -1601,16 +978,9 @@ impl Report {
     /// The "Results" section of BENCHMARKS.md (also printed).
     fn markdown(&self) -> String {
         let mut s = String::new();
-        let m = &self.machine;
         let now = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
         let _ = writeln!(s, "## Results\n\nRun of {now}.\n");
-        if !self.passed() {
-            let _ = writeln!(s, "**RUN FAILED:**\n");
-            for f in &self.failures {
-                let _ = writeln!(s, "- **{f}**");
-            }
-            s.push('\n');
-        }
+        write_failures(&mut s, &self.failures);
         let disturbed: Vec<String> = self
             .phases
             .levels
@@ -1623,44 +993,16 @@ impl Report {
             .filter(|(_, cpu)| cpu.disturbed())
             .map(|(name, cpu)| format!("{name} ({})", cpu.describe_others()))
             .collect();
-        if !disturbed.is_empty() {
-            let _ = writeln!(
-                s,
-                "**Warning: other processes took CPU during {}; those figures are low.**\n",
-                disturbed.join("; ")
-            );
-        }
-        let _ = writeln!(
-            s,
-            "Machine: {} cores ({}), {} RAM, Linux {}. {}; {}; RabbitMQ {}. Commit {}.\n",
-            m.cores, m.cpu_model, m.memory, m.kernel, m.rustc, m.postgres, m.rabbitmq, m.commit
-        );
+        write_disturbed(&mut s, &disturbed);
+        let _ = writeln!(s, "{}", self.machine.markdown());
         let _ = writeln!(
             s,
             "Each phase: {:.0} s warm-up (not measured), then {:.0} s measured.\n",
-            self.settings.warmup.as_secs_f64(),
-            self.settings.seconds.as_secs_f64()
+            self.settings.env.warmup.as_secs_f64(),
+            self.settings.env.seconds.as_secs_f64()
         );
 
-        let _ = writeln!(s, "Settings that differ from the compiled-in defaults:\n");
-        for (key, value, why) in RAISED_LIMITS {
-            match self.overrides.iter().find(|(k, _)| k == key) {
-                Some((_, given)) => {
-                    let _ = writeln!(
-                        s,
-                        "- `{key}={given}` (from the invoking environment; the bench's own: {value}, {why})"
-                    );
-                }
-                None => {
-                    let _ = writeln!(s, "- `{key}={value}` ({why})");
-                }
-            }
-        }
-        for (key, value) in &self.overrides {
-            if !RAISED_LIMITS.iter().any(|(k, _, _)| k == key) {
-                let _ = writeln!(s, "- `{key}={value}` (from the invoking environment)");
-            }
-        }
+        write_settings(&mut s, &[(RAISED_LIMITS, "")], &self.overrides);
         let d = Config::defaults();
         let _ = writeln!(
             s,
@@ -1787,8 +1129,8 @@ impl Report {
             s,
             "CPU time over each measured window as a percentage of one core ({} cores = {}%). \
              \"bench\" is this benchmark process: the HTTP clients and the SMTP server.\n",
-            m.cores,
-            m.cores * 100
+            self.machine.cores,
+            self.machine.cores * 100
         );
         let _ = writeln!(
             s,
@@ -2020,7 +1362,7 @@ Choices that keep it honest:
 
 - Every link goes to a different account (`bench-0000123@bench.example`), so the per-account
   limit (5 links per 15 minutes) never suppresses a send.
-- The SMTP server runs inside the benchmark process (`latchkey::testkit::SmtpSink`), so arrivals
+- The SMTP server runs inside the benchmark process (`latchkey_testkit::SmtpSink`), so arrivals
   and POSTs are timed on the same clock, and it costs far less CPU than a real mail server.
 - All clients come from 127.0.0.1 and all emails go to one storefront and one domain, so the
   per-IP burst limit and the sending limits (per domain, per storefront, global) are raised: they
@@ -2033,7 +1375,7 @@ Choices that keep it honest:
 
 /// Replaces the "Results" section of BENCHMARKS.md, keeping everything above it.
 fn write_results(results: &str) -> Result<()> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let path = common::report::benchmarks_file();
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
     let top = match existing.find("\n## Results") {
         Some(at) => existing[..at + 1].to_string(),

@@ -57,22 +57,21 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use common::cpu::CpuSample;
 use common::*;
 use latchkey::config::{Config, DatabaseKind};
 use latchkey::queue::MailQueue as _;
 use latchkey::queue::rabbit::RabbitQueue;
 use latchkey::store::Store;
-use latchkey::testkit::SmtpSink;
-use rand::Rng as _;
+use latchkey_testkit::SmtpSink;
 use tokio::task::JoinHandle;
 
 /// The demo storefront.
@@ -100,114 +99,41 @@ const CUSTOMERS: [&str; 2] = ["alex@example.com", "sam@example.com"];
 const HISTORY_RECIPIENTS: usize = 50_000;
 /// Addresses of the mail-backlog accounts: `mail-0000123@bench.example`.
 const ACCOUNT_DIGITS: usize = 7;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a process has to stop on SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
 /// How long the bench keeps listening after the last expected email, for duplicates.
 const DUPLICATE_GRACE: Duration = Duration::from_secs(3);
-/// Settings the bench gives every process (besides URLs, secret and queue prefix); each may be
-/// overridden by the invoking environment.
-const RAISED_LIMITS: &[(&str, &str, &str)] = &[
-    (
-        "LATCHKEY_RATE_LIMIT__IP_PER_SECOND",
-        "1000000",
-        "every client is 127.0.0.1",
-    ),
-    (
-        "LATCHKEY_RATE_LIMIT__IP_BURST",
-        "1000000",
-        "every client is 127.0.0.1",
-    ),
-    (
-        "LATCHKEY_MAIL__GLOBAL_PER_SECOND",
-        "1000000",
-        "measure capacity, not the sending policy",
-    ),
-    (
-        "LATCHKEY_MAIL__PER_DOMAIN_PER_SECOND",
-        "1000000",
-        "every backlog address is @bench.example",
-    ),
-    (
-        "LATCHKEY_MAIL__PER_STOREFRONT_PER_SECOND",
-        "1000000",
-        "every backlog email is on one storefront",
-    ),
-    ("LATCHKEY_LOG_LEVEL", "warn", "no per-request logging"),
-    (
-        "LATCHKEY_DEMO_ON_FIRST_START",
-        "false",
-        "the bench loads the demo itself",
-    ),
-];
 /// Only for `latchkey serve`.
-const SERVE_SETTINGS: &[(&str, &str, &str)] = &[(
+const SERVE_SETTINGS: &[BenchSetting] = &[(
     "LATCHKEY_RUN_WORKERS",
     "false",
     "`latchkey serve` runs the web front only; the bench starts `latchkey worker` processes, so the backlog builds while no worker runs",
 )];
 /// Only for `latchkey worker`.
-const WORKER_SETTINGS: &[(&str, &str, &str)] = &[(
+const WORKER_SETTINGS: &[BenchSetting] = &[(
     "LATCHKEY_LOG_LEVEL",
     "warn,latchkey::actors::mailer=info",
     "workers: warnings, and the Mailer's relay passes, which the bench counts",
 )];
 
 fn main() -> ExitCode {
-    // `cargo bench` passes `--bench`; runners that build and run every target do not.
-    if !std::env::args().any(|a| a == "--bench") {
-        return ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("operations: cannot start a Tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("\noperations: FAILED (see the report above)");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("\noperations: FAILED: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::report::main("operations", run)
 }
 
 async fn run() -> Result<bool> {
     let started = Instant::now();
     let settings = Settings::from_env()?;
-    let db = BenchDatabase::create(&settings.admin_url).await?;
+    let db = BenchDatabase::create(&settings.env.admin_url, "lk_opsbench").await?;
     let prefix = format!(
         "latchkey.opsbench.{}.{}",
         std::process::id(),
         random_lower(8)
     );
     let outcome = run_on_database(&settings, &db, &prefix).await;
-    let queue = RabbitQueue::new(&settings.amqp_url, &prefix, false, Duration::from_secs(5));
-    if let Err(e) = queue.delete_all(&Config::defaults().retry_delays()).await {
-        eprintln!("warning: could not delete the RabbitMQ queues {prefix}.*: {e}");
-    }
-    db.drop_database().await;
+    tear_down(&settings.env.amqp_url, &prefix, &db).await;
     let mut report = outcome?;
     report.total = started.elapsed();
-    let text = report.markdown();
-    println!("\n{text}");
-    if settings.write_file {
-        write_section(&text)?;
-        println!(
-            "(written to {})",
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("BENCHMARKS.md")
-                .display()
-        );
-    }
+    publish(&report.markdown(), settings.env.write_file, write_section)?;
     Ok(report.passed())
 }
 
@@ -217,7 +143,7 @@ async fn run_on_database(settings: &Settings, db: &BenchDatabase, prefix: &str) 
         .context("start the in-process SMTP server")?;
     let mail_accounts = settings.backlog * settings.workers.len();
     let data = prepare_data(&db.url, mail_accounts, settings.deliveries).await?;
-    let launcher = Launcher::new(settings, &db.url, prefix, sink.port())?;
+    let launcher = Launcher::new(&db.url, &settings.env.amqp_url, prefix, sink.port())?;
     for (email, name, role) in STAFF {
         let out = launcher
             .admin(&[
@@ -236,8 +162,13 @@ async fn run_on_database(settings: &Settings, db: &BenchDatabase, prefix: &str) 
         println!("{}", out.trim());
     }
     let pg = admin_client(&db.url).await?;
-    let queue = RabbitQueue::new(&settings.amqp_url, prefix, false, Duration::from_secs(5));
-    let mut server = launcher.serve().await?;
+    let queue = RabbitQueue::new(
+        &settings.env.amqp_url,
+        prefix,
+        false,
+        Duration::from_secs(5),
+    );
+    let mut server = launcher.serve(SERVE_SETTINGS).await?;
     let mut bench = Bench {
         settings,
         sink: &sink,
@@ -249,9 +180,9 @@ async fn run_on_database(settings: &Settings, db: &BenchDatabase, prefix: &str) 
     };
     let measured = bench.measure_all(&mut server).await;
     let server_memory = read_memory(server.pid);
-    let stopped = server.stop().await;
+    let stopped = server.stop(STOP_GRACE).await;
     let (console, customer, plans, mail) = measured?;
-    let machine = MachineInfo::collect(&settings.admin_url).await;
+    let machine = MachineInfo::collect(&settings.env.admin_url).await;
     Ok(Report {
         settings: settings.clone(),
         machine,
@@ -273,34 +204,21 @@ async fn run_on_database(settings: &Settings, db: &BenchDatabase, prefix: &str) 
 
 #[derive(Debug, Clone)]
 struct Settings {
+    env: BenchEnv,
     backlog: usize,
     workers: Vec<usize>,
     deliveries: usize,
     deep_pages: usize,
-    seconds: Duration,
-    warmup: Duration,
-    drain_timeout: Duration,
-    admin_url: String,
-    amqp_url: String,
-    write_file: bool,
 }
 
 impl Settings {
     fn from_env() -> Result<Self> {
-        let workers = match std::env::var("BENCH_WORKERS") {
-            Ok(raw) => raw
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=16).contains(n))
-                        .ok_or_else(|| anyhow!("BENCH_WORKERS: {s:?} is not a number from 1 to 16"))
-                })
-                .collect::<Result<Vec<_>>>()?,
-            Err(_) => vec![1, 2],
-        };
+        let workers = env_counts(
+            "BENCH_WORKERS",
+            &[1, 2],
+            |n| (1..=16).contains(&n),
+            "a number from 1 to 16",
+        )?;
         ensure!(!workers.is_empty(), "BENCH_WORKERS names no worker count");
         let backlog = env_number("BENCH_MAIL_BACKLOG", 20_000.0)? as usize;
         ensure!(
@@ -308,66 +226,17 @@ impl Settings {
             "BENCH_MAIL_BACKLOG is too large"
         );
         Ok(Self {
+            env: BenchEnv::from_env(5.0, 1.0, 180.0)?,
             backlog,
             workers,
             deliveries: (env_number("BENCH_DELIVERIES", 1_000_000.0)? as usize).max(10_000),
             deep_pages: env_number("BENCH_DEEP_PAGES", 50.0)? as usize,
-            seconds: env_seconds("BENCH_SECONDS", 5.0)?,
-            warmup: match std::env::var("BENCH_WARMUP_SECONDS").as_deref() {
-                Ok("0") => Duration::ZERO,
-                _ => env_seconds("BENCH_WARMUP_SECONDS", 1.0)?,
-            },
-            drain_timeout: env_seconds("BENCH_DRAIN_TIMEOUT_SECONDS", 180.0)?,
-            admin_url: std::env::var("LATCHKEY_TEST_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
-            amqp_url: std::env::var("LATCHKEY_TEST_AMQP_URL")
-                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
-            write_file: std::env::var("BENCH_WRITE").map_or(true, |v| v != "0"),
         })
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Database and data
-
-struct BenchDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl BenchDatabase {
-    async fn create(admin_url: &str) -> Result<Self> {
-        let name = format!("lk_opsbench_{}_{}", std::process::id(), random_lower(8));
-        let admin = admin_client(admin_url).await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .with_context(|| format!("create the database {name}"))?;
-        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-        Ok(Self {
-            admin_url: admin_url.to_string(),
-            url: format!("{base}/{name}"),
-            name,
-        })
-    }
-
-    async fn drop_database(&self) {
-        let dropped = async {
-            let admin = admin_client(&self.admin_url).await?;
-            admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
-                .await?;
-            anyhow::Ok(())
-        };
-        if let Err(e) = dropped.await {
-            eprintln!("warning: could not drop the database {}: {e:#}", self.name);
-        }
-    }
-}
 
 /// What the database holds before the first process starts.
 #[derive(Debug, Clone, Default)]
@@ -618,137 +487,8 @@ fn mail_address(n: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// Starts `latchkey` processes, all configured alike (database, queue, SMTP, secret, limits).
-struct Launcher {
-    db_url: String,
-    amqp_url: String,
-    prefix: String,
-    smtp_port: u16,
-    port: u16,
-    base_url: String,
-    secret: String,
-    /// `LATCHKEY_*` settings from the invoking environment, passed on to every process.
-    overrides: Vec<(String, String)>,
-    dir: tempfile::TempDir,
-    config_dir: PathBuf,
-    spawned: AtomicUsize,
-}
-
+/// What only this bench starts: workers, and one-shot commands.
 impl Launcher {
-    fn new(settings: &Settings, db_url: &str, prefix: &str, smtp_port: u16) -> Result<Self> {
-        let dir = tempfile::tempdir().context("create a temp dir for the processes")?;
-        let config_dir = dir.path().join("config");
-        std::fs::create_dir(&config_dir).context("create the empty config dir")?;
-        let port = free_port()?;
-        Ok(Self {
-            db_url: db_url.to_string(),
-            amqp_url: settings.amqp_url.clone(),
-            prefix: prefix.to_string(),
-            smtp_port,
-            port,
-            base_url: format!("http://127.0.0.1:{port}"),
-            secret: rand::rng()
-                .sample_iter(rand::distr::Alphanumeric)
-                .take(48)
-                .map(char::from)
-                .collect(),
-            overrides: passed_through_settings(),
-            dir,
-            config_dir,
-            spawned: AtomicUsize::new(0),
-        })
-    }
-
-    /// A `latchkey` command with only the compiled-in defaults, the bench's settings (those of
-    /// `extra` last) and the invoker's overrides; output to a log file.
-    fn command(
-        &self,
-        args: &[&str],
-        extra: &[(&str, &str, &str)],
-    ) -> Result<(tokio::process::Command, PathBuf)> {
-        let n = self.spawned.fetch_add(1, Ordering::Relaxed);
-        let log_path = self.dir.path().join(format!("{}-{n}.log", args[0]));
-        let log = std::fs::File::create(&log_path).context("create a log file")?;
-        let log_err = log.try_clone().context("clone a log file")?;
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .kill_on_drop(true);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("LATCHKEY_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("LATCHKEY_CONFIG_DIR", &self.config_dir)
-            .env("LATCHKEY_OPS_LISTEN", "127.0.0.1:0") // metrics are not read; any free port
-            .env("LATCHKEY_LISTEN", format!("127.0.0.1:{}", self.port))
-            .env("LATCHKEY_PUBLIC_URL", &self.base_url)
-            .env("LATCHKEY_DATABASE_URL", &self.db_url)
-            .env("LATCHKEY_QUEUE_URL", &self.amqp_url)
-            .env("LATCHKEY_QUEUE__PREFIX", &self.prefix)
-            .env(
-                "LATCHKEY_MAIL_URL",
-                format!("smtp://127.0.0.1:{}?tls=none", self.smtp_port),
-            )
-            .env("LATCHKEY_SECRET_KEY", &self.secret);
-        for (key, value, _) in RAISED_LIMITS.iter().chain(extra) {
-            cmd.env(key, value);
-        }
-        for (key, value) in &self.overrides {
-            cmd.env(key, value);
-        }
-        Ok((cmd, log_path))
-    }
-
-    fn spawn(&self, name: &str, args: &[&str], extra: &[(&str, &str, &str)]) -> Result<Proc> {
-        let (mut cmd, log_path) = self.command(args, extra)?;
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("start `latchkey {}`", args.join(" ")))?;
-        let pid = child.id().ok_or_else(|| anyhow!("{name} exited at once"))?;
-        Ok(Proc {
-            name: name.to_string(),
-            child,
-            pid,
-            log_path,
-        })
-    }
-
-    /// `latchkey serve` (web front only), once `/healthz` answers 200.
-    async fn serve(&self) -> Result<Proc> {
-        let mut server = self.spawn("latchkey serve", &["serve"], SERVE_SETTINGS)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .context("build an HTTP client")?;
-        // The public port has only /healthz; it listens once start-up (database, migrations) is done.
-        let url = format!("{}/healthz", self.base_url);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last = String::from("no answer yet");
-        while Instant::now() < deadline {
-            server.check()?;
-            match http.get(&url).send().await {
-                Ok(resp) if resp.status() == 200 => {
-                    println!(
-                        "latchkey serve is ready at {} (pid {})",
-                        self.base_url, server.pid
-                    );
-                    return Ok(server);
-                }
-                Ok(resp) => last = format!("HTTP {}", resp.status()),
-                Err(e) => last = e.without_url().to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!(
-            "latchkey serve did not become ready within {READY_TIMEOUT:?} (last /healthz: {last})\n{}",
-            server.log_tail()
-        )
-    }
-
     fn worker(&self, n: usize) -> Result<Proc> {
         self.spawn(
             &format!("latchkey worker #{n}"),
@@ -774,157 +514,8 @@ impl Launcher {
     }
 }
 
-/// A running `latchkey` process.
-struct Proc {
-    name: String,
-    child: tokio::process::Child,
-    pid: u32,
-    log_path: PathBuf,
-}
-
-impl Proc {
-    /// `Err` when the process has exited.
-    fn check(&mut self) -> Result<()> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => bail!(
-                "{} (pid {}) died: {status}\n{}",
-                self.name,
-                self.pid,
-                self.log_tail()
-            ),
-            Err(e) => bail!("cannot check on {}: {e}", self.name),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = self.log();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        format!("--- last lines of the output of {} ---\n{tail}", self.name)
-    }
-
-    /// SIGTERM, then SIGKILL after 15 s; says how it went.
-    async fn stop(&mut self) -> String {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return format!("had already exited ({status})");
-        }
-        let term = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        if matches!(term, Ok(s) if s.success()) {
-            let started = Instant::now();
-            if let Ok(Ok(status)) =
-                tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await
-            {
-                return format!(
-                    "stopped on SIGTERM in {:.2} s ({status})",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-        }
-        let _ = self.child.kill().await;
-        "did not stop within 15 s of SIGTERM; killed".into()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Browsers
-
-/// One simulated browser: its own connection pool and cookie jar, redirects not followed.
-/// Clones share both.
-#[derive(Clone)]
-struct Browser {
-    http: reqwest::Client,
-    root: String,
-}
-
-impl Browser {
-    fn new(root: &str) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("build an HTTP client")?;
-        Ok(Self {
-            http,
-            root: root.to_string(),
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http") {
-            path.to_string()
-        } else {
-            format!("{}{path}", self.root)
-        }
-    }
-
-    async fn get(&self, path: &str, what: &str) -> Result<(u16, String), ErrorKind> {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .map_err(|e| request_error(what, e))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| request_error(&format!("{what} (body)"), e))?;
-        Ok((status, body))
-    }
-
-    async fn post(
-        &self,
-        path: &str,
-        form: &[(&str, &str)],
-        what: &str,
-    ) -> Result<(u16, String), ErrorKind> {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| request_error(what, e))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| request_error(&format!("{what} (body)"), e))?;
-        Ok((status, body))
-    }
-
-    /// GET a form page, POST its form with `fields` and the page's CSRF token; `Ok` when the
-    /// answer is 200 "Check your email".
-    async fn request_link(&self, form_path: &str, email: &str) -> Result<(), ErrorKind> {
-        let (status, page) = self.get(form_path, "GET sign-in").await?;
-        if status != 200 {
-            return Err(format!("GET sign-in: HTTP {status}"));
-        }
-        let csrf = csrf_token(&page).ok_or("GET sign-in: no csrf_token in the page")?;
-        let (status, body) = self
-            .post(
-                form_path,
-                &[("csrf_token", csrf), ("email", email)],
-                "POST sign-in",
-            )
-            .await?;
-        if status != 200 {
-            return Err(format!("POST sign-in: HTTP {status}"));
-        }
-        if !body.contains("Check your email") {
-            return Err("POST sign-in: 200 without \"Check your email\"".into());
-        }
-        Ok(())
-    }
-}
 
 /// The ids of the delivery rows of an Emails tab page (`data-delivery="123"`).
 fn delivery_ids(html: &str) -> Vec<i64> {
@@ -950,27 +541,7 @@ fn older_link(html: &str) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Statistics
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Stats {
-    p50: Duration,
-    p95: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-impl Stats {
-    fn of(mut samples: Vec<Duration>) -> Self {
-        samples.sort_unstable();
-        Self {
-            p50: percentile(&samples, 50.0),
-            p95: percentile(&samples, 95.0),
-            p99: percentile(&samples, 99.0),
-            max: samples.last().copied().unwrap_or_default(),
-        }
-    }
-}
+// Figures
 
 fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
@@ -1086,7 +657,7 @@ impl Bench<'_> {
             "signed in {BROWSERS} staff browsers ({:.1} s) and {BROWSERS} customer browsers",
             staff_sign_in.as_secs_f64()
         );
-        let helper_stop = helper.stop().await;
+        let helper_stop = helper.stop(STOP_GRACE).await;
         if !helper_stop.starts_with("stopped on SIGTERM") {
             self.failures
                 .push(format!("the sign-in helper worker {helper_stop}"));
@@ -1117,42 +688,12 @@ impl Bench<'_> {
         home: &str,
     ) -> Result<Browser> {
         let browser = Browser::new(&self.launcher.base_url)?;
-        let before = self.sink.messages_to(email).len();
         browser
-            .request_link(form_path, email)
-            .await
-            .map_err(|e| anyhow!("{email}: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let message = loop {
-            let mut messages = self.sink.messages_to(email);
-            if messages.len() > before {
-                break messages.pop().expect("not empty");
-            }
-            server.check()?;
-            worker.check()?;
-            ensure!(
-                Instant::now() < deadline,
-                "no sign-in email to {email} within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let link = message
-            .links()
-            .into_iter()
-            .find(|l| l.contains("/auth/"))
-            .ok_or_else(|| anyhow!("no sign-in link in the email to {email}"))?;
-        let (status, landing) = browser
-            .get(&link, "GET link")
-            .await
-            .map_err(|e| anyhow!(e))?;
-        ensure!(status == 200, "GET {link}: HTTP {status}");
-        let csrf =
-            csrf_token(&landing).ok_or_else(|| anyhow!("no csrf_token on the landing page"))?;
-        let (status, _) = browser
-            .post(&link, &[("csrf_token", csrf)], "POST link")
-            .await
-            .map_err(|e| anyhow!(e))?;
-        ensure!(status == 303, "POST {link}: HTTP {status} (wanted 303)");
+            .sign_in_by_link(self.sink, form_path, email, || {
+                server.check()?;
+                worker.check()
+            })
+            .await?;
         let (status, _) = browser
             .get(home, "GET home")
             .await
@@ -1176,8 +717,8 @@ impl Bench<'_> {
         expect: Option<&'static str>,
     ) -> Result<LoadResult> {
         let clients = browsers.len();
-        let measure_from = Instant::now() + self.settings.warmup;
-        let stop_at = measure_from + self.settings.seconds;
+        let measure_from = Instant::now() + self.settings.env.warmup;
+        let stop_at = measure_from + self.settings.env.seconds;
         let abort = Arc::new(AtomicBool::new(false));
         let cpu = tokio::spawn(cpu_window(server.pid, Vec::new(), measure_from, stop_at));
         let paths = Arc::new(paths.to_vec());
@@ -1661,7 +1202,7 @@ impl Bench<'_> {
             procs.push(self.launcher.worker(round * 10 + i + 1)?);
         }
         let pids: Vec<u32> = procs.iter().map(|p| p.pid).collect();
-        let deadline = t0 + self.settings.drain_timeout;
+        let deadline = t0 + self.settings.env.drain_timeout;
         let mut timed_out = false;
         while self.sink.count() < expected_n {
             if Instant::now() >= deadline {
@@ -1720,7 +1261,7 @@ impl Bench<'_> {
         let mut stops = Vec::new();
         let mut relayed = 0u64;
         for p in &mut procs {
-            stops.push(p.stop().await);
+            stops.push(p.stop(STOP_GRACE).await);
             relayed += relayed_in_log(&p.log());
         }
 
@@ -1729,7 +1270,7 @@ impl Bench<'_> {
             self.failures.push(format!(
                 "{label}: {} of {expected_n} emails never arrived (waited {:.0} s)",
                 expected_n - delivered,
-                self.settings.drain_timeout.as_secs_f64()
+                self.settings.env.drain_timeout.as_secs_f64()
             ));
         }
         if duplicates > 0 || unexpected > 0 {
@@ -1812,34 +1353,6 @@ fn relayed_in_log(log: &str) -> u64 {
             digits.parse::<u64>().ok()
         })
         .sum()
-}
-
-/// Waits for the client tasks while watching the server; if it dies, stops the clients and
-/// fails.
-async fn drive<T: Send + 'static>(
-    server: &mut Proc,
-    abort: &AtomicBool,
-    tasks: Vec<JoinHandle<T>>,
-) -> Result<Vec<T>> {
-    let mut all = std::pin::pin!(futures::future::join_all(tasks));
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            results = &mut all => {
-                return results
-                    .into_iter()
-                    .map(|r| r.context("a client task panicked"))
-                    .collect();
-            }
-            _ = tick.tick() => {
-                if let Err(e) = server.check() {
-                    abort.store(true, Ordering::Relaxed);
-                    let _ = (&mut all).await;
-                    return Err(e);
-                }
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1997,81 +1510,10 @@ impl MailRound {
 // ---------------------------------------------------------------------------------------------
 // CPU and memory
 
-/// CPU used over a window, in seconds of one core.
-#[derive(Debug, Clone, Default)]
-struct CpuShares {
-    wall: f64,
-    bench: f64,
-    server: f64,
-    workers: f64,
-    postgres: f64,
-    rabbitmq: f64,
-    machine: f64,
-    busy_others: Vec<(String, f64)>,
-}
-
-impl CpuShares {
-    fn pct(&self, x: f64) -> String {
-        if self.wall <= 0.0 {
-            return "?".into();
-        }
-        format!("{:.0}%", 100.0 * x / self.wall)
-    }
-
-    fn describe_others(&self) -> String {
-        if self.busy_others.is_empty() {
-            return "none".into();
-        }
-        self.busy_others
-            .iter()
-            .map(|(comm, t)| format!("{comm} {}", self.pct(*t)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn disturbed(&self) -> bool {
-        self.wall > 0.0 && self.busy_others.iter().map(|(_, t)| t).sum::<f64>() / self.wall >= 0.10
-    }
-}
-
-#[derive(Debug, Clone)]
-struct CpuSample {
-    at: Instant,
-    bench: f64,
-    server: f64,
-    workers: f64,
-    postgres: f64,
-    rabbitmq: f64,
-    machine: f64,
-    others: HashMap<u32, (String, f64)>,
-}
-
 impl CpuSample {
-    /// The CPU used between `earlier` and this sample. Processes that started in between
-    /// count from zero (the workers); other processes that were busy (3% of a core or more)
-    /// are named.
+    /// The CPU used between `earlier` and this sample (see [`CpuShares::between`]).
     fn minus(&self, earlier: &CpuSample) -> CpuShares {
-        let wall = (self.at - earlier.at).as_secs_f64();
-        let mut by_command: HashMap<String, f64> = HashMap::new();
-        for (pid, (comm, t)) in &self.others {
-            let before = earlier.others.get(pid).map_or(0.0, |(_, t)| *t);
-            *by_command.entry(comm.clone()).or_default() += (t - before).max(0.0);
-        }
-        let mut busy: Vec<(String, f64)> = by_command
-            .into_iter()
-            .filter(|(_, t)| wall > 0.0 && *t / wall >= 0.03)
-            .collect();
-        busy.sort_by(|a, b| b.1.total_cmp(&a.1));
-        CpuShares {
-            wall,
-            bench: self.bench - earlier.bench,
-            server: self.server - earlier.server,
-            workers: self.workers - earlier.workers,
-            postgres: self.postgres - earlier.postgres,
-            rabbitmq: self.rabbitmq - earlier.rabbitmq,
-            machine: self.machine - earlier.machine,
-            busy_others: busy,
-        }
+        CpuShares::between(&[earlier.clone(), self.clone()])
     }
 }
 
@@ -2086,78 +1528,6 @@ async fn cpu_window(server_pid: u32, workers: Vec<u32>, from: Instant, to: Insta
         (Ok(a), Ok(b)) => b.minus(&a),
         _ => CpuShares::default(),
     }
-}
-
-/// One reading of every process's CPU time. `server_pid` 0: the server is counted under
-/// "latchkey serve" by its pid only when given; pass it to separate it from the rest.
-fn cpu_sample(server_pid: u32, workers: &[u32]) -> CpuSample {
-    let own = std::process::id();
-    let mut sample = CpuSample {
-        at: Instant::now(),
-        bench: proc_cpu(&own.to_string()).map_or(0.0, |(_, _, t)| t),
-        server: 0.0,
-        workers: 0.0,
-        postgres: 0.0,
-        rabbitmq: 0.0,
-        machine: machine_busy_seconds(),
-        others: HashMap::new(),
-    };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return sample;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let Ok(pid_n) = pid.parse::<u32>() else {
-            continue;
-        };
-        if pid_n == own {
-            continue;
-        }
-        match proc_cpu(pid) {
-            Some((_, _, t)) if pid_n == server_pid => sample.server += t,
-            Some((_, _, t)) if workers.contains(&pid_n) => sample.workers += t,
-            Some((comm, _, t)) if comm == "postgres" => sample.postgres += t,
-            Some((comm, _, t))
-                if matches!(comm.as_str(), "beam.smp" | "erl_child_setup" | "epmd") =>
-            {
-                sample.rabbitmq += t
-            }
-            Some((_, ppid, _)) if ppid == 2 || pid_n == 2 => {}
-            Some((comm, _, t)) => {
-                sample.others.insert(pid_n, (comm, t));
-            }
-            None => {}
-        }
-    }
-    sample
-}
-
-/// Peak resident memory of a process, in MiB.
-#[derive(Debug, Clone, Copy, Default)]
-struct Memory {
-    peak_mib: f64,
-}
-
-fn read_memory(pid: u32) -> Option<Memory> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| -> Option<f64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    Some(Memory {
-        peak_mib: kib("VmHWM:")? / 1024.0,
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2228,7 +1598,7 @@ What is measured:
 Choices: the policy limits (per-IP, and the sending limits per domain, per storefront and overall)
 are raised, since all clients are 127.0.0.1 and all backlog emails go to one domain and one
 storefront; capacity settings (pools, mail concurrency, threads) keep their defaults. The SMTP
-server runs in the benchmark process (`latchkey::testkit::SmtpSink`). Everything shares the
+server runs in the benchmark process (`latchkey_testkit::SmtpSink`). Everything shares the
 machine, so the CPU columns say who used it. A page that answers anything but 200 fails the run.
 "#;
 
@@ -2239,7 +1609,6 @@ impl Report {
 
     fn markdown(&self) -> String {
         let mut s = String::new();
-        let m = &self.machine;
         let _ = writeln!(s, "{MARK_START}\n{INTRO}");
         let now = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
         let _ = writeln!(
@@ -2247,13 +1616,7 @@ impl Report {
             "### Operations results\n\nRun of {now}, {:.0} s in all.\n",
             self.total.as_secs_f64()
         );
-        if !self.passed() {
-            let _ = writeln!(s, "**RUN FAILED:**\n");
-            for f in &self.failures {
-                let _ = writeln!(s, "- **{f}**");
-            }
-            s.push('\n');
-        }
+        write_failures(&mut s, &self.failures);
         let mut disturbed: Vec<String> = self
             .console
             .loads
@@ -2276,52 +1639,17 @@ impl Report {
                 r.cpu.describe_others()
             )
         }));
-        if !disturbed.is_empty() {
-            let _ = writeln!(
-                s,
-                "**Warning: other processes took CPU during {}; those figures are low.**\n",
-                disturbed.join("; ")
-            );
-        }
-        let _ = writeln!(
-            s,
-            "Machine: {} cores ({}), {} RAM, Linux {}. {}; {}; RabbitMQ {}. Commit {}.\n",
-            m.cores, m.cpu_model, m.memory, m.kernel, m.rustc, m.postgres, m.rabbitmq, m.commit
+        write_disturbed(&mut s, &disturbed);
+        let _ = writeln!(s, "{}", self.machine.markdown());
+        write_settings(
+            &mut s,
+            &[
+                (RAISED_LIMITS, ""),
+                (SERVE_SETTINGS, " for `latchkey serve`"),
+                (WORKER_SETTINGS, " for `latchkey worker`"),
+            ],
+            &self.overrides,
         );
-        let _ = writeln!(s, "Settings that differ from the compiled-in defaults:\n");
-        let described = |key: &str, value: &str, why: &str, scope: &str| match self
-            .overrides
-            .iter()
-            .find(|(k, _)| k == key)
-        {
-            Some((_, given)) => format!(
-                "- `{key}={given}`{scope} (from the invoking environment; the bench's own: {value}, {why})"
-            ),
-            None => format!("- `{key}={value}`{scope} ({why})"),
-        };
-        for (key, value, why) in RAISED_LIMITS {
-            let _ = writeln!(s, "{}", described(key, value, why, ""));
-        }
-        for (key, value, why) in SERVE_SETTINGS {
-            let _ = writeln!(s, "{}", described(key, value, why, " for `latchkey serve`"));
-        }
-        for (key, value, why) in WORKER_SETTINGS {
-            let _ = writeln!(
-                s,
-                "{}",
-                described(key, value, why, " for `latchkey worker`")
-            );
-        }
-        for (key, value) in &self.overrides {
-            if !RAISED_LIMITS
-                .iter()
-                .chain(SERVE_SETTINGS)
-                .chain(WORKER_SETTINGS)
-                .any(|(k, _, _)| k == key)
-            {
-                let _ = writeln!(s, "- `{key}={value}` (from the invoking environment)");
-            }
-        }
         let d = Config::defaults();
         let _ = writeln!(
             s,
@@ -2634,7 +1962,7 @@ impl Report {
 /// Writes the section between the markers; the first time, just above `## Results` (which
 /// `end_to_end` replaces from there to the end), or at the end of the file.
 fn write_section(section: &str) -> Result<()> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let path = common::report::benchmarks_file();
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
     let block = section.trim_end();
     let updated = match (existing.find(MARK_START), existing.find(MARK_END)) {

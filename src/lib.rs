@@ -25,4 +25,3 @@ pub mod queue;
 pub mod services;
 pub mod store;
 pub mod telemetry;
-pub mod testkit;

@@ -1868,7 +1868,7 @@ both_backends! {
 
 both_backends! {
     async fn deliveries_list_with_the_emails_tab_filters_and_read_with_attempts(backend: Backend) {
-        use latchkey::testkit::SmtpMode;
+        use latchkey_testkit::SmtpMode;
         let app = Setup::new(backend)
             .with_smtp()
             .config(|c| {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Duration as Span;
 use latchkey::actors::billing_sync::{Reconcile, RetryEvents};
-use latchkey::testkit::{Fault, PaymentMethodKind};
+use latchkey_testkit::{Fault, PaymentMethodKind};
 use support::*;
 
 async fn signed_in_alex(app: &TestApp) -> Browser {
@@ -202,12 +202,12 @@ both_backends! {
 
         let cases: Vec<(Vec<u8>, Option<String>)> = vec![
             (body.clone(), None),
-            (body.clone(), Some(latchkey::testkit::stripe::sign(&body, "whsec_wrong", now))),
-            (body.clone(), Some(latchkey::testkit::stripe::sign(&body, WEBHOOK_SECRET, now - 3600))),
+            (body.clone(), Some(latchkey_testkit::stripe::sign(&body, "whsec_wrong", now))),
+            (body.clone(), Some(latchkey_testkit::stripe::sign(&body, WEBHOOK_SECRET, now - 3600))),
             (body.clone(), Some("t=abc,v1=zz".into())),
-            ({ let mut b = body.clone(); b[10] ^= 1; b }, Some(latchkey::testkit::stripe::sign(&body, WEBHOOK_SECRET, now))),
-            (b"{not json".to_vec(), Some(latchkey::testkit::stripe::sign(b"{not json", WEBHOOK_SECRET, now))),
-            (b"{\"id\":\"x\"}".to_vec(), Some(latchkey::testkit::stripe::sign(b"{\"id\":\"x\"}", WEBHOOK_SECRET, now))),
+            ({ let mut b = body.clone(); b[10] ^= 1; b }, Some(latchkey_testkit::stripe::sign(&body, WEBHOOK_SECRET, now))),
+            (b"{not json".to_vec(), Some(latchkey_testkit::stripe::sign(b"{not json", WEBHOOK_SECRET, now))),
+            (b"{\"id\":\"x\"}".to_vec(), Some(latchkey_testkit::stripe::sign(b"{\"id\":\"x\"}", WEBHOOK_SECRET, now))),
         ];
         for (i, (payload, signature)) in cases.into_iter().enumerate() {
             let answer = app.post_webhook(payload, signature).await;

@@ -26,7 +26,7 @@ use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
 use latchkey::domain::EmailAddress;
 use latchkey::store::Role;
-use latchkey::testkit::SmtpMode;
+use latchkey_testkit::SmtpMode;
 use serde_json::{Value, json};
 use support::*;
 

@@ -7,7 +7,7 @@ mod support;
 use chrono::Utc;
 use latchkey::domain::EmailAddress;
 use latchkey::store::{CooldownSlot, NewStorefront, Role};
-use latchkey::testkit::SmtpMode;
+use latchkey_testkit::SmtpMode;
 use support::*;
 
 /// Staff of the demo storefront, platform support, and an owner of another storefront.

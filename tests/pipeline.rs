@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Duration as Span;
 use latchkey::actors::DeliverOutcome;
-use latchkey::testkit::SmtpMode;
+use latchkey_testkit::SmtpMode;
 use support::*;
 
 both_backends! {

@@ -9,7 +9,7 @@ mod support;
 use chrono::Utc;
 use latchkey::domain::EmailAddress;
 use latchkey::store::Role;
-use latchkey::testkit::ReceivedEmail;
+use latchkey_testkit::ReceivedEmail;
 use support::*;
 
 const NEW: &str = "alex.martin@example.org";

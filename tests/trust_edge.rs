@@ -103,13 +103,13 @@ both_backends! {
         let text = answer.text().await.unwrap();
         assert!(text.contains("signatures"), "{text}");
         // Four full-length signatures, one of them right: still more than Stripe sends.
-        let good = latchkey::testkit::stripe::sign(&body, WEBHOOK_SECRET, now);
+        let good = latchkey_testkit::stripe::sign(&body, WEBHOOK_SECRET, now);
         let good_tag = good.split("v1=").nth(1).unwrap();
         let four = format!("t={now}{},v1={good_tag}", format!(",v1={}", "ab".repeat(32)).repeat(3));
         assert_eq!(app.post_webhook(body.clone(), Some(four)).await.status(), 400);
         // A body far over the webhook limit is refused unread.
         let huge = vec![b' '; 1024 * 1024];
-        let signed = latchkey::testkit::stripe::sign(&huge, WEBHOOK_SECRET, now);
+        let signed = latchkey_testkit::stripe::sign(&huge, WEBHOOK_SECRET, now);
         assert_eq!(app.post_webhook(huge, Some(signed)).await.status(), 413);
         assert_eq!(hmacs(&app), 0, "no HMAC was computed for any of them");
         assert_eq!(app.store().stripe_event_counts().await.unwrap(), (0, 0));
@@ -130,21 +130,21 @@ both_backends! {
         let body = serde_json::to_vec(&event).unwrap();
 
         let hour_ago = app.clock_now().timestamp() - 3600;
-        let stale = latchkey::testkit::stripe::sign(&body, WEBHOOK_SECRET, hour_ago);
+        let stale = latchkey_testkit::stripe::sign(&body, WEBHOOK_SECRET, hour_ago);
         assert_eq!(app.post_webhook(body.clone(), Some(stale)).await.status(), 400);
-        let in_an_hour = latchkey::testkit::stripe::sign(&body, WEBHOOK_SECRET, hour_ago + 7200);
+        let in_an_hour = latchkey_testkit::stripe::sign(&body, WEBHOOK_SECRET, hour_ago + 7200);
         assert_eq!(app.post_webhook(body.clone(), Some(in_an_hour)).await.status(), 400);
         assert_eq!(hmacs(&app), 0, "the timestamp is checked first");
         assert_eq!(invoice_status(&app, "INV-1042").await, "pending");
 
         // A wrong signature with a fresh timestamp costs exactly one HMAC.
         let now = app.clock_now().timestamp();
-        let forged = latchkey::testkit::stripe::sign(&body, "whsec_wrong", now);
+        let forged = latchkey_testkit::stripe::sign(&body, "whsec_wrong", now);
         assert_eq!(app.post_webhook(body.clone(), Some(forged)).await.status(), 400);
         assert_eq!(hmacs(&app), 1);
 
         // Stripe's own signature (with a second one, as during a secret roll) still works.
-        let good = latchkey::testkit::stripe::sign(&body, WEBHOOK_SECRET, now);
+        let good = latchkey_testkit::stripe::sign(&body, WEBHOOK_SECRET, now);
         let rolled = format!("{good},v1={}", "cd".repeat(32));
         let answer = app.post_webhook(body.clone(), Some(rolled)).await;
         assert_eq!(answer.status(), 200);

@@ -45,7 +45,7 @@ async fn request_console_link(app: &TestApp, browser: &Browser, email: &str) -> 
     .await
 }
 
-fn console_link(mail: &latchkey::testkit::ReceivedEmail) -> String {
+fn console_link(mail: &latchkey_testkit::ReceivedEmail) -> String {
     mail.links()
         .into_iter()
         .find(|l| l.contains("/console/auth/"))

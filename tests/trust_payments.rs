@@ -8,7 +8,7 @@ mod support;
 
 use chrono::Duration as Span;
 use latchkey::actors::billing_sync::Reconcile;
-use latchkey::testkit::{Fault, PaymentMethodKind};
+use latchkey_testkit::{Fault, PaymentMethodKind};
 use serde_json::{Value, json};
 use support::*;
 

@@ -18,7 +18,7 @@ use latchkey::app::{App, AppHandle, AppOptions};
 use latchkey::config::Config;
 use latchkey::domain::{ManualClock, Secret};
 use latchkey::queue::rabbit::RabbitQueue;
-use latchkey::testkit::{FakeStripe, ReceivedEmail, SmtpSink, TcpProxy};
+use latchkey_testkit::{FakeStripe, ReceivedEmail, SmtpSink, TcpProxy};
 
 pub use browser::{Browser, Page};
 
@@ -526,7 +526,7 @@ impl TestApp {
     pub async fn send_webhook(&self, event: &serde_json::Value) -> reqwest::Response {
         let body = serde_json::to_vec(event).unwrap();
         let signature =
-            latchkey::testkit::stripe::sign(&body, WEBHOOK_SECRET, self.clock_now().timestamp());
+            latchkey_testkit::stripe::sign(&body, WEBHOOK_SECRET, self.clock_now().timestamp());
         self.post_webhook(body, Some(signature)).await
     }
 

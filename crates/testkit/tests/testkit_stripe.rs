@@ -1,11 +1,11 @@
-//! Tests for `latchkey::testkit::stripe::FakeStripe`, driven by the real async-stripe
+//! Tests for `latchkey_testkit::stripe::FakeStripe`, driven by the real async-stripe
 //! client (1.0.0-rc.10) through its request builders: every response must deserialize
 //! into the client's types.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use latchkey::testkit::stripe::{FakeStripe, Fault, PaymentMethodKind, sign};
+use latchkey_testkit::stripe::{FakeStripe, Fault, PaymentMethodKind, sign};
 use serde_json::{Value, json};
 use stripe::{ApiErrorsCode, ApiErrorsType, Client, ClientBuilder, StripeError, StripeRequest};
 use stripe_checkout::checkout_session::{

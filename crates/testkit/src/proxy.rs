@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn demo(broker: std::net::SocketAddr) -> std::io::Result<()> {
-//! use latchkey::testkit::TcpProxy;
+//! use latchkey_testkit::TcpProxy;
 //!
 //! let proxy = TcpProxy::start(broker).await?;
 //! // ... point the application at proxy.addr() ...

@@ -30,7 +30,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use latchkey::testkit::stripe::{FakeStripe, sign};
+//! use latchkey_testkit::stripe::{FakeStripe, sign};
 //!
 //! let fake = FakeStripe::start("sk_test_fake").await?;
 //! // ... configure the application with base URL `fake.url()` and key `sk_test_fake` ...

@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use latchkey::testkit::{SmtpMode, SmtpSink, TcpProxy};
+use latchkey_testkit::{SmtpMode, SmtpSink, TcpProxy};
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};

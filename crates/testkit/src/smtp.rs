@@ -9,7 +9,7 @@
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use std::time::Duration;
-//! use latchkey::testkit::SmtpSink;
+//! use latchkey_testkit::SmtpSink;
 //!
 //! let sink = SmtpSink::start().await?;
 //! // ... point the application at 127.0.0.1:{sink.port()} and send ...

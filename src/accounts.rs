@@ -69,16 +69,19 @@ pub async fn save_profile(
         Duration::minutes(svc.config.sign_in.per_account_window_minutes as i64),
     );
     let updated = svc
-        .store
-        .update_profile(storefront.id, account_id, change, limit, confirmation, now)
+        .write_then_enqueue(svc.store.update_profile(
+            storefront.id,
+            account_id,
+            change,
+            limit,
+            confirmation,
+            now,
+        ))
         .await?;
     Ok(match updated {
         AccountUpdate::Saved {
-            confirmation_delivery: Some(delivery_id),
-        } => {
-            svc.publisher.enqueue(delivery_id);
-            ProfileSaved::ConfirmationSent
-        }
+            confirmation_delivery: Some(_),
+        } => ProfileSaved::ConfirmationSent,
         AccountUpdate::Saved {
             confirmation_delivery: None,
         } => ProfileSaved::Saved,
@@ -164,8 +167,7 @@ pub async fn confirm_email(
         suppressed_reason: None,
     };
     let outcome = svc
-        .store
-        .confirm_email_change(
+        .write_then_enqueue(svc.store.confirm_email_change(
             storefront.id,
             &hash,
             sign_in.then_some(NewSession {
@@ -174,18 +176,14 @@ pub async fn confirm_email(
             }),
             notice,
             now,
-        )
+        ))
         .await?;
     Ok(match outcome {
         EmailChangeOutcome::Confirmed {
             account_id,
             new_email,
-            notice_delivery,
             ..
         } => {
-            if let Some(delivery_id) = notice_delivery {
-                svc.publisher.enqueue(delivery_id);
-            }
             tracing::info!(
                 account_id,
                 "email change confirmed; the account's sessions and links ended"

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::actors::{Actors, BookingEmail, IssueLink, ask};
-use crate::domain::OpaqueToken;
 use crate::error::AppError;
 use crate::mail::booking_subject;
 use crate::services::Services;
@@ -216,21 +215,4 @@ pub async fn send_booking_confirmation(
 fn retry_after(last: DateTime<Utc>, cooldown: chrono::Duration, now: DateTime<Utc>) -> i64 {
     let ms = (last + cooldown - now.max(last)).num_milliseconds();
     (ms + 999).div_euclid(1000).max(1)
-}
-
-/// A new API key: the key itself (shown once) and what is stored.
-pub fn new_api_key() -> (String, crate::domain::TokenHash, String) {
-    let token = OpaqueToken::generate();
-    let key = format!("lk_{}", token.encode());
-    let hash = api_key_hash(&key);
-    let prefix = key[..10].to_string();
-    (key, hash, prefix)
-}
-
-/// The stored form of an API key.
-pub fn api_key_hash(key: &str) -> crate::domain::TokenHash {
-    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    crate::domain::TokenHash(out)
 }

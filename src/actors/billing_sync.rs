@@ -722,13 +722,11 @@ impl BillingWork {
         let notice = |invoice: &Invoice, account: &Account| {
             payment_failed_delivery(&storefront, invoice, account, &billing_url, relay_after)
         };
-        match store
-            .mark_invoice_payment_failed(invoice_id, payment_intent, notice, self.svc.now())
-            .await?
-        {
+        let failed =
+            store.mark_invoice_payment_failed(invoice_id, payment_intent, notice, self.svc.now());
+        match self.svc.write_then_enqueue(failed).await? {
             Some(delivery_id) => {
                 tracing::info!(invoice_id, delivery_id, "payment failed; customer told");
-                self.svc.publisher.enqueue(delivery_id);
                 Ok(true)
             }
             None => Ok(false),
@@ -788,12 +786,9 @@ impl BillingWork {
         let receipt = |invoice: &Invoice, account: &Account| {
             receipt_delivery(&storefront, invoice, account, today, relay_after)
         };
-        if let Some(delivery_id) = store
-            .mark_invoice_paid(invoice_id, payment_intent, receipt, self.svc.now())
-            .await?
-        {
+        let paid = store.mark_invoice_paid(invoice_id, payment_intent, receipt, self.svc.now());
+        if let Some(delivery_id) = self.svc.write_then_enqueue(paid).await? {
             tracing::info!(invoice_id, delivery_id, "invoice paid; receipt queued");
-            self.svc.publisher.enqueue(delivery_id);
             return Ok(true);
         }
         Ok(false)

@@ -12,6 +12,7 @@ use crate::actors::billing_sync::{
     StartPayment, StartSetup,
 };
 use crate::store::{InvoiceFilter, PaymentMethod};
+use crate::usecases::records;
 
 struct MethodView {
     id: i64,
@@ -122,18 +123,12 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
             Err(e) => tracing::warn!(error = %e, "could not confirm checkouts on return"),
         }
     }
-    let store = &portal.state.svc.store;
-    let loaded = async {
-        let invoices = store
-            .account_invoices(portal.site.storefront.id, session.account.id, filter)
-            .await?;
-        let methods = store.payment_methods(session.account.id).await?;
-        Ok::<_, crate::store::DbError>((invoices, methods))
-    }
-    .await;
+    let sf = portal.site.storefront.id;
+    let loaded =
+        records::invoices_and_methods(&portal.state.svc, sf, session.account.id, filter).await;
     let (invoices, methods) = match loaded {
         Ok(x) => x,
-        Err(e) => return portal.failed(&e.into()),
+        Err(e) => return portal.failed(&e),
     };
     let page = BillingPage {
         page: PageCommon::new(portal, true, "billing"),
@@ -294,12 +289,8 @@ pub async fn receipt(portal: &mut Portal, invoice_id: i64) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let found = portal
-        .state
-        .svc
-        .store
-        .account_invoice(portal.site.storefront.id, session.account.id, invoice_id)
-        .await;
+    let sf = portal.site.storefront.id;
+    let found = records::invoice(&portal.state.svc, sf, session.account.id, invoice_id).await;
     match found {
         Ok(Some(invoice)) => {
             let page = ReceiptPage {
@@ -314,6 +305,6 @@ pub async fn receipt(portal: &mut Portal, invoice_id: i64) -> Response {
             portal.page(StatusCode::OK, &page)
         }
         Ok(None) => portal.not_found(),
-        Err(e) => portal.failed(&e.into()),
+        Err(e) => portal.failed(&e),
     }
 }

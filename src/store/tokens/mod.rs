@@ -73,6 +73,15 @@ pub enum IssueOutcome {
     Suppressed { account_id: i64 },
 }
 
+impl super::deliveries::WroteDelivery for IssueOutcome {
+    fn written_delivery(&self) -> Option<i64> {
+        match self {
+            IssueOutcome::Queued { delivery_id, .. } => Some(*delivery_id),
+            IssueOutcome::NoAccount | IssueOutcome::Suppressed { .. } => None,
+        }
+    }
+}
+
 /// Whose link: an address typed on the sign-in page, or a known account (staff resend,
 /// booking confirmation).
 #[derive(Debug, Clone)]

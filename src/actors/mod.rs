@@ -96,10 +96,7 @@ traced! {
     TokenIssuer: RequestLink, IssueLink, RequestStaffLink;
     SessionKeeper: Sweep;
     Mailer: Deliver, RelayOnce;
-    billing_sync::BillingSync: billing_sync::StartPayment, billing_sync::ConfirmCheckouts,
-        billing_sync::StartSetup, billing_sync::RemovePaymentMethod,
-        billing_sync::RefreshPaymentMethods, billing_sync::HandleWebhook,
-        billing_sync::RetryEvents, billing_sync::Reconcile;
+    billing_sync::BillingSync: billing_sync::RetryEvents, billing_sync::Reconcile;
 }
 
 /// Stops an actor (at shutdown, so it is dropped while the runtime still runs).

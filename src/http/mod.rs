@@ -24,12 +24,15 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::actors::Actors;
+use crate::actors::billing_sync::Payments;
 use crate::services::Services;
 
 /// What the handlers share.
 pub struct HttpState {
     pub svc: Arc<Services>,
     pub actors: Actors,
+    /// The Stripe side of billing, shared with the BillingSync actor's timers.
+    pub payments: Arc<Payments>,
     pub ip_limiter: frame::IpLimiter,
 }
 

@@ -22,6 +22,7 @@
 pub mod account;
 pub mod admin;
 pub mod api_keys;
+pub mod billing;
 pub mod deliveries;
 pub mod records;
 pub mod sign_in;

@@ -160,17 +160,7 @@ pub async fn send_booking_confirmation(
             retry_after_seconds: retry_after(last, cooldown, now),
         });
     }
-    let dates = match rental.ends_on {
-        Some(end) => format!(
-            "{} to {}",
-            crate::http::rentals::format_date(rental.starts_on),
-            crate::http::rentals::format_date(end)
-        ),
-        None => format!(
-            "From {}",
-            crate::http::rentals::format_date(rental.starts_on)
-        ),
-    };
+    let dates = crate::display::rental_period(rental.starts_on, rental.ends_on, now.date_naive());
     let mut payload = serde_json::Map::new();
     payload.insert("label".into(), rental.label.clone().into());
     payload.insert("facility".into(), rental.facility_name.clone().into());

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::crypto::Keys;
 use crate::domain::clock::SharedClock;
+use crate::links::PortalLink;
 use crate::metrics::Metrics;
 use crate::queue::{MailQueue, Publisher};
 use crate::store::{DbResult, Store, Storefront, WroteDelivery};
@@ -30,17 +31,9 @@ pub struct Services {
 }
 
 impl Services {
-    /// The portal's base URL for a storefront: its custom host, or `{public_url}/s/{slug}`.
-    pub fn portal_url(&self, storefront: &Storefront) -> String {
-        let public = self.config.public_url();
-        match &storefront.custom_host {
-            Some(host) => format!("{}://{host}", public.scheme()),
-            None => format!(
-                "{}/s/{}",
-                public.as_str().trim_end_matches('/'),
-                storefront.slug
-            ),
-        }
+    /// A full link to a page of a storefront's portal ([`crate::links`]).
+    pub fn portal_link(&self, storefront: &Storefront, page: PortalLink<'_>) -> String {
+        crate::links::portal(&self.config, storefront, page)
     }
 
     /// The sender of console emails (staff sign-in links), shaped like a storefront.

@@ -21,6 +21,7 @@ use super::spawn_work;
 use crate::billing::gateway::{CheckoutState, IntentStatus, SessionStatus};
 use crate::billing::{BillingError, Gateway, ProviderError};
 use crate::error::AppError;
+use crate::links::PortalLink;
 use crate::mail::{payment_failed_subject, receipt_subject};
 use crate::services::Services;
 use crate::store::{Account, DeliveryKind, Invoice, NewDelivery, Storefront};
@@ -332,7 +333,7 @@ impl Payments {
             .by_id(invoice.storefront_id)
             .await?
             .ok_or(BillingError::NotFound)?;
-        let billing_url = format!("{}/billing", self.svc.portal_url(&storefront));
+        let billing_url = self.svc.portal_link(&storefront, PortalLink::Billing);
         let relay_after = self.svc.config.relay_after();
         let notice = |invoice: &Invoice, account: &Account| {
             payment_failed_delivery(&storefront, invoice, account, &billing_url, relay_after)
@@ -479,7 +480,7 @@ pub(crate) fn receipt_delivery(
             "number": invoice.number,
             "description": invoice.description,
             "facility": invoice.facility_name,
-            "paid_on": crate::http::rentals::format_date(paid_on),
+            "paid_on": crate::display::date(paid_on),
             "amount": invoice.amount.to_string(),
         }),
         sealed_token: None,

@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use super::batch::Batcher;
 use super::spawn_work;
 use crate::error::AppError;
+use crate::links::{self, ConsoleLink, PortalLink};
 use crate::mail::{EmailContent, Transport, build_message, render};
 use crate::metrics::StatusLabel;
 use crate::queue::{Job, MailMessage, MailQueue};
@@ -424,15 +425,12 @@ impl MailWork {
             let content = match claimed.kind {
                 DeliveryKind::StaffSignIn => EmailContent::StaffSignIn {
                     first_name,
-                    link: format!(
-                        "{}/console/auth/{token}",
-                        svc.config.public_url().as_str().trim_end_matches('/')
-                    ),
+                    link: links::console(&svc.config, ConsoleLink::Auth(&token)),
                     minutes,
                 },
                 DeliveryKind::BookingConfirmation => EmailContent::BookingConfirmation {
                     first_name,
-                    link: format!("{}/auth/{token}", svc.portal_url(&sender)),
+                    link: svc.portal_link(&sender, PortalLink::Auth(&token)),
                     minutes,
                     label: field("label"),
                     facility: field("facility"),
@@ -440,13 +438,13 @@ impl MailWork {
                 },
                 DeliveryKind::ConfirmEmail => EmailContent::ConfirmEmail {
                     first_name,
-                    link: format!("{}/confirm-email/{token}", svc.portal_url(&sender)),
+                    link: svc.portal_link(&sender, PortalLink::ConfirmEmail(&token)),
                     minutes,
                     new_email: claimed.recipient.clone(),
                 },
                 _ => EmailContent::SignIn {
                     first_name,
-                    link: format!("{}/auth/{token}", svc.portal_url(&sender)),
+                    link: svc.portal_link(&sender, PortalLink::Auth(&token)),
                     minutes,
                 },
             };

@@ -11,6 +11,7 @@ use super::frame::{Body, FORM_LIMIT, Form, body, see_other, with_cookie};
 use super::portal::{PageCommon, Portal, PortalRoute};
 use crate::accounts::{EmailConfirmed, ProfileSaved, confirm_email, save_profile};
 use crate::domain::{EmailAddress, OpaqueToken};
+use crate::links;
 use crate::store::ProfileChange;
 use crate::usecases::{account, sign_in};
 
@@ -22,12 +23,12 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
         .and(warp::post())
         .and(body(FORM_LIMIT))
         .map(PortalRoute::SignOutEverywhere);
-    let confirm_page = warp::path("confirm-email")
+    let confirm_page = warp::path(links::CONFIRM_EMAIL)
         .and(warp::path::param::<String>())
         .and(end())
         .and(warp::get())
         .map(PortalRoute::ConfirmEmailPage);
-    let confirm = warp::path("confirm-email")
+    let confirm = warp::path(links::CONFIRM_EMAIL)
         .and(warp::path::param::<String>())
         .and(end())
         .and(warp::post())

@@ -23,7 +23,7 @@ fn method_view(m: &PaymentMethod) -> MethodView {
             m.brand, m.last4
         ),
         _ => {
-            let brand = super::rentals::humanize(&m.brand);
+            let brand = crate::display::humanize(&m.brand);
             match (m.exp_month, m.exp_year) {
                 (Some(mo), Some(y)) => {
                     format!("{brand} ending in {}, expires {mo:02}/{y}", m.last4)

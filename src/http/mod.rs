@@ -25,6 +25,7 @@ use warp::{Filter, Reply};
 
 use crate::actors::Actors;
 use crate::actors::billing_sync::Payments;
+use crate::links;
 use crate::services::Services;
 
 /// What the handlers share.
@@ -69,12 +70,12 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .and(warp::header::optional::<String>("stripe-signature"))
         .and(frame::body(webhooks::WEBHOOK_LIMIT))
         .then(webhooks::stripe);
-    let console = warp::path("console")
+    let console = warp::path(links::CONSOLE)
         .and(console::route())
         .and(with_state.clone())
         .and(frame::request_info())
         .then(console::dispatch);
-    let portal = warp::path("s")
+    let portal = warp::path(links::STOREFRONT)
         .and(warp::path::param::<String>())
         .and(portal::route())
         .and(with_state.clone())

@@ -19,6 +19,7 @@ use crate::crypto::DeviceScope;
 use crate::domain::email::mask;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
+use crate::links;
 use crate::store::{Account, SessionInfo, Storefront};
 use crate::usecases::sign_in::{self, LinkAsked, RedeemedSession};
 
@@ -57,22 +58,22 @@ pub enum PortalRoute {
 pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection> + Clone {
     use warp::path::end;
     let home = end().and(warp::get()).map(|| PortalRoute::Home);
-    let sign_in_page = warp::path("sign-in")
+    let sign_in_page = warp::path(links::SIGN_IN)
         .and(end())
         .and(warp::get())
         .and(raw_query())
         .map(PortalRoute::SignInPage);
-    let sign_in = warp::path("sign-in")
+    let sign_in = warp::path(links::SIGN_IN)
         .and(end())
         .and(warp::post())
         .and(body(FORM_LIMIT))
         .map(PortalRoute::SignIn);
-    let auth_page = warp::path("auth")
+    let auth_page = warp::path(links::AUTH)
         .and(warp::path::param::<String>())
         .and(end())
         .and(warp::get())
         .map(PortalRoute::AuthPage);
-    let auth = warp::path("auth")
+    let auth = warp::path(links::AUTH)
         .and(warp::path::param::<String>())
         .and(end())
         .and(warp::post())
@@ -96,7 +97,7 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
     let agreement = warp::path!("rentals" / i64 / "agreement.pdf")
         .and(warp::get())
         .map(PortalRoute::Agreement);
-    let billing = warp::path("billing")
+    let billing = warp::path(links::BILLING)
         .and(end())
         .and(warp::get())
         .and(raw_query())

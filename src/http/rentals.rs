@@ -5,6 +5,7 @@ use warp::Reply;
 use warp::reply::Response;
 
 use super::portal::{PageCommon, Portal};
+use crate::display::{self, humanize};
 use crate::store::{Facility, Invoice, Rental};
 use crate::usecases::records;
 
@@ -20,24 +21,9 @@ pub(crate) struct RentalView {
     has_agreement: bool,
 }
 
-pub(crate) fn humanize(s: &str) -> String {
-    let s = s.replace('_', " ");
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().collect::<String>() + chars.as_str(),
-        None => String::new(),
-    }
-}
-
-pub(crate) fn format_date(d: chrono::NaiveDate) -> String {
-    d.format("%b %-d, %Y").to_string()
-}
-
-pub(crate) fn rental_view(r: Rental) -> RentalView {
-    let dates = match r.ends_on {
-        Some(end) => format!("{} to {}", format_date(r.starts_on), format_date(end)),
-        None => format!("Since {}", format_date(r.starts_on)),
-    };
+/// A rental as the pages show it; `today` decides between "From" and "Since" for an open one.
+pub(crate) fn rental_view(r: Rental, today: chrono::NaiveDate) -> RentalView {
+    let dates = display::rental_period(r.starts_on, r.ends_on, today);
     let delivery = if r.delivery_in_progress() {
         r.tracking_url.clone().map(|url| {
             (
@@ -55,7 +41,7 @@ pub(crate) fn rental_view(r: Rental) -> RentalView {
         label: r.label,
         facility: r.facility_name,
         dates,
-        rate: format!("{} per {}", r.rate, r.rate_period),
+        rate: display::rate(&r.rate, &r.rate_period),
         delivery,
         has_agreement: r.has_agreement,
     }
@@ -95,6 +81,7 @@ struct DashboardPage {
 }
 
 pub async fn dashboard(portal: &mut Portal) -> Response {
+    let today = portal.state.svc.now().date_naive();
     let session = match portal.signed_in("/dashboard").await {
         Ok(s) => s,
         Err(resp) => return resp,
@@ -112,7 +99,7 @@ pub async fn dashboard(portal: &mut Portal) -> Response {
     let page = DashboardPage {
         page: PageCommon::new(portal, true, "dashboard"),
         first_name: session.account.first_name(),
-        rentals: rentals.into_iter().map(rental_view).collect(),
+        rentals: rentals.into_iter().map(|r| rental_view(r, today)).collect(),
         any_active,
         rent_url: portal.site.storefront.rent_url.clone(),
         facilities: facilities.into_iter().map(facility_view).collect(),
@@ -145,12 +132,12 @@ pub(crate) fn invoice_view(i: &Invoice) -> InvoiceView {
         number: i.number.clone(),
         description: i.description.clone(),
         facility: i.facility_name.clone(),
-        issued: format_date(i.issued_on),
-        due: format_date(i.due_on),
+        issued: display::date(i.issued_on),
+        due: display::date(i.due_on),
         amount: i.amount.to_string(),
         status: i.status.clone(),
         status_label: humanize(&i.status),
-        paid_on: i.paid_at.map(|t| format_date(t.date_naive())),
+        paid_on: i.paid_at.map(|t| display::date(t.date_naive())),
     }
 }
 
@@ -192,6 +179,7 @@ impl From<PastRental> for HistoryRental {
 }
 
 pub async fn history(portal: &mut Portal) -> Response {
+    let today = portal.state.svc.now().date_naive();
     let session = match portal.signed_in("/rentals/history").await {
         Ok(s) => s,
         Err(resp) => return resp,
@@ -211,7 +199,7 @@ pub async fn history(portal: &mut Portal) -> Response {
                 .map(invoice_view)
                 .collect();
             HistoryRental::from(PastRental {
-                rental: rental_view(r),
+                rental: rental_view(r, today),
                 invoices: of_rental,
             })
         })
@@ -270,6 +258,7 @@ struct RentalPage {
 /// `GET /rentals/{id}`: one of the customer's rentals (where a booking confirmation lands);
 /// any other id is 404.
 pub async fn rental(portal: &mut Portal, rental_id: i64) -> Response {
+    let today = portal.state.svc.now().date_naive();
     let session = match portal.signed_in(&format!("/rentals/{rental_id}")).await {
         Ok(s) => s,
         Err(resp) => return resp,
@@ -279,7 +268,7 @@ pub async fn rental(portal: &mut Portal, rental_id: i64) -> Response {
         Ok(Some((rental, facility))) => {
             let page = RentalPage {
                 page: PageCommon::new(portal, true, "dashboard"),
-                r: rental_view(rental),
+                r: rental_view(rental, today),
                 facility: facility.map(facility_view),
             };
             portal.page(StatusCode::OK, &page)

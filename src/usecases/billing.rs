@@ -17,6 +17,7 @@ use crate::actors::billing_sync::{CONFLICT_PAUSE, Payments};
 use crate::billing::gateway::{PaymentCheckout, SessionStatus, SetupCheckout};
 use crate::billing::{BillingError, ProviderError, WebhookError};
 use crate::domain::webhook::VerifiedPayload;
+use crate::links::{PortalLink, Returned};
 use crate::store::{Account, EventState, InvoiceFilter, Storefront};
 
 /// An open Checkout is handed out again on Pay only if Stripe keeps it open this much longer;
@@ -152,9 +153,11 @@ async fn start_payment_now(
             continue;
         }
         let customer = work.customer(account).await?;
-        let base = work.svc.portal_url(storefront);
-        let success = format!("{base}/billing?checkout=success");
-        let cancel = format!("{base}/billing?checkout=cancelled");
+        let link = |r| {
+            work.svc
+                .portal_link(storefront, PortalLink::CheckoutReturn(r))
+        };
+        let (success, cancel) = (link(Returned::Success), link(Returned::Cancelled));
         let description = format!("Invoice {}: {}", invoice.number, invoice.description);
         let key = format!(
             "{}-invoice-{}-checkout-{}",
@@ -249,9 +252,8 @@ async fn start_setup_now(
 ) -> Result<String, BillingError> {
     let gateway = work.gateway()?;
     let customer = work.customer(account).await?;
-    let base = work.svc.portal_url(storefront);
-    let success = format!("{base}/billing?setup=success");
-    let cancel = format!("{base}/billing?setup=cancelled");
+    let link = |r| work.svc.portal_link(storefront, PortalLink::SetupReturn(r));
+    let (success, cancel) = (link(Returned::Success), link(Returned::Cancelled));
     // The currency the customer is billed in (their latest invoice's), USD when none.
     let currency = work
         .svc

@@ -14,6 +14,7 @@ use super::{Caller, json_response, no_rental, opt_text};
 use crate::domain::EmailAddress;
 use crate::http::HttpState;
 use crate::http::api::error::ApiError;
+use crate::links::PortalLink;
 use crate::operations::{
     Actor, BookingOutcome, ResendOutcome, resend_portal_link, send_booking_confirmation,
 };
@@ -145,7 +146,7 @@ pub async fn create(state: &HttpState, caller: &Caller, body: Value) -> Result<R
         } => (account, contact_refs),
         SignUp::EmailTaken => {
             return Err(ApiError::EmailTaken {
-                sign_in_url: format!("{}/sign-in", svc.portal_url(&caller.storefront)),
+                sign_in_url: svc.portal_link(&caller.storefront, PortalLink::SignIn),
             });
         }
         SignUp::UnknownContact(r) => return Err(ApiError::UnknownContact(r)),

@@ -4,7 +4,6 @@ use askama::Template;
 use http::StatusCode;
 use warp::reply::Response;
 
-use super::emails::when;
 use super::{Console, ConsoleCommon};
 use crate::store::Role;
 use crate::usecases::support;
@@ -43,7 +42,7 @@ pub(super) async fn audit(c: &mut Console, slug: Option<&str>) -> Response {
                     .into_iter()
                     .map(|e| {
                         (
-                            when(e.created_at),
+                            crate::display::timestamp(e.created_at),
                             e.actor,
                             e.action.replace('_', " "),
                             e.details.to_string(),

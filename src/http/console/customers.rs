@@ -75,7 +75,7 @@ pub(super) async fn customer(c: &mut Console, slug: &str, id: i64, query: &str) 
         name: record.account.full_name.clone(),
         email: record.account.email.clone(),
         phone: record.account.phone.clone(),
-        since: record.account.created_at.format("%Y-%m-%d").to_string(),
+        since: crate::display::day(record.account.created_at),
         notice,
         can_resend: staff.role.can_resend(),
         can_support: support,

@@ -2,12 +2,12 @@
 //! detail with every attempt, and the JSON of live statuses the tab polls.
 
 use askama::Template;
-use chrono::{DateTime, Utc};
 use http::StatusCode;
 use warp::Reply;
 use warp::reply::Response;
 
 use super::{Console, ConsoleCommon};
+use crate::display;
 use crate::http::frame::Form;
 use crate::store::{Delivery, DeliveryFilter, DeliveryStatus};
 use crate::usecases::deliveries;
@@ -27,21 +27,20 @@ pub(super) struct Row {
     pub(super) sent: String,
 }
 
-pub(super) fn when(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
 pub(super) fn row(d: &Delivery) -> Row {
     Row {
         id: d.id,
-        time: when(d.created_at),
+        time: display::timestamp(d.created_at),
         recipient: d.recipient.clone(),
         kind: d.kind.replace('_', " "),
         subject: d.subject.clone(),
         status: d.status.as_str(),
         attempts: d.attempts,
         last_error: d.last_error.clone().unwrap_or_default(),
-        sent: d.sent_at.map(when).unwrap_or_else(|| "not yet".into()),
+        sent: d
+            .sent_at
+            .map(display::timestamp)
+            .unwrap_or_else(|| "not yet".into()),
     }
 }
 
@@ -144,8 +143,8 @@ pub(super) async fn delivery(c: &mut Console, slug: &str, id: i64) -> Response {
                     .map(|a| {
                         (
                             a.attempt,
-                            when(a.started_at),
-                            when(a.finished_at),
+                            display::timestamp(a.started_at),
+                            display::timestamp(a.finished_at),
                             a.outcome,
                             a.smtp_code
                                 .map(|c| c.to_string())

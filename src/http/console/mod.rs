@@ -22,6 +22,7 @@ use warp::reply::Response;
 
 use super::HttpState;
 use super::frame::{Body, FORM_LIMIT, Form, Frame, RequestInfo, body, landing, raw_query};
+use crate::links;
 use crate::store::{Role, StaffUser, Storefront};
 
 /// Where the console's links start.
@@ -56,10 +57,14 @@ pub fn route() -> impl Filter<Extract = (ConsoleRoute,), Error = warp::Rejection
         .and(raw_query())
         .map(ConsoleRoute::SignInPage);
     let sign_in = warp::path!("sign-in").and(post()).map(ConsoleRoute::SignIn);
-    let auth_page = warp::path!("auth" / String)
+    let auth_page = warp::path(links::AUTH)
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
         .and(get())
         .map(ConsoleRoute::AuthPage);
-    let auth = warp::path!("auth" / String)
+    let auth = warp::path(links::AUTH)
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
         .and(post())
         .map(ConsoleRoute::Auth);
     let sign_out = warp::path!("sign-out")

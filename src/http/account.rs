@@ -9,10 +9,10 @@ use warp::reply::Response;
 
 use super::frame::{Body, FORM_LIMIT, Form, body, see_other, with_cookie};
 use super::portal::{PageCommon, Portal, PortalRoute};
-use crate::accounts::{EmailConfirmed, ProfileSaved, confirm_email, save_profile};
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::links;
 use crate::store::ProfileChange;
+use crate::usecases::account::{EmailConfirmed, ProfileSaved, confirm_email, save_profile};
 use crate::usecases::{account, sign_in};
 
 /// The routes of this file, matched under `/s/{storefront}/`.

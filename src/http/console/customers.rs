@@ -8,9 +8,9 @@ use warp::reply::Response;
 use super::emails::{Row, row};
 use super::{Console, ConsoleCommon};
 use crate::http::frame::{Body, Form, see_other};
-use crate::operations::{Actor, ResendOutcome, resend_portal_link};
 use crate::store::Role;
 use crate::usecases::records;
+use crate::usecases::support::{Actor, ResendOutcome, resend_portal_link};
 
 #[derive(Template)]
 #[template(path = "console/customer.html")]

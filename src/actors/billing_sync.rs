@@ -20,11 +20,12 @@ use actix::prelude::*;
 use super::spawn_work;
 use crate::billing::gateway::{CheckoutState, IntentStatus, SessionStatus};
 use crate::billing::{BillingError, Gateway, ProviderError};
+use crate::domain::emails::{EmailData, InvoiceLine, PaymentFailed, Receipt};
 use crate::error::AppError;
 use crate::links::PortalLink;
 use crate::mail::{payment_failed_subject, receipt_subject};
 use crate::services::Services;
-use crate::store::{Account, DeliveryKind, Invoice, NewDelivery, Storefront};
+use crate::store::{Account, Invoice, NewDelivery, Storefront};
 
 /// How often failed webhook work is tried again (the due ones).
 const RETRY_EVERY: Duration = Duration::from_secs(30);
@@ -461,6 +462,16 @@ impl Payments {
     }
 }
 
+/// The invoice as an email names it.
+fn invoice_line(invoice: &Invoice) -> InvoiceLine {
+    InvoiceLine {
+        number: invoice.number.clone(),
+        description: invoice.description.clone(),
+        facility: invoice.facility_name.clone(),
+        amount: invoice.amount.into(),
+    }
+}
+
 /// The receipt email for a paid invoice.
 pub(crate) fn receipt_delivery(
     storefront: &Storefront,
@@ -472,16 +483,12 @@ pub(crate) fn receipt_delivery(
     NewDelivery {
         storefront_id: storefront.id,
         account_id: Some(account.id),
-        kind: DeliveryKind::PaymentReceipt,
         recipient: account.email.clone(),
         subject: receipt_subject(&storefront.name, &invoice.number),
-        payload: serde_json::json!({
-            "first_name": account.first_name(),
-            "number": invoice.number,
-            "description": invoice.description,
-            "facility": invoice.facility_name,
-            "paid_on": crate::display::date(paid_on),
-            "amount": invoice.amount.to_string(),
+        data: EmailData::PaymentReceipt(Receipt {
+            first_name: account.first_name(),
+            invoice: invoice_line(invoice),
+            paid_on: paid_on.into(),
         }),
         sealed_token: None,
         link_expires_at: None,
@@ -502,16 +509,12 @@ pub(crate) fn payment_failed_delivery(
     NewDelivery {
         storefront_id: storefront.id,
         account_id: Some(account.id),
-        kind: DeliveryKind::PaymentFailed,
         recipient: account.email.clone(),
         subject: payment_failed_subject(&storefront.name, &invoice.number),
-        payload: serde_json::json!({
-            "first_name": account.first_name(),
-            "number": invoice.number,
-            "description": invoice.description,
-            "facility": invoice.facility_name,
-            "amount": invoice.amount.to_string(),
-            "billing_url": billing_url,
+        data: EmailData::PaymentFailed(PaymentFailed {
+            first_name: account.first_name(),
+            invoice: invoice_line(invoice),
+            billing_url: billing_url.to_string(),
         }),
         sealed_token: None,
         link_expires_at: None,

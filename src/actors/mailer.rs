@@ -17,9 +17,10 @@ use tokio::sync::{Semaphore, watch};
 
 use super::batch::Batcher;
 use super::spawn_work;
+use crate::domain::EmailAddress;
 use crate::error::AppError;
 use crate::links::{self, ConsoleLink, PortalLink};
-use crate::mail::{EmailContent, Transport, build_message, render};
+use crate::mail::{EmailContent, MagicLink, Transport, build_message, render};
 use crate::metrics::StatusLabel;
 use crate::queue::{Job, MailMessage, MailQueue};
 use crate::services::Services;
@@ -255,12 +256,9 @@ impl MailWork {
                 return Ok(DeliverOutcome::Failed { error });
             }
         };
-        let domain = claimed
-            .recipient
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase())
-            .unwrap_or_default();
-        self.limits.wait(&domain, claimed.storefront_id).await;
+        self.limits
+            .wait(prepared.to.domain(), claimed.storefront_id)
+            .await;
 
         let started_at = svc.now();
         let timer = std::time::Instant::now();
@@ -406,8 +404,8 @@ impl MailWork {
                 .map_err(|e| e.to_string())?
                 .ok_or("the storefront no longer exists")?
         };
-        let field = |k: &str| claimed.payload[k].as_str().unwrap_or_default().to_string();
-        let (content, link) = if claimed.kind.carries_link() {
+        let data = claimed.data.as_ref().map_err(String::clone)?;
+        let link = if data.kind().carries_link() {
             let expires = claimed.link_expires_at.ok_or("no link expiry recorded")?;
             if expires <= svc.now() {
                 return Err("link expired before delivery".into());
@@ -418,66 +416,33 @@ impl MailWork {
                 .and_then(|s| svc.keys.open_token(s))
                 .ok_or("the link's token cannot be opened (was the secret key changed?)")?
                 .encode();
-            let minutes = (expires - claimed.created_at).num_minutes().max(1);
-            let first_name = Some(field("first_name"))
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| "there".into());
-            let content = match claimed.kind {
-                DeliveryKind::StaffSignIn => EmailContent::StaffSignIn {
-                    first_name,
-                    link: links::console(&svc.config, ConsoleLink::Auth(&token)),
-                    minutes,
-                },
-                DeliveryKind::BookingConfirmation => EmailContent::BookingConfirmation {
-                    first_name,
-                    link: svc.portal_link(&sender, PortalLink::Auth(&token)),
-                    minutes,
-                    label: field("label"),
-                    facility: field("facility"),
-                    dates: field("dates"),
-                },
-                DeliveryKind::ConfirmEmail => EmailContent::ConfirmEmail {
-                    first_name,
-                    link: svc.portal_link(&sender, PortalLink::ConfirmEmail(&token)),
-                    minutes,
-                    new_email: claimed.recipient.clone(),
-                },
-                _ => EmailContent::SignIn {
-                    first_name,
-                    link: svc.portal_link(&sender, PortalLink::Auth(&token)),
-                    minutes,
-                },
+            let url = match data.kind() {
+                DeliveryKind::StaffSignIn => links::console(&svc.config, ConsoleLink::Auth(&token)),
+                DeliveryKind::ConfirmEmail => {
+                    svc.portal_link(&sender, PortalLink::ConfirmEmail(&token))
+                }
+                _ => svc.portal_link(&sender, PortalLink::Auth(&token)),
             };
-            let link = match &content {
-                EmailContent::SignIn { link, .. }
-                | EmailContent::BookingConfirmation { link, .. }
-                | EmailContent::StaffSignIn { link, .. }
-                | EmailContent::ConfirmEmail { link, .. } => Some(link.clone()),
-                _ => None,
-            };
-            (content, link)
+            Some(MagicLink {
+                url,
+                minutes: (expires - claimed.created_at).num_minutes().max(1),
+            })
         } else {
-            (
-                EmailContent::from_payload(claimed.kind, &claimed.payload).ok_or_else(|| {
-                    format!("the {} email's data is incomplete", claimed.kind.as_str())
-                })?,
-                None,
-            )
+            None
         };
+        let printed = link.as_ref().map(|l| l.url.clone());
+        // Addresses were checked when they were stored; one that no longer parses is not sent.
+        let to = EmailAddress::parse(&claimed.recipient)
+            .map_err(|e| format!("the recipient address is not valid: {e}"))?;
+        let content = EmailContent::new(data, link, to.as_str())?;
         let (text, html) = render(&sender.name, &content).map_err(|e| e.to_string())?;
-        let message = build_message(
-            &sender,
-            &claimed.recipient,
-            &claimed.subject,
-            text,
-            html,
-            claimed.id,
-        )
-        .map_err(|e| e.to_string())?;
+        let message = build_message(&sender, &to, &claimed.subject, text, html, claimed.id)
+            .map_err(|e| e.to_string())?;
         Ok(Prepared {
             envelope: message.envelope().clone(),
             raw: message.formatted(),
-            link,
+            link: printed,
+            to,
         })
     }
 }
@@ -486,6 +451,7 @@ struct Prepared {
     envelope: lettre::address::Envelope,
     raw: Vec<u8>,
     link: Option<String>,
+    to: EmailAddress,
 }
 
 /// A worker: consumes the mail queue with `concurrency` messages in flight, hands each to the

@@ -11,14 +11,15 @@ use chrono::Duration;
 use super::batch::Batcher;
 use super::spawn_work;
 use crate::crypto::DeviceClaim;
+use crate::domain::emails::{BookedRental, EmailData, Greeting};
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
 use crate::mail::sign_in_subject;
 use crate::metrics::OutcomeLabel;
 use crate::services::Services;
 use crate::store::{
-    DeliveryKind, IssueOutcome, LinkFor, LinkLimit, LinkRequest, RequestedBy, Storefront,
-    Unmatched, Window,
+    IssueOutcome, LinkEmail, LinkFor, LinkLimit, LinkRequest, RequestedBy, Storefront, Unmatched,
+    Window,
 };
 
 pub struct TokenIssuer {
@@ -114,9 +115,8 @@ impl TokenIssuer {
             expires_at: now + Duration::minutes(cfg.sign_in.link_ttl_minutes as i64),
             // Customers' own requests are limited (see `RequestLink`).
             limit: None,
-            kind: DeliveryKind::SignIn,
+            email: LinkEmail::SignIn,
             subject: sign_in_subject(&storefront.name),
-            payload: serde_json::Map::new(),
             facility_ids: Vec::new(),
             relay_after: cfg.relay_after(),
             unmatched: None,
@@ -201,7 +201,7 @@ pub struct IssueLink {
 #[derive(Debug, Clone)]
 pub struct BookingEmail {
     pub subject: String,
-    pub payload: serde_json::Map<String, serde_json::Value>,
+    pub rental: BookedRental,
     pub facility_id: i64,
 }
 
@@ -217,9 +217,8 @@ impl Handler<IssueLink> for TokenIssuer {
             msg.redirect,
         );
         if let Some(booking) = msg.booking {
-            request.kind = DeliveryKind::BookingConfirmation;
+            request.email = LinkEmail::BookingConfirmation(booking.rental);
             request.subject = booking.subject;
-            request.payload = booking.payload;
             request.facility_ids = vec![booking.facility_id];
         }
         let links = self.links.clone();
@@ -251,11 +250,10 @@ impl Handler<RequestStaffLink> for TokenIssuer {
             let delivery = |staff: &crate::store::StaffUser| crate::store::NewDelivery {
                 storefront_id: staff.storefront_id.unwrap_or(0),
                 account_id: None,
-                kind: DeliveryKind::StaffSignIn,
                 recipient: staff.email.clone(),
                 subject: crate::mail::staff_sign_in_subject(&cfg.console_from_name),
-                payload: serde_json::json!({
-                    "first_name": crate::store::first_name(&staff.full_name, &staff.email),
+                data: EmailData::StaffSignIn(Greeting {
+                    first_name: crate::store::first_name(&staff.full_name, &staff.email),
                 }),
                 sealed_token: Some(sealed),
                 link_expires_at: Some(expires_at),

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod email;
+pub mod emails;
 pub mod money;
 pub mod pdf;
 pub mod redirect;
@@ -14,6 +15,7 @@ pub mod webhook;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use email::EmailAddress;
+pub use emails::{DeliveryKind, EmailData};
 pub use money::Money;
 pub use secret::{Secret, SecretUrl};
 pub use slug::StorefrontSlug;

@@ -9,6 +9,9 @@ use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 
+use crate::display;
+pub use crate::domain::emails::FacilityContact;
+use crate::domain::{EmailAddress, EmailData, Money};
 use crate::store::Storefront;
 
 pub use transport::{Outbox, SendFailure, SentReply, Transport};
@@ -126,14 +129,6 @@ struct StaffSignInHtml<'a> {
     first_name: &'a str,
     link: &'a str,
     minutes: i64,
-}
-
-/// A facility's name, phone and email, for "if it was not you, contact us".
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FacilityContact {
-    pub name: String,
-    pub phone: String,
-    pub email: String,
 }
 
 #[derive(Template)]
@@ -443,39 +438,83 @@ pub fn payment_failed_subject(storefront_name: &str, invoice_number: &str) -> St
     format!("Your payment of invoice {invoice_number} to {storefront_name} did not go through")
 }
 
+/// The link an email carries, and how long it lasts.
+#[derive(Debug, Clone)]
+pub struct MagicLink {
+    pub url: String,
+    pub minutes: i64,
+}
+
 impl EmailContent {
-    /// The content of an email without a link, from the payload written with its delivery.
-    pub fn from_payload(kind: crate::store::DeliveryKind, p: &serde_json::Value) -> Option<Self> {
-        let field = |k: &str| p[k].as_str().map(str::to_string);
-        Some(match kind {
-            crate::store::DeliveryKind::EmailChanged => EmailContent::EmailChanged {
-                first_name: field("first_name")?,
-                old_email: field("old_email")?,
-                // Notices written before the address was masked carry it whole.
-                new_email_masked: field("new_email_masked")
-                    .or_else(|| field("new_email").map(|e| crate::domain::email::mask(&e)))?,
-                facilities: serde_json::from_value(p["facilities"].clone()).unwrap_or_default(),
+    /// What an email says: its delivery's data, with its link for the kinds that carry one.
+    /// `recipient` is where it goes (a confirmation names the address it confirms).
+    pub fn new(data: &EmailData, link: Option<MagicLink>, recipient: &str) -> Result<Self, String> {
+        let first_name = match data.first_name() {
+            "" => "there".to_string(),
+            name => name.to_string(),
+        };
+        let carried = |link: Option<MagicLink>| {
+            link.ok_or_else(|| format!("a {} email needs its link", data.kind().as_str()))
+        };
+        Ok(match data {
+            EmailData::SignIn(_) => {
+                let MagicLink { url, minutes } = carried(link)?;
+                EmailContent::SignIn {
+                    first_name,
+                    link: url,
+                    minutes,
+                }
+            }
+            EmailData::StaffSignIn(_) => {
+                let MagicLink { url, minutes } = carried(link)?;
+                EmailContent::StaffSignIn {
+                    first_name,
+                    link: url,
+                    minutes,
+                }
+            }
+            EmailData::BookingConfirmation(b) => {
+                let MagicLink { url, minutes } = carried(link)?;
+                EmailContent::BookingConfirmation {
+                    first_name,
+                    link: url,
+                    minutes,
+                    label: b.rental.label.clone(),
+                    facility: b.rental.facility.clone(),
+                    dates: b.rental.dates.clone(),
+                }
+            }
+            EmailData::ConfirmEmail(_) => {
+                let MagicLink { url, minutes } = carried(link)?;
+                EmailContent::ConfirmEmail {
+                    first_name,
+                    link: url,
+                    minutes,
+                    new_email: recipient.to_string(),
+                }
+            }
+            EmailData::EmailChanged(c) => EmailContent::EmailChanged {
+                first_name,
+                old_email: c.old_email.clone(),
+                new_email_masked: c.new_email_masked.clone(),
+                facilities: c.facilities.clone(),
             },
-            crate::store::DeliveryKind::PaymentReceipt => EmailContent::PaymentReceipt {
-                first_name: field("first_name")?,
-                number: field("number")?,
-                description: field("description")?,
-                facility: field("facility")?,
-                paid_on: field("paid_on")?,
-                amount: field("amount")?,
+            EmailData::PaymentReceipt(r) => EmailContent::PaymentReceipt {
+                first_name,
+                number: r.invoice.number.clone(),
+                description: r.invoice.description.clone(),
+                facility: r.invoice.facility.clone(),
+                paid_on: r.paid_on.text(|d| display::date(*d)),
+                amount: r.invoice.amount.text(Money::to_string),
             },
-            crate::store::DeliveryKind::PaymentFailed => EmailContent::PaymentFailed {
-                first_name: field("first_name")?,
-                number: field("number")?,
-                description: field("description")?,
-                facility: field("facility")?,
-                amount: field("amount")?,
-                billing_url: field("billing_url")?,
+            EmailData::PaymentFailed(p) => EmailContent::PaymentFailed {
+                first_name,
+                number: p.invoice.number.clone(),
+                description: p.invoice.description.clone(),
+                facility: p.invoice.facility.clone(),
+                amount: p.invoice.amount.text(Money::to_string),
+                billing_url: p.billing_url.clone(),
             },
-            crate::store::DeliveryKind::SignIn
-            | crate::store::DeliveryKind::BookingConfirmation
-            | crate::store::DeliveryKind::StaffSignIn
-            | crate::store::DeliveryKind::ConfirmEmail => return None,
         })
     }
 }
@@ -484,7 +523,7 @@ impl EmailContent {
 /// delivery row, and signs it with the storefront's DKIM key when it has one.
 pub fn build_message(
     storefront: &Storefront,
-    recipient: &str,
+    recipient: &EmailAddress,
     subject: &str,
     text: String,
     html: String,
@@ -498,13 +537,12 @@ pub fn build_message(
             .map_err(|e| MailError::Build(format!("sender address: {e}")))?,
     );
     let to: Mailbox = recipient
+        .as_str()
         .parse()
         .map_err(|e| MailError::Build(format!("recipient address: {e}")))?;
-    let domain = storefront
-        .from_email
-        .rsplit_once('@')
-        .map(|(_, d)| d)
-        .unwrap_or("latchkey.localdomain");
+    let sender = EmailAddress::parse(&storefront.from_email)
+        .map_err(|e| MailError::Build(format!("sender address: {e}")))?;
+    let domain = sender.domain();
     let mut builder = Message::builder()
         .from(from)
         .to(to)
@@ -564,6 +602,10 @@ pub fn build_message(
 mod tests {
     use super::*;
 
+    fn address(s: &str) -> EmailAddress {
+        EmailAddress::parse(s).unwrap()
+    }
+
     fn storefront() -> Storefront {
         Storefront {
             id: 1,
@@ -593,8 +635,15 @@ mod tests {
         assert!(html.contains("&#60;b&#62;Alex&#60;/b&#62;"));
         assert!(!html.contains("<b>Alex"));
         assert!(html.contains("Harborview &#60;Rentals&#62;"));
-        let msg =
-            build_message(&storefront(), "alex@example.com", "Subject", text, html, 42).unwrap();
+        let msg = build_message(
+            &storefront(),
+            &address("alex@example.com"),
+            "Subject",
+            text,
+            html,
+            42,
+        )
+        .unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
         assert!(raw.contains("X-Latchkey-Delivery: 42"));
         assert!(raw.contains("From: \"Harborview Rentals\" <portal@harborview.example>"));
@@ -615,7 +664,7 @@ mod tests {
         });
         let msg = build_message(
             &sf,
-            "alex@example.com",
+            &address("alex@example.com"),
             "Subject",
             "text".into(),
             "<p>html</p>".into(),

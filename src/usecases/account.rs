@@ -7,12 +7,13 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::OpaqueToken;
 use crate::domain::email::mask;
+use crate::domain::emails::{EmailChanged, EmailData, FacilityContact, Greeting};
 use crate::error::AppError;
-use crate::mail::{FacilityContact, confirm_email_subject, email_changed_subject};
+use crate::mail::{confirm_email_subject, email_changed_subject};
 use crate::services::Services;
 use crate::store::{
-    Account, AccountUpdate, DeliveryKind, EmailChangeOutcome, NewDelivery, NewEmailChange,
-    NewSession, PendingEmailChange, ProfileChange, Storefront,
+    Account, AccountUpdate, EmailChangeOutcome, NewDelivery, NewEmailChange, NewSession,
+    PendingEmailChange, ProfileChange, Storefront,
 };
 
 /// What saving the profile did.
@@ -51,10 +52,11 @@ pub async fn save_profile(
             NewDelivery {
                 storefront_id: storefront.id,
                 account_id: Some(account.id),
-                kind: DeliveryKind::ConfirmEmail,
                 recipient: change.email.as_str().to_string(),
                 subject: confirm_email_subject(&storefront.name),
-                payload: serde_json::json!({ "first_name": account.first_name() }),
+                data: EmailData::ConfirmEmail(Greeting {
+                    first_name: account.first_name(),
+                }),
                 sealed_token: Some(sealed),
                 link_expires_at: Some(expires_at),
                 facility_ids: Vec::new(),
@@ -152,14 +154,13 @@ pub async fn confirm_email(
     let notice = |old: &Account, new_email: &str| NewDelivery {
         storefront_id: storefront.id,
         account_id: Some(old.id),
-        kind: DeliveryKind::EmailChanged,
         recipient: old.email.clone(),
         subject: email_changed_subject(&storefront.name),
-        payload: serde_json::json!({
-            "first_name": old.first_name(),
-            "old_email": old.email,
-            "new_email_masked": mask(new_email),
-            "facilities": facilities,
+        data: EmailData::EmailChanged(EmailChanged {
+            first_name: old.first_name(),
+            old_email: old.email.clone(),
+            new_email_masked: mask(new_email),
+            facilities: facilities.clone(),
         }),
         sealed_token: None,
         link_expires_at: None,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::actors::{Actors, BookingEmail, IssueLink, ask};
+use crate::domain::emails::BookedRental;
 use crate::error::AppError;
 use crate::mail::booking_subject;
 use crate::services::Services;
@@ -167,11 +168,6 @@ pub async fn send_booking_confirmation(
         });
     }
     let dates = crate::display::rental_period(rental.starts_on, rental.ends_on, now.date_naive());
-    let mut payload = serde_json::Map::new();
-    payload.insert("label".into(), rental.label.clone().into());
-    payload.insert("facility".into(), rental.facility_name.clone().into());
-    payload.insert("dates".into(), dates.into());
-    payload.insert("rental_id".into(), rental.id.into());
     let issued = ask(
         &actors.token_issuer,
         IssueLink {
@@ -181,7 +177,12 @@ pub async fn send_booking_confirmation(
             redirect: Some(format!("/rentals/{}", rental.id)),
             booking: Some(BookingEmail {
                 subject: booking_subject(&storefront.name, &rental.label),
-                payload,
+                rental: BookedRental {
+                    rental_id: rental.id,
+                    label: rental.label.clone(),
+                    facility: rental.facility_name.clone(),
+                    dates,
+                },
                 facility_id: rental.facility_id,
             }),
         },

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{DeliveryKind, DeliveryStatus};
+use crate::domain::EmailData;
 use crate::params;
 use crate::store::Store;
 use crate::store::db::{DbResult, Dialect, Value};
@@ -22,7 +23,8 @@ pub struct ClaimedDelivery {
     pub subject: String,
     /// Attempts made before this one.
     pub attempts: i64,
-    pub payload: serde_json::Value,
+    /// What the email says; an `Err` when the row's data cannot be read (the email fails).
+    pub data: Result<EmailData, String>,
     pub sealed_token: Option<Vec<u8>>,
     pub link_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -287,18 +289,22 @@ impl Store {
         let mut claimed: HashMap<i64, ClaimedDelivery> = rows
             .iter()
             .map(|r| {
+                let kind = DeliveryKind::parse(&r.string(3)).unwrap_or(DeliveryKind::SignIn);
                 (
                     r.i64(0),
                     ClaimedDelivery {
                         id: r.i64(0),
                         storefront_id: r.i64(1),
                         account_id: r.opt_i64(2),
-                        kind: DeliveryKind::parse(&r.string(3)).unwrap_or(DeliveryKind::SignIn),
+                        kind,
                         recipient: r.string(4),
                         subject: r.string(5),
                         attempts: r.i64(6),
-                        payload: serde_json::from_str(&r.string(7))
-                            .unwrap_or(serde_json::Value::Null),
+                        data: serde_json::from_str(&r.string(7))
+                            .and_then(|json| EmailData::read(kind, json))
+                            .map_err(|e| {
+                                format!("the {} email's data cannot be read: {e}", kind.as_str())
+                            }),
                         sealed_token: r.opt_bytes(8),
                         link_expires_at: r.opt_ts(9),
                         created_at: r.ts(10),

@@ -13,57 +13,10 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::Store;
 use super::db::{Conn, DbResult, Row};
+use crate::domain::EmailData;
 use crate::params;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeliveryKind {
-    SignIn,
-    BookingConfirmation,
-    StaffSignIn,
-    EmailChanged,
-    PaymentReceipt,
-    PaymentFailed,
-    /// The link that confirms a new email address, sent to that address.
-    ConfirmEmail,
-}
-
-impl DeliveryKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryKind::SignIn => "sign_in",
-            DeliveryKind::BookingConfirmation => "booking_confirmation",
-            DeliveryKind::StaffSignIn => "staff_sign_in",
-            DeliveryKind::EmailChanged => "email_changed",
-            DeliveryKind::PaymentReceipt => "payment_receipt",
-            DeliveryKind::PaymentFailed => "payment_failed",
-            DeliveryKind::ConfirmEmail => "confirm_email",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "sign_in" => DeliveryKind::SignIn,
-            "booking_confirmation" => DeliveryKind::BookingConfirmation,
-            "staff_sign_in" => DeliveryKind::StaffSignIn,
-            "email_changed" => DeliveryKind::EmailChanged,
-            "payment_receipt" => DeliveryKind::PaymentReceipt,
-            "payment_failed" => DeliveryKind::PaymentFailed,
-            "confirm_email" => DeliveryKind::ConfirmEmail,
-            _ => return None,
-        })
-    }
-
-    /// Kinds whose email carries a magic link.
-    pub fn carries_link(self) -> bool {
-        matches!(
-            self,
-            DeliveryKind::SignIn
-                | DeliveryKind::BookingConfirmation
-                | DeliveryKind::StaffSignIn
-                | DeliveryKind::ConfirmEmail
-        )
-    }
-}
+pub use crate::domain::emails::DeliveryKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeliveryStatus {
@@ -113,11 +66,10 @@ impl DeliveryStatus {
 pub struct NewDelivery {
     pub storefront_id: i64,
     pub account_id: Option<i64>,
-    pub kind: DeliveryKind,
     pub recipient: String,
     pub subject: String,
-    /// What the template needs besides the storefront (names, amounts, paths).
-    pub payload: serde_json::Value,
+    /// What the email says besides the storefront and the link; its kind is the delivery's.
+    pub data: EmailData,
     /// The link's token sealed with the server key (erased once the email is final).
     pub sealed_token: Option<Vec<u8>>,
     pub link_expires_at: Option<DateTime<Utc>>,
@@ -162,12 +114,12 @@ pub(crate) async fn insert_delivery(
             &params![
                 d.storefront_id,
                 d.account_id,
-                d.kind.as_str(),
+                d.data.kind().as_str(),
                 d.recipient.as_str(),
                 d.subject.as_str(),
                 status,
                 last_error,
-                d.payload.to_string(),
+                d.data.to_json().to_string(),
                 d.sealed_token.clone(),
                 d.link_expires_at,
                 now,

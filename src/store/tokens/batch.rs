@@ -133,14 +133,14 @@ impl DeliveryRows {
         let suppressed = d.suppressed_reason.is_some();
         self.storefront.push(Some(d.storefront_id));
         self.account.push(d.account_id);
-        self.kind.push(Some(d.kind.as_str().to_string()));
+        self.kind.push(Some(d.data.kind().as_str().to_string()));
         self.recipient.push(Some(d.recipient.clone()));
         self.subject.push(Some(d.subject.clone()));
         self.status.push(Some(
             if suppressed { "suppressed" } else { "queued" }.to_string(),
         ));
         self.last_error.push(d.suppressed_reason.clone());
-        self.payload.push(Some(d.payload.to_string()));
+        self.payload.push(Some(d.data.to_json().to_string()));
         self.sealed.push(d.sealed_token.clone());
         self.link_expires.push(d.link_expires_at);
         self.relay_at

@@ -14,9 +14,10 @@ use super::Store;
 use super::accounts::{Account, account_for_link};
 use super::audience::{Audience, CUSTOMERS, EVERY_AUDIENCE, STAFF, Tables};
 use super::db::{Conn, DbResult, Dialect};
-use super::deliveries::{DeliveryKind, NewDelivery, insert_delivery};
+use super::deliveries::{NewDelivery, insert_delivery};
 use super::sessions::{NewSession, start_session};
 use super::staff::{StaffUser, lock_active_staff};
+use crate::domain::emails::{BookedRental, Booking, EmailData, Greeting};
 use crate::domain::{EmailAddress, TokenHash};
 use crate::params;
 
@@ -52,10 +53,9 @@ pub struct LinkRequest {
     pub expires_at: DateTime<Utc>,
     /// `Some` for customers' own requests: the per-account limit.
     pub limit: Option<LinkLimit>,
-    pub kind: DeliveryKind,
+    /// Which email carries the link; the greeting's name comes from the account.
+    pub email: LinkEmail,
     pub subject: String,
-    /// Template data besides `first_name` (which comes from the account).
-    pub payload: serde_json::Map<String, serde_json::Value>,
     /// Facilities whose Emails tab shows it, besides those of the account's contacts.
     pub facility_ids: Vec<i64>,
     pub relay_after: Duration,
@@ -78,6 +78,25 @@ impl super::deliveries::WroteDelivery for IssueOutcome {
         match self {
             IssueOutcome::Queued { delivery_id, .. } => Some(*delivery_id),
             IssueOutcome::NoAccount | IssueOutcome::Suppressed { .. } => None,
+        }
+    }
+}
+
+/// The email a customer's link goes out in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEmail {
+    SignIn,
+    BookingConfirmation(BookedRental),
+}
+
+impl LinkEmail {
+    fn data(&self, first_name: String) -> EmailData {
+        match self {
+            LinkEmail::SignIn => EmailData::SignIn(Greeting { first_name }),
+            LinkEmail::BookingConfirmation(rental) => EmailData::BookingConfirmation(Booking {
+                first_name,
+                rental: rental.clone(),
+            }),
         }
     }
 }
@@ -109,15 +128,12 @@ impl LinkRequest {
 
     fn delivery(&self, account: &Account, verdict: Verdict) -> NewDelivery {
         let allowed = verdict == Verdict::Allowed;
-        let mut payload = self.payload.clone();
-        payload.insert("first_name".into(), account.first_name().into());
         NewDelivery {
             storefront_id: self.storefront_id,
             account_id: Some(account.id),
-            kind: self.kind,
             recipient: account.email.clone(),
             subject: self.subject.clone(),
-            payload: serde_json::Value::Object(payload),
+            data: self.email.data(account.first_name()),
             sealed_token: allowed.then(|| self.sealed_token.clone()),
             link_expires_at: Some(self.expires_at),
             facility_ids: self.facility_ids.clone(),

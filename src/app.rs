@@ -373,9 +373,11 @@ async fn build(
         worker_name: format!("{}:{}", hostname(), std::process::id()),
     });
     let mailer = Mailer::new(services.clone(), transport, workers).start();
-    let billing_sync = crate::actors::billing_sync::BillingSync::new(services.clone())
-        .map_err(|e| StartError::Other(format!("cannot set up Stripe: {e}")))?
-        .start();
+    let payments = Arc::new(
+        crate::actors::billing_sync::Payments::new(services.clone())
+            .map_err(|e| StartError::Other(format!("cannot set up Stripe: {e}")))?,
+    );
+    let billing_sync = crate::actors::billing_sync::BillingSync::new(payments.clone()).start();
     let actors = Actors {
         token_issuer: TokenIssuer::new(services.clone()).start(),
         session_keeper: SessionKeeper::new(services.clone()).start(),
@@ -413,6 +415,7 @@ async fn build(
         let state = Arc::new(HttpState {
             svc: services.clone(),
             actors: actors.clone(),
+            payments,
             ip_limiter: IpLimiter::new(config.rate_limit.ip_per_second, config.rate_limit.ip_burst),
         });
         let routes = crate::http::routes(state.clone());

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::app::{App, AppOptions};
 use crate::config::Config;
 use crate::store::Store;
+use crate::usecases::{admin, api_keys};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -153,7 +154,7 @@ pub fn run() -> ExitCode {
         )
         .map_err(|e| e.to_string()),
         Command::Migrate => one_shot(config, |store, _| async move {
-            let applied = store.migrate().await.map_err(|e| e.to_string())?;
+            let applied = admin::migrate(&store).await.map_err(|e| e.to_string())?;
             if applied.is_empty() {
                 println!("The database is up to date.");
             } else {
@@ -162,11 +163,8 @@ pub fn run() -> ExitCode {
             Ok(())
         }),
         Command::Demo => one_shot(config, |store, _| async move {
-            store.migrate().await.map_err(|e| e.to_string())?;
-            let demo = store
-                .load_demo(chrono::Utc::now())
-                .await
-                .map_err(|e| e.to_string())?;
+            admin::migrate(&store).await.map_err(|e| e.to_string())?;
+            let demo = admin::load_demo(&store).await.map_err(|e| e.to_string())?;
             println!(
                 "Demo storefront `{}` is ready: customers {}.",
                 demo.slug,
@@ -179,8 +177,8 @@ pub fn run() -> ExitCode {
             Ok(())
         }
         Command::Admin { command } => one_shot(config, |store, _| async move {
-            store.migrate().await.map_err(|e| e.to_string())?;
-            admin(&store, command).await
+            admin::migrate(&store).await.map_err(|e| e.to_string())?;
+            run_admin(&store, command).await
         }),
     };
     match result {
@@ -210,18 +208,16 @@ where
 }
 
 async fn storefront_id(store: &Store, slug: &str) -> Result<i64, String> {
-    store
-        .storefront_by_slug(slug)
+    admin::storefront_by_slug(store, slug)
         .await
         .map_err(|e| e.to_string())?
         .map(|s| s.id)
         .ok_or_else(|| format!("no storefront `{slug}`"))
 }
 
-async fn admin(store: &Store, command: Admin) -> Result<(), String> {
+async fn run_admin(store: &Store, command: Admin) -> Result<(), String> {
     use crate::domain::{EmailAddress, StorefrontSlug};
     use crate::store::{NewStorefront, Role};
-    let now = chrono::Utc::now();
     match command {
         Admin::Storefront {
             slug,
@@ -241,24 +237,23 @@ async fn admin(store: &Store, command: Admin) -> Result<(), String> {
             if name.trim().is_empty() || name.chars().any(char::is_control) {
                 return Err("--name: must be a name on one line".into());
             }
-            let id = store
-                .upsert_storefront(
-                    &NewStorefront {
-                        slug: slug.to_string(),
-                        from_name: from_name.unwrap_or_else(|| name.clone()),
-                        name,
-                        from_email: from.to_string(),
-                        rent_url: rent.to_string(),
-                        custom_host: custom_host.map(|h| h.to_ascii_lowercase()),
-                    },
-                    now,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+            let id = admin::put_storefront(
+                store,
+                &NewStorefront {
+                    slug: slug.to_string(),
+                    from_name: from_name.unwrap_or_else(|| name.clone()),
+                    name,
+                    from_email: from.to_string(),
+                    rent_url: rent.to_string(),
+                    custom_host: custom_host.map(|h| h.to_ascii_lowercase()),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             println!("Storefront `{slug}` (#{id}) is ready: its portal is at /s/{slug}/.");
         }
         Admin::Storefronts => {
-            for sf in store.storefronts().await.map_err(|e| e.to_string())? {
+            for sf in admin::storefronts(store).await.map_err(|e| e.to_string())? {
                 println!("{}\t{}\t{}", sf.slug, sf.name, sf.from_email);
             }
         }
@@ -271,8 +266,7 @@ async fn admin(store: &Store, command: Admin) -> Result<(), String> {
                 StaffAction::Enable { email } => (email, false),
             };
             let email = EmailAddress::parse(&email).map_err(|e| format!("--email: {e}"))?;
-            match store
-                .set_staff_disabled(&email, disable, now)
+            match admin::set_staff_disabled(store, &email, disable)
                 .await
                 .map_err(|e| e.to_string())?
             {
@@ -305,8 +299,7 @@ async fn admin(store: &Store, command: Admin) -> Result<(), String> {
                 (_, Some(slug)) => Some(storefront_id(store, &slug).await?),
                 (_, None) => return Err("--storefront: required for this role".into()),
             };
-            let staff = store
-                .create_staff(sf, &email, name.trim(), role, now)
+            let staff = admin::create_staff(store, sf, &email, name.trim(), role)
                 .await
                 .map_err(|e| match e {
                     crate::store::DbError::Unique(_) => format!("{email} is already a staff user"),
@@ -323,9 +316,7 @@ async fn admin(store: &Store, command: Admin) -> Result<(), String> {
         Admin::Staff { .. } => return Err("--email, --name and --role are required".into()),
         Admin::ApiKey { storefront, name } => {
             let sf = storefront_id(store, &storefront).await?;
-            let (key, hash, prefix) = crate::operations::new_api_key();
-            let id = store
-                .create_api_key(sf, name.trim(), &hash, &prefix, now)
+            let (id, key) = api_keys::create(store, sf, name.trim())
                 .await
                 .map_err(|e| e.to_string())?;
             println!("API key #{id} for `{storefront}` (shown once, keep it safe):");
@@ -333,8 +324,7 @@ async fn admin(store: &Store, command: Admin) -> Result<(), String> {
         }
         Admin::RevokeApiKey { storefront, id } => {
             let sf = storefront_id(store, &storefront).await?;
-            if store
-                .revoke_api_key(sf, id, now)
+            if api_keys::revoke(store, sf, id)
                 .await
                 .map_err(|e| e.to_string())?
             {

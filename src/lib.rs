@@ -6,7 +6,6 @@
 
 #![recursion_limit = "256"]
 
-pub mod accounts;
 pub mod actors;
 pub mod app;
 pub mod billing;
@@ -20,8 +19,8 @@ pub mod http;
 pub mod links;
 pub mod mail;
 pub mod metrics;
-pub mod operations;
 pub mod queue;
 pub mod services;
 pub mod store;
 pub mod telemetry;
+pub mod usecases;

@@ -14,7 +14,7 @@ use crate::domain::clock::SharedClock;
 use crate::links::PortalLink;
 use crate::metrics::Metrics;
 use crate::queue::{MailQueue, Publisher};
-use crate::store::{DbResult, Store, Storefront};
+use crate::store::{DbResult, Store, Storefront, WroteDelivery};
 
 pub struct Services {
     pub config: Arc<Config>,
@@ -54,6 +54,21 @@ impl Services {
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
+    }
+
+    /// Runs a store step that writes an email in the transaction of the change it tells of
+    /// (a sign-in link, a confirmation, a receipt…), then, once that committed, hands the
+    /// delivery it wrote to the queue. The one way a fresh delivery is published: the row is
+    /// the source of truth, so a publish skipped here (broker down or busy) is the relay's.
+    pub async fn write_then_enqueue<T: WroteDelivery, E>(
+        &self,
+        step: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let outcome = step.await?;
+        if let Some(delivery_id) = outcome.written_delivery() {
+            self.publisher.enqueue(delivery_id);
+        }
+        Ok(outcome)
     }
 }
 

@@ -197,7 +197,7 @@ async fn storefront_id(app: &TestApp, slug: &str) -> i64 {
 /// A new API key of a storefront, as `latchkey admin api-key` makes it: (id, key).
 async fn new_key(app: &TestApp, slug: &str, name: &str) -> (i64, String) {
     let sf = storefront_id(app, slug).await;
-    let (key, hash, prefix) = latchkey::operations::new_api_key();
+    let (key, hash, prefix) = latchkey::usecases::api_keys::new_api_key();
     let id = app
         .store()
         .create_api_key(sf, name, &hash, &prefix, Utc::now())

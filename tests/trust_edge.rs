@@ -259,7 +259,7 @@ both_backends! {
     async fn api_json_with_a_key_twice_is_refused_at_any_depth(backend: Backend) {
         let app = TestApp::start(backend).await;
         let sf = app.store().storefront_by_slug("demo").await.unwrap().unwrap().id;
-        let (key, hash, prefix) = latchkey::operations::new_api_key();
+        let (key, hash, prefix) = latchkey::usecases::api_keys::new_api_key();
         app.store().create_api_key(sf, "Test", &hash, &prefix, chrono::Utc::now()).await.unwrap();
         let put = |path: &str, body: &'static str| {
             no_redirects()

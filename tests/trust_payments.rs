@@ -447,7 +447,7 @@ both_backends! {
         let browser = signed_in_alex(&app).await;
         pay_by_debit(&app, &browser).await;
         let sf = app.rows("SELECT id FROM storefronts WHERE slug = 'demo'", &[]).await[0].i64(0);
-        let (key, hash, prefix) = latchkey::operations::new_api_key();
+        let (key, hash, prefix) = latchkey::usecases::api_keys::new_api_key();
         app.store().create_api_key(sf, "Test", &hash, &prefix, chrono::Utc::now()).await.unwrap();
         let refs = app
             .rows(

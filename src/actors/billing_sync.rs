@@ -1,15 +1,16 @@
-//! BillingSync: everything that talks to Stripe. Starts Checkout Sessions (payment and
-//! setup), detaches payment methods, processes webhook events exactly once per event id, and
-//! on timers retries events whose processing failed and reconciles invoices left in a
-//! Checkout. Webhook events are stored before they are processed, so work that fails is
-//! retried, not dropped.
+//! BillingSync: the Stripe work that runs on timers. It retries webhook events whose
+//! processing failed and reconciles invoices left in a Checkout (the webhook may never have
+//! come). What a request asks of Stripe (open a Checkout, confirm one on return, add or remove
+//! a payment method, take a webhook) is in [`crate::usecases::billing`]; both sides share
+//! [`Payments`], which holds the gateway and what Stripe's answers do to invoices.
 //!
 //! Payments are never taken twice: every create carries an idempotency key naming the
 //! logical operation (`…-invoice-{id}-checkout-{attempt}`), an invoice has at most one open
 //! Checkout (pressing Pay again hands out the open one, or expires it first when it is past
 //! use), and a Checkout completed with its payment still on its way (a pre-authorized
 //! debit) marks the invoice Processing until Stripe says it succeeded (paid, receipt) or
-//! failed (pending again, and an email to the customer).
+//! failed (pending again, and an email to the customer). Webhook events are stored before
+//! they are processed, so work that fails is retried, not dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,95 +18,38 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::spawn_work;
-use crate::billing::gateway::{
-    CheckoutState, IntentStatus, PaymentCheckout, SessionStatus, SetupCheckout,
-};
-use crate::billing::{Gateway, ProviderError};
+use crate::billing::gateway::{CheckoutState, IntentStatus, SessionStatus};
+use crate::billing::{BillingError, Gateway, ProviderError};
 use crate::domain::emails::{EmailData, InvoiceLine, PaymentFailed, Receipt};
-use crate::domain::webhook::{SignatureError, VerifiedPayload};
 use crate::error::AppError;
-use crate::links::{PortalLink, Returned};
+use crate::links::PortalLink;
 use crate::mail::{payment_failed_subject, receipt_subject};
 use crate::services::Services;
-use crate::store::{Account, EventState, Invoice, NewDelivery, Storefront};
+use crate::store::{Account, Invoice, NewDelivery, Storefront};
 
 /// How often failed webhook work is tried again (the due ones).
 const RETRY_EVERY: Duration = Duration::from_secs(30);
 /// How often invoices stuck in a Checkout are reconciled, and how long one may sit first.
 const RECONCILE_EVERY: Duration = Duration::from_secs(300);
 const STUCK_AFTER: chrono::Duration = chrono::Duration::minutes(10);
-/// An open Checkout is handed out again on Pay only if Stripe keeps it open this much longer;
-/// closer to its end it is expired and a new one opened.
-const CHECKOUT_REUSE_MARGIN_SECONDS: i64 = 30 * 60;
 /// How long to wait before asking again when Stripe says the same create is in flight.
-const CONFLICT_PAUSE: Duration = Duration::from_millis(300);
-/// How many invoices the return from Checkout asks Stripe about.
-const CONFIRM_AT_MOST: usize = 5;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BillingError {
-    #[error("online payment is not configured")]
-    NotConfigured,
-    #[error("not found")]
-    NotFound,
-    #[error("this invoice is not waiting for payment")]
-    NotPayable,
-    #[error("the payment of this invoice is being processed")]
-    Processing,
-    #[error(transparent)]
-    Provider(#[from] ProviderError),
-    #[error(transparent)]
-    App(#[from] AppError),
-}
-
-impl From<tokio::task::JoinError> for WebhookError {
-    fn from(e: tokio::task::JoinError) -> Self {
-        WebhookError::App(e.into())
-    }
-}
-
-impl From<crate::store::DbError> for BillingError {
-    fn from(e: crate::store::DbError) -> Self {
-        BillingError::App(e.into())
-    }
-}
-
-impl From<actix::MailboxError> for BillingError {
-    fn from(e: actix::MailboxError) -> Self {
-        BillingError::App(e.into())
-    }
-}
-
-impl From<tokio::task::JoinError> for BillingError {
-    fn from(e: tokio::task::JoinError) -> Self {
-        BillingError::App(e.into())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
-    #[error("webhooks are not configured")]
-    NotConfigured,
-    #[error("bad signature: {0}")]
-    Signature(#[from] SignatureError),
-    #[error("malformed event: {0}")]
-    Malformed(String),
-    #[error(transparent)]
-    App(#[from] AppError),
-}
+pub(crate) const CONFLICT_PAUSE: Duration = Duration::from_millis(300);
 
 pub struct BillingSync {
-    work: Arc<BillingWork>,
+    work: Arc<Payments>,
 }
 
-struct BillingWork {
-    svc: Arc<Services>,
+/// The Stripe side of billing, shared by the use cases and the actor's timers: the gateway
+/// (absent when no Stripe key is configured) and what Stripe's answers and events do to
+/// invoices and payment methods.
+pub struct Payments {
+    pub(crate) svc: Arc<Services>,
     gateway: Option<Gateway>,
     /// Names this installation in idempotency keys (`lk-{scope}-…`).
-    scope: String,
+    pub(crate) scope: String,
 }
 
-impl BillingSync {
+impl Payments {
     pub fn new(svc: Arc<Services>) -> Result<Self, ProviderError> {
         let cfg = &svc.config;
         let gateway = match &cfg.stripe_secret_key {
@@ -118,17 +62,21 @@ impl BillingSync {
         };
         let scope = format!("lk-{}", svc.keys.idempotency_scope());
         Ok(Self {
-            work: Arc::new(BillingWork {
-                svc,
-                gateway,
-                scope,
-            }),
+            svc,
+            gateway,
+            scope,
         })
     }
 
     /// Whether customers can pay online (Stripe keys are configured).
     pub fn payments_enabled(config: &crate::config::Config) -> bool {
         config.stripe_secret_key.is_some()
+    }
+}
+
+impl BillingSync {
+    pub fn new(payments: Arc<Payments>) -> Self {
+        Self { work: payments }
     }
 }
 
@@ -143,55 +91,6 @@ impl Actor for BillingSync {
     }
 }
 
-/// Open a Checkout to pay one invoice; the answer is the URL to send the customer to.
-#[derive(Message)]
-#[rtype(result = "Result<String, BillingError>")]
-pub struct StartPayment {
-    pub storefront: Arc<Storefront>,
-    pub account: Account,
-    pub invoice_id: i64,
-}
-
-/// Back from Checkout: ask Stripe about the account's invoices waiting in a Checkout, so the
-/// page shows what is true now (paid, or processing) even before the webhook arrives. The
-/// answer: the invoices Stripe says are still unpaid (their Checkout open, or expired).
-#[derive(Message)]
-#[rtype(result = "Result<Vec<i64>, BillingError>")]
-pub struct ConfirmCheckouts {
-    pub storefront: Arc<Storefront>,
-    pub account: Account,
-}
-
-/// Open a Checkout in setup mode to add a card (or a pre-authorized debit).
-#[derive(Message)]
-#[rtype(result = "Result<String, BillingError>")]
-pub struct StartSetup {
-    pub storefront: Arc<Storefront>,
-    pub account: Account,
-}
-
-/// Detach one of the account's payment methods.
-#[derive(Message)]
-#[rtype(result = "Result<(), BillingError>")]
-pub struct RemovePaymentMethod {
-    pub account: Account,
-    pub id: i64,
-}
-
-/// Read the account's payment methods from Stripe into the database.
-#[derive(Message)]
-#[rtype(result = "Result<(), BillingError>")]
-pub struct RefreshPaymentMethods {
-    pub account: Account,
-}
-
-/// A webhook delivery whose signature the web layer checked (off the request threads).
-#[derive(Message)]
-#[rtype(result = "Result<(), WebhookError>")]
-pub struct HandleWebhook {
-    pub payload: VerifiedPayload,
-}
-
 /// Process again the stored events whose processing failed and is due.
 #[derive(Message)]
 #[rtype(result = "Result<usize, AppError>")]
@@ -201,65 +100,6 @@ pub struct RetryEvents;
 #[derive(Message)]
 #[rtype(result = "Result<usize, AppError>")]
 pub struct Reconcile;
-
-impl Handler<StartPayment> for BillingSync {
-    type Result = ResponseFuture<Result<String, BillingError>>;
-
-    fn handle(&mut self, msg: StartPayment, _: &mut Context<Self>) -> Self::Result {
-        let work = self.work.clone();
-        spawn_work(async move { work.start_payment(msg).await })
-    }
-}
-
-impl Handler<ConfirmCheckouts> for BillingSync {
-    type Result = ResponseFuture<Result<Vec<i64>, BillingError>>;
-
-    fn handle(&mut self, msg: ConfirmCheckouts, _: &mut Context<Self>) -> Self::Result {
-        let work = self.work.clone();
-        spawn_work(async move { work.confirm_checkouts(msg).await })
-    }
-}
-
-impl Handler<StartSetup> for BillingSync {
-    type Result = ResponseFuture<Result<String, BillingError>>;
-
-    fn handle(&mut self, msg: StartSetup, _: &mut Context<Self>) -> Self::Result {
-        let work = self.work.clone();
-        spawn_work(async move { work.start_setup(msg).await })
-    }
-}
-
-impl Handler<RemovePaymentMethod> for BillingSync {
-    type Result = ResponseFuture<Result<(), BillingError>>;
-
-    fn handle(&mut self, msg: RemovePaymentMethod, _: &mut Context<Self>) -> Self::Result {
-        let work = self.work.clone();
-        spawn_work(async move { work.remove_payment_method(msg).await })
-    }
-}
-
-impl Handler<RefreshPaymentMethods> for BillingSync {
-    type Result = ResponseFuture<Result<(), BillingError>>;
-
-    fn handle(&mut self, msg: RefreshPaymentMethods, _: &mut Context<Self>) -> Self::Result {
-        let work = self.work.clone();
-        spawn_work(async move {
-            match &msg.account.stripe_customer_id {
-                Some(customer) => work.refresh_payment_methods(msg.account.id, customer).await,
-                None => Ok(()),
-            }
-        })
-    }
-}
-
-impl Handler<HandleWebhook> for BillingSync {
-    type Result = ResponseFuture<Result<(), WebhookError>>;
-
-    fn handle(&mut self, msg: HandleWebhook, _: &mut Context<Self>) -> Self::Result {
-        let work = self.work.clone();
-        spawn_work(async move { work.handle_webhook(msg).await })
-    }
-}
 
 impl Handler<RetryEvents> for BillingSync {
     type Result = ResponseFuture<Result<usize, AppError>>;
@@ -279,13 +119,13 @@ impl Handler<Reconcile> for BillingSync {
     }
 }
 
-impl BillingWork {
-    fn gateway(&self) -> Result<&Gateway, BillingError> {
+impl Payments {
+    pub(crate) fn gateway(&self) -> Result<&Gateway, BillingError> {
         self.gateway.as_ref().ok_or(BillingError::NotConfigured)
     }
 
     /// The account's Stripe customer, created on first need.
-    async fn customer(&self, account: &Account) -> Result<String, BillingError> {
+    pub(crate) async fn customer(&self, account: &Account) -> Result<String, BillingError> {
         if let Some(id) = &account.stripe_customer_id {
             return Ok(id.clone());
         }
@@ -312,103 +152,9 @@ impl BillingWork {
             .await?)
     }
 
-    async fn start_payment(&self, msg: StartPayment) -> Result<String, BillingError> {
-        let store = &self.svc.store;
-        // Each round either answers or moves the invoice on (a Checkout expired and
-        // forgotten, a payment noted); a few are plenty.
-        for _ in 0..4 {
-            // Whose invoice it is comes first: a foreign id is "not found" whatever else is true.
-            let invoice = store
-                .account_invoice(msg.storefront.id, msg.account.id, msg.invoice_id)
-                .await?
-                .ok_or(BillingError::NotFound)?;
-            let gateway = self.gateway()?;
-            match invoice.status.as_str() {
-                "pending" => {}
-                "processing" => return Err(BillingError::Processing),
-                _ => return Err(BillingError::NotPayable),
-            }
-            if let Some(session) = &invoice.checkout_session_id {
-                // At most one open Checkout: hand out the open one while it is usable.
-                let state = gateway.checkout_state(session).await?;
-                let usable = state.status == SessionStatus::Open
-                    && state.expires_at
-                        > self.svc.now().timestamp() + CHECKOUT_REUSE_MARGIN_SECONDS
-                    && state.amount_total == Some(invoice.amount.minor())
-                    && state.currency.as_deref()
-                        == Some(invoice.amount.currency().to_ascii_lowercase().as_str());
-                match (&state.url, usable) {
-                    (Some(url), true) => return Ok(url.clone()),
-                    _ if state.status == SessionStatus::Open => {
-                        // Past use: expire it before opening a new one, so it cannot be paid.
-                        let after = gateway.expire_checkout(session).await?;
-                        self.apply_checkout_state(&invoice, session, &after).await?;
-                    }
-                    _ => {
-                        self.apply_checkout_state(&invoice, session, &state).await?;
-                    }
-                }
-                continue;
-            }
-            let customer = self.customer(&msg.account).await?;
-            let link = |r| {
-                self.svc
-                    .portal_link(&msg.storefront, PortalLink::CheckoutReturn(r))
-            };
-            let (success, cancel) = (link(Returned::Success), link(Returned::Cancelled));
-            let description = format!("Invoice {}: {}", invoice.number, invoice.description);
-            let key = format!(
-                "{}-invoice-{}-checkout-{}",
-                self.scope, invoice.id, invoice.checkout_attempt
-            );
-            let started = match gateway
-                .create_payment_checkout(&PaymentCheckout {
-                    idempotency_key: &key,
-                    customer: &customer,
-                    invoice_id: invoice.id,
-                    account_id: msg.account.id,
-                    amount_minor: invoice.amount.minor(),
-                    currency: invoice.amount.currency(),
-                    description: &description,
-                    success_url: &success,
-                    cancel_url: &cancel,
-                })
-                .await
-            {
-                Ok(started) => started,
-                // A concurrent press is creating this same Checkout (same key): ask again.
-                Err(e) if e.is_conflict() => {
-                    tokio::time::sleep(CONFLICT_PAUSE).await;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if store
-                .start_invoice_checkout(
-                    invoice.id,
-                    invoice.checkout_attempt,
-                    &started.session_id,
-                    self.svc.now(),
-                )
-                .await?
-            {
-                tracing::info!(invoice_id = invoice.id, session = %started.session_id, "checkout started");
-                return Ok(started.url);
-            }
-            // The invoice moved on meanwhile (paid, or another Checkout noted): this one must
-            // not stay payable.
-            if let Err(e) = gateway.expire_checkout(&started.session_id).await {
-                tracing::warn!(invoice_id = invoice.id, error = %e, "could not expire a Checkout that lost the race");
-            }
-        }
-        Err(BillingError::Provider(ProviderError(
-            "the invoice's Checkout kept changing".into(),
-        )))
-    }
-
     /// Makes the invoice what its Checkout says: paid, processing, or (expired, or its
     /// payment failed) waiting for a new Checkout. Returns whether the invoice changed.
-    async fn apply_checkout_state(
+    pub(crate) async fn apply_checkout_state(
         &self,
         invoice: &Invoice,
         session: &str,
@@ -449,110 +195,7 @@ impl BillingWork {
         }
     }
 
-    async fn confirm_checkouts(&self, msg: ConfirmCheckouts) -> Result<Vec<i64>, BillingError> {
-        let gateway = self.gateway()?;
-        let waiting = self
-            .svc
-            .store
-            .account_invoices(
-                msg.storefront.id,
-                msg.account.id,
-                crate::store::InvoiceFilter::Pending,
-            )
-            .await?;
-        let mut unpaid = Vec::new();
-        for invoice in waiting
-            .iter()
-            .filter(|i| i.status == "pending")
-            .take(CONFIRM_AT_MOST)
-        {
-            let Some(session) = &invoice.checkout_session_id else {
-                continue;
-            };
-            // Stripe out of reach: this one stays unknown (being confirmed).
-            let state = match gateway.checkout_state(session).await {
-                Ok(state) => state,
-                Err(e) => {
-                    tracing::warn!(invoice_id = invoice.id, error = %e, "could not confirm a checkout");
-                    continue;
-                }
-            };
-            // An open one stays as it is: the customer may still be paying in another tab.
-            self.apply_checkout_state(invoice, session, &state).await?;
-            if matches!(state.status, SessionStatus::Open | SessionStatus::Expired) {
-                unpaid.push(invoice.id);
-            }
-        }
-        Ok(unpaid)
-    }
-
-    async fn start_setup(&self, msg: StartSetup) -> Result<String, BillingError> {
-        let gateway = self.gateway()?;
-        let customer = self.customer(&msg.account).await?;
-        let link = |r| {
-            self.svc
-                .portal_link(&msg.storefront, PortalLink::SetupReturn(r))
-        };
-        let (success, cancel) = (link(Returned::Success), link(Returned::Cancelled));
-        // The currency the customer is billed in (their latest invoice's), USD when none.
-        let currency = self
-            .svc
-            .store
-            .account_invoices(
-                msg.storefront.id,
-                msg.account.id,
-                crate::store::InvoiceFilter::All,
-            )
-            .await?
-            .first()
-            .map(|i| i.amount.currency().to_string())
-            .unwrap_or_else(|| "USD".into());
-        let attempt = self
-            .svc
-            .store
-            .setup_checkout_attempt(msg.account.id)
-            .await?;
-        let key = format!("{}-account-{}-setup-{attempt}", self.scope, msg.account.id);
-        let started = gateway
-            .create_setup_checkout(&SetupCheckout {
-                idempotency_key: &key,
-                customer: &customer,
-                account_id: msg.account.id,
-                acss_debit: msg.storefront.acss_debit,
-                currency: &currency,
-                success_url: &success,
-                cancel_url: &cancel,
-            })
-            .await?;
-        self.svc
-            .store
-            .setup_checkout_opened(msg.account.id, attempt)
-            .await?;
-        Ok(started.url)
-    }
-
-    async fn remove_payment_method(&self, msg: RemovePaymentMethod) -> Result<(), BillingError> {
-        let method = self
-            .svc
-            .store
-            .account_payment_method(msg.account.id, msg.id)
-            .await?
-            .ok_or(BillingError::NotFound)?;
-        let gateway = self.gateway()?;
-        if let Err(e) = gateway.detach(&method.stripe_id).await {
-            // Already detached at Stripe (from another device, by support): just forget it.
-            if !e.0.contains("resource_missing") && !e.0.contains("status code: 404") {
-                return Err(e.into());
-            }
-        }
-        self.svc
-            .store
-            .delete_payment_method(msg.account.id, &method.stripe_id)
-            .await?;
-        Ok(())
-    }
-
-    async fn refresh_payment_methods(
+    pub(crate) async fn refresh_payment_methods(
         &self,
         account_id: i64,
         customer: &str,
@@ -565,40 +208,8 @@ impl BillingWork {
         Ok(())
     }
 
-    async fn handle_webhook(&self, msg: HandleWebhook) -> Result<(), WebhookError> {
-        let payload = msg.payload.bytes();
-        let event: serde_json::Value =
-            serde_json::from_slice(payload).map_err(|e| WebhookError::Malformed(e.to_string()))?;
-        let (id, kind) = match (event["id"].as_str(), event["type"].as_str()) {
-            (Some(id), Some(kind))
-                if id.starts_with("evt_") && event["data"]["object"].is_object() =>
-            {
-                (id.to_string(), kind.to_string())
-            }
-            _ => {
-                return Err(WebhookError::Malformed(
-                    "an event needs an evt_ id, a type and data.object".into(),
-                ));
-            }
-        };
-        let payload = String::from_utf8_lossy(payload).into_owned();
-        let state = self
-            .svc
-            .store
-            .record_stripe_event(&id, &kind, &payload, self.svc.now())
-            .await
-            .map_err(|e| WebhookError::App(e.into()))?;
-        if state == EventState::Done {
-            tracing::debug!(event = %id, "event already processed");
-            return Ok(());
-        }
-        // Stored: from here on the event is ours. If its work fails it is retried on a timer.
-        self.process_recorded(&id, &event).await;
-        Ok(())
-    }
-
     /// Processes a stored event and records the outcome.
-    async fn process_recorded(&self, id: &str, event: &serde_json::Value) {
+    pub(crate) async fn process_recorded(&self, id: &str, event: &serde_json::Value) {
         let store = &self.svc.store;
         match self.process(event).await {
             Ok(()) => {
@@ -728,20 +339,21 @@ impl BillingWork {
         let notice = |invoice: &Invoice, account: &Account| {
             payment_failed_delivery(&storefront, invoice, account, &billing_url, relay_after)
         };
-        match store
-            .mark_invoice_payment_failed(invoice_id, payment_intent, notice, self.svc.now())
-            .await?
-        {
+        let failed =
+            store.mark_invoice_payment_failed(invoice_id, payment_intent, notice, self.svc.now());
+        match self.svc.write_then_enqueue(failed).await? {
             Some(delivery_id) => {
                 tracing::info!(invoice_id, delivery_id, "payment failed; customer told");
-                self.svc.publisher.enqueue(delivery_id);
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    async fn refresh_for_customer(&self, customer: Option<&str>) -> Result<(), BillingError> {
+    pub(crate) async fn refresh_for_customer(
+        &self,
+        customer: Option<&str>,
+    ) -> Result<(), BillingError> {
         let Some(customer) = customer else {
             return Ok(());
         };
@@ -794,12 +406,9 @@ impl BillingWork {
         let receipt = |invoice: &Invoice, account: &Account| {
             receipt_delivery(&storefront, invoice, account, today, relay_after)
         };
-        if let Some(delivery_id) = store
-            .mark_invoice_paid(invoice_id, payment_intent, receipt, self.svc.now())
-            .await?
-        {
+        let paid = store.mark_invoice_paid(invoice_id, payment_intent, receipt, self.svc.now());
+        if let Some(delivery_id) = self.svc.write_then_enqueue(paid).await? {
             tracing::info!(invoice_id, delivery_id, "invoice paid; receipt queued");
-            self.svc.publisher.enqueue(delivery_id);
             return Ok(true);
         }
         Ok(false)

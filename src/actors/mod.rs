@@ -28,14 +28,8 @@ use tracing::Instrument;
 use crate::error::AppError;
 
 pub use mailer::{Deliver, DeliverOutcome, Mailer, RelayOnce, RelayReport};
-pub use session_keeper::{
-    CheckSession, CheckStaffSession, EndAccountSessions, EndSession, EndStaffSession,
-    SessionKeeper, Sweep,
-};
-pub use token_issuer::{
-    BookingEmail, CheckStaffToken, CheckToken, IssueLink, Redeem, RedeemStaffToken,
-    RedeemedSession, RequestLink, RequestStaffLink, TokenIssuer,
-};
+pub use session_keeper::{SessionKeeper, Sweep};
+pub use token_issuer::{BookingEmail, IssueLink, RequestLink, RequestStaffLink, TokenIssuer};
 
 /// Runs a handler's work as a task on the tokio runtime, so the mailbox is free at once. The
 /// task runs in the current span (the sender's, see [`InSpan`]).
@@ -99,15 +93,10 @@ macro_rules! traced {
 }
 
 traced! {
-    TokenIssuer: RequestLink, IssueLink, RequestStaffLink, CheckStaffToken, RedeemStaffToken,
-        CheckToken, Redeem;
-    SessionKeeper: CheckSession, CheckStaffSession, EndSession, EndStaffSession,
-        EndAccountSessions, Sweep;
+    TokenIssuer: RequestLink, IssueLink, RequestStaffLink;
+    SessionKeeper: Sweep;
     Mailer: Deliver, RelayOnce;
-    billing_sync::BillingSync: billing_sync::StartPayment, billing_sync::ConfirmCheckouts,
-        billing_sync::StartSetup, billing_sync::RemovePaymentMethod,
-        billing_sync::RefreshPaymentMethods, billing_sync::HandleWebhook,
-        billing_sync::RetryEvents, billing_sync::Reconcile;
+    billing_sync::BillingSync: billing_sync::RetryEvents, billing_sync::Reconcile;
 }
 
 /// Stops an actor (at shutdown, so it is dropped while the runtime still runs).

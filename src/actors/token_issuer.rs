@@ -1,10 +1,12 @@
 //! TokenIssuer: issues sign-in links (applying the per-client limit and the per-account
-//! ceiling, SPEC §8) and redeems them.
+//! ceiling, SPEC §8), customers' through a group-commit batcher. Checking and redeeming links
+//! is request work, in [`crate::usecases::sign_in`]; this actor's only callers are there and
+//! in [`crate::usecases::support`].
 
 use std::sync::Arc;
 
 use actix::prelude::*;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 
 use super::batch::Batcher;
 use super::spawn_work;
@@ -26,7 +28,7 @@ pub struct TokenIssuer {
 }
 
 /// Writes link requests to the database in batches (see [`super::batch`]) and publishes the
-/// new deliveries.
+/// new deliveries ([`Services::write_then_enqueue`]).
 #[derive(Clone)]
 pub struct LinkWriter {
     svc: Arc<Services>,
@@ -49,20 +51,20 @@ impl LinkWriter {
     /// logging happen here, in the caller's task and span, not in the batch's.
     pub async fn issue(&self, request: LinkRequest) -> Result<IssueOutcome, AppError> {
         let requested_by = request.requested_by;
-        let outcome = self.batcher.submit(request).await?;
+        let outcome = self
+            .svc
+            .write_then_enqueue(self.batcher.submit(request))
+            .await?;
         record(&self.svc, requested_by, outcome);
         Ok(outcome)
     }
 }
 
-/// Publishes a queued delivery and counts the outcome.
+/// Counts the outcome of a link request.
 fn record(svc: &Services, requested_by: RequestedBy, outcome: IssueOutcome) {
     let label = match outcome {
         IssueOutcome::NoAccount => "no_account",
-        IssueOutcome::Queued { delivery_id, .. } => {
-            svc.publisher.enqueue(delivery_id);
-            "queued"
-        }
+        IssueOutcome::Queued { .. } => "queued",
         IssueOutcome::Suppressed { account_id } => {
             svc.metrics
                 .sends
@@ -162,31 +164,6 @@ pub struct RequestLink {
     pub device: Option<DeviceClaim>,
 }
 
-/// Is this token good for a sign-in page? (GET never consumes it.)
-#[derive(Message)]
-#[rtype(result = "Result<bool, AppError>")]
-pub struct CheckToken {
-    pub storefront_id: i64,
-    pub token: OpaqueToken,
-}
-
-/// Consume the token and start a session.
-#[derive(Message)]
-#[rtype(result = "Result<Option<RedeemedSession>, AppError>")]
-pub struct Redeem {
-    pub storefront_id: i64,
-    pub token: OpaqueToken,
-}
-
-#[derive(Debug)]
-pub struct RedeemedSession {
-    pub account_id: i64,
-    pub redirect: Option<String>,
-    /// The session id for the cookie (only its hash is stored).
-    pub session: OpaqueToken,
-    pub expires_at: DateTime<Utc>,
-}
-
 impl Handler<RequestLink> for TokenIssuer {
     type Result = ResponseFuture<Result<(), AppError>>;
 
@@ -259,20 +236,6 @@ pub struct RequestStaffLink {
     pub device: Option<DeviceClaim>,
 }
 
-/// Is this console link good for a sign-in page?
-#[derive(Message)]
-#[rtype(result = "Result<bool, AppError>")]
-pub struct CheckStaffToken {
-    pub token: OpaqueToken,
-}
-
-/// Consume a console link and start the console session.
-#[derive(Message)]
-#[rtype(result = "Result<Option<RedeemedSession>, AppError>")]
-pub struct RedeemStaffToken {
-    pub token: OpaqueToken,
-}
-
 impl Handler<RequestStaffLink> for TokenIssuer {
     type Result = ResponseFuture<Result<(), AppError>>;
 
@@ -299,106 +262,16 @@ impl Handler<RequestStaffLink> for TokenIssuer {
                 suppressed_reason: None,
             };
             let limit = sign_in_limit(&svc, msg.client_ip, msg.device);
-            if let Some(delivery_id) = svc
-                .store
-                .issue_staff_link(&msg.email, &token.hash(), expires_at, &limit, delivery, now)
-                .await?
-            {
-                svc.publisher.enqueue(delivery_id);
-            }
-            Ok(())
-        })
-    }
-}
-
-impl Handler<CheckStaffToken> for TokenIssuer {
-    type Result = ResponseFuture<Result<bool, AppError>>;
-
-    fn handle(&mut self, msg: CheckStaffToken, _: &mut Context<Self>) -> Self::Result {
-        let svc = self.svc.clone();
-        spawn_work(async move {
-            Ok(svc
-                .store
-                .live_token(crate::store::Audience::Staff, &msg.token.hash(), svc.now())
-                .await?
-                .is_some())
-        })
-    }
-}
-
-impl Handler<RedeemStaffToken> for TokenIssuer {
-    type Result = ResponseFuture<Result<Option<RedeemedSession>, AppError>>;
-
-    fn handle(&mut self, msg: RedeemStaffToken, _: &mut Context<Self>) -> Self::Result {
-        let svc = self.svc.clone();
-        spawn_work(async move {
-            let now = svc.now();
-            let session = OpaqueToken::generate();
-            let expires_at = now + Duration::hours(svc.config.sign_in.session_hours as i64);
-            Ok(svc
-                .store
-                .redeem_token(
-                    crate::store::Audience::Staff,
-                    &msg.token.hash(),
-                    &session.hash(),
-                    expires_at,
-                    now,
-                )
-                .await?
-                .map(|r| RedeemedSession {
-                    account_id: r.subject_id,
-                    redirect: None,
-                    session,
-                    expires_at,
-                }))
-        })
-    }
-}
-
-impl Handler<CheckToken> for TokenIssuer {
-    type Result = ResponseFuture<Result<bool, AppError>>;
-
-    fn handle(&mut self, msg: CheckToken, _: &mut Context<Self>) -> Self::Result {
-        let svc = self.svc.clone();
-        spawn_work(async move {
-            Ok(svc
-                .store
-                .live_token(
-                    crate::store::Audience::Customer(msg.storefront_id),
-                    &msg.token.hash(),
-                    svc.now(),
-                )
-                .await?
-                .is_some())
-        })
-    }
-}
-
-impl Handler<Redeem> for TokenIssuer {
-    type Result = ResponseFuture<Result<Option<RedeemedSession>, AppError>>;
-
-    fn handle(&mut self, msg: Redeem, _: &mut Context<Self>) -> Self::Result {
-        let svc = self.svc.clone();
-        spawn_work(async move {
-            let now = svc.now();
-            let session = OpaqueToken::generate();
-            let expires_at = now + Duration::hours(svc.config.sign_in.session_hours as i64);
-            let redeemed = svc
-                .store
-                .redeem_token(
-                    crate::store::Audience::Customer(msg.storefront_id),
-                    &msg.token.hash(),
-                    &session.hash(),
-                    expires_at,
-                    now,
-                )
-                .await?;
-            Ok(redeemed.map(|r| RedeemedSession {
-                account_id: r.subject_id,
-                redirect: r.redirect_path,
-                session,
+            svc.write_then_enqueue(svc.store.issue_staff_link(
+                &msg.email,
+                &token.hash(),
                 expires_at,
-            }))
+                &limit,
+                delivery,
+                now,
+            ))
+            .await?;
+            Ok(())
         })
     }
 }

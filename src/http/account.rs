@@ -9,11 +9,11 @@ use warp::reply::Response;
 
 use super::frame::{Body, FORM_LIMIT, Form, body, see_other, with_cookie};
 use super::portal::{PageCommon, Portal, PortalRoute};
-use crate::accounts::{EmailConfirmed, ProfileSaved, confirm_email, save_profile};
-use crate::actors::{EndAccountSessions, ask};
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::links;
 use crate::store::ProfileChange;
+use crate::usecases::account::{EmailConfirmed, ProfileSaved, confirm_email, save_profile};
+use crate::usecases::{account, sign_in};
 
 /// The routes of this file, matched under `/s/{storefront}/`.
 pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection> + Clone {
@@ -114,14 +114,11 @@ async fn show(
     fields: Vec<Field>,
     notice: Option<&'static str>,
 ) -> Response {
-    let svc = portal.state.svc.clone();
-    let pending_email = match svc
-        .store
-        .pending_email_change(portal.site.storefront.id, account_id, svc.now())
-        .await
+    let sf = portal.site.storefront.id;
+    let pending_email = match account::pending_email_change(&portal.state.svc, sf, account_id).await
     {
         Ok(p) => p.map(|p| p.new_email),
-        Err(e) => return portal.failed(&e.into()),
+        Err(e) => return portal.failed(&e),
     };
     let has_errors = fields.iter().any(|f| f.error.is_some());
     let page = AccountPage {
@@ -265,13 +262,7 @@ pub async fn sign_out_everywhere(portal: &mut Portal, body: Body) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let ended = ask(
-        &portal.state.actors.session_keeper,
-        EndAccountSessions {
-            account_id: session.account.id,
-        },
-    )
-    .await;
+    let ended = sign_in::end_account_sessions(&portal.state.svc, session.account.id).await;
     if let Err(e) = ended {
         return portal.failed(&e);
     }
@@ -299,11 +290,8 @@ pub async fn confirm_page(portal: &mut Portal, raw_token: &str) -> Response {
     let Ok(token) = OpaqueToken::parse(raw_token) else {
         return portal.link_expired();
     };
-    let svc = portal.state.svc.clone();
-    let live = svc
-        .store
-        .live_email_change(portal.site.storefront.id, &token.hash(), svc.now())
-        .await;
+    let sf = portal.site.storefront.id;
+    let live = account::email_change_of_link(&portal.state.svc, sf, &token).await;
     match live {
         Ok(Some(pending)) => {
             let page = ConfirmEmailPage {
@@ -314,7 +302,7 @@ pub async fn confirm_page(portal: &mut Portal, raw_token: &str) -> Response {
             portal.page(StatusCode::OK, &page)
         }
         Ok(None) => portal.link_expired(),
-        Err(e) => portal.failed(&e.into()),
+        Err(e) => portal.failed(&e),
     }
 }
 

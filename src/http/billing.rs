@@ -7,11 +7,9 @@ use warp::reply::Response;
 use super::frame::{Body, Form, see_other};
 use super::portal::{PageCommon, Portal};
 use super::rentals::{InvoiceView, invoice_view};
-use crate::actors::billing_sync::{
-    BillingError, BillingSync, ConfirmCheckouts, RefreshPaymentMethods, RemovePaymentMethod,
-    StartPayment, StartSetup,
-};
+use crate::billing::BillingError;
 use crate::store::{InvoiceFilter, PaymentMethod};
+use crate::usecases::{billing, records};
 
 struct MethodView {
     id: i64,
@@ -90,17 +88,12 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
         (_, _, Some(_)) => Some("The payment method was removed."),
         _ => None,
     };
-    let enabled = BillingSync::payments_enabled(&portal.state.svc.config);
+    let enabled = billing::payments_enabled(&portal.state.svc.config);
     // Back from adding a payment method: show it even if Stripe's webhook is not here yet.
     if enabled && q.get("setup") == Some("success") {
-        let refreshed = crate::actors::send(
-            &portal.state.actors.billing_sync,
-            RefreshPaymentMethods {
-                account: session.account.clone(),
-            },
-        )
-        .await;
-        if let Ok(Err(e)) | Err(e) = refreshed.map_err(BillingError::from) {
+        let refreshed =
+            billing::refresh_payment_methods(&portal.state.payments, session.account.clone()).await;
+        if let Err(e) = refreshed {
             tracing::warn!(error = %e, "could not refresh payment methods after setup");
         }
     }
@@ -109,31 +102,23 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
     let returned = enabled && q.get("checkout") == Some("success");
     let mut unpaid = Vec::new();
     if returned {
-        let confirmed = crate::actors::send(
-            &portal.state.actors.billing_sync,
-            ConfirmCheckouts {
-                storefront: portal.site.storefront.clone(),
-                account: session.account.clone(),
-            },
+        let confirmed = billing::confirm_checkouts(
+            &portal.state.payments,
+            &portal.site.storefront,
+            session.account.clone(),
         )
         .await;
-        match flatten(confirmed) {
+        match confirmed {
             Ok(ids) => unpaid = ids,
             Err(e) => tracing::warn!(error = %e, "could not confirm checkouts on return"),
         }
     }
-    let store = &portal.state.svc.store;
-    let loaded = async {
-        let invoices = store
-            .account_invoices(portal.site.storefront.id, session.account.id, filter)
-            .await?;
-        let methods = store.payment_methods(session.account.id).await?;
-        Ok::<_, crate::store::DbError>((invoices, methods))
-    }
-    .await;
+    let sf = portal.site.storefront.id;
+    let loaded =
+        records::invoices_and_methods(&portal.state.svc, sf, session.account.id, filter).await;
     let (invoices, methods) = match loaded {
         Ok(x) => x,
-        Err(e) => return portal.failed(&e.into()),
+        Err(e) => return portal.failed(&e),
     };
     let page = BillingPage {
         page: PageCommon::new(portal, true, "billing"),
@@ -203,10 +188,6 @@ fn failure(portal: &mut Portal, e: BillingError) -> Response {
     }
 }
 
-fn flatten<T>(r: Result<Result<T, BillingError>, actix::MailboxError>) -> Result<T, BillingError> {
-    r.map_err(BillingError::from).and_then(|r| r)
-}
-
 /// `POST /billing/invoices/{id}/pay`: to Stripe Checkout (303).
 pub async fn pay(portal: &mut Portal, invoice_id: i64, body: Body) -> Response {
     if let Err(resp) = portal.read_form(body) {
@@ -216,16 +197,14 @@ pub async fn pay(portal: &mut Portal, invoice_id: i64, body: Body) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let started = crate::actors::send(
-        &portal.state.actors.billing_sync,
-        StartPayment {
-            storefront: portal.site.storefront.clone(),
-            account: session.account,
-            invoice_id,
-        },
+    let started = billing::start_payment(
+        &portal.state.payments,
+        &portal.site.storefront,
+        session.account,
+        invoice_id,
     )
     .await;
-    match flatten(started) {
+    match started {
         Ok(url) => see_other(&url),
         Err(e) => failure(portal, e),
     }
@@ -240,15 +219,13 @@ pub async fn add_method(portal: &mut Portal, body: Body) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let started = crate::actors::send(
-        &portal.state.actors.billing_sync,
-        StartSetup {
-            storefront: portal.site.storefront.clone(),
-            account: session.account,
-        },
+    let started = billing::start_setup(
+        &portal.state.payments,
+        &portal.site.storefront,
+        session.account,
     )
     .await;
-    match flatten(started) {
+    match started {
         Ok(url) => see_other(&url),
         Err(e) => failure(portal, e),
     }
@@ -263,15 +240,8 @@ pub async fn remove_method(portal: &mut Portal, id: i64, body: Body) -> Response
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let removed = crate::actors::send(
-        &portal.state.actors.billing_sync,
-        RemovePaymentMethod {
-            account: session.account,
-            id,
-        },
-    )
-    .await;
-    match flatten(removed) {
+    let removed = billing::remove_payment_method(&portal.state.payments, session.account, id).await;
+    match removed {
         Ok(()) => see_other(&format!("{}/billing?removed=1", portal.base)),
         Err(e) => failure(portal, e),
     }
@@ -294,12 +264,8 @@ pub async fn receipt(portal: &mut Portal, invoice_id: i64) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let found = portal
-        .state
-        .svc
-        .store
-        .account_invoice(portal.site.storefront.id, session.account.id, invoice_id)
-        .await;
+    let sf = portal.site.storefront.id;
+    let found = records::invoice(&portal.state.svc, sf, session.account.id, invoice_id).await;
     match found {
         Ok(Some(invoice)) => {
             let page = ReceiptPage {
@@ -314,6 +280,6 @@ pub async fn receipt(portal: &mut Portal, invoice_id: i64) -> Response {
             portal.page(StatusCode::OK, &page)
         }
         Ok(None) => portal.not_found(),
-        Err(e) => portal.failed(&e.into()),
+        Err(e) => portal.failed(&e),
     }
 }

@@ -24,6 +24,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::actors::Actors;
+use crate::actors::billing_sync::Payments;
 use crate::links;
 use crate::services::Services;
 
@@ -31,6 +32,8 @@ use crate::services::Services;
 pub struct HttpState {
     pub svc: Arc<Services>,
     pub actors: Actors,
+    /// The Stripe side of billing, shared with the BillingSync actor's timers.
+    pub payments: Arc<Payments>,
     pub ip_limiter: frame::IpLimiter,
 }
 

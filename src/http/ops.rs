@@ -62,6 +62,8 @@ pub fn healthz() -> Response {
 /// Ready when the database answers, and for a worker the broker too. Each dependency is named
 /// with `ok` or its error; `role` says which rule applied.
 pub async fn readyz(state: Arc<OpsState>) -> Response {
+    // The probe asks the dependencies themselves (the store's ping, the broker's check): it is
+    // about the infrastructure, not a use case, and its answer names their own errors.
     let (db, queue) = tokio::join!(state.svc.store.ping(), state.svc.queue.check());
     let ready = db.is_ok() && (queue.is_ok() || !state.broker_required);
     let body = serde_json::json!({
@@ -80,7 +82,7 @@ pub async fn readyz(state: Arc<OpsState>) -> Response {
 
 pub async fn metrics(state: Arc<OpsState>) -> Response {
     let m = &state.svc.metrics;
-    if let Ok(n) = state.svc.store.pending_deliveries().await {
+    if let Ok(n) = crate::usecases::deliveries::pending(&state.svc).await {
         m.pending_deliveries.set(n);
     }
     if let Ok(n) = state.svc.queue.depth().await {

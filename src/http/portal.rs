@@ -15,15 +15,13 @@ use super::frame::{
     not_found_page, plain_error, raw_query, see_other,
 };
 use super::{HttpState, account, billing, rentals};
-use crate::actors::{
-    CheckSession, CheckToken, EndSession, Redeem, RedeemedSession, RequestLink, ask,
-};
 use crate::crypto::DeviceScope;
 use crate::domain::email::mask;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
 use crate::links;
 use crate::store::{Account, SessionInfo, Storefront};
+use crate::usecases::sign_in::{self, LinkAsked, RedeemedSession};
 
 /// A request to one storefront's portal.
 pub type Portal = Frame<PortalSite>;
@@ -373,38 +371,25 @@ impl Site for PortalSite {
         portal: &Portal,
         cookie: String,
     ) -> Result<Option<SessionInfo>, AppError> {
-        let check = CheckSession {
-            storefront_id: portal.site.storefront.id,
-            cookie,
-        };
-        ask(&portal.state.actors.session_keeper, check).await
+        sign_in::session(&portal.state.svc, portal.site.storefront.id, &cookie).await
     }
 
     async fn end_session(portal: &Portal, cookie: String) -> Result<(), AppError> {
-        let end = EndSession {
-            storefront_id: portal.site.storefront.id,
-            cookie,
-        };
-        ask(&portal.state.actors.session_keeper, end).await
+        sign_in::end_session(&portal.state.svc, portal.site.storefront.id, &cookie).await
     }
 
     async fn request_link(portal: &Portal, request: LinkRequest) -> Result<(), AppError> {
-        let request = RequestLink {
-            storefront: portal.site.storefront.clone(),
+        let asked = LinkAsked {
             email: request.email,
-            redirect: request.next,
+            next: request.next,
             client_ip: request.client_ip,
             device: request.device,
         };
-        ask(&portal.state.actors.token_issuer, request).await
+        sign_in::request_link(&portal.state.actors, &portal.site.storefront, asked).await
     }
 
     async fn check_link(portal: &Portal, token: OpaqueToken) -> Result<bool, AppError> {
-        let check = CheckToken {
-            storefront_id: portal.site.storefront.id,
-            token,
-        };
-        ask(&portal.state.actors.token_issuer, check).await
+        sign_in::link_is_live(&portal.state.svc, portal.site.storefront.id, &token).await
     }
 
     async fn other_owner(
@@ -412,34 +397,15 @@ impl Site for PortalSite {
         current: &SessionInfo,
         token: &OpaqueToken,
     ) -> Result<Option<Account>, AppError> {
-        let svc = &portal.state.svc;
-        let storefront_id = portal.site.storefront.id;
-        let Some(live) = svc
-            .store
-            .live_token(
-                crate::store::Audience::Customer(storefront_id),
-                &token.hash(),
-                svc.now(),
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        if live.subject_id == current.account.id {
-            return Ok(None);
-        }
-        Ok(svc.store.account(storefront_id, live.subject_id).await?)
+        let sf = portal.site.storefront.id;
+        sign_in::other_link_owner(&portal.state.svc, sf, current.account.id, token).await
     }
 
     async fn redeem_link(
         portal: &Portal,
         token: OpaqueToken,
     ) -> Result<Option<RedeemedSession>, AppError> {
-        let redeem = Redeem {
-            storefront_id: portal.site.storefront.id,
-            token,
-        };
-        ask(&portal.state.actors.token_issuer, redeem).await
+        sign_in::redeem(&portal.state.svc, portal.site.storefront.id, &token).await
     }
 
     fn message_page(

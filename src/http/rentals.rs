@@ -7,6 +7,7 @@ use warp::reply::Response;
 use super::portal::{PageCommon, Portal};
 use crate::display::{self, humanize};
 use crate::store::{Facility, Invoice, Rental};
+use crate::usecases::records;
 
 pub(crate) struct RentalView {
     id: i64,
@@ -85,17 +86,14 @@ pub async fn dashboard(portal: &mut Portal) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let store = &portal.state.svc.store;
     let sf = portal.site.storefront.id;
-    let loaded = async {
-        let rentals = store.current_rentals(sf, session.account.id).await?;
-        let facilities = store.account_facilities(sf, session.account.id).await?;
-        Ok::<_, crate::store::DbError>((rentals, facilities))
-    }
-    .await;
-    let (rentals, facilities) = match loaded {
+    let loaded = records::dashboard(&portal.state.svc, sf, session.account.id).await;
+    let records::Dashboard {
+        rentals,
+        facilities,
+    } = match loaded {
         Ok(x) => x,
-        Err(e) => return portal.failed(&e.into()),
+        Err(e) => return portal.failed(&e),
     };
     let any_active = rentals.iter().any(|r| r.status == "active");
     let page = DashboardPage {
@@ -186,19 +184,11 @@ pub async fn history(portal: &mut Portal) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let store = &portal.state.svc.store;
     let sf = portal.site.storefront.id;
-    let loaded = async {
-        let rentals = store.past_rentals(sf, session.account.id).await?;
-        let invoices = store
-            .account_invoices(sf, session.account.id, crate::store::InvoiceFilter::All)
-            .await?;
-        Ok::<_, crate::store::DbError>((rentals, invoices))
-    }
-    .await;
-    let (rentals, invoices) = match loaded {
+    let loaded = records::history(&portal.state.svc, sf, session.account.id).await;
+    let records::History { rentals, invoices } = match loaded {
         Ok(x) => x,
-        Err(e) => return portal.failed(&e.into()),
+        Err(e) => return portal.failed(&e),
     };
     let rentals = rentals
         .into_iter()
@@ -230,13 +220,8 @@ pub async fn agreement(portal: &mut Portal, rental_id: i64) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    match portal
-        .state
-        .svc
-        .store
-        .rental_agreement(portal.site.storefront.id, session.account.id, rental_id)
-        .await
-    {
+    let sf = portal.site.storefront.id;
+    match records::agreement(&portal.state.svc, sf, session.account.id, rental_id).await {
         Ok(Some((file_name, body))) => {
             let mut resp = body.into_response();
             let h = resp.headers_mut();
@@ -258,7 +243,7 @@ pub async fn agreement(portal: &mut Portal, rental_id: i64) -> Response {
             resp
         }
         Ok(None) => portal.not_found(),
-        Err(e) => portal.failed(&e.into()),
+        Err(e) => portal.failed(&e),
     }
 }
 
@@ -278,30 +263,17 @@ pub async fn rental(portal: &mut Portal, rental_id: i64) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let store = &portal.state.svc.store;
     let sf = portal.site.storefront.id;
-    let loaded = async {
-        let rental = store
-            .account_rental(sf, session.account.id, rental_id)
-            .await?;
-        let facilities = store.facilities(sf).await?;
-        Ok::<_, crate::store::DbError>((rental, facilities))
-    }
-    .await;
-    match loaded {
-        Ok((Some(rental), facilities)) => {
-            let facility = facilities
-                .into_iter()
-                .find(|f| f.id == rental.facility_id)
-                .map(facility_view);
+    match records::rental(&portal.state.svc, sf, session.account.id, rental_id).await {
+        Ok(Some((rental, facility))) => {
             let page = RentalPage {
                 page: PageCommon::new(portal, true, "dashboard"),
                 r: rental_view(rental, today),
-                facility,
+                facility: facility.map(facility_view),
             };
             portal.page(StatusCode::OK, &page)
         }
-        Ok((None, _)) => portal.not_found(),
-        Err(e) => portal.failed(&e.into()),
+        Ok(None) => portal.not_found(),
+        Err(e) => portal.failed(&e),
     }
 }

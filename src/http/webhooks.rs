@@ -16,9 +16,10 @@ use warp::reply::Response;
 
 use super::HttpState;
 use super::frame::Body;
-use crate::actors::billing_sync::{HandleWebhook, WebhookError};
+use crate::billing::WebhookError;
 use crate::domain::webhook::{SignatureError, SignatureHeader, TOLERANCE_SECONDS};
 use crate::error::AppError;
+use crate::usecases::billing;
 
 /// Stripe's events are a few KiB; 256 KiB leaves room for the largest of them.
 pub const WEBHOOK_LIMIT: u64 = 256 * 1024;
@@ -108,24 +109,19 @@ pub async fn stripe(
             return try_again();
         }
     };
-    let handled = crate::actors::send(&state.actors.billing_sync, HandleWebhook { payload }).await;
-    match handled {
-        Ok(Ok(())) => json(StatusCode::OK, serde_json::json!({"received": true})),
-        Ok(Err(WebhookError::App(AppError::Unavailable(e)))) => {
+    match billing::handle_webhook(&state.payments, payload).await {
+        Ok(()) => json(StatusCode::OK, serde_json::json!({"received": true})),
+        Err(WebhookError::App(AppError::Unavailable(e))) => {
             tracing::warn!(error = %e, "could not store a webhook event");
             try_again()
         }
-        Ok(Err(WebhookError::App(e))) => {
+        Err(WebhookError::App(e)) => {
             tracing::error!(error = %e, "webhook failed");
             json(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 serde_json::json!({"error": "internal"}),
             )
         }
-        Ok(Err(e)) => refused(e),
-        Err(e) => {
-            tracing::error!(error = %e, "billing actor unavailable");
-            try_again()
-        }
+        Err(e) => refused(e),
     }
 }

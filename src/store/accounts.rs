@@ -36,6 +36,17 @@ pub enum AccountUpdate {
     NoSuchAccount,
 }
 
+impl super::deliveries::WroteDelivery for AccountUpdate {
+    fn written_delivery(&self) -> Option<i64> {
+        match self {
+            AccountUpdate::Saved {
+                confirmation_delivery,
+            } => *confirmation_delivery,
+            _ => None,
+        }
+    }
+}
+
 /// New values for an account's profile, already validated.
 #[derive(Debug, Clone)]
 pub struct ProfileChange {

@@ -48,6 +48,17 @@ pub enum EmailChangeOutcome {
     Taken,
 }
 
+impl super::deliveries::WroteDelivery for EmailChangeOutcome {
+    fn written_delivery(&self) -> Option<i64> {
+        match self {
+            EmailChangeOutcome::Confirmed {
+                notice_delivery, ..
+            } => *notice_delivery,
+            EmailChangeOutcome::Expired | EmailChangeOutcome::Taken => None,
+        }
+    }
+}
+
 impl Store {
     /// The live change behind a confirmation link, without using it up (mail scanners).
     pub async fn live_email_change(

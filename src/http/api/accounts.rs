@@ -15,10 +15,10 @@ use crate::domain::EmailAddress;
 use crate::http::HttpState;
 use crate::http::api::error::ApiError;
 use crate::links::PortalLink;
-use crate::operations::{
+use crate::store::SignUp;
+use crate::usecases::support::{
     Actor, BookingOutcome, ResendOutcome, resend_portal_link, send_booking_confirmation,
 };
-use crate::store::SignUp;
 
 /// A customer signing up on the storefront.
 #[derive(ToSchema)]

@@ -15,9 +15,8 @@ use super::input::{Problems, parse_query};
 use super::{Caller, json_response};
 use crate::http::HttpState;
 use crate::http::api::error::ApiError;
-use crate::store::{
-    Attempt, Delivery, DeliveryFilter, DeliveryKind, DeliveryScope, DeliveryStatus,
-};
+use crate::store::{Attempt, Delivery, DeliveryFilter, DeliveryKind, DeliveryStatus};
+use crate::usecases::deliveries::{self, ListScope};
 
 /// The filters and the page of a list of deliveries.
 #[derive(IntoParams)]
@@ -273,24 +272,26 @@ pub struct Detail {
 )]
 pub async fn list(state: &HttpState, caller: &Caller, query: &str) -> Result<Response, ApiError> {
     let q = ListQuery::parse(query)?;
-    let store = &state.svc.store;
     let scope = match &q.facility {
-        None => DeliveryScope::Storefront(caller.storefront.id),
-        Some(facility_ref) => {
-            let id = store
-                .facility_id_by_ref(caller.storefront.id, facility_ref.as_str())
-                .await?
-                .ok_or_else(|| ApiError::UnknownFacility(facility_ref.as_str().to_string()))?;
-            DeliveryScope::Facility(id)
-        }
+        None => ListScope::Storefront,
+        Some(facility_ref) => ListScope::FacilityRef(facility_ref.as_str()),
     };
     let filter = DeliveryFilter {
         status: q.status,
         recipient: q.recipient,
     };
-    let page = store
-        .deliveries_page(scope, &filter, q.before, q.limit)
-        .await?;
+    let sf = caller.storefront.id;
+    let page = deliveries::storefront_page(&state.svc, sf, scope, &filter, q.before, q.limit)
+        .await?
+        .ok_or_else(|| {
+            ApiError::UnknownFacility(
+                q.facility
+                    .as_ref()
+                    .map(|f| f.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })?;
     let page = Page {
         data: page.deliveries.iter().map(DeliveryView::from).collect(),
         next: page.next.map(|n| n.to_string()),
@@ -319,12 +320,9 @@ pub async fn list(state: &HttpState, caller: &Caller, query: &str) -> Result<Res
 pub async fn detail(state: &HttpState, caller: &Caller, id: &str) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound("Your storefront has no delivery with this id.".into());
     let id = parse_id(id).ok_or_else(not_found)?;
-    let store = &state.svc.store;
-    let delivery = store
-        .storefront_delivery(caller.storefront.id, id)
+    let (delivery, attempts) = deliveries::detail(&state.svc, caller.storefront.id, id)
         .await?
         .ok_or_else(not_found)?;
-    let attempts = store.delivery_attempts(id).await?;
     let detail = Detail {
         delivery: DeliveryView::from(&delivery),
         attempts: attempts.iter().map(AttemptView::from).collect(),

@@ -35,8 +35,8 @@ use self::body::{BodyStream, RawBody};
 pub use self::error::{ApiError, ErrorCode};
 use self::router::{Matched, Op, Router};
 use super::HttpState;
-use crate::operations::api_key_hash;
 use crate::store::{ApiKeyInfo, Storefront};
+use crate::usecases::api_keys::{self, KeyCheck};
 
 /// What every API key starts with.
 const KEY_PREFIX: &str = "lk_";
@@ -192,28 +192,11 @@ async fn authenticate(state: &HttpState, headers: &HeaderMap) -> Result<Caller, 
     let Some(key) = key.filter(|k| looks_like_key(k)) else {
         return Err(unknown);
     };
-    let svc = &state.svc;
-    let Some(found) = svc.store.api_key_lookup(&api_key_hash(key)).await? else {
-        return Err(unknown);
-    };
-    if found.revoked {
-        return Err(ApiError::Revoked);
+    match api_keys::check(&state.svc, key).await? {
+        KeyCheck::Live { key, storefront } => Ok(Caller { key, storefront }),
+        KeyCheck::Unknown => Err(unknown),
+        KeyCheck::Revoked => Err(ApiError::Revoked),
     }
-    let Some(storefront) = svc.storefronts.by_id(found.key.storefront_id).await? else {
-        return Err(unknown);
-    };
-    let now = svc.now();
-    if found
-        .last_used_at
-        .is_none_or(|t| now - t >= chrono::Duration::minutes(1))
-        && let Err(e) = svc.store.touch_api_key(found.key.id, now).await
-    {
-        tracing::warn!(error = %e, "could not record an API key's use");
-    }
-    Ok(Caller {
-        key: found.key,
-        storefront,
-    })
 }
 
 fn document(json: &Bytes) -> Response {

@@ -6,6 +6,7 @@ use warp::reply::Response;
 
 use super::{Console, ConsoleCommon};
 use crate::store::Role;
+use crate::usecases::support;
 
 #[derive(Template)]
 #[template(path = "console/audit.html")]
@@ -33,7 +34,7 @@ pub(super) async fn audit(c: &mut Console, slug: Option<&str>) -> Response {
     if !allowed {
         return c.forbidden();
     }
-    match c.state.svc.store.audit_entries(scope, 200).await {
+    match support::audit_log(&c.state.svc, scope, 200).await {
         Ok(entries) => {
             let page = AuditPage {
                 c: c.common(),
@@ -51,6 +52,6 @@ pub(super) async fn audit(c: &mut Console, slug: Option<&str>) -> Response {
             };
             c.page(StatusCode::OK, &page)
         }
-        Err(e) => c.failed(&e.into()),
+        Err(e) => c.failed(&e),
     }
 }

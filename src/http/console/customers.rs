@@ -8,8 +8,9 @@ use warp::reply::Response;
 use super::emails::{Row, row};
 use super::{Console, ConsoleCommon};
 use crate::http::frame::{Body, Form, see_other};
-use crate::operations::{Actor, ResendOutcome, resend_portal_link};
 use crate::store::Role;
+use crate::usecases::records;
+use crate::usecases::support::{Actor, ResendOutcome, resend_portal_link};
 
 #[derive(Template)]
 #[template(path = "console/customer.html")]
@@ -39,22 +40,12 @@ pub(super) async fn customer(c: &mut Console, slug: &str, id: i64, query: &str) 
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let store = c.state.svc.store.clone();
     let support = staff.role.can_support();
-    let loaded = async {
-        let record = store.customer_record(sf.id, id).await?;
-        let unlinked = if support {
-            store.unlinked_contacts(sf.id, "").await?
-        } else {
-            Vec::new()
-        };
-        Ok::<_, crate::store::DbError>((record, unlinked))
-    }
-    .await;
-    let (record, unlinked) = match loaded {
-        Ok((Some(r), u)) => (r, u),
-        Ok((None, _)) => return c.not_found(),
-        Err(e) => return c.failed(&e.into()),
+    let (record, unlinked) = match records::customer_record(&c.state.svc, sf.id, id, support).await
+    {
+        Ok(Some(x)) => x,
+        Ok(None) => return c.not_found(),
+        Err(e) => return c.failed(&e),
     };
     let q = Form::parse(query.as_bytes()).unwrap_or_default();
     let notice = match q.get("done") {

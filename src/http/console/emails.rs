@@ -9,7 +9,8 @@ use warp::reply::Response;
 use super::{Console, ConsoleCommon};
 use crate::display;
 use crate::http::frame::Form;
-use crate::store::{Delivery, DeliveryFilter, DeliveryScope, DeliveryStatus};
+use crate::store::{Delivery, DeliveryFilter, DeliveryStatus};
+use crate::usecases::deliveries;
 
 const PAGE_SIZE: i64 = 50;
 
@@ -74,12 +75,6 @@ pub(super) async fn emails(c: &mut Console, slug: &str, facility_id: i64, query:
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let store = c.state.svc.store.clone();
-    let facility = match store.storefront_facility(sf.id, facility_id).await {
-        Ok(Some(f)) => f,
-        Ok(None) => return c.not_found(),
-        Err(e) => return c.failed(&e.into()),
-    };
     let q = Form::parse(query.as_bytes()).unwrap_or_default();
     let status = q.get("status").unwrap_or("").to_string();
     let recipient = q.get("recipient").unwrap_or("").trim().to_string();
@@ -88,17 +83,13 @@ pub(super) async fn emails(c: &mut Console, slug: &str, facility_id: i64, query:
         recipient: (!recipient.is_empty()).then(|| recipient.clone()),
     };
     let before = q.get("before").and_then(|b| b.parse::<i64>().ok());
-    let page = match store
-        .deliveries_page(
-            DeliveryScope::Facility(facility.id),
-            &filter,
-            before,
-            PAGE_SIZE,
-        )
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => return c.failed(&e.into()),
+    let loaded =
+        deliveries::facility_page(&c.state.svc, sf.id, facility_id, &filter, before, PAGE_SIZE)
+            .await;
+    let (facility, page) = match loaded {
+        Ok(Some(x)) => x,
+        Ok(None) => return c.not_found(),
+        Err(e) => return c.failed(&e),
     };
     let next = page.next.map(|cursor| {
         let mut url = url::Url::parse("http://x/").expect("a URL");
@@ -140,16 +131,7 @@ pub(super) async fn delivery(c: &mut Console, slug: &str, id: i64) -> Response {
         Ok(x) => x,
         Err(resp) => return resp,
     };
-    let store = c.state.svc.store.clone();
-    let loaded = async {
-        let Some(d) = store.storefront_delivery(sf.id, id).await? else {
-            return Ok(None);
-        };
-        let attempts = store.delivery_attempts(id).await?;
-        Ok::<_, crate::store::DbError>(Some((d, attempts)))
-    }
-    .await;
-    match loaded {
+    match deliveries::detail(&c.state.svc, sf.id, id).await {
         Ok(Some((d, attempts))) => {
             let page = DeliveryPage {
                 c: c.common(),
@@ -176,7 +158,7 @@ pub(super) async fn delivery(c: &mut Console, slug: &str, id: i64) -> Response {
             c.page(StatusCode::OK, &page)
         }
         Ok(None) => c.not_found(),
-        Err(e) => c.failed(&e.into()),
+        Err(e) => c.failed(&e),
     }
 }
 
@@ -194,7 +176,7 @@ pub(super) async fn statuses(c: &mut Console, slug: &str, query: &str) -> Respon
         .filter_map(|i| i.trim().parse().ok())
         .take(100)
         .collect();
-    match c.state.svc.store.delivery_statuses(sf.id, &ids).await {
+    match deliveries::statuses(&c.state.svc, sf.id, &ids).await {
         Ok(list) => warp::reply::json(
             &list
                 .iter()
@@ -209,6 +191,6 @@ pub(super) async fn statuses(c: &mut Console, slug: &str, query: &str) -> Respon
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Err(e) => c.failed(&e.into()),
+        Err(e) => c.failed(&e),
     }
 }

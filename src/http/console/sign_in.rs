@@ -5,15 +5,12 @@
 use askama::Template;
 
 use super::{Console, ConsoleCommon, ConsoleSite, MessagePage};
-use crate::actors::{
-    CheckStaffSession, CheckStaffToken, EndStaffSession, RedeemStaffToken, RedeemedSession,
-    RequestStaffLink, ask,
-};
 use crate::crypto::DeviceScope;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
 use crate::http::frame::{LinkRequest, SignInForm, Site, Wording};
 use crate::store::StaffUser;
+use crate::usecases::sign_in::{self, LinkAsked, RedeemedSession};
 
 #[derive(Template)]
 #[template(path = "console/sign_in.html")]
@@ -86,26 +83,26 @@ impl Site for ConsoleSite {
     }
 
     async fn check_session(c: &Console, cookie: String) -> Result<Option<StaffUser>, AppError> {
-        let check = CheckStaffSession { cookie };
-        let session = ask(&c.state.actors.session_keeper, check).await?;
+        let session = sign_in::staff_session(&c.state.svc, &cookie).await?;
         Ok(session.map(|s| s.staff))
     }
 
     async fn end_session(c: &Console, cookie: String) -> Result<(), AppError> {
-        ask(&c.state.actors.session_keeper, EndStaffSession { cookie }).await
+        sign_in::end_staff_session(&c.state.svc, &cookie).await
     }
 
     async fn request_link(c: &Console, request: LinkRequest) -> Result<(), AppError> {
-        let request = RequestStaffLink {
+        let asked = LinkAsked {
             email: request.email,
+            next: None,
             client_ip: request.client_ip,
             device: request.device,
         };
-        ask(&c.state.actors.token_issuer, request).await
+        sign_in::request_staff_link(&c.state.actors, asked).await
     }
 
     async fn check_link(c: &Console, token: OpaqueToken) -> Result<bool, AppError> {
-        ask(&c.state.actors.token_issuer, CheckStaffToken { token }).await
+        sign_in::staff_link_is_live(&c.state.svc, &token).await
     }
 
     async fn other_owner(
@@ -113,19 +110,14 @@ impl Site for ConsoleSite {
         current: &StaffUser,
         token: &OpaqueToken,
     ) -> Result<Option<StaffUser>, AppError> {
-        let svc = &c.state.svc;
-        let owner = svc
-            .store
-            .staff_token_owner(&token.hash(), svc.now())
-            .await?;
-        Ok(owner.filter(|link| link.id != current.id))
+        sign_in::other_staff_link_owner(&c.state.svc, current.id, token).await
     }
 
     async fn redeem_link(
         c: &Console,
         token: OpaqueToken,
     ) -> Result<Option<RedeemedSession>, AppError> {
-        ask(&c.state.actors.token_issuer, RedeemStaffToken { token }).await
+        sign_in::redeem_staff(&c.state.svc, &token).await
     }
 
     fn message_page(

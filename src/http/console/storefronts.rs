@@ -8,6 +8,7 @@ use warp::reply::Response;
 use super::{Console, ConsoleCommon};
 use crate::http::frame::{Form, see_other};
 use crate::store::Role;
+use crate::usecases::records;
 
 #[derive(Template)]
 #[template(path = "console/home.html")]
@@ -44,9 +45,9 @@ pub(super) async fn home(c: &mut Console) -> Response {
             Err(e) => c.failed(&e.into()),
         };
     }
-    let storefronts = match c.state.svc.store.storefronts().await {
+    let storefronts = match records::storefronts(&c.state.svc).await {
         Ok(list) => list.into_iter().map(|s| (s.slug, s.name)).collect(),
-        Err(e) => return c.failed(&e.into()),
+        Err(e) => return c.failed(&e),
     };
     let page = HomePage {
         c: c.common(),
@@ -64,20 +65,9 @@ pub(super) async fn storefront(c: &mut Console, slug: &str, query: &str) -> Resp
     };
     let form = Form::parse(query.as_bytes()).unwrap_or_default();
     let q = form.get("q").unwrap_or("").trim().to_string();
-    let store = &c.state.svc.store;
-    let loaded = async {
-        let facilities = store.facilities(sf.id).await?;
-        let customers = if q.is_empty() {
-            Vec::new()
-        } else {
-            store.search_customers(sf.id, &q).await?
-        };
-        Ok::<_, crate::store::DbError>((facilities, customers))
-    }
-    .await;
-    let (facilities, customers) = match loaded {
+    let (facilities, customers) = match records::storefront_page(&c.state.svc, sf.id, &q).await {
         Ok(x) => x,
-        Err(e) => return c.failed(&e.into()),
+        Err(e) => return c.failed(&e),
     };
     let page = StorefrontPage {
         c: c.common(),

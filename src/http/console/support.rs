@@ -1,5 +1,6 @@
 //! The support tools on a customer's record: link an unlinked contact to the account, and merge
-//! another account into it. Support staff only; each is written to the audit log by the store.
+//! another account into it. Support staff only; each is written to the audit log with the change
+//! ([`crate::usecases::support`]).
 
 use http::StatusCode;
 use warp::reply::Response;
@@ -7,6 +8,7 @@ use warp::reply::Response;
 use super::Console;
 use crate::http::frame::{Body, see_other};
 use crate::store::Role;
+use crate::usecases::support;
 
 /// `POST /console/s/{slug}/customers/{id}/link`: links `contact_id` to the account.
 pub(super) async fn link(c: &mut Console, slug: &str, account_id: i64, body: Body) -> Response {
@@ -25,19 +27,13 @@ pub(super) async fn link(c: &mut Console, slug: &str, account_id: i64, body: Bod
             None,
         );
     };
-    let svc = c.state.svc.clone();
-    let now = svc.now();
-    match svc
-        .store
-        .link_contact(sf.id, contact_id, account_id, &staff, now)
-        .await
-    {
+    match support::link_contact(&c.state.svc, sf.id, contact_id, account_id, &staff).await {
         Ok(Some(_)) => see_other(&format!(
             "/console/s/{}/customers/{account_id}?done=linked",
             sf.slug
         )),
         Ok(None) => c.not_found(),
-        Err(e) => c.failed(&e.into()),
+        Err(e) => c.failed(&e),
     }
 }
 
@@ -67,18 +63,12 @@ pub(super) async fn merge(c: &mut Console, slug: &str, survivor: i64, body: Body
             None,
         );
     }
-    let svc = c.state.svc.clone();
-    let now = svc.now();
-    match svc
-        .store
-        .merge_accounts(sf.id, survivor, merged, &staff, now)
-        .await
-    {
+    match support::merge_accounts(&c.state.svc, sf.id, survivor, merged, &staff).await {
         Ok(Some(_)) => see_other(&format!(
             "/console/s/{}/customers/{survivor}?done=merged&merged={merged}",
             sf.slug
         )),
         Ok(None) => c.not_found(),
-        Err(e) => c.failed(&e.into()),
+        Err(e) => c.failed(&e),
     }
 }

@@ -34,10 +34,10 @@ pub use ratelimit::IpLimiter;
 pub use request::{ClientSocket, MountedAtRoot, RequestInfo, raw_query, request_info};
 
 use super::HttpState;
-use crate::actors::RedeemedSession;
 use crate::crypto::{DeviceClaim, DeviceScope, DeviceSubject};
 use crate::domain::OpaqueToken;
 use crate::error::AppError;
+use crate::usecases::sign_in::RedeemedSession;
 use csrf::Csrf;
 
 /// What the portal and the console do differently; the [`Frame`] does the rest. The functions

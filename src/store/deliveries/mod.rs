@@ -81,6 +81,20 @@ pub struct NewDelivery {
     pub suppressed_reason: Option<String>,
 }
 
+/// The answer of a store step that may have written a delivery in the transaction of its
+/// change: the delivery to publish once that transaction committed (see
+/// [`crate::services::Services::write_then_enqueue`]).
+pub trait WroteDelivery {
+    fn written_delivery(&self) -> Option<i64>;
+}
+
+/// The id of the delivery written, if one was.
+impl WroteDelivery for Option<i64> {
+    fn written_delivery(&self) -> Option<i64> {
+        *self
+    }
+}
+
 /// Writes a delivery inside the caller's transaction; returns its id.
 pub(crate) async fn insert_delivery(
     conn: &mut dyn Conn,

@@ -72,6 +72,15 @@ pub enum IssueOutcome {
     Suppressed { account_id: i64 },
 }
 
+impl super::deliveries::WroteDelivery for IssueOutcome {
+    fn written_delivery(&self) -> Option<i64> {
+        match self {
+            IssueOutcome::Queued { delivery_id, .. } => Some(*delivery_id),
+            IssueOutcome::NoAccount | IssueOutcome::Suppressed { .. } => None,
+        }
+    }
+}
+
 /// The email a customer's link goes out in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEmail {

@@ -15,6 +15,7 @@ use crate::http::api::fields::{ExternalRef, FileName, is_ref};
 use crate::http::api::input::parse_query;
 use crate::http::api::{ApiError, Caller, no_rental};
 use crate::store::AgreementRecord;
+use crate::usecases::records;
 
 /// The body: a PDF document.
 pub struct Pdf;
@@ -126,17 +127,14 @@ pub async fn put(
         }
     };
     let pdf = body.pdf().await?;
-    let stored = state
-        .svc
-        .store
-        .put_agreement(
-            caller.storefront.id,
-            rental_ref,
-            name.as_str(),
-            &pdf,
-            state.svc.now(),
-        )
-        .await?
-        .ok_or_else(|| no_rental(rental_ref))?;
+    let stored = records::put_agreement(
+        &state.svc,
+        caller.storefront.id,
+        rental_ref,
+        name.as_str(),
+        &pdf,
+    )
+    .await?
+    .ok_or_else(|| no_rental(rental_ref))?;
     Ok(upserted::<_, View>(stored))
 }

@@ -13,6 +13,7 @@ use crate::http::api::fields::{ExternalRef, PersonName, Phone, Timestamp};
 use crate::http::api::input::{Object, Problems, Request};
 use crate::http::api::{ApiError, Caller, opt_text};
 use crate::store::{ContactFields, ContactRecord};
+use crate::usecases::records;
 
 /// Your customer record at one facility. An upsert never links or unlinks the contact's portal account.
 #[derive(ToSchema)]
@@ -138,10 +139,6 @@ pub async fn put(
         facility: &fields.facility_ref,
         ..Named::default()
     };
-    let upsert =
-        state
-            .svc
-            .store
-            .upsert_contact(caller.storefront.id, ext_ref, &fields, state.svc.now());
+    let upsert = records::put_contact(&state.svc, caller.storefront.id, ext_ref, &fields);
     finish::<_, View>(upsert, named).await
 }

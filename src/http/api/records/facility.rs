@@ -13,6 +13,7 @@ use crate::http::api::fields::{Address, ExternalRef, Phone, Timestamp, Title};
 use crate::http::api::input::{Object, Problems, Request};
 use crate::http::api::{ApiError, Caller, opt_text};
 use crate::store::{FacilityFields, FacilityRecord};
+use crate::usecases::records;
 
 /// A facility. A PUT replaces every field: a field left out is cleared.
 #[derive(ToSchema)]
@@ -131,10 +132,6 @@ pub async fn put(
         phone: input.phone.map(Phone::into_string).unwrap_or_default(),
         email: input.email.map(|e| e.to_string()).unwrap_or_default(),
     };
-    let up = state
-        .svc
-        .store
-        .upsert_facility(caller.storefront.id, ext_ref, &fields, state.svc.now())
-        .await?;
+    let up = records::put_facility(&state.svc, caller.storefront.id, ext_ref, &fields).await?;
     Ok(upserted::<_, View>(up))
 }

@@ -16,6 +16,7 @@ use crate::http::api::fields::{
 use crate::http::api::input::{Object, Problems, Request};
 use crate::http::api::{ApiError, Caller};
 use crate::store::{InvoiceFields, InvoiceRecord};
+use crate::usecases::records;
 
 /// An invoice. One already paid stays paid when a PUT says `pending` (the customer paid it through the portal), and one whose payment is `processing` (a pre-authorized debit on its way) stays so: the answer shows the stored status and `paid_at`.
 #[derive(ToSchema)]
@@ -200,10 +201,6 @@ pub async fn put(
         rental: fields.rental_ref.as_deref(),
         ..Named::default()
     };
-    let upsert =
-        state
-            .svc
-            .store
-            .upsert_invoice(caller.storefront.id, ext_ref, &fields, state.svc.now());
+    let upsert = records::put_invoice(&state.svc, caller.storefront.id, ext_ref, &fields);
     finish::<_, View>(upsert, named).await
 }

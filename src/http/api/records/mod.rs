@@ -18,7 +18,8 @@ use super::error::ApiError;
 use super::fields::{REF_MAX, REF_RULE, is_ref};
 use super::input::Problems;
 use super::json_response;
-use crate::store::{Unresolved, UpsertResult, Upserted};
+use crate::store::{Unresolved, Upserted};
+use crate::usecases::records::Upsert;
 
 /// The description of the reference in an upsert's path.
 fn ref_param(record: &str) -> String {
@@ -58,7 +59,7 @@ struct Named<'a> {
 /// Runs the upsert and answers with the record as `V` shows it, or with the reference that
 /// names nothing.
 async fn finish<T, V>(
-    upsert: impl Future<Output = UpsertResult<T>>,
+    upsert: impl Future<Output = Upsert<T>>,
     named: Named<'_>,
 ) -> Result<Response, ApiError>
 where

@@ -16,6 +16,7 @@ use crate::http::api::fields::{
 use crate::http::api::input::{FromJson, Object, Problems, Request};
 use crate::http::api::{ApiError, Caller};
 use crate::store::{RentalFields, RentalRecord};
+use crate::usecases::records;
 
 /// A rental.
 #[derive(ToSchema)]
@@ -279,10 +280,6 @@ pub async fn put(
         contact: &fields.contact_ref,
         ..Named::default()
     };
-    let upsert =
-        state
-            .svc
-            .store
-            .upsert_rental(caller.storefront.id, ext_ref, &fields, state.svc.now());
+    let upsert = records::put_rental(&state.svc, caller.storefront.id, ext_ref, &fields);
     finish::<_, View>(upsert, named).await
 }

@@ -1,17 +1,22 @@
-//! Actions the operator console and the integration API share: resending a customer's portal
-//! link (with its cooldown, recorded in the audit log) and sending a booking confirmation.
+//! What support does for a customer, from the operator console or through the integration
+//! API: resending a customer's portal link (with its cooldown, recorded in the audit log),
+//! sending a booking confirmation, linking an unlinked contact to an account and merging
+//! another account into it (each written to the audit log in its own transaction), and reading
+//! the audit log.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::actors::{Actors, BookingEmail, IssueLink, ask};
-use crate::domain::OpaqueToken;
 use crate::domain::emails::BookedRental;
 use crate::error::AppError;
 use crate::mail::booking_subject;
 use crate::services::Services;
-use crate::store::{CooldownSlot, IssueOutcome, RequestedBy, StaffUser, Storefront};
+use crate::store::{
+    Account, AuditEntry, ContactView, CooldownSlot, IssueOutcome, MergeReport, RequestedBy,
+    StaffUser, Storefront,
+};
 
 /// Who asks: a staff member in the console, or the operator's system through an API key.
 #[derive(Debug, Clone)]
@@ -209,19 +214,41 @@ fn retry_after(last: DateTime<Utc>, cooldown: chrono::Duration, now: DateTime<Ut
     (ms + 999).div_euclid(1000).max(1)
 }
 
-/// A new API key: the key itself (shown once) and what is stored.
-pub fn new_api_key() -> (String, crate::domain::TokenHash, String) {
-    let token = OpaqueToken::generate();
-    let key = format!("lk_{}", token.encode());
-    let hash = api_key_hash(&key);
-    let prefix = key[..10].to_string();
-    (key, hash, prefix)
+/// Links a contact of the storefront to one of its accounts; `None` when either is not of
+/// the storefront.
+pub async fn link_contact(
+    svc: &Services,
+    storefront_id: i64,
+    contact_id: i64,
+    account_id: i64,
+    by: &StaffUser,
+) -> Result<Option<ContactView>, AppError> {
+    Ok(svc
+        .store
+        .link_contact(storefront_id, contact_id, account_id, by, svc.now())
+        .await?)
 }
 
-/// The stored form of an API key.
-pub fn api_key_hash(key: &str) -> crate::domain::TokenHash {
-    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    crate::domain::TokenHash(out)
+/// Merges account `merged` into `survivor`; `None` when either is not of the storefront (or
+/// they are the same account).
+pub async fn merge_accounts(
+    svc: &Services,
+    storefront_id: i64,
+    survivor: i64,
+    merged: i64,
+    by: &StaffUser,
+) -> Result<Option<(Account, MergeReport)>, AppError> {
+    Ok(svc
+        .store
+        .merge_accounts(storefront_id, survivor, merged, by, svc.now())
+        .await?)
+}
+
+/// The newest entries of the audit log: one storefront's, or every storefront's (`None`).
+pub async fn audit_log(
+    svc: &Services,
+    storefront_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, AppError> {
+    Ok(svc.store.audit_entries(storefront_id, limit).await?)
 }

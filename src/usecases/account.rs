@@ -1,6 +1,7 @@
 //! What a customer does to their own account (SPEC §2 and §8): saving the profile, where a new
-//! email is only applied once confirmed at the new address, and confirming it. The portal's
-//! pages call these; the store keeps each step in one transaction.
+//! email is only applied once confirmed at the new address, and confirming it; the change
+//! waiting for confirmation. The portal's pages call these; the store keeps each step in one
+//! transaction.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -12,7 +13,7 @@ use crate::mail::{confirm_email_subject, email_changed_subject};
 use crate::services::Services;
 use crate::store::{
     Account, AccountUpdate, EmailChangeOutcome, NewDelivery, NewEmailChange, NewSession,
-    ProfileChange, Storefront,
+    PendingEmailChange, ProfileChange, Storefront,
 };
 
 /// What saving the profile did.
@@ -71,16 +72,19 @@ pub async fn save_profile(
         Duration::minutes(svc.config.sign_in.per_account_window_minutes as i64),
     );
     let updated = svc
-        .store
-        .update_profile(storefront.id, account_id, change, limit, confirmation, now)
+        .write_then_enqueue(svc.store.update_profile(
+            storefront.id,
+            account_id,
+            change,
+            limit,
+            confirmation,
+            now,
+        ))
         .await?;
     Ok(match updated {
         AccountUpdate::Saved {
-            confirmation_delivery: Some(delivery_id),
-        } => {
-            svc.publisher.enqueue(delivery_id);
-            ProfileSaved::ConfirmationSent
-        }
+            confirmation_delivery: Some(_),
+        } => ProfileSaved::ConfirmationSent,
         AccountUpdate::Saved {
             confirmation_delivery: None,
         } => ProfileSaved::Saved,
@@ -165,8 +169,7 @@ pub async fn confirm_email(
         suppressed_reason: None,
     };
     let outcome = svc
-        .store
-        .confirm_email_change(
+        .write_then_enqueue(svc.store.confirm_email_change(
             storefront.id,
             &hash,
             sign_in.then_some(NewSession {
@@ -175,18 +178,14 @@ pub async fn confirm_email(
             }),
             notice,
             now,
-        )
+        ))
         .await?;
     Ok(match outcome {
         EmailChangeOutcome::Confirmed {
             account_id,
             new_email,
-            notice_delivery,
             ..
         } => {
-            if let Some(delivery_id) = notice_delivery {
-                svc.publisher.enqueue(delivery_id);
-            }
             tracing::info!(
                 account_id,
                 "email change confirmed; the account's sessions and links ended"
@@ -205,4 +204,28 @@ pub async fn confirm_email(
             new_email: pending.new_email,
         },
     })
+}
+
+/// The address change of the account waiting for confirmation, if any.
+pub async fn pending_email_change(
+    svc: &Services,
+    storefront_id: i64,
+    account_id: i64,
+) -> Result<Option<PendingEmailChange>, AppError> {
+    Ok(svc
+        .store
+        .pending_email_change(storefront_id, account_id, svc.now())
+        .await?)
+}
+
+/// The change a live confirmation link is for (`None`: used, expired or unknown).
+pub async fn email_change_of_link(
+    svc: &Services,
+    storefront_id: i64,
+    token: &OpaqueToken,
+) -> Result<Option<PendingEmailChange>, AppError> {
+    Ok(svc
+        .store
+        .live_email_change(storefront_id, &token.hash(), svc.now())
+        .await?)
 }

@@ -1,5 +1,7 @@
-//! The actors warp hands requests to: [`TokenIssuer`], [`SessionKeeper`], [`Mailer`]
-//! (and, for billing, BillingSync).
+//! The actors: [`TokenIssuer`] (the group-committed sign-in link batcher), [`SessionKeeper`]
+//! (session sweeps), [`Mailer`] (sends for the worker loop) and BillingSync (Stripe retries and
+//! reconciliation): only what needs a mailbox or a timer. Requests reach them through the use
+//! cases (`crate::usecases`), which are their only callers besides the actors' own timers.
 //!
 //! An actor's mailbox handles one message at a time, so no handler waits on I/O inside it:
 //! each returns a `ResponseFuture` whose work runs as a task on the multi-threaded tokio
@@ -10,7 +12,7 @@
 //! handler spawns runs in it too, so every log line a request causes carries its request id.
 //! No mailbox grows without bound: nothing uses `do_send` (which ignores the capacity), so a
 //! mailbox holds at most its capacity (actix's 16) plus one message per sender waiting on
-//! [`send`], and the senders are themselves bounded: request tasks (`max_connections`), mail
+//! [`send`] (the architecture test in `crates/archcheck` refuses `do_send`), and the senders are themselves bounded: request tasks (`max_connections`), mail
 //! worker slots (`mail.concurrency`) and the actors' own timers. Fresh deliveries reach the
 //! broker through [`crate::queue::Publisher`], not a mailbox.
 

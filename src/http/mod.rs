@@ -10,6 +10,7 @@ pub mod console;
 pub mod frame;
 pub mod ops;
 pub mod portal;
+pub mod portal_routes;
 pub mod rentals;
 pub mod server;
 pub mod webhooks;
@@ -77,10 +78,10 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .then(console::dispatch);
     let portal = warp::path(links::STOREFRONT)
         .and(warp::path::param::<String>())
-        .and(portal::route())
+        .and(portal_routes::route())
         .and(with_state.clone())
         .and(frame::request_info())
-        .then(portal::dispatch);
+        .then(portal_routes::dispatch);
     // `/metrics` and `/readyz` are on the operations port only (`ops_listen`): the sign-in
     // counters would tell a stranger which addresses have accounts.
     healthz

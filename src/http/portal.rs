@@ -1,25 +1,19 @@
-//! The customer portal under `/s/{storefront}/` (or `/` on the storefront's custom host): its
-//! routes, the [`PortalSite`] that fits the frame to customers (their session and device
-//! cookies scoped to the storefront, their links, the portal's pages and wording), and the home
-//! page. The signed-in pages are `rentals`, `billing` and `account`.
+//! The customer portal under `/s/{storefront}/` (or `/` on the storefront's custom host): the
+//! [`PortalRoute`]s, the [`PortalSite`] that fits the frame to customers (their session and
+//! device cookies scoped to the storefront, their links, the portal's pages and wording), the
+//! common part of its pages, and the home page. The signed-in pages are `rentals`, `billing` and
+//! `account`; `portal_routes` matches requests to routes and hands each to its page.
 
 use std::sync::Arc;
 
 use askama::Template;
-use http::StatusCode;
-use warp::Filter;
 use warp::reply::Response;
 
-use super::frame::{
-    Body, FORM_LIMIT, Frame, LinkRequest, RequestInfo, SignInForm, Site, Wording, body, landing,
-    not_found_page, plain_error, raw_query, see_other,
-};
-use super::{HttpState, account, billing, rentals};
+use super::frame::{Body, Frame, LinkRequest, SignInForm, Site, Wording, see_other};
 use crate::crypto::DeviceScope;
 use crate::domain::email::mask;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
-use crate::links;
 use crate::store::{Account, SessionInfo, Storefront};
 use crate::usecases::sign_in::{self, LinkAsked, RedeemedSession};
 
@@ -55,169 +49,6 @@ pub enum PortalRoute {
     ConfirmEmail(String, Body),
 }
 
-pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection> + Clone {
-    use warp::path::end;
-    let home = end().and(warp::get()).map(|| PortalRoute::Home);
-    let sign_in_page = warp::path(links::SIGN_IN)
-        .and(end())
-        .and(warp::get())
-        .and(raw_query())
-        .map(PortalRoute::SignInPage);
-    let sign_in = warp::path(links::SIGN_IN)
-        .and(end())
-        .and(warp::post())
-        .and(body(FORM_LIMIT))
-        .map(PortalRoute::SignIn);
-    let auth_page = warp::path(links::AUTH)
-        .and(warp::path::param::<String>())
-        .and(end())
-        .and(warp::get())
-        .map(PortalRoute::AuthPage);
-    let auth = warp::path(links::AUTH)
-        .and(warp::path::param::<String>())
-        .and(end())
-        .and(warp::post())
-        .and(body(FORM_LIMIT))
-        .map(PortalRoute::Auth);
-    let dashboard = warp::path("dashboard")
-        .and(end())
-        .and(warp::get())
-        .map(|| PortalRoute::Dashboard);
-    let sign_out = warp::path("sign-out")
-        .and(end())
-        .and(warp::post())
-        .and(body(FORM_LIMIT))
-        .map(PortalRoute::SignOut);
-    let history = warp::path!("rentals" / "history")
-        .and(warp::get())
-        .map(|| PortalRoute::History);
-    let rental = warp::path!("rentals" / i64)
-        .and(warp::get())
-        .map(PortalRoute::Rental);
-    let agreement = warp::path!("rentals" / i64 / "agreement.pdf")
-        .and(warp::get())
-        .map(PortalRoute::Agreement);
-    let billing = warp::path(links::BILLING)
-        .and(end())
-        .and(warp::get())
-        .and(raw_query())
-        .map(PortalRoute::Billing);
-    let pay = warp::path!("billing" / "invoices" / i64 / "pay")
-        .and(warp::post())
-        .and(body(FORM_LIMIT))
-        .map(PortalRoute::Pay);
-    let receipt = warp::path!("billing" / "invoices" / i64 / "receipt")
-        .and(warp::get())
-        .map(PortalRoute::Receipt);
-    let add_method = warp::path!("billing" / "payment-methods")
-        .and(warp::post())
-        .and(body(FORM_LIMIT))
-        .map(PortalRoute::AddPaymentMethod);
-    let remove_method = warp::path!("billing" / "payment-methods" / i64 / "remove")
-        .and(warp::post())
-        .and(body(FORM_LIMIT))
-        .map(PortalRoute::RemovePaymentMethod);
-    let account = warp::path("account")
-        .and(end())
-        .and(warp::get())
-        .and(raw_query())
-        .map(PortalRoute::Account);
-    let save_account = warp::path("account")
-        .and(end())
-        .and(warp::post())
-        .and(body(FORM_LIMIT))
-        .map(PortalRoute::SaveAccount);
-    let customer = history
-        .or(rental)
-        .unify()
-        .or(agreement)
-        .unify()
-        .or(billing)
-        .unify()
-        .or(pay)
-        .unify()
-        .or(receipt)
-        .unify()
-        .or(add_method)
-        .unify()
-        .or(remove_method)
-        .unify()
-        .or(account)
-        .unify()
-        .or(save_account)
-        .unify()
-        .or(account::route())
-        .unify()
-        .boxed();
-    home.or(sign_in_page)
-        .unify()
-        .or(sign_in)
-        .unify()
-        .or(auth_page)
-        .unify()
-        .or(auth)
-        .unify()
-        .or(dashboard)
-        .unify()
-        .or(sign_out)
-        .unify()
-        .or(customer)
-        .unify()
-}
-
-/// Resolves the storefront once and runs the route's handler.
-pub async fn dispatch(
-    slug: String,
-    route: PortalRoute,
-    state: Arc<HttpState>,
-    info: RequestInfo,
-) -> Response {
-    let storefront = match state.svc.storefronts.by_slug(&slug).await {
-        Ok(Some(sf)) => sf,
-        Ok(None) => return not_found_page(),
-        Err(e) => {
-            tracing::warn!(error = %e, "storefront lookup failed");
-            return plain_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Please try again in a minute.",
-            );
-        }
-    };
-    let base = if info.at_root {
-        String::new()
-    } else {
-        format!("/s/{}", storefront.slug)
-    };
-    let mut portal = Frame::new(state, info, base, PortalSite { storefront });
-    let resp = match route {
-        PortalRoute::Home => home(&mut portal).await,
-        PortalRoute::SignInPage(query) => landing::sign_in_page(&mut portal, &query),
-        PortalRoute::SignIn(body) => landing::request_link(&mut portal, body).await,
-        PortalRoute::AuthPage(token) => landing::landing(&mut portal, &token).await,
-        PortalRoute::Auth(token, body) => landing::redeem(&mut portal, &token, body).await,
-        PortalRoute::Dashboard => rentals::dashboard(&mut portal).await,
-        PortalRoute::SignOut(body) => landing::sign_out(&mut portal, body).await,
-        PortalRoute::History => rentals::history(&mut portal).await,
-        PortalRoute::Rental(id) => rentals::rental(&mut portal, id).await,
-        PortalRoute::Agreement(id) => rentals::agreement(&mut portal, id).await,
-        PortalRoute::Billing(query) => billing::page(&mut portal, &query).await,
-        PortalRoute::Pay(id, body) => billing::pay(&mut portal, id, body).await,
-        PortalRoute::AddPaymentMethod(body) => billing::add_method(&mut portal, body).await,
-        PortalRoute::RemovePaymentMethod(id, body) => {
-            billing::remove_method(&mut portal, id, body).await
-        }
-        PortalRoute::Receipt(id) => billing::receipt(&mut portal, id).await,
-        PortalRoute::Account(query) => account::page(&mut portal, &query).await,
-        PortalRoute::SaveAccount(body) => account::save(&mut portal, body).await,
-        PortalRoute::SignOutEverywhere(body) => {
-            account::sign_out_everywhere(&mut portal, body).await
-        }
-        PortalRoute::ConfirmEmailPage(token) => account::confirm_page(&mut portal, &token).await,
-        PortalRoute::ConfirmEmail(token, body) => account::confirm(&mut portal, &token, body).await,
-    };
-    portal.finish(resp)
-}
-
 /// The portal pages a sign-in may land on (and everything below them).
 const LANDING_PAGES: [&str; 4] = ["/dashboard", "/billing", "/account", "/rentals"];
 
@@ -228,7 +59,7 @@ pub fn safe_next(next: &str) -> Option<String> {
     crate::domain::redirect::local_path(next, &LANDING_PAGES)
 }
 
-async fn home(portal: &mut Portal) -> Response {
+pub(super) async fn home(portal: &mut Portal) -> Response {
     match portal.session().await {
         Ok(Some(_)) => see_other(&format!("{}/dashboard", portal.base)),
         Ok(None) => see_other(&format!("{}/sign-in", portal.base)),

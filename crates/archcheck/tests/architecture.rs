@@ -77,7 +77,6 @@ fn no_circle_between_layers() {
 }
 
 #[test]
-#[ignore = "src/http has a circle: portal.rs routes to account, billing and rentals, which use portal::{Portal, PageCommon}; remove this once it is gone"]
 fn no_circle_between_files() {
     let g = graph();
     let cycles = g.file_cycles();

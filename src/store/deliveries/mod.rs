@@ -119,7 +119,7 @@ pub(crate) async fn insert_delivery(
                 d.subject.as_str(),
                 status,
                 last_error,
-                d.data.to_json().to_string(),
+                d.data.stored(),
                 d.sealed_token.clone(),
                 d.link_expires_at,
                 now,

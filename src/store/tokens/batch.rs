@@ -140,7 +140,7 @@ impl DeliveryRows {
             if suppressed { "suppressed" } else { "queued" }.to_string(),
         ));
         self.last_error.push(d.suppressed_reason.clone());
-        self.payload.push(Some(d.data.to_json().to_string()));
+        self.payload.push(Some(d.data.stored()));
         self.sealed.push(d.sealed_token.clone());
         self.link_expires.push(d.link_expires_at);
         self.relay_at

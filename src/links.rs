@@ -80,7 +80,7 @@ impl ConsoleLink<'_> {
 }
 
 /// The portal's base URL for a storefront: its custom host, or `{public_url}/s/{slug}`.
-pub fn portal_base(config: &Config, storefront: &Storefront) -> String {
+fn portal_base(config: &Config, storefront: &Storefront) -> String {
     let public = config.public_url();
     match &storefront.custom_host {
         Some(host) => format!("{}://{host}", public.scheme()),

@@ -243,7 +243,7 @@ async fn run_admin(store: &Store, command: Admin) -> Result<(), String> {
                     slug: slug.to_string(),
                     from_name: from_name.unwrap_or_else(|| name.clone()),
                     name,
-                    from_email: from.to_string(),
+                    from_email: from,
                     rent_url: rent.to_string(),
                     custom_host: custom_host.map(|h| h.to_ascii_lowercase()),
                 },

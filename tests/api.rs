@@ -230,7 +230,7 @@ async fn other_storefront(app: &TestApp) -> i64 {
                 slug: "other".into(),
                 name: "Other Rentals".into(),
                 from_name: "Other".into(),
-                from_email: "portal@other.example".into(),
+                from_email: latchkey::domain::EmailAddress::parse("portal@other.example").unwrap(),
                 rent_url: "https://other.example/".into(),
                 custom_host: None,
             },

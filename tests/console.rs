@@ -20,7 +20,7 @@ async fn staff(app: &TestApp) {
                 slug: "other".into(),
                 name: "Other Rentals".into(),
                 from_name: "Other".into(),
-                from_email: "portal@other.example".into(),
+                from_email: EmailAddress::parse("portal@other.example").unwrap(),
                 rent_url: "https://other.example/".into(),
                 custom_host: None,
             },

@@ -321,7 +321,7 @@ both_backends! {
                     slug: "other".into(),
                     name: "Other Rentals".into(),
                     from_name: "Other".into(),
-                    from_email: "portal@other.example".into(),
+                    from_email: latchkey::domain::EmailAddress::parse("portal@other.example").unwrap(),
                     rent_url: "https://other.example/".into(),
                     custom_host: None,
                 },

@@ -22,7 +22,7 @@ async fn add_beta(app: &TestApp) -> i64 {
                 slug: "beta".into(),
                 name: "Beta Rentals".into(),
                 from_name: "Beta".into(),
-                from_email: "portal@beta.example".into(),
+                from_email: latchkey::domain::EmailAddress::parse("portal@beta.example").unwrap(),
                 rent_url: "https://beta.example/".into(),
                 custom_host: None,
             },

@@ -134,7 +134,7 @@ impl Payments {
         let mut tries = 0;
         let created = loop {
             match gateway
-                .create_customer(&account.email, &account.full_name, account.id, &key)
+                .create_customer(account.email.as_str(), &account.full_name, account.id, &key)
                 .await
             {
                 // A concurrent press is creating this same customer: its answer comes soon.

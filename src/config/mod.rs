@@ -50,7 +50,7 @@ pub struct Config {
     pub stripe_api_base: Option<SecretUrl>,
     pub stripe_timeout_seconds: u64,
     pub console_from_name: String,
-    pub console_from_email: String,
+    pub console_from_email: crate::domain::EmailAddress,
     pub resend_cooldown_seconds: u64,
     pub database: DatabaseSettings,
     pub sign_in: SignInSettings,
@@ -252,8 +252,6 @@ impl Config {
                 .map_err(|e| ConfigError::new("stripe_api_base", format!("not a URL: {e}")))?;
         }
         positive("stripe_timeout_seconds", self.stripe_timeout_seconds)?;
-        crate::domain::EmailAddress::parse(&self.console_from_email)
-            .map_err(|e| ConfigError::new("console_from_email", e.to_string()))?;
         if self.console_from_name.trim().is_empty()
             || self.console_from_name.chars().any(char::is_control)
         {

@@ -54,14 +54,35 @@ impl EmailAddress {
         })
     }
 
+    /// An address read back from the store. Every address a row holds was parsed on its way in
+    /// (the store's writes take an `EmailAddress`), so reading it does not parse it again: a
+    /// check that a later, stricter parser might fail must not make an account unreadable. A
+    /// stored address the relay cannot take still fails its delivery, with the relay's reason.
+    pub(crate) fn from_stored(address: String) -> Self {
+        Self { address }
+    }
+
     /// The address as entered (domain lowercased).
     pub fn as_str(&self) -> &str {
         &self.address
     }
 
+    /// The same address as `other`, compared as the store compares them (without regard to case).
+    pub fn same_as(&self, other: &EmailAddress) -> bool {
+        self.address.eq_ignore_ascii_case(&other.address) || self.key() == other.key()
+    }
+
     /// The comparison key: addresses are unique per storefront regardless of case.
     pub fn key(&self) -> String {
         self.address.to_lowercase()
+    }
+
+    /// The part before the `@`.
+    pub fn local(&self) -> &str {
+        self.address
+            .rsplit_once('@')
+            .map(|(l, _)| l)
+            .unwrap_or(&self.address)
     }
 
     pub fn domain(&self) -> &str {
@@ -124,6 +145,22 @@ impl fmt::Display for EmailAddress {
     }
 }
 
+/// Written as the plain address (audit details, API answers).
+impl serde::Serialize for EmailAddress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.address)
+    }
+}
+
+/// Read from configuration or a request body: parsed, so a bad address is refused where it
+/// is read, with the parser's reason.
+impl<'de> serde::Deserialize<'de> for EmailAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        EmailAddress::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Debug for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EmailAddress({})", self.address)
@@ -134,6 +171,29 @@ impl fmt::Debug for EmailAddress {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_stored_address_reads_back_as_the_address_that_was_parsed() {
+        let parsed = EmailAddress::parse(" Alex.Martin@Example.ORG ").unwrap();
+        let stored = EmailAddress::from_stored(parsed.as_str().to_string());
+        assert_eq!(stored, parsed);
+        assert_eq!(stored.local(), "Alex.Martin");
+        assert_eq!(stored.domain(), "example.org");
+        assert_eq!(
+            serde_json::to_string(&stored).unwrap(),
+            "\"Alex.Martin@example.org\""
+        );
+    }
+
+    #[test]
+    fn addresses_that_differ_only_in_case_are_the_same() {
+        let a = EmailAddress::parse("alex@example.org").unwrap();
+        let b = EmailAddress::parse("ALEX@Example.org").unwrap();
+        let c = EmailAddress::parse("alexa@example.org").unwrap();
+        assert_ne!(a, b, "the address keeps the case it was entered in");
+        assert!(a.same_as(&b) && b.same_as(&a));
+        assert!(!a.same_as(&c));
+    }
 
     #[test]
     fn masks_all_but_the_first_character_and_the_domain() {

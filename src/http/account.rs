@@ -117,7 +117,7 @@ async fn show(
     let sf = portal.site.storefront.id;
     let pending_email = match account::pending_email_change(&portal.state.svc, sf, account_id).await
     {
-        Ok(p) => p.map(|p| p.new_email),
+        Ok(p) => p.map(|p| p.new_email.to_string()),
         Err(e) => return portal.failed(&e),
     };
     let has_errors = fields.iter().any(|f| f.error.is_some());
@@ -148,7 +148,7 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
         portal,
         StatusCode::OK,
         a.id,
-        fields(&a.full_name, &a.email, &a.phone),
+        fields(&a.full_name, a.email.as_str(), &a.phone),
         notice,
     )
     .await
@@ -297,7 +297,7 @@ pub async fn confirm_page(portal: &mut Portal, raw_token: &str) -> Response {
             let page = ConfirmEmailPage {
                 page: PageCommon::new(portal, false, ""),
                 action: format!("{}/confirm-email/{raw_token}", portal.base),
-                new_email: pending.new_email,
+                new_email: pending.new_email.to_string(),
             };
             portal.page(StatusCode::OK, &page)
         }

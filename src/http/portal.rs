@@ -9,9 +9,8 @@ use std::sync::Arc;
 use askama::Template;
 use warp::reply::Response;
 
-use super::frame::{Body, Frame, LinkRequest, SignInForm, Site, Wording, see_other};
+use super::frame::{Body, Frame, SignInForm, Site, Wording, see_other};
 use crate::crypto::DeviceScope;
-use crate::domain::email::mask;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
 use crate::store::{Account, SessionInfo, Storefront};
@@ -209,13 +208,7 @@ impl Site for PortalSite {
         sign_in::end_session(&portal.state.svc, portal.site.storefront.id, &cookie).await
     }
 
-    async fn request_link(portal: &Portal, request: LinkRequest) -> Result<(), AppError> {
-        let asked = LinkAsked {
-            email: request.email,
-            next: request.next,
-            client_ip: request.client_ip,
-            device: request.device,
-        };
+    async fn request_link(portal: &Portal, asked: LinkAsked) -> Result<(), AppError> {
         sign_in::request_link(&portal.state.actors, &portal.site.storefront, asked).await
     }
 
@@ -296,10 +289,10 @@ impl Site for PortalSite {
             action,
             current_name: name(&current.account),
             current_first: current.account.first_name(),
-            current_email: current.account.email.clone(),
+            current_email: current.account.email.to_string(),
             link_name: name(owner),
             link_first: owner.first_name(),
-            link_email: mask(&owner.email),
+            link_email: owner.email.masked(),
         }
     }
 

@@ -533,6 +533,7 @@ pub fn build_message(
         Some(storefront.from_name.clone()),
         storefront
             .from_email
+            .as_str()
             .parse()
             .map_err(|e| MailError::Build(format!("sender address: {e}")))?,
     );
@@ -540,9 +541,7 @@ pub fn build_message(
         .as_str()
         .parse()
         .map_err(|e| MailError::Build(format!("recipient address: {e}")))?;
-    let sender = EmailAddress::parse(&storefront.from_email)
-        .map_err(|e| MailError::Build(format!("sender address: {e}")))?;
-    let domain = sender.domain();
+    let domain = storefront.from_email.domain();
     let mut builder = Message::builder()
         .from(from)
         .to(to)
@@ -612,7 +611,7 @@ mod tests {
             slug: "demo".into(),
             name: "Harborview <Rentals>".into(),
             from_name: "Harborview Rentals".into(),
-            from_email: "portal@harborview.example".into(),
+            from_email: address("portal@harborview.example"),
             reply_to: None,
             rent_url: "https://harborview.example/rent".into(),
             custom_host: None,

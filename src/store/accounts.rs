@@ -157,7 +157,7 @@ impl Store {
             return Ok(AccountUpdate::NoSuchAccount);
         };
         let key = change.email.key();
-        let changed = old.email.to_lowercase() != key;
+        let changed = old.email.key() != key;
         if changed {
             if address_taken(&mut *tx, storefront_id, &key, Some(account_id)).await? {
                 tx.commit().await?;

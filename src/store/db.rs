@@ -187,6 +187,11 @@ impl Row {
             .unwrap_or_else(|| panic!("column {i}: unexpected NULL"))
     }
 
+    /// An address column: written from a parsed [`EmailAddress`], so read back as one.
+    pub fn email(&self, i: usize) -> crate::domain::EmailAddress {
+        crate::domain::EmailAddress::from_stored(self.string(i))
+    }
+
     pub fn opt_ts(&self, i: usize) -> Option<DateTime<Utc>> {
         match self {
             Row::Pg(r) => r.get::<_, Option<DateTime<Utc>>>(i),

@@ -6,6 +6,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use super::Store;
 use super::db::{Conn, DbResult};
 use super::storefronts::NewStorefront;
+use crate::domain::EmailAddress;
 use crate::domain::pdf::simple_pdf;
 use crate::params;
 
@@ -187,7 +188,8 @@ impl Store {
                     slug: "demo".into(),
                     name: "Harborview Rentals".into(),
                     from_name: "Harborview Rentals".into(),
-                    from_email: "portal@harborview.example".into(),
+                    from_email: EmailAddress::parse("portal@harborview.example")
+                        .expect("a valid address"),
                     rent_url: "https://harborview.example/rent".into(),
                     custom_host: None,
                 },

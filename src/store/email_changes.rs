@@ -26,7 +26,7 @@ pub struct NewEmailChange {
 #[derive(Debug, Clone)]
 pub struct PendingEmailChange {
     pub account_id: i64,
-    pub new_email: String,
+    pub new_email: EmailAddress,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -36,8 +36,8 @@ pub enum EmailChangeOutcome {
     /// The address switched.
     Confirmed {
         account_id: i64,
-        old_email: String,
-        new_email: String,
+        old_email: EmailAddress,
+        new_email: EmailAddress,
         /// The notice to the old address.
         notice_delivery: Option<i64>,
     },
@@ -77,7 +77,7 @@ impl Store {
             .await?
             .map(|r| PendingEmailChange {
                 account_id: r.i64(0),
-                new_email: r.string(1),
+                new_email: r.email(1),
                 expires_at: r.ts(2),
             }))
     }
@@ -100,7 +100,7 @@ impl Store {
             .await?
             .map(|r| PendingEmailChange {
                 account_id: r.i64(0),
-                new_email: r.string(1),
+                new_email: r.email(1),
                 expires_at: r.ts(2),
             }))
     }
@@ -118,7 +118,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> DbResult<EmailChangeOutcome>
     where
-        F: FnOnce(&Account, &str) -> NewDelivery + Send,
+        F: FnOnce(&Account, &EmailAddress) -> NewDelivery + Send,
     {
         let mut tx = self.db().begin().await?;
         let Some(row) = tx
@@ -132,7 +132,7 @@ impl Store {
         else {
             return Ok(EmailChangeOutcome::Expired);
         };
-        let (account_id, new_email, new_key) = (row.i64(0), row.string(1), row.string(2));
+        let (account_id, new_email, new_key) = (row.i64(0), row.email(1), row.string(2));
         let Some(old) = lock_account(&mut *tx, self.dialect(), storefront_id, account_id).await?
         else {
             return Ok(EmailChangeOutcome::Expired);
@@ -153,7 +153,7 @@ impl Store {
             let audience = Audience::Customer(storefront_id);
             start_session(&mut *tx, audience, account_id, &s, now).await?;
         }
-        let notice_delivery = if old.email.to_lowercase() != new_key {
+        let notice_delivery = if old.email.key() != new_key {
             Some(insert_delivery(&mut *tx, &notice(&old, &new_email), now).await?)
         } else {
             None

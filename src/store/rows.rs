@@ -14,7 +14,7 @@ use crate::params;
 pub struct Account {
     pub id: i64,
     pub storefront_id: i64,
-    pub email: String,
+    pub email: EmailAddress,
     pub full_name: String,
     pub phone: String,
     pub stripe_customer_id: Option<String>,
@@ -28,12 +28,12 @@ impl Account {
     }
 }
 
-pub fn first_name(full_name: &str, email: &str) -> String {
+pub fn first_name(full_name: &str, email: &EmailAddress) -> String {
     full_name
         .split_whitespace()
         .next()
         .map(str::to_string)
-        .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string())
+        .unwrap_or_else(|| email.local().to_string())
 }
 
 /// How many columns `ACCOUNT_COLUMNS` selects (a query's next column follows them).
@@ -46,7 +46,7 @@ pub(crate) fn account_from(r: &Row) -> Account {
     Account {
         id: r.i64(0),
         storefront_id: r.i64(1),
-        email: r.string(2),
+        email: r.email(2),
         full_name: r.string(3),
         phone: r.string(4),
         stripe_customer_id: r.opt_string(5),
@@ -99,7 +99,7 @@ pub struct StaffUser {
     pub id: i64,
     /// `None` for platform support.
     pub storefront_id: Option<i64>,
-    pub email: String,
+    pub email: EmailAddress,
     pub full_name: String,
     pub role: Role,
 }
@@ -127,7 +127,7 @@ pub(super) fn staff_from(r: &Row) -> StaffUser {
     StaffUser {
         id: r.i64(0),
         storefront_id: r.opt_i64(1),
-        email: r.string(2),
+        email: r.email(2),
         full_name: r.string(3),
         role: Role::parse(&r.string(4)).unwrap_or(Role::Staff),
     }
@@ -225,11 +225,13 @@ pub(super) async fn lock_active_staff(
 
 #[cfg(test)]
 mod tests {
-    use super::first_name;
+    use super::{EmailAddress, first_name};
 
     #[test]
     fn first_name_falls_back_to_the_address() {
-        assert_eq!(first_name("Alex Martin", "alex@example.com"), "Alex");
-        assert_eq!(first_name("  ", "sam@example.com"), "sam");
+        let alex = EmailAddress::parse("alex@example.com").unwrap();
+        assert_eq!(first_name("Alex Martin", &alex), "Alex");
+        let sam = EmailAddress::parse("sam@example.com").unwrap();
+        assert_eq!(first_name("  ", &sam), "sam");
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::Store;
 use super::db::{Conn, DbResult, Row};
 use super::upsert::{Upserted, insert_or_update};
-use crate::domain::Secret;
+use crate::domain::{EmailAddress, Secret};
 use crate::params;
 
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub struct Storefront {
     pub slug: String,
     pub name: String,
     pub from_name: String,
-    pub from_email: String,
+    pub from_email: EmailAddress,
     pub reply_to: Option<String>,
     pub rent_url: String,
     pub custom_host: Option<String>,
@@ -47,7 +47,7 @@ fn storefront_from(r: &Row) -> Storefront {
         slug: r.string(1),
         name: r.string(2),
         from_name: r.string(3),
-        from_email: r.string(4),
+        from_email: r.email(4),
         reply_to: r.opt_string(5),
         rent_url: r.string(6),
         custom_host: r.opt_string(7),
@@ -62,7 +62,7 @@ pub struct NewStorefront {
     pub slug: String,
     pub name: String,
     pub from_name: String,
-    pub from_email: String,
+    pub from_email: EmailAddress,
     pub rent_url: String,
     pub custom_host: Option<String>,
 }

@@ -5,9 +5,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::domain::OpaqueToken;
-use crate::domain::email::mask;
 use crate::domain::emails::{EmailChanged, EmailData, FacilityContact, Greeting};
+use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
 use crate::mail::{confirm_email_subject, email_changed_subject};
 use crate::services::Services;
@@ -52,7 +51,7 @@ pub async fn save_profile(
             NewDelivery {
                 storefront_id: storefront.id,
                 account_id: Some(account.id),
-                recipient: change.email.as_str().to_string(),
+                recipient: change.email.clone(),
                 subject: confirm_email_subject(&storefront.name),
                 data: EmailData::ConfirmEmail(Greeting {
                     first_name: account.first_name(),
@@ -109,13 +108,13 @@ pub enum EmailConfirmed {
     /// another account of the storefront, which it stays (`session` is `None`).
     Confirmed {
         account_id: i64,
-        new_email: String,
+        new_email: EmailAddress,
         session: Option<StartedSession>,
     },
     Expired,
     /// Another account took the address since it was asked for: nothing changed.
     Taken {
-        new_email: String,
+        new_email: EmailAddress,
     },
 }
 
@@ -151,15 +150,15 @@ pub async fn confirm_email(
     let session = OpaqueToken::generate();
     let session_hash = session.hash();
     let expires_at = now + Duration::hours(svc.config.sign_in.session_hours as i64);
-    let notice = |old: &Account, new_email: &str| NewDelivery {
+    let notice = |old: &Account, new_email: &EmailAddress| NewDelivery {
         storefront_id: storefront.id,
         account_id: Some(old.id),
         recipient: old.email.clone(),
         subject: email_changed_subject(&storefront.name),
         data: EmailData::EmailChanged(EmailChanged {
             first_name: old.first_name(),
-            old_email: old.email.clone(),
-            new_email_masked: mask(new_email),
+            old_email: old.email.to_string(),
+            new_email_masked: new_email.masked(),
             facilities: facilities.clone(),
         }),
         sealed_token: None,

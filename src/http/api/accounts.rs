@@ -158,7 +158,7 @@ pub async fn create(state: &HttpState, caller: &Caller, body: Value) -> Result<R
     };
     let view = View {
         id: account.id,
-        email: account.email,
+        email: account.email.to_string(),
         full_name: account.full_name,
         phone: opt_text(&account.phone),
         contacts: contact_refs,

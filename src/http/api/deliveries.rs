@@ -187,7 +187,7 @@ impl From<&Delivery> for DeliveryView {
         Self {
             id: d.id,
             kind: d.kind.clone(),
-            recipient: d.recipient.clone(),
+            recipient: d.recipient.to_string(),
             subject: d.subject.clone(),
             status: d.status.as_str(),
             attempts: d.attempts,

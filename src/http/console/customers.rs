@@ -73,7 +73,7 @@ pub(super) async fn customer(c: &mut Console, slug: &str, id: i64, query: &str) 
         storefront: sf.name.clone(),
         id: record.account.id,
         name: record.account.full_name.clone(),
-        email: record.account.email.clone(),
+        email: record.account.email.to_string(),
         phone: record.account.phone.clone(),
         since: crate::display::day(record.account.created_at),
         notice,

@@ -31,7 +31,7 @@ pub(super) fn row(d: &Delivery) -> Row {
     Row {
         id: d.id,
         time: display::timestamp(d.created_at),
-        recipient: d.recipient.clone(),
+        recipient: d.recipient.to_string(),
         kind: d.kind.replace('_', " "),
         subject: d.subject.clone(),
         status: d.status.as_str(),

@@ -8,7 +8,7 @@ use super::{Console, ConsoleCommon, ConsoleSite, MessagePage};
 use crate::crypto::DeviceScope;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
-use crate::http::frame::{LinkRequest, SignInForm, Site, Wording};
+use crate::http::frame::{SignInForm, Site, Wording};
 use crate::store::StaffUser;
 use crate::usecases::sign_in::{self, LinkAsked, RedeemedSession};
 
@@ -91,13 +91,7 @@ impl Site for ConsoleSite {
         sign_in::end_staff_session(&c.state.svc, &cookie).await
     }
 
-    async fn request_link(c: &Console, request: LinkRequest) -> Result<(), AppError> {
-        let asked = LinkAsked {
-            email: request.email,
-            next: None,
-            client_ip: request.client_ip,
-            device: request.device,
-        };
+    async fn request_link(c: &Console, asked: LinkAsked) -> Result<(), AppError> {
         sign_in::request_staff_link(&c.state.actors, asked).await
     }
 

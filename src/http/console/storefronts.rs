@@ -78,7 +78,7 @@ pub(super) async fn storefront(c: &mut Console, slug: &str, query: &str) -> Resp
         q,
         customers: customers
             .into_iter()
-            .map(|a| (a.id, a.full_name, a.email))
+            .map(|a| (a.id, a.full_name, a.email.to_string()))
             .collect(),
         show_audit: matches!(staff.role, Role::Support | Role::Owner),
     };

@@ -15,9 +15,9 @@ use warp::reply::Response;
 use super::form::{Body, Form};
 use super::pages::{see_other, with_cookie};
 use super::{Frame, Site};
-use crate::crypto::DeviceClaim;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
+use crate::usecases::sign_in::LinkAsked;
 
 /// The form field that confirms the switch.
 pub const CONFIRM_FIELD: &str = "switch";
@@ -30,16 +30,6 @@ pub struct SignInForm {
     /// The page to land on after signing in, already checked.
     pub next: Option<String>,
     pub notice: Option<&'static str>,
-}
-
-/// A request for a sign-in link, as the site's actor gets it.
-pub struct LinkRequest {
-    pub email: EmailAddress,
-    /// Where to land after signing in (already checked by [`Site::safe_next`]).
-    pub next: Option<String>,
-    pub client_ip: Option<std::net::IpAddr>,
-    /// The browser's device cookie for this site, if it carries one.
-    pub device: Option<DeviceClaim>,
 }
 
 /// What a typed address is shown back as: no control characters, no longer than an address.
@@ -84,7 +74,7 @@ pub async fn request_link<S: Site>(frame: &mut Frame<S>, body: Body) -> Response
             return frame.page(StatusCode::BAD_REQUEST, &page);
         }
     };
-    let request = LinkRequest {
+    let request = LinkAsked {
         email: email.clone(),
         next,
         client_ip: frame.client_ip(),

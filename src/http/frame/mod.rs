@@ -28,7 +28,7 @@ use warp::reply::Response;
 
 pub use errors::Wording;
 pub use form::{Body, FORM_LIMIT, Form, body};
-pub use landing::{LinkRequest, SignInForm};
+pub use landing::SignInForm;
 pub use pages::{not_found_page, plain_error, render, see_other, with_cookie};
 pub use ratelimit::IpLimiter;
 pub use request::{ClientSocket, MountedAtRoot, RequestInfo, raw_query, request_info};
@@ -82,7 +82,7 @@ pub trait Site: Sized + Send + Sync {
     /// Sends a sign-in link (the answer is the same whether or not the address is known).
     fn request_link(
         frame: &Frame<Self>,
-        request: LinkRequest,
+        request: crate::usecases::sign_in::LinkAsked,
     ) -> impl Future<Output = Result<(), AppError>> + Send;
     /// Whether a link is good for its landing page (never uses it up).
     fn check_link(

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{DeliveryKind, DeliveryStatus};
-use crate::domain::EmailData;
+use crate::domain::{EmailAddress, EmailData};
 use crate::params;
 use crate::store::Store;
 use crate::store::db::{DbResult, Dialect, Value};
@@ -19,7 +19,7 @@ pub struct ClaimedDelivery {
     pub storefront_id: i64,
     pub account_id: Option<i64>,
     pub kind: DeliveryKind,
-    pub recipient: String,
+    pub recipient: EmailAddress,
     pub subject: String,
     /// Attempts made before this one.
     pub attempts: i64,
@@ -297,7 +297,7 @@ impl Store {
                         storefront_id: r.i64(1),
                         account_id: r.opt_i64(2),
                         kind,
-                        recipient: r.string(4),
+                        recipient: r.email(4),
                         subject: r.string(5),
                         attempts: r.i64(6),
                         data: serde_json::from_str(&r.string(7))

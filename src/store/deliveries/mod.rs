@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::Store;
 use super::db::{Conn, DbResult, Row};
-use crate::domain::EmailData;
+use crate::domain::{EmailAddress, EmailData};
 use crate::params;
 
 pub use crate::domain::emails::DeliveryKind;
@@ -66,7 +66,7 @@ impl DeliveryStatus {
 pub struct NewDelivery {
     pub storefront_id: i64,
     pub account_id: Option<i64>,
-    pub recipient: String,
+    pub recipient: EmailAddress,
     pub subject: String,
     /// What the email says besides the storefront and the link; its kind is the delivery's.
     pub data: EmailData,
@@ -157,7 +157,7 @@ pub struct Delivery {
     pub storefront_id: i64,
     pub account_id: Option<i64>,
     pub kind: String,
-    pub recipient: String,
+    pub recipient: EmailAddress,
     pub subject: String,
     pub status: DeliveryStatus,
     pub attempts: i64,
@@ -177,7 +177,7 @@ pub(crate) fn delivery_from(r: &Row) -> Delivery {
         storefront_id: r.i64(1),
         account_id: r.opt_i64(2),
         kind: r.string(3),
-        recipient: r.string(4),
+        recipient: r.email(4),
         subject: r.string(5),
         status: DeliveryStatus::parse(&r.string(6)).unwrap_or(DeliveryStatus::Failed),
         attempts: r.i64(7),

@@ -134,7 +134,7 @@ impl DeliveryRows {
         self.storefront.push(Some(d.storefront_id));
         self.account.push(d.account_id);
         self.kind.push(Some(d.data.kind().as_str().to_string()));
-        self.recipient.push(Some(d.recipient.clone()));
+        self.recipient.push(Some(d.recipient.to_string()));
         self.subject.push(Some(d.subject.clone()));
         self.status.push(Some(
             if suppressed { "suppressed" } else { "queued" }.to_string(),

@@ -120,7 +120,7 @@ impl LinkRequest {
     fn matches(&self, account: &Account) -> bool {
         account.storefront_id == self.storefront_id
             && match &self.who {
-                LinkFor::Email(e) => account.email.to_lowercase() == e.key(),
+                LinkFor::Email(e) => account.email.same_as(e),
                 LinkFor::Account(id) => account.id == *id,
             }
     }

@@ -806,6 +806,7 @@ async fn usage_window(
     let mut samples = Vec::new();
     samples.extend(sample().await);
     let mut waits = WaitTally::default();
+    let mut pending = Vec::new();
     let mut next = from;
     while next < to {
         next = (next + Duration::from_secs(1)).min(to);
@@ -813,6 +814,7 @@ async fn usage_window(
         samples.extend(sample().await);
         if next < to {
             waits.sample(&pg).await;
+            pending.extend(backlog(&pg).await);
         }
     }
     let pg_b = PgCounters::read(&pg).await;
@@ -820,6 +822,7 @@ async fn usage_window(
         (Ok(a), Ok(b)) => Some(PgWork {
             counters: b.minus(&a),
             waits,
+            backlog: pending,
         }),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("warning: could not read PostgreSQL's statistics: {e}");
@@ -839,6 +842,8 @@ struct PgCounters {
     inserted: f64,
     updated: f64,
     deleted: f64,
+    /// Updates PostgreSQL made in place (HOT: no index touched), over this database's tables.
+    hot_updated: f64,
     wal_bytes: f64,
     wal_syncs: f64,
 }
@@ -849,6 +854,39 @@ struct PgWork {
     /// The difference of the counters.
     counters: PgCounters,
     waits: WaitTally,
+    /// Emails written but not yet final (queued, in the broker, being sent, deferred), sampled
+    /// once a second: the mail tier keeps up when this stays flat.
+    backlog: Vec<i64>,
+}
+
+/// The backlog the mail tier has yet to work off: delivery rows not yet final (the relay's
+/// partial index holds exactly these).
+async fn backlog(client: &tokio_postgres::Client) -> Option<i64> {
+    client
+        .query_one(
+            "SELECT COUNT(*) FROM deliveries WHERE relay_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .ok()
+        .map(|r| r.get(0))
+}
+
+/// "max 41, p50 12; every 2 s: 0, 12, 18, …": the backlog series, short enough for a table.
+fn describe_backlog(series: &[i64]) -> String {
+    if series.is_empty() {
+        return "not sampled".into();
+    }
+    let mut sorted = series.to_vec();
+    sorted.sort_unstable();
+    let step = series.len().div_ceil(10).max(1);
+    let shown: Vec<String> = series.iter().step_by(step).map(|n| n.to_string()).collect();
+    format!(
+        "max {}, p50 {}; every {step} s: {}",
+        sorted[sorted.len() - 1],
+        sorted[sorted.len() / 2],
+        shown.join(", ")
+    )
 }
 
 /// What this database's busy backends were doing, sampled once a second from
@@ -916,12 +954,19 @@ impl PgCounters {
                 &[],
             )
             .await?;
+        let hot = client
+            .query_one(
+                "SELECT COALESCE(SUM(n_tup_hot_upd), 0)::float8 FROM pg_stat_user_tables",
+                &[],
+            )
+            .await?;
         Ok(Self {
             commits: db.get(0),
             rollbacks: db.get(1),
             inserted: db.get(2),
             updated: db.get(3),
             deleted: db.get(4),
+            hot_updated: hot.get(0),
             wal_bytes: wal.get(0),
             wal_syncs: wal.get(1),
         })
@@ -934,6 +979,7 @@ impl PgCounters {
             inserted: self.inserted - earlier.inserted,
             updated: self.updated - earlier.updated,
             deleted: self.deleted - earlier.deleted,
+            hot_updated: self.hot_updated - earlier.hot_updated,
             wal_bytes: self.wal_bytes - earlier.wal_bytes,
             wal_syncs: self.wal_syncs - earlier.wal_syncs,
         }
@@ -1193,16 +1239,19 @@ impl Report {
             s,
             "Over each measured window, from `pg_stat_database` (this database) and `pg_stat_wal` \
              (the whole server); approximate, as PostgreSQL publishes its counts about once a \
-             second. \"Rows written\" = inserted + updated + deleted. A WAL sync is a flush to \
+             second. \"Rows written\" = inserted + updated + deleted; \"in place\" is the share of \
+             updates PostgreSQL made without touching an index (HOT, `pg_stat_user_tables`). The \
+             backlog is the delivery rows not yet final (queued, in the broker, being sent or \
+             deferred), sampled each second. A WAL sync is a flush to \
              disk that commits wait for. The last column says what this database's non-idle \
              backends were doing: a wait event, `CPU` (running), or `idle in transaction` \
              (waiting for the application in the middle of a transaction).\n"
         );
         let _ = writeln!(
             s,
-            "| phase | commits/s | commits per unit | rows written per unit | rollbacks/s | WAL syncs/s | WAL KiB per unit | backends (sampled each second) |"
+            "| phase | commits/s | commits per unit | rows written per unit | updates in place | rollbacks/s | WAL syncs/s | WAL KiB per unit | backlog of emails | backends (sampled each second) |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
         let mut rows: Vec<(String, &CpuShares, &Option<PgWork>, usize)> = self
             .phases
             .levels
@@ -1232,22 +1281,29 @@ impl Report {
             let Some(PgWork {
                 counters: pg,
                 waits,
+                backlog,
             }) = pg
             else {
-                let _ = writeln!(s, "| {name} | ? | ? | ? | ? | ? | ? | ? |");
+                let _ = writeln!(s, "| {name} | ? | ? | ? | ? | ? | ? | ? | ? | ? |");
                 continue;
             };
             let per_second = |x: f64| if cpu.wall > 0.0 { x / cpu.wall } else { 0.0 };
             let per_unit = |x: f64| if units > 0 { x / units as f64 } else { 0.0 };
             let _ = writeln!(
                 s,
-                "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {} |",
+                "| {name} | {:.0} | {:.1} | {:.1} | {} | {:.1} | {:.0} | {:.1} | {} | {} |",
                 per_second(pg.commits),
                 per_unit(pg.commits),
                 per_unit(pg.inserted + pg.updated + pg.deleted),
+                if pg.updated > 0.0 {
+                    format!("{:.0}%", 100.0 * pg.hot_updated / pg.updated)
+                } else {
+                    "-".into()
+                },
                 per_second(pg.rollbacks),
                 per_second(pg.wal_syncs),
                 per_unit(pg.wal_bytes) / 1024.0,
+                describe_backlog(backlog),
                 waits.describe()
             );
         }

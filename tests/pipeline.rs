@@ -102,6 +102,49 @@ both_backends! {
         assert!(app.mailbox.to("alex@example.com").is_empty());
     }
 
+    async fn the_sending_try_is_recorded_on_the_delivery_row(backend: Backend) {
+        // One try that sends the email: its history shows it with the server's reply, and it
+        // costs no attempt row (issue 10: one row fewer per email).
+        let app = Setup::new(backend).with_smtp().start().await;
+        let id = app.request_link(&app.browser(), "alex@example.com").await;
+        let sent = app.wait_for_status(id, "sent").await;
+        let history = app.attempts(id).await;
+        assert_eq!(history.len(), 1);
+        let only = &history[0];
+        assert_eq!((only.attempt, only.outcome.as_str(), only.smtp_code), (1, "sent", Some(250)));
+        assert!(only.detail.starts_with("250 2.0.0 Ok"), "{}", only.detail);
+        assert!(!only.worker.is_empty());
+        assert_eq!(Some(only.finished_at), sent.sent_at);
+        assert!(only.started_at <= only.finished_at);
+        let rows = app
+            .count(
+                "SELECT COUNT(*) FROM delivery_attempts WHERE delivery_id = $1",
+                &[latchkey::store::Value::I64(id)],
+            )
+            .await;
+        assert_eq!(rows, 0);
+    }
+
+    async fn the_relay_leaves_a_row_to_the_worker_that_holds_it_until_its_lease_ends(backend: Backend) {
+        // The claim keeps its lease in the row without moving the row's relay time, so the
+        // relay must itself skip a row a live worker holds, whatever its relay time says.
+        let app = Setup::new(backend).with_smtp().start().await;
+        app.smtp().set_mode(SmtpMode::StallData);
+        let id = app.request_link(&app.browser(), "alex@example.com").await;
+        app.smtp()
+            .wait_for_stalled(1, WAIT)
+            .await
+            .expect("the worker reaches DATA");
+        assert_eq!(app.store().delivery(id).await.unwrap().unwrap().status.as_str(), "sending");
+
+        // Past the relay time of a queued row (60 s), inside the lease (300 s).
+        app.clock.advance(Span::minutes(2));
+        assert_eq!(app.app().relay_once().await.unwrap().published, 0);
+        // Past the lease: the worker is taken to have died, and the row is published again.
+        app.clock.advance(Span::minutes(4));
+        assert_eq!(app.app().relay_once().await.unwrap().published, 1);
+    }
+
     async fn a_delivery_already_handled_is_skipped(backend: Backend) {
         let app = Setup::new(backend).with_smtp().start().await;
         let id = app.request_link(&app.browser(), "alex@example.com").await;

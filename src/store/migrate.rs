@@ -48,6 +48,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0010_staff_disabled",
         include_str!("../../migrations/postgres/0010_staff_disabled.sql"),
     ),
+    (
+        "0011_sent_attempt",
+        include_str!("../../migrations/postgres/0011_sent_attempt.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -89,6 +93,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0010_staff_disabled",
         include_str!("../../migrations/sqlite/0010_staff_disabled.sql"),
+    ),
+    (
+        "0011_sent_attempt",
+        include_str!("../../migrations/sqlite/0011_sent_attempt.sql"),
     ),
 ];
 

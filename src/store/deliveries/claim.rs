@@ -81,6 +81,17 @@ pub struct FinishItem {
     pub now: DateTime<Utc>,
 }
 
+impl FinishItem {
+    /// The try that sent the email: it is recorded on the delivery row, so it gets no
+    /// `delivery_attempts` row (see migration 0011).
+    fn sending_try(&self) -> Option<&AttemptRecord> {
+        match self.finish {
+            Finish::Sent => self.attempt.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 /// Column arrays for the batched attempt insert.
 #[derive(Default)]
 struct AttemptRows {
@@ -151,6 +162,11 @@ struct OutcomeRows {
     relay_at: Vec<Option<DateTime<Utc>>>,
     is_final: Vec<bool>,
     prev: Vec<Option<i64>>,
+    /// The sending try, when this outcome is `sent` (recorded on the row, not as an attempt).
+    sent_started: Vec<Option<DateTime<Utc>>>,
+    sent_code: Vec<Option<i64>>,
+    sent_detail: Vec<Option<String>>,
+    sent_worker: Vec<Option<String>>,
 }
 
 impl OutcomeRows {
@@ -175,6 +191,12 @@ impl OutcomeRows {
         self.relay_at.push(relay_at);
         self.is_final.push(status.is_final());
         self.prev.push(Some(item.claimed.attempts));
+        let sent = item.sending_try();
+        self.sent_started.push(sent.map(|a| a.started_at));
+        self.sent_code
+            .push(sent.and_then(|a| a.smtp_code.map(i64::from)));
+        self.sent_detail.push(sent.map(|a| a.detail.clone()));
+        self.sent_worker.push(sent.map(|a| a.worker.clone()));
     }
 
     fn into_values(self) -> Vec<Value> {
@@ -188,6 +210,10 @@ impl OutcomeRows {
             Value::Tss(self.relay_at),
             Value::Bools(self.is_final),
             Value::I64s(self.prev),
+            Value::Tss(self.sent_started),
+            Value::I64s(self.sent_code),
+            Value::Texts(self.sent_detail),
+            Value::Texts(self.sent_worker),
         ]
     }
 
@@ -204,7 +230,11 @@ impl OutcomeRows {
                     self.next_at[i],
                     self.relay_at[i],
                     self.is_final[i],
-                    self.prev[i]
+                    self.prev[i],
+                    self.sent_started[i],
+                    self.sent_code[i],
+                    self.sent_detail[i].clone(),
+                    self.sent_worker[i].clone()
                 ]
             })
             .collect()
@@ -238,12 +268,14 @@ impl Store {
             // One statement for the batch. It need not wait for its WAL flush: if the database
             // loses a claim in a crash, the row is taken again, as when its lease runs out (the
             // email may go twice either way; sending is at-least-once). set_config(…, true)
-            // scopes the setting to this statement's own transaction.
+            // scopes the setting to this statement's own transaction. The lease is kept in
+            // `next_attempt_at` and `relay_at` is left alone, so the claim changes no indexed
+            // column: PostgreSQL updates the row in place (HOT) without touching an index.
             Dialect::Postgres => {
                 let (ids, redelivered): (Vec<_>, Vec<_>) =
                     items.iter().map(|(id, r)| (Some(*id), *r)).unzip();
                 let sql = format!(
-                    "UPDATE deliveries d SET status = 'sending', updated_at = $2, next_attempt_at = $3, relay_at = $3
+                    "UPDATE deliveries d SET status = 'sending', updated_at = $2, next_attempt_at = $3
                      FROM (SELECT * FROM unnest($1::bigint[], $5::bool[]) AS u(id, redelivered)) AS r,
                           (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
                      WHERE d.id = r.id AND {CLAIMABLE}
@@ -267,7 +299,7 @@ impl Store {
                 let claimable = CLAIMABLE.replace("d.", "").replace("r.redelivered", "$5");
                 let returning = RETURNING.replace("d.", "");
                 let sql = format!(
-                    "UPDATE deliveries SET status = 'sending', updated_at = $2, next_attempt_at = $3, relay_at = $3
+                    "UPDATE deliveries SET status = 'sending', updated_at = $2, next_attempt_at = $3
                      WHERE id = $1 AND {claimable}
                      {returning}"
                 );
@@ -324,7 +356,9 @@ impl Store {
         let mut upd = OutcomeRows::default();
         for item in items {
             let attempts = item.claimed.attempts + item.attempt.is_some() as i64;
-            if let Some(a) = &item.attempt {
+            if let Some(a) = &item.attempt
+                && item.sending_try().is_none()
+            {
                 att.push(item, attempts, a);
             }
             upd.push(item, attempts);
@@ -332,7 +366,9 @@ impl Store {
         const UPDATE: &str = "UPDATE deliveries AS d SET status = u.status, attempts = u.attempts,
                  last_error = COALESCE(u.error, d.last_error), updated_at = u.at, next_attempt_at = u.next_at,
                  relay_at = u.relay_at, sent_at = CASE WHEN u.status = 'sent' THEN u.at ELSE d.sent_at END,
-                 sealed_token = CASE WHEN u.final THEN NULL ELSE d.sealed_token END";
+                 sealed_token = CASE WHEN u.final THEN NULL ELSE d.sealed_token END,
+                 sent_started_at = u.sent_started, sent_code = u.sent_code, sent_detail = u.sent_detail,
+                 sent_worker = u.sent_worker";
         const UPDATE_WHERE: &str =
             "WHERE d.id = u.id AND d.status = 'sending' AND d.attempts = u.prev
                  RETURNING d.id";
@@ -349,8 +385,10 @@ impl Store {
                      upd AS (
                          {UPDATE}
                          FROM unnest($9::bigint[], $10::text[], $11::bigint[], $12::text[], $13::timestamptz[],
-                             $14::timestamptz[], $15::timestamptz[], $16::bool[], $17::bigint[])
-                             AS u(id, status, attempts, error, at, next_at, relay_at, final, prev)
+                             $14::timestamptz[], $15::timestamptz[], $16::bool[], $17::bigint[],
+                             $18::timestamptz[], $19::bigint[], $20::text[], $21::text[])
+                             AS u(id, status, attempts, error, at, next_at, relay_at, final, prev,
+                                  sent_started, sent_code, sent_detail, sent_worker)
                          {UPDATE_WHERE})
                      SELECT id FROM upd"
                 );
@@ -374,7 +412,8 @@ impl Store {
                 let sql = "UPDATE deliveries SET status = $2, attempts = $3, last_error = COALESCE($4, last_error),
                          updated_at = $5, next_attempt_at = $6, relay_at = $7,
                          sent_at = CASE WHEN $2 = 'sent' THEN $5 ELSE sent_at END,
-                         sealed_token = CASE WHEN $8 THEN NULL ELSE sealed_token END
+                         sealed_token = CASE WHEN $8 THEN NULL ELSE sealed_token END,
+                         sent_started_at = $10, sent_code = $11, sent_detail = $12, sent_worker = $13
                      WHERE id = $1 AND status = 'sending' AND attempts = $9
                      RETURNING id";
                 let mut ids = Vec::new();
@@ -393,7 +432,8 @@ impl Store {
 
     /// Takes up to `limit` rows whose relay time has passed (queued or deferred rows the broker
     /// never delivered, sending rows whose worker died), and pushes their relay time forward
-    /// so this node owns republishing them. The caller publishes each one.
+    /// so this node owns republishing them. The caller publishes each one. A row a worker holds
+    /// (`sending`, its lease in `next_attempt_at` not yet over) is left to that worker.
     pub async fn take_relay_batch(
         &self,
         now: DateTime<Utc>,
@@ -404,12 +444,14 @@ impl Store {
             Dialect::Postgres => {
                 "UPDATE deliveries SET relay_at = $2 WHERE id IN (
                      SELECT id FROM deliveries WHERE relay_at IS NOT NULL AND relay_at <= $1
+                       AND NOT (status = 'sending' AND next_attempt_at > $1)
                      ORDER BY relay_at LIMIT $3 FOR UPDATE SKIP LOCKED)
                  RETURNING id"
             }
             Dialect::Sqlite => {
                 "UPDATE deliveries SET relay_at = $2 WHERE id IN (
                      SELECT id FROM deliveries WHERE relay_at IS NOT NULL AND relay_at <= $1
+                       AND NOT (status = 'sending' AND next_attempt_at > $1)
                      ORDER BY relay_at LIMIT $3)
                  RETURNING id"
             }

@@ -236,12 +236,18 @@ impl Store {
             .collect())
     }
 
+    /// Every try at sending the delivery, in order: the `delivery_attempts` rows (tries that
+    /// failed or were deferred), then the try that sent it, which the row itself records.
     pub async fn delivery_attempts(&self, delivery_id: i64) -> DbResult<Vec<Attempt>> {
         let rows = self
             .db()
             .query(
-                "SELECT attempt, started_at, finished_at, outcome, smtp_code, detail, worker
-                 FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt, id",
+                "SELECT attempt, started_at, finished_at, outcome, smtp_code, detail, worker, id
+                 FROM delivery_attempts WHERE delivery_id = $1
+                 UNION ALL
+                 SELECT attempts, sent_started_at, sent_at, 'sent', sent_code, sent_detail, sent_worker, NULL
+                 FROM deliveries WHERE id = $1 AND sent_detail IS NOT NULL
+                 ORDER BY 1, 8",
                 &params![delivery_id],
             )
             .await?;

@@ -333,8 +333,8 @@ async fn build(
     }
     let queue: Arc<dyn MailQueue> = match config.queue_kind()? {
         QueueKind::Local => Arc::new(LocalQueue::new()),
-        QueueKind::Amqp(uri) => Arc::new(RabbitQueue::new(
-            uri.expose(),
+        QueueKind::Amqp(nodes) => Arc::new(RabbitQueue::with_nodes(
+            nodes,
             &config.queue.prefix,
             config.queue.quorum,
             Duration::from_secs(config.queue.connect_timeout_seconds),

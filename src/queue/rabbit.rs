@@ -40,8 +40,12 @@ pub struct RabbitQueue {
     prefix: String,
     quorum: bool,
     connect_timeout: Duration,
+    heartbeat: Duration,
     publisher: Mutex<Option<Publisher>>,
 }
+
+/// The AMQP heartbeat asked for unless a node's URL names one (`?heartbeat=`).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
 struct Publisher {
     _conn: Connection,
@@ -97,9 +101,17 @@ impl Nodes {
     /// connections losing the same node move on once, not once each.
     pub fn lost(&self, node: usize) {
         let next = (node + 1) % self.urls.len();
-        let _ = self
+        if self
             .first
-            .compare_exchange(node, next, Ordering::Relaxed, Ordering::Relaxed);
+            .compare_exchange(node, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::warn!(
+                lost = %self.describe(node),
+                next = %self.describe(next),
+                "lost the connection to a RabbitMQ node; connecting to the next"
+            );
+        }
     }
 
     /// "node 2 of 3 (amqp://user:***@host:5672/%2f)", or the URL alone for a single node.
@@ -139,8 +151,17 @@ impl RabbitQueue {
             prefix: prefix.to_string(),
             quorum,
             connect_timeout,
+            heartbeat: DEFAULT_HEARTBEAT,
             publisher: Mutex::new(None),
         }
+    }
+
+    /// The AMQP heartbeat to ask for (the broker may lower it). lapin notices a connection
+    /// that went silent after two heartbeats, also when the socket's end went unnoticed (a
+    /// node killed under load): the heartbeat bounds how long a worker waits on a dead node.
+    pub fn with_heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.heartbeat = heartbeat;
+        self
     }
 
     pub fn main_queue(&self) -> String {
@@ -193,8 +214,15 @@ impl RabbitQueue {
         let props = ConnectionProperties::default().with_connection_name(LongString::from(
             format!("latchkey-{role}-{}", std::process::id()),
         ));
-        let uri = self.nodes.urls[node].expose();
-        match tokio::time::timeout(self.connect_timeout, Connection::connect(uri, props)).await {
+        let mut uri: lapin::uri::AMQPUri = self.nodes.urls[node]
+            .expose()
+            .parse()
+            .map_err(|e| QueueError::Unavailable(format!("not an AMQP URL: {e}")))?;
+        if uri.query.heartbeat.is_none() {
+            uri.query.heartbeat = Some(self.heartbeat.as_secs().clamp(1, u16::MAX as u64) as u16);
+        }
+        match tokio::time::timeout(self.connect_timeout, Connection::connect_uri(uri, props)).await
+        {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(QueueError::Unavailable(format!(
@@ -310,10 +338,11 @@ impl RabbitQueue {
 
     /// Forgets a broken publishing connection so the next publish reconnects (to the next
     /// node, when its connection is what broke).
-    async fn reset(&self, generation: u64) {
+    /// `suspect`: the connection looks open but stopped answering.
+    async fn reset(&self, generation: u64, suspect: bool) {
         let mut guard = self.publisher.lock().await;
         if let Some(p) = guard.as_ref().filter(|p| p.generation == generation) {
-            if !p._conn.status().connected() {
+            if suspect || !p._conn.status().connected() {
                 self.nodes.lost(p.node);
             }
             *guard = None;
@@ -327,7 +356,7 @@ impl RabbitQueue {
         delay_ms: Option<u64>,
     ) -> Result<(), QueueError> {
         let (channel, generation) = self.publisher(delay_ms).await?;
-        let result = async {
+        let confirmed = async {
             let confirm = channel
                 .basic_publish(
                     ShortString::from(""),
@@ -350,10 +379,22 @@ impl RabbitQueue {
             } else {
                 Err(QueueError::Refused("not confirmed by the broker".into()))
             }
-        }
-        .await;
-        if matches!(result, Err(QueueError::Unavailable(_))) {
-            self.reset(generation).await;
+        };
+        // A confirmation that does not come means a connection that is gone without lapin
+        // knowing yet: give up on it (the row stays `queued` for the relay) and reconnect.
+        let Ok(result) = tokio::time::timeout(self.connect_timeout, confirmed).await else {
+            self.reset(generation, true).await;
+            return Err(QueueError::Unavailable(format!(
+                "no confirmation from the broker within {:?}",
+                self.connect_timeout
+            )));
+        };
+        match &result {
+            Err(QueueError::Unavailable(_)) => self.reset(generation, false).await,
+            // A quorum queue refuses (nacks) while it has no leader within reach; its channel
+            // may go on refusing after the leader moved: start again on a fresh connection.
+            Err(QueueError::Refused(_)) => self.reset(generation, true).await,
+            Ok(()) => {}
         }
         result
     }
@@ -501,7 +542,7 @@ impl MailQueue for RabbitQueue {
         {
             Ok(q) => Ok(q.message_count() as u64),
             Err(e) => {
-                self.reset(generation).await;
+                self.reset(generation, false).await;
                 Err(unavailable(e))
             }
         }

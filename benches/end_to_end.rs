@@ -62,19 +62,16 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use common::*;
-use latchkey::config::{Config, DatabaseKind};
-use latchkey::store::Store;
+use latchkey::config::Config;
 use latchkey_testkit::SmtpSink;
 
 /// The demo storefront every request goes to.
 const SLUG: &str = "demo";
-/// The sign-in form, below the storefront.
-const SIGN_IN: &str = "/sign-in";
 /// Clients in the signed-in page phase and in the known/unknown comparison.
 const PHASE_CLIENTS: usize = 8;
 /// Demo customers the signed-in browsers use (half each): Alex has two active rentals at two
@@ -82,8 +79,6 @@ const PHASE_CLIENTS: usize = 8;
 const DASHBOARD_CUSTOMERS: [&str; 2] = ["alex@example.com", "sam@example.com"];
 /// How long the server has to stop on SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// Addresses of the bench accounts: `bench-0000001@bench.example`, ...
-const ACCOUNT_DIGITS: usize = 7;
 fn main() -> ExitCode {
     common::report::main("end_to_end", run)
 }
@@ -168,220 +163,7 @@ impl Settings {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Database and data
-
-/// Migrates, loads the demo storefront and inserts `accounts` bench accounts.
-async fn prepare_data(db_url: &str, accounts: usize) -> Result<()> {
-    let started = Instant::now();
-    let store = Store::open(
-        &DatabaseKind::Postgres {
-            url: db_url.into(),
-            ca_file: None,
-        },
-        2,
-    )
-    .context("open the bench database")?;
-    store
-        .migrate()
-        .await
-        .context("migrate the bench database")?;
-    let demo = store
-        .load_demo(chrono::Utc::now())
-        .await
-        .context("load the demo storefront")?;
-    drop(store);
-    // One statement generates every row server-side: far faster than one INSERT per account.
-    let client = admin_client(db_url).await?;
-    let inserted = client
-        .execute(
-            "INSERT INTO accounts (storefront_id, email, email_key, full_name, phone, created_at, updated_at)
-             SELECT $1, a.email, a.email, 'Bench Customer ' || i, '', now(), now()
-             FROM generate_series(1, $2::bigint) AS i,
-                  LATERAL (SELECT 'bench-' || lpad(i::text, $3::int, '0') || '@bench.example' AS email) a",
-            &[&demo.storefront_id, &(accounts as i64), &(ACCOUNT_DIGITS as i32)],
-        )
-        .await
-        .context("insert the bench accounts")?;
-    ensure!(
-        inserted as usize == accounts,
-        "inserted {inserted} bench accounts, wanted {accounts}"
-    );
-    // A portal that has been running has history: sent deliveries with their attempts, spent
-    // links. Without it the tables start empty, PostgreSQL plans their first statements for
-    // empty tables (sequential scans) and keeps those plans until autovacuum's ANALYZE catches
-    // up, somewhere inside a measured window: the figures would depend on when that happens.
-    client
-        .batch_execute(&format!(
-            "INSERT INTO deliveries (storefront_id, account_id, kind, recipient, subject, status, attempts,
-                 payload, link_expires_at, created_at, updated_at, next_attempt_at, sent_at)
-             SELECT {sf}, NULL, 'sign_in', 'history-' || i || '@bench.example', 'Your sign-in link',
-                 'sent', 1, '{{}}', now() - interval '1 day', now() - interval '2 days',
-                 now() - interval '2 days', now() - interval '2 days', now() - interval '2 days'
-             FROM generate_series(1, {HISTORY}) AS i;
-             INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome, smtp_code, detail, worker)
-             SELECT id, 1, created_at, created_at, 'sent', 250, '250 2.0.0 Ok', 'history' FROM deliveries;
-             INSERT INTO sign_in_tokens (token_hash, storefront_id, account_id, requested_by, created_at, expires_at, used_at)
-             SELECT sha256(i::text::bytea), {sf}, 1, 'customer', now() - interval '2 days',
-                 now() - interval '2 days' + interval '1 hour', now() - interval '2 days'
-             FROM generate_series(1, {HISTORY}) AS i;",
-            sf = demo.storefront_id
-        ))
-        .await
-        .context("insert the history rows")?;
-    // VACUUM too, not only ANALYZE: it sets the visibility map and hint bits now, so neither
-    // the first reads nor an autovacuum of the fresh tables land inside a measured window.
-    client
-        .batch_execute("VACUUM ANALYZE")
-        .await
-        .context("vacuum and analyze the bench database")?;
-    println!(
-        "prepared the database: demo storefront, {accounts} bench accounts ({:.1} s)",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-/// Rows of history (deliveries, attempts, spent links) the database starts with.
-const HISTORY: u64 = 200_000;
-
-/// The pool of bench accounts; each is handed out once.
-struct Accounts {
-    next: AtomicUsize,
-    count: usize,
-}
-
-impl Accounts {
-    fn new(count: usize) -> Self {
-        Self {
-            next: AtomicUsize::new(1),
-            count,
-        }
-    }
-
-    /// The next unused account number, if any is left.
-    fn take(&self) -> Option<usize> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        (n <= self.count).then_some(n)
-    }
-}
-
-fn account_address(n: usize) -> String {
-    format!("bench-{n:0width$}@bench.example", width = ACCOUNT_DIGITS)
-}
-
-fn unknown_address(n: usize) -> String {
-    format!("nobody-{n:0width$}@bench.example", width = ACCOUNT_DIGITS)
-}
-
-// ---------------------------------------------------------------------------------------------
 // Browsers
-
-/// When a client stops issuing requests.
-#[derive(Clone)]
-struct StopSignal {
-    at: Instant,
-    /// Set when the server died: stop at once.
-    abort: Arc<AtomicBool>,
-}
-
-impl StopSignal {
-    fn reached(&self) -> bool {
-        Instant::now() >= self.at || self.abort.load(Ordering::Relaxed)
-    }
-}
-
-/// One sign-in link requested successfully.
-#[derive(Debug, Clone)]
-struct LinkSample {
-    /// Recipient address (the account's, or an unknown one in the comparison phase).
-    email: String,
-    /// Whether an account has this address (so an email must arrive).
-    known: bool,
-    get_latency: Duration,
-    /// When the POST was sent.
-    sent: Instant,
-    post_latency: Duration,
-}
-
-#[derive(Default)]
-struct ClientLog {
-    links: Vec<LinkSample>,
-    errors: ErrorTally,
-}
-
-/// Which address a sign-in client asks for next.
-#[derive(Clone)]
-enum AddressPlan {
-    /// Always a fresh bench account.
-    Known(Arc<Accounts>),
-    /// Alternately a fresh bench account and an address without an account.
-    Alternate {
-        accounts: Arc<Accounts>,
-        unknown: Arc<AtomicUsize>,
-        start_known: bool,
-    },
-}
-
-/// A browser requesting sign-in links until told to stop: GET the form, POST it.
-async fn sign_in_client(browser: Browser, plan: AddressPlan, stop: StopSignal) -> ClientLog {
-    let mut log = ClientLog::default();
-    let mut iteration = 0usize;
-    while !stop.reached() {
-        let (email, known) = match &plan {
-            AddressPlan::Known(accounts) => match accounts.take() {
-                Some(n) => (account_address(n), true),
-                None => {
-                    log.errors
-                        .add("bench account pool exhausted (raise BENCH_MAX_RATE)".into());
-                    break;
-                }
-            },
-            AddressPlan::Alternate {
-                accounts,
-                unknown,
-                start_known,
-            } => {
-                if iteration.is_multiple_of(2) == *start_known {
-                    match accounts.take() {
-                        Some(n) => (account_address(n), true),
-                        None => {
-                            log.errors
-                                .add("bench account pool exhausted (raise BENCH_MAX_RATE)".into());
-                            break;
-                        }
-                    }
-                } else {
-                    (
-                        unknown_address(unknown.fetch_add(1, Ordering::Relaxed)),
-                        false,
-                    )
-                }
-            }
-        };
-        iteration += 1;
-        let get_started = Instant::now();
-        let csrf = match browser.sign_in_form(SIGN_IN).await {
-            Ok(token) => token,
-            Err(kind) => {
-                log.errors.add(kind);
-                continue;
-            }
-        };
-        let get_latency = get_started.elapsed();
-        let sent = Instant::now();
-        match browser.post_sign_in(SIGN_IN, &csrf, &email).await {
-            Ok(()) => log.links.push(LinkSample {
-                email,
-                known,
-                get_latency,
-                sent,
-                post_latency: sent.elapsed(),
-            }),
-            Err(kind) => log.errors.add(kind),
-        }
-    }
-    log
-}
 
 /// A signed-in browser loading the dashboard until told to stop; returns (start, latency).
 async fn dashboard_client(
@@ -535,7 +317,14 @@ impl Bench<'_> {
             errors.merge(log.errors);
             links.extend(log.links);
         }
-        let arrivals = self.wait_for_inbox(server, &links, stop.at).await?;
+        let arrivals = wait_for_inbox(
+            self.sink,
+            std::slice::from_mut(server),
+            &links,
+            stop.at,
+            self.settings.env.drain_timeout,
+        )
+        .await?;
         let (warmup, measured): (Vec<_>, Vec<_>) =
             links.into_iter().partition(|l| l.sent < measure_from);
         let warmup_received = warmup
@@ -589,41 +378,6 @@ impl Bench<'_> {
             cpu,
             pg,
         })
-    }
-
-    /// Waits until every known-address link has its email (or the drain timeout); returns the
-    /// first arrival of each recipient.
-    async fn wait_for_inbox(
-        &self,
-        server: &mut Proc,
-        links: &[LinkSample],
-        issuing_ended: Instant,
-    ) -> Result<HashMap<String, Instant>> {
-        let expected = links.iter().filter(|l| l.known).count() as u64;
-        let deadline = Instant::now().max(issuing_ended) + self.settings.env.drain_timeout;
-        loop {
-            // The sink was cleared at the start of the phase: its count is this phase's.
-            if self.sink.count() as u64 >= expected {
-                let arrivals = self.sink.first_arrivals();
-                if links
-                    .iter()
-                    .filter(|l| l.known)
-                    .all(|l| arrivals.contains_key(&l.email))
-                {
-                    return Ok(arrivals);
-                }
-            }
-            if Instant::now() >= deadline {
-                eprintln!(
-                    "!!! gave up after {:?}: {} emails received, {expected} requested",
-                    self.settings.env.drain_timeout,
-                    self.sink.count()
-                );
-                return Ok(self.sink.first_arrivals());
-            }
-            server.check()?;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// Signs in browsers through the magic link, then loads the dashboard as fast as they can.
@@ -732,7 +486,14 @@ impl Bench<'_> {
             errors.merge(log.errors);
             links.extend(log.links);
         }
-        let arrivals = self.wait_for_inbox(server, &links, stop.at).await?;
+        let arrivals = wait_for_inbox(
+            self.sink,
+            std::slice::from_mut(server),
+            &links,
+            stop.at,
+            self.settings.env.drain_timeout,
+        )
+        .await?;
         let known: Vec<&LinkSample> = links.iter().filter(|l| l.known).collect();
         let received = known
             .iter()
@@ -1374,8 +1135,13 @@ const HEADER: &str = r#"# Benchmarks
 ## How to run
 
 ```sh
-cargo bench --bench end_to_end
+cargo bench --bench end_to_end   # sign-in links end to end, signed-in pages: "Results" below
+cargo bench --bench operations   # mail workers, the Emails tab, customer pages: "Operations benchmark"
+cargo bench --bench cluster      # web and worker pools on a 3-node RabbitMQ cluster losing a node: "Cluster benchmark"
 ```
+
+The rest of this section is about `end_to_end`; the other two say what they need and do in
+their own sections.
 
 It needs PostgreSQL on 127.0.0.1:5432 (user `postgres`, trust authentication) and RabbitMQ on
 127.0.0.1:5672 (user `guest`), the same as the PostgreSQL tests; other addresses through

@@ -133,7 +133,9 @@ async fn run() -> Result<bool> {
     tear_down(&settings.env.amqp_url, &prefix, &db).await;
     let mut report = outcome?;
     report.total = started.elapsed();
-    publish(&report.markdown(), settings.env.write_file, write_section)?;
+    publish(&report.markdown(), settings.env.write_file, |text| {
+        write_marked_section(MARK_START, MARK_END, text)
+    })?;
     Ok(report.passed())
 }
 
@@ -1957,25 +1959,4 @@ impl Report {
         }
         s.push('\n');
     }
-}
-
-/// Writes the section between the markers; the first time, just above `## Results` (which
-/// `end_to_end` replaces from there to the end), or at the end of the file.
-fn write_section(section: &str) -> Result<()> {
-    let path = common::report::benchmarks_file();
-    let existing = std::fs::read_to_string(&path).unwrap_or_default();
-    let block = section.trim_end();
-    let updated = match (existing.find(MARK_START), existing.find(MARK_END)) {
-        (Some(start), Some(end)) if end > start => format!(
-            "{}{block}{}",
-            &existing[..start],
-            &existing[end + MARK_END.len()..]
-        ),
-        _ => match existing.find("\n## Results") {
-            Some(at) => format!("{}{block}\n\n{}", &existing[..at + 1], &existing[at + 1..]),
-            None if existing.trim().is_empty() => format!("# Benchmarks\n\n{block}\n"),
-            None => format!("{}\n\n{block}\n", existing.trim_end()),
-        },
-    };
-    std::fs::write(&path, updated).with_context(|| format!("write {}", path.display()))
 }

@@ -333,12 +333,15 @@ async fn build(
     }
     let queue: Arc<dyn MailQueue> = match config.queue_kind()? {
         QueueKind::Local => Arc::new(LocalQueue::new()),
-        QueueKind::Amqp(uri) => Arc::new(RabbitQueue::new(
-            uri.expose(),
-            &config.queue.prefix,
-            config.queue.quorum,
-            Duration::from_secs(config.queue.connect_timeout_seconds),
-        )),
+        QueueKind::Amqp(nodes) => Arc::new(
+            RabbitQueue::with_nodes(
+                nodes,
+                &config.queue.prefix,
+                config.queue.quorum,
+                Duration::from_secs(config.queue.connect_timeout_seconds),
+            )
+            .with_heartbeat(Duration::from_secs(config.queue.heartbeat_seconds)),
+        ),
     };
     let transport: Arc<dyn Transport> = match config.mail_kind()? {
         MailKind::Outbox(dir) => Arc::new(Outbox::new(dir.clone()).map_err(|e| {

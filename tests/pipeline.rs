@@ -249,6 +249,73 @@ async fn the_relay_sends_what_the_broker_never_got() {
     assert_eq!(app.mailbox.wait_for_n("alex@example.com", 1).await.len(), 1);
 }
 
+/// The AMQP URL of the test broker with its address replaced by `127.0.0.1:{port}`, and
+/// the broker's own address.
+async fn broker_via(port: u16) -> (String, std::net::SocketAddr) {
+    let mut uri: lapin::uri::AMQPUri = amqp_url().parse().expect("an AMQP URL");
+    let broker = tokio::net::lookup_host((uri.authority.host.as_str(), uri.authority.port))
+        .await
+        .expect("the broker's address")
+        .next()
+        .expect("an address");
+    uri.authority.host = "127.0.0.1".into();
+    uri.authority.port = port;
+    (uri.to_string(), broker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_broker_connection_moves_on_to_the_next_node() {
+    // Two "nodes": two proxies in front of the one test broker, listed in the queue URL.
+    let (_, broker) = broker_via(0).await;
+    let first = latchkey_testkit::TcpProxy::start(broker).await.unwrap();
+    let second = latchkey_testkit::TcpProxy::start(broker).await.unwrap();
+    let nodes = format!(
+        "{},{}",
+        broker_via(first.port()).await.0,
+        broker_via(second.port()).await.0
+    );
+    let app = Setup::new(Backend::Postgres)
+        .config(move |c| c.queue_url = nodes.into())
+        .start()
+        .await;
+    let browser = app.browser();
+    let id = app.request_link(&browser, "alex@example.com").await;
+    app.wait_for_status(id, "sent").await;
+    assert!(
+        first.connections_opened() >= 2,
+        "publisher and worker on the first node"
+    );
+    assert_eq!(
+        second.connections_opened(),
+        0,
+        "the second node is not needed yet"
+    );
+
+    // The first node goes away: its connections drop, and it closes every new one.
+    first.set_down(true);
+    let deadline = std::time::Instant::now() + WAIT;
+    let broker_ok = || async {
+        let ready = browser.get_url(&app.ops_url("/readyz")).await;
+        serde_json::from_str::<serde_json::Value>(&ready.body).unwrap()["queue"] == "ok"
+    };
+    while !broker_ok().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the publisher never reached the second node"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Published and consumed on the second node, with no help from the relay.
+    let id = app.request_link(&browser, "alex@example.com").await;
+    app.wait_for_status(id, "sent").await;
+    assert_eq!(app.mailbox.wait_for_n("alex@example.com", 2).await.len(), 2);
+    assert!(
+        second.connections_opened() >= 2,
+        "publisher and worker moved over"
+    );
+    assert_eq!(first.active_connections(), 0);
+}
+
 fn spawn_worker(app: &TestApp) -> Child {
     app.command(&["worker"])
         .spawn()

@@ -86,6 +86,11 @@ pub struct CpuSample {
 /// Reads every process's CPU time now: the server and the workers by pid, PostgreSQL and
 /// RabbitMQ by command name. It reads all of /proc: call it from a blocking task.
 pub fn cpu_sample(server_pid: u32, workers: &[u32]) -> CpuSample {
+    cpu_sample_of(&[server_pid], workers)
+}
+
+/// [`cpu_sample`] with several server processes (web nodes), counted together.
+pub fn cpu_sample_of(servers: &[u32], workers: &[u32]) -> CpuSample {
     let own = std::process::id();
     let mut sample = CpuSample {
         at: Instant::now(),
@@ -115,7 +120,7 @@ pub fn cpu_sample(server_pid: u32, workers: &[u32]) -> CpuSample {
             continue;
         }
         match proc_cpu(pid) {
-            Some((_, _, t)) if pid_n == server_pid => sample.server += t,
+            Some((_, _, t)) if servers.contains(&pid_n) => sample.server += t,
             Some((_, _, t)) if workers.contains(&pid_n) => sample.workers += t,
             Some((comm, _, t)) if comm == "postgres" => sample.postgres += t,
             Some((comm, _, t))

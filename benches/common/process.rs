@@ -143,7 +143,22 @@ impl Launcher {
     }
 
     pub fn spawn(&self, name: &str, args: &[&str], extra: &[BenchSetting]) -> Result<Proc> {
+        self.spawn_with(name, args, extra, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with `own` settings over all the others: what differs from one
+    /// process to the next (its ports).
+    pub fn spawn_with(
+        &self,
+        name: &str,
+        args: &[&str],
+        extra: &[BenchSetting],
+        own: &[(&str, String)],
+    ) -> Result<Proc> {
         let (mut cmd, log_path) = self.command(args, extra)?;
+        for (key, value) in own {
+            cmd.env(key, value);
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("start `latchkey {}`", args.join(" ")))?;
@@ -159,40 +174,63 @@ impl Launcher {
     /// `latchkey serve` with `extra` settings, once `/healthz` answers 200.
     pub async fn serve(&self, extra: &[BenchSetting]) -> Result<Proc> {
         let mut server = self.spawn("latchkey serve", &["serve"], extra)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .context("build an HTTP client")?;
         // The public port has only /healthz; it listens once start-up (database, migrations) is done.
-        let url = format!("{}/healthz", self.base_url);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last = String::from("no answer yet");
-        while Instant::now() < deadline {
-            server.check()?;
-            match http.get(&url).send().await {
-                Ok(resp) if resp.status() == 200 => {
-                    println!(
-                        "latchkey serve is ready at {} (pid {})",
-                        self.base_url, server.pid
-                    );
-                    return Ok(server);
-                }
-                Ok(resp) => {
-                    last = format!(
-                        "HTTP {}: {}",
-                        resp.status(),
-                        resp.text().await.unwrap_or_default()
-                    )
-                }
-                Err(e) => last = e.without_url().to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!(
-            "latchkey serve did not become ready within {READY_TIMEOUT:?} (last /healthz: {last})\n{}",
-            server.log_tail()
-        )
+        wait_until_ok(&mut server, &format!("{}/healthz", self.base_url)).await?;
+        println!(
+            "latchkey serve is ready at {} (pid {})",
+            self.base_url, server.pid
+        );
+        Ok(server)
     }
+
+    /// A web node of a pool, `latchkey serve --no-workers`, on a port of its own (the public
+    /// URL is the pool's, as behind a load balancer), once `/healthz` answers 200; and the
+    /// base URL it answers on.
+    #[allow(dead_code, reason = "only the cluster bench runs a web pool")]
+    pub async fn web_node(&self, name: &str, extra: &[BenchSetting]) -> Result<(Proc, String)> {
+        let port = free_port()?;
+        let mut node = self.spawn_with(
+            name,
+            &["serve", "--no-workers"],
+            extra,
+            &[("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))],
+        )?;
+        let base = format!("http://127.0.0.1:{port}");
+        wait_until_ok(&mut node, &format!("{base}/healthz")).await?;
+        println!("{name} is ready at {base} (pid {})", node.pid);
+        Ok((node, base))
+    }
+}
+
+/// Waits until `url` answers 200 (at most [`READY_TIMEOUT`]), failing at once if `process`
+/// exits meanwhile.
+pub async fn wait_until_ok(process: &mut Proc, url: &str) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("build an HTTP client")?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        process.check()?;
+        match http.get(url).send().await {
+            Ok(resp) if resp.status() == 200 => return Ok(()),
+            Ok(resp) => {
+                last = format!(
+                    "HTTP {}: {}",
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                )
+            }
+            Err(e) => last = e.without_url().to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "{} did not become ready within {READY_TIMEOUT:?} (last {url}: {last})\n{}",
+        process.name,
+        process.log_tail()
+    )
 }
 
 /// A running `latchkey` process.
@@ -261,6 +299,15 @@ pub async fn drive<T: Send + 'static>(
     abort: &AtomicBool,
     tasks: Vec<JoinHandle<T>>,
 ) -> Result<Vec<T>> {
+    drive_all(std::slice::from_mut(server), abort, tasks).await
+}
+
+/// [`drive`], watching every one of `procs`.
+pub async fn drive_all<T: Send + 'static>(
+    procs: &mut [Proc],
+    abort: &AtomicBool,
+    tasks: Vec<JoinHandle<T>>,
+) -> Result<Vec<T>> {
     let mut all = std::pin::pin!(futures::future::join_all(tasks));
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
@@ -272,7 +319,7 @@ pub async fn drive<T: Send + 'static>(
                     .collect();
             }
             _ = tick.tick() => {
-                if let Err(e) = server.check() {
+                if let Some(e) = procs.iter_mut().find_map(|p| p.check().err()) {
                     abort.store(true, Ordering::Relaxed);
                     let _ = (&mut all).await;
                     return Err(e);

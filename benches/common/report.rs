@@ -118,3 +118,28 @@ pub fn write_settings(
         }
     }
 }
+
+/// Writes `section` into `BENCHMARKS.md` between the lines `start` and `end` (which `section`
+/// begins and ends with), replacing what was there; the first time, just above `## Results`
+/// (which `end_to_end` replaces from there to the end), or at the end of the file. Everything
+/// else in the file is kept as it is.
+#[allow(dead_code, reason = "end_to_end replaces its part otherwise")]
+pub fn write_marked_section(start: &str, end: &str, section: &str) -> Result<()> {
+    use anyhow::Context as _;
+    let path = benchmarks_file();
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    let block = section.trim_end();
+    let updated = match (existing.find(start), existing.find(end)) {
+        (Some(from), Some(to)) if to > from => format!(
+            "{}{block}{}",
+            &existing[..from],
+            &existing[to + end.len()..]
+        ),
+        _ => match existing.find("\n## Results") {
+            Some(at) => format!("{}{block}\n\n{}", &existing[..at + 1], &existing[at + 1..]),
+            None if existing.trim().is_empty() => format!("# Benchmarks\n\n{block}\n"),
+            None => format!("{}\n\n{block}\n", existing.trim_end()),
+        },
+    };
+    std::fs::write(&path, updated).with_context(|| format!("write {}", path.display()))
+}

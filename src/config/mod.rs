@@ -120,6 +120,8 @@ pub struct QueueSettings {
     pub prefix: String,
     pub quorum: bool,
     pub connect_timeout_seconds: u64,
+    /// The AMQP heartbeat asked for: a connection silent for two heartbeats is given up.
+    pub heartbeat_seconds: u64,
 }
 
 /// One line naming the setting and what is wrong with it.
@@ -326,6 +328,13 @@ impl Config {
             "queue.connect_timeout_seconds",
             self.queue.connect_timeout_seconds,
         )?;
+        positive("queue.heartbeat_seconds", self.queue.heartbeat_seconds)?;
+        if self.queue.heartbeat_seconds > u16::MAX as u64 {
+            return Err(ConfigError::new(
+                "queue.heartbeat_seconds",
+                "must be at most 65535",
+            ));
+        }
         if self.mail.retry_delays_seconds.is_empty()
             || self
                 .mail

@@ -24,7 +24,9 @@ pub enum DatabaseKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueKind {
     Local,
-    Amqp(SecretUrl),
+    /// RabbitMQ: the AMQP URL of each node to try, in the order listed (one for a single
+    /// broker, several for the nodes of a cluster).
+    Amqp(Vec<SecretUrl>),
 }
 
 /// Which transport the mail URL selects.
@@ -92,20 +94,61 @@ impl Config {
         }
     }
 
+    /// `local`, or one AMQP URL, or several separated by commas (the nodes of a RabbitMQ
+    /// cluster, tried in the order listed). An entry is named by its position, never shown:
+    /// it may carry a password.
     pub fn queue_kind(&self) -> Result<QueueKind, ConfigError> {
-        let url = self.queue_url.expose();
-        if url == "local" {
-            Ok(QueueKind::Local)
-        } else if url.starts_with("amqp://") || url.starts_with("amqps://") {
-            url.parse::<lapin::uri::AMQPUri>()
-                .map_err(|e| ConfigError::new("queue_url", format!("not an AMQP URL: {e}")))?;
-            Ok(QueueKind::Amqp(self.queue_url.clone()))
-        } else {
-            Err(ConfigError::new(
-                "queue_url",
-                "must be `local` or an amqp:// URL",
-            ))
+        let raw = self.queue_url.expose();
+        if raw.trim() == "local" {
+            return Ok(QueueKind::Local);
         }
+        let entries: Vec<&str> = raw.split(',').map(str::trim).collect();
+        let several = entries.len() > 1;
+        let which = |i: usize| {
+            if several {
+                format!("node {} of {}: ", i + 1, entries.len())
+            } else {
+                String::new()
+            }
+        };
+        let mut nodes: Vec<SecretUrl> = Vec::with_capacity(entries.len());
+        for (i, url) in entries.iter().enumerate() {
+            if url.is_empty() {
+                return Err(ConfigError::new(
+                    "queue_url",
+                    if several {
+                        format!(
+                            "{}empty (separate the nodes' amqp:// URLs with single commas; \
+                             a comma in a password is written %2C)",
+                            which(i)
+                        )
+                    } else {
+                        "must be `local` or an amqp:// URL".to_string()
+                    },
+                ));
+            }
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return Err(ConfigError::new(
+                    "queue_url",
+                    format!(
+                        "{}must be `local` or an amqp:// URL (several amqp:// URLs, separated by \
+                         commas, for the nodes of a cluster)",
+                        which(i)
+                    ),
+                ));
+            }
+            url.parse::<lapin::uri::AMQPUri>().map_err(|e| {
+                ConfigError::new("queue_url", format!("{}not an AMQP URL: {e}", which(i)))
+            })?;
+            if let Some(first) = nodes.iter().position(|n| n.expose() == *url) {
+                return Err(ConfigError::new(
+                    "queue_url",
+                    format!("{}the same URL as node {}", which(i), first + 1),
+                ));
+            }
+            nodes.push(SecretUrl::new(*url));
+        }
+        Ok(QueueKind::Amqp(nodes))
     }
 
     pub fn mail_kind(&self) -> Result<MailKind, ConfigError> {

@@ -210,3 +210,71 @@ fn unknown_keys_in_a_file_are_refused() {
     let err = load_env(dir.path(), Some("prod"), &[]).unwrap_err();
     assert_eq!(err.key, "LATCHKEY_ENV");
 }
+
+#[test]
+fn one_amqp_url_is_one_node() {
+    let c = load(&[(
+        "LATCHKEY_QUEUE_URL",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+    )])
+    .unwrap();
+    assert_eq!(
+        c.queue_kind().unwrap(),
+        QueueKind::Amqp(vec!["amqp://guest:guest@127.0.0.1:5672/%2f".into()])
+    );
+}
+
+#[test]
+fn the_queue_url_may_list_the_nodes_of_a_cluster() {
+    let c = load(&[(
+        "LATCHKEY_QUEUE_URL",
+        "amqp://lk:pw@rabbit1:5672/%2f, amqp://lk:pw@rabbit2:5672/%2f,amqps://lk:pw@rabbit3:5671/%2f",
+    )])
+    .unwrap();
+    let QueueKind::Amqp(nodes) = c.queue_kind().unwrap() else {
+        panic!("not AMQP")
+    };
+    let urls: Vec<&str> = nodes.iter().map(|n| n.expose()).collect();
+    assert_eq!(
+        urls,
+        [
+            "amqp://lk:pw@rabbit1:5672/%2f",
+            "amqp://lk:pw@rabbit2:5672/%2f",
+            "amqps://lk:pw@rabbit3:5671/%2f"
+        ]
+    );
+    let shown = c.describe();
+    assert!(!shown.contains(":pw@"), "{shown}");
+}
+
+#[test]
+fn a_bad_node_in_the_list_is_named_by_its_place() {
+    let cases = [
+        (
+            "amqp://lk:s3cret@rabbit1/%2f,,amqp://rabbit3/%2f",
+            "node 2 of 3",
+        ),
+        ("amqp://lk:s3cret@rabbit1/%2f,", "node 2 of 2"),
+        ("amqp://lk:s3cret@rabbit1/%2f,local", "node 2 of 2"),
+        (
+            "amqp://lk:s3cret@rabbit1/%2f,redis://rabbit2",
+            "node 2 of 2",
+        ),
+        (
+            "amqp://lk:s3cret@rabbit1:port/%2f,amqp://rabbit2/%2f",
+            "node 1 of 2",
+        ),
+        (
+            "amqp://lk:s3cret@rabbit1/%2f,amqp://lk:s3cret@rabbit1/%2f",
+            "node 2 of 2: the same URL as node 1",
+        ),
+    ];
+    for (value, place) in cases {
+        let err = load(&[("LATCHKEY_QUEUE_URL", value)]).unwrap_err();
+        assert_eq!(err.key, "queue_url", "{value}: {err}");
+        let line = err.to_string();
+        assert!(line.contains(place), "{value}: {line}");
+        assert!(!line.contains("s3cret"), "{value}: {line}");
+        assert!(!line.contains('\n'), "one line: {line}");
+    }
+}

@@ -77,9 +77,27 @@ impl std::fmt::Display for SecretUrl {
 }
 
 /// A URL with its password replaced by `***` (unparseable text is hidden whole if it looks
-/// like it carries credentials).
+/// like it carries credentials). A comma-separated list of URLs (the nodes of a RabbitMQ
+/// cluster) has each one redacted: parsed whole, the later URLs would pass for the first
+/// one's path, their passwords in plain sight.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
+    if raw.contains(',') {
+        let credentials = raw.contains('@');
+        return raw
+            .split(',')
+            .map(|piece| match url::Url::parse(piece.trim()) {
+                Ok(_) => redact_one(piece),
+                Err(_) if credentials => "***".to_string(),
+                Err(_) => piece.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    redact_one(raw)
+}
+
+fn redact_one(raw: &str) -> String {
+    match url::Url::parse(raw.trim()) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("***"));
             url.to_string()
@@ -103,6 +121,22 @@ mod tests {
         }
         assert!(u.expose().contains("hunter2"));
         assert_eq!(redact_url("amqp://guest:s3cret@[bad"), "***");
+    }
+
+    #[test]
+    fn every_url_of_a_list_shows_no_password() {
+        let nodes = SecretUrl::new(
+            "amqp://lk:pw1@rabbit1:5672/%2f, amqp://lk:pw2@rabbit2:5672/%2f,amqp://rabbit3/%2f",
+        );
+        let shown = nodes.to_string();
+        for secret in ["pw1", "pw2"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("lk:***@rabbit1"), "{shown}");
+        assert!(shown.contains("lk:***@rabbit2"), "{shown}");
+        assert!(shown.contains("amqp://rabbit3/%2f"), "{shown}");
+        // A password with an unescaped comma splits into pieces that are not URLs: hidden.
+        assert_eq!(redact_url("amqp://lk:a,b@rabbit1/%2f"), "***,***");
     }
 
     #[test]

@@ -123,11 +123,93 @@ impl Publisher {
         tokio::spawn(
             async move {
                 let _permit = permit;
-                if let Err(e) = queue.publish(MailMessage { delivery_id }).await {
+                let msg = MailMessage { delivery_id };
+                // A publish that fails because the broker went away is tried once more at
+                // once: the queue then connects to the next node of a cluster, and the email
+                // does not wait a minute for the relay. A copy that did reach the broker is
+                // harmless (a worker takes a row only while it waits).
+                let first = queue.publish(msg).await;
+                let result = match first {
+                    Err(QueueError::Unavailable(e)) => {
+                        tracing::debug!(delivery_id, error = %e, "publish failed; trying again");
+                        queue.publish(msg).await
+                    }
+                    other => other,
+                };
+                if let Err(e) = result {
                     tracing::warn!(delivery_id, error = %e, "could not publish; the relay will retry");
                 }
             }
             .in_current_span(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A queue whose first `failures` publishes fail as if the broker had gone away.
+    struct Flaky {
+        failures: Mutex<u32>,
+        published: Mutex<Vec<i64>>,
+        tried: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl MailQueue for Flaky {
+        async fn publish(&self, msg: MailMessage) -> Result<(), QueueError> {
+            *self.tried.lock().unwrap() += 1;
+            let mut failures = self.failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(QueueError::Unavailable("connection reset".into()));
+            }
+            self.published.lock().unwrap().push(msg.delivery_id);
+            Ok(())
+        }
+        async fn publish_delayed(&self, msg: MailMessage, _: Duration) -> Result<(), QueueError> {
+            self.publish(msg).await
+        }
+        async fn subscribe(&self, _: u16) -> Result<BoxStream<'static, Job>, QueueError> {
+            Err(QueueError::Unavailable("not for this test".into()))
+        }
+        async fn depth(&self) -> Result<u64, QueueError> {
+            Ok(0)
+        }
+        async fn check(&self) -> Result<(), QueueError> {
+            Ok(())
+        }
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+    }
+
+    async fn enqueue_with(failures: u32) -> (Vec<i64>, u32) {
+        let queue = Arc::new(Flaky {
+            failures: Mutex::new(failures),
+            published: Mutex::new(Vec::new()),
+            tried: Mutex::new(0),
+        });
+        let publisher = Publisher::new(queue.clone());
+        publisher.enqueue(7);
+        // The publish runs in the background; it is done when its permit is back.
+        let _all = publisher
+            .in_flight
+            .acquire_many(Publisher::MAX_IN_FLIGHT as u32)
+            .await
+            .unwrap();
+        let published = queue.published.lock().unwrap().clone();
+        let tried = *queue.tried.lock().unwrap();
+        (published, tried)
+    }
+
+    #[tokio::test]
+    async fn a_publish_the_broker_dropped_is_tried_once_more_at_once() {
+        assert_eq!(enqueue_with(0).await, (vec![7], 1));
+        assert_eq!(enqueue_with(1).await, (vec![7], 2));
+        // Still down: left to the relay after the second try.
+        assert_eq!(enqueue_with(2).await, (vec![], 2));
     }
 }

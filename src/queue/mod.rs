@@ -103,6 +103,10 @@ impl Publisher {
     /// for the relay (`mail.relay_after_seconds`).
     pub const MAX_IN_FLIGHT: usize = 4096;
 
+    /// The pauses before each further try of a publish the broker dropped; after the last,
+    /// the relay publishes the row.
+    pub const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(200), Duration::from_secs(1)];
+
     pub fn new(queue: Arc<dyn MailQueue>) -> Self {
         Self {
             queue,
@@ -124,18 +128,20 @@ impl Publisher {
             async move {
                 let _permit = permit;
                 let msg = MailMessage { delivery_id };
-                // A publish that fails because the broker went away is tried once more at
-                // once: the queue then connects to the next node of a cluster, and the email
-                // does not wait a minute for the relay. A copy that did reach the broker is
-                // harmless (a worker takes a row only while it waits).
-                let first = queue.publish(msg).await;
-                let result = match first {
-                    Err(QueueError::Unavailable(e)) => {
-                        tracing::debug!(delivery_id, error = %e, "publish failed; trying again");
-                        queue.publish(msg).await
-                    }
-                    other => other,
-                };
+                // A publish that fails because the broker went away is tried again shortly:
+                // the queue then connects to the next node of a cluster (whose queue may need
+                // a moment to elect a new leader), and the email does not wait a minute for the
+                // relay. A copy that did reach the broker is harmless (a worker takes a row
+                // only while it waits).
+                let mut result = queue.publish(msg).await;
+                for pause in Self::RETRY_PAUSES {
+                    let Err(QueueError::Unavailable(e)) = &result else {
+                        break;
+                    };
+                    tracing::debug!(delivery_id, error = %e, "publish failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    result = queue.publish(msg).await;
+                }
                 if let Err(e) = result {
                     tracing::warn!(delivery_id, error = %e, "could not publish; the relay will retry");
                 }
@@ -206,10 +212,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_publish_the_broker_dropped_is_tried_once_more_at_once() {
+    async fn a_publish_the_broker_dropped_is_tried_again_before_the_relay_is_left_with_it() {
         assert_eq!(enqueue_with(0).await, (vec![7], 1));
         assert_eq!(enqueue_with(1).await, (vec![7], 2));
-        // Still down: left to the relay after the second try.
-        assert_eq!(enqueue_with(2).await, (vec![], 2));
+        assert_eq!(enqueue_with(2).await, (vec![7], 3));
+        // Still down after the last pause: left to the relay.
+        assert_eq!(enqueue_with(3).await, (vec![], 3));
     }
 }

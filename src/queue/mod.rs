@@ -103,7 +103,7 @@ impl Publisher {
     /// for the relay (`mail.relay_after_seconds`).
     pub const MAX_IN_FLIGHT: usize = 4096;
 
-    /// The pauses before each further try of a publish the broker dropped; after the last,
+    /// The pauses before each further try of a publish the broker did not take; after the last,
     /// the relay publishes the row.
     pub const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(200), Duration::from_secs(1)];
 
@@ -128,14 +128,17 @@ impl Publisher {
             async move {
                 let _permit = permit;
                 let msg = MailMessage { delivery_id };
-                // A publish that fails because the broker went away is tried again shortly:
+                // A publish the broker did not take (it went away, or refused the message) is
+                // tried again shortly:
                 // the queue then connects to the next node of a cluster (whose queue may need
                 // a moment to elect a new leader), and the email does not wait a minute for the
                 // relay. A copy that did reach the broker is harmless (a worker takes a row
                 // only while it waits).
                 let mut result = queue.publish(msg).await;
                 for pause in Self::RETRY_PAUSES {
-                    let Err(QueueError::Unavailable(e)) = &result else {
+                    // Unavailable (the connection went) or refused (not confirmed, or returned
+                    // unroutable while a new leader is elected): the broker does not have it.
+                    let Err(e) = &result else {
                         break;
                     };
                     tracing::debug!(delivery_id, error = %e, "publish failed; trying again");
@@ -156,7 +159,7 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// A queue whose first `failures` publishes fail as if the broker had gone away.
+    /// A queue whose first `failures` publishes fail as if the broker had gone away or refused them.
     struct Flaky {
         failures: Mutex<u32>,
         published: Mutex<Vec<i64>>,
@@ -170,7 +173,12 @@ mod tests {
             let mut failures = self.failures.lock().unwrap();
             if *failures > 0 {
                 *failures -= 1;
-                return Err(QueueError::Unavailable("connection reset".into()));
+                // Alternately gone and refusing (returned unroutable while a leader is elected).
+                return Err(if *failures % 2 == 0 {
+                    QueueError::Refused("not confirmed by the broker".into())
+                } else {
+                    QueueError::Unavailable("connection reset".into())
+                });
             }
             self.published.lock().unwrap().push(msg.delivery_id);
             Ok(())

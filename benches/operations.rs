@@ -67,10 +67,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use common::cpu::CpuSample;
 use common::*;
-use latchkey::config::{Config, DatabaseKind};
+use latchkey::config::Config;
 use latchkey::queue::MailQueue as _;
 use latchkey::queue::rabbit::RabbitQueue;
-use latchkey::store::Store;
 use latchkey_testkit::SmtpSink;
 use tokio::task::JoinHandle;
 
@@ -256,23 +255,7 @@ struct DataInfo {
 
 /// Migrates, loads the demo storefront, the mail-backlog accounts and the delivery history.
 async fn prepare_data(db_url: &str, mail_accounts: usize, deliveries: usize) -> Result<DataInfo> {
-    let store = Store::open(
-        &DatabaseKind::Postgres {
-            url: db_url.into(),
-            ca_file: None,
-        },
-        2,
-    )
-    .context("open the bench database")?;
-    store
-        .migrate()
-        .await
-        .context("migrate the bench database")?;
-    let demo = store
-        .load_demo(chrono::Utc::now())
-        .await
-        .context("load the demo storefront")?;
-    drop(store);
+    let demo = migrate_with_demo(db_url).await?;
     let client = admin_client(db_url).await?;
     let sf = demo.storefront_id;
     let facility = |ext: &'static str| {

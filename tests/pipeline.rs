@@ -229,18 +229,7 @@ async fn the_relay_sends_what_the_broker_never_got() {
     assert!(app.mailbox.to("alex@example.com").is_empty());
 
     proxy.set_down(false);
-    let deadline = std::time::Instant::now() + WAIT;
-    let broker_ok = || async {
-        let ready = browser.get_url(&app.ops_url("/readyz")).await;
-        serde_json::from_str::<serde_json::Value>(&ready.body).unwrap()["queue"] == "ok"
-    };
-    while !broker_ok().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the broker connection never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_queue_ready(&app, &browser, "the broker connection never came back").await;
     // Nothing is sent until the relay notices the row has waited too long.
     app.clock.advance(Span::seconds(61));
     let report = app.app().relay_once().await.unwrap();
@@ -293,18 +282,12 @@ async fn a_dropped_broker_connection_moves_on_to_the_next_node() {
 
     // The first node goes away: its connections drop, and it closes every new one.
     first.set_down(true);
-    let deadline = std::time::Instant::now() + WAIT;
-    let broker_ok = || async {
-        let ready = browser.get_url(&app.ops_url("/readyz")).await;
-        serde_json::from_str::<serde_json::Value>(&ready.body).unwrap()["queue"] == "ok"
-    };
-    while !broker_ok().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the publisher never reached the second node"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_queue_ready(
+        &app,
+        &browser,
+        "the publisher never reached the second node",
+    )
+    .await;
     // Published and consumed on the second node, with no help from the relay.
     let id = app.request_link(&browser, "alex@example.com").await;
     app.wait_for_status(id, "sent").await;
@@ -314,6 +297,19 @@ async fn a_dropped_broker_connection_moves_on_to_the_next_node() {
         "publisher and worker moved over"
     );
     assert_eq!(first.active_connections(), 0);
+}
+
+/// Waits until the node's `/readyz` says its queue connection is up again.
+async fn wait_for_queue_ready(app: &TestApp, browser: &Browser, what_failed: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let ready = browser.get_url(&app.ops_url("/readyz")).await;
+        if serde_json::from_str::<serde_json::Value>(&ready.body).unwrap()["queue"] == "ok" {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what_failed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn spawn_worker(app: &TestApp) -> Child {

@@ -60,6 +60,26 @@ impl BenchDatabase {
 
 /// Deletes the run's RabbitMQ queues (`{prefix}.*`) and drops its database; says what it
 /// could not do, and goes on.
+/// Migrates the bench database and loads the demo storefront into it.
+pub async fn migrate_with_demo(db_url: &str) -> Result<latchkey::store::DemoSummary> {
+    let store = latchkey::store::Store::open(
+        &latchkey::config::DatabaseKind::Postgres {
+            url: db_url.into(),
+            ca_file: None,
+        },
+        2,
+    )
+    .context("open the bench database")?;
+    store
+        .migrate()
+        .await
+        .context("migrate the bench database")?;
+    store
+        .load_demo(chrono::Utc::now())
+        .await
+        .context("load the demo storefront")
+}
+
 pub async fn tear_down(amqp_url: &str, prefix: &str, db: &BenchDatabase) {
     let queue = RabbitQueue::new(amqp_url, prefix, false, Duration::from_secs(5));
     if let Err(e) = queue.delete_all(&Config::defaults().retry_delays()).await {

@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
-use latchkey::config::DatabaseKind;
-use latchkey::store::Store;
 use latchkey_testkit::SmtpSink;
 
 use super::{Browser, ErrorTally, Proc, admin_client};
@@ -26,23 +24,7 @@ pub const ACCOUNT_DIGITS: usize = 7;
 /// Migrates, loads the demo storefront and inserts `accounts` bench accounts.
 pub async fn prepare_data(db_url: &str, accounts: usize) -> Result<()> {
     let started = Instant::now();
-    let store = Store::open(
-        &DatabaseKind::Postgres {
-            url: db_url.into(),
-            ca_file: None,
-        },
-        2,
-    )
-    .context("open the bench database")?;
-    store
-        .migrate()
-        .await
-        .context("migrate the bench database")?;
-    let demo = store
-        .load_demo(chrono::Utc::now())
-        .await
-        .context("load the demo storefront")?;
-    drop(store);
+    let demo = super::migrate_with_demo(db_url).await?;
     // One statement generates every row server-side: far faster than one INSERT per account.
     let client = admin_client(db_url).await?;
     let inserted = client

@@ -28,7 +28,7 @@ pub mod stats;
 
 pub use browser::{Browser, ErrorTally};
 pub use cpu::{CpuShares, Memory, cpu_sample, read_memory};
-pub use database::{BenchDatabase, admin_client, tear_down};
+pub use database::{BenchDatabase, admin_client, migrate_with_demo, tear_down};
 pub use machine::MachineInfo;
 pub use process::{BenchSetting, Launcher, Proc, RAISED_LIMITS, drive};
 pub use report::{publish, write_disturbed, write_failures, write_settings};

@@ -174,7 +174,7 @@ mod tests {
             if *failures > 0 {
                 *failures -= 1;
                 // Alternately gone and refusing (returned unroutable while a leader is elected).
-                return Err(if *failures % 2 == 0 {
+                return Err(if (*failures).is_multiple_of(2) {
                     QueueError::Refused("not confirmed by the broker".into())
                 } else {
                     QueueError::Unavailable("connection reset".into())

@@ -125,6 +125,40 @@ both_backends! {
         assert_eq!(rows, 0);
     }
 
+    async fn a_sending_try_that_lost_its_row_to_another_worker_is_still_recorded(backend: Backend) {
+        use latchkey::store::{AttemptRecord, ClaimRules, Finish, FinishItem};
+        // Two workers hold the same row (the broker redelivered it while the first was still
+        // sending); both send. The second records the outcome on the row; the first finds the
+        // row moved on, and its try must not vanish from the history.
+        let app = Setup::new(backend).without_workers().start().await;
+        let id = app.request_link(&app.browser(), "alex@example.com").await;
+        let store = app.store();
+        let now = app.clock_now();
+        let rules = ClaimRules {
+            now,
+            lease_until: now + Span::minutes(5),
+        };
+        let first = store.claim_deliveries(&[(id, false)], rules).await.unwrap()[0].clone().unwrap();
+        let second = store.claim_deliveries(&[(id, true)], rules).await.unwrap()[0].clone().unwrap();
+        let sent = |claimed, worker: &str| FinishItem {
+            claimed,
+            attempt: Some(AttemptRecord {
+                started_at: now,
+                finished_at: now,
+                smtp_code: Some(250),
+                detail: format!("250 2.0.0 Ok: queued by {worker}"),
+                worker: worker.to_string(),
+            }),
+            finish: Finish::Sent,
+            now,
+        };
+        assert_eq!(store.finish_deliveries(&[sent(second, "w2")]).await.unwrap(), vec![true]);
+        assert_eq!(store.finish_deliveries(&[sent(first, "w1")]).await.unwrap(), vec![false]);
+        let mut workers: Vec<String> = app.attempts(id).await.into_iter().map(|a| a.worker).collect();
+        workers.sort();
+        assert_eq!(workers, ["w1", "w2"]);
+    }
+
     async fn the_relay_leaves_a_row_to_the_worker_that_holds_it_until_its_lease_ends(backend: Backend) {
         // The claim keeps its lease in the row without moving the row's relay time, so the
         // relay must itself skip a row a live worker holds, whatever its relay time says.

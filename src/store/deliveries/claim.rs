@@ -389,7 +389,16 @@ impl Store {
                              $18::timestamptz[], $19::bigint[], $20::text[], $21::text[])
                              AS u(id, status, attempts, error, at, next_at, relay_at, final, prev,
                                   sent_started, sent_code, sent_detail, sent_worker)
-                         {UPDATE_WHERE})
+                         {UPDATE_WHERE}),
+                     -- A sending try whose row had moved on (another worker took it after the
+                     -- lease) is still a try: it gets an attempt row, as failed tries do.
+                     lost AS (
+                         INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome, smtp_code, detail, worker)
+                         SELECT s.id, s.attempts, s.sent_started, s.at, 'sent', s.sent_code, s.sent_detail, s.sent_worker
+                         FROM unnest($9::bigint[], $11::bigint[], $13::timestamptz[], $18::timestamptz[],
+                             $19::bigint[], $20::text[], $21::text[])
+                             AS s(id, attempts, at, sent_started, sent_code, sent_detail, sent_worker)
+                         WHERE s.sent_detail IS NOT NULL AND s.id NOT IN (SELECT id FROM upd))
                      SELECT id FROM upd"
                 );
                 self.db()
@@ -419,6 +428,27 @@ impl Store {
                 let mut ids = Vec::new();
                 for row in upd.rows() {
                     ids.extend(tx.query(sql, &row).await?.iter().map(|r| r.i64(0)));
+                }
+                // A sending try whose row had moved on still gets its attempt row.
+                for item in items {
+                    if let Some(a) = item.sending_try()
+                        && !ids.contains(&item.claimed.id)
+                    {
+                        tx.execute(
+                            "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome, smtp_code, detail, worker)
+                             VALUES ($1, $2, $3, $4, 'sent', $5, $6, $7)",
+                            &params![
+                                item.claimed.id,
+                                item.claimed.attempts + 1,
+                                a.started_at,
+                                item.now,
+                                a.smtp_code.map(i64::from),
+                                a.detail.clone(),
+                                a.worker.clone()
+                            ],
+                        )
+                        .await?;
+                    }
                 }
                 tx.commit().await?;
                 ids

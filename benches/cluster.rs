@@ -287,12 +287,7 @@ async fn measure(
     let logs = logs?;
     let killed_at = killed?;
     let cpu = usage.await.context("the CPU sampler panicked")?;
-    let mut errors = ErrorTally::default();
-    let mut links = Vec::new();
-    for log in logs {
-        errors.merge(log.errors);
-        links.extend(log.links);
-    }
+    let (errors, links) = merge_logs(logs);
     println!(
         "{} links requested; waiting for their emails ...",
         links.len()

@@ -311,12 +311,7 @@ impl Bench<'_> {
         }
         let logs = drive(server, &stop.abort, tasks).await?;
         let (cpu, pg) = usage.await.context("the CPU sampler panicked")?;
-        let mut errors = ErrorTally::default();
-        let mut links = Vec::new();
-        for log in logs {
-            errors.merge(log.errors);
-            links.extend(log.links);
-        }
+        let (errors, links) = merge_logs(logs);
         let arrivals = wait_for_inbox(
             self.sink,
             std::slice::from_mut(server),
@@ -480,12 +475,7 @@ impl Bench<'_> {
         }
         let logs = drive(server, &stop.abort, tasks).await?;
         let (cpu, pg) = usage.await.context("the CPU sampler panicked")?;
-        let mut errors = ErrorTally::default();
-        let mut links = Vec::new();
-        for log in logs {
-            errors.merge(log.errors);
-            links.extend(log.links);
-        }
+        let (errors, links) = merge_logs(logs);
         let arrivals = wait_for_inbox(
             self.sink,
             std::slice::from_mut(server),

@@ -273,20 +273,14 @@ async fn prepare_data(db_url: &str, mail_accounts: usize, deliveries: usize) -> 
     };
     let downtown = facility("FAC-DT").await?;
     let marina = facility("FAC-MR").await?;
-    let inserted = client
-        .execute(
-            "INSERT INTO accounts (storefront_id, email, email_key, full_name, phone, created_at, updated_at)
-             SELECT $1, a.email, a.email, 'Mail Bench ' || i, '', now(), now()
-             FROM generate_series(1, $2::bigint) AS i,
-                  LATERAL (SELECT 'mail-' || lpad(i::text, $3::int, '0') || '@bench.example' AS email) a",
-            &[&demo.storefront_id, &(mail_accounts as i64), &(ACCOUNT_DIGITS as i32)],
-        )
-        .await
-        .context("insert the mail-backlog accounts")?;
-    ensure!(
-        inserted as usize == mail_accounts,
-        "inserted {inserted} mail-backlog accounts"
-    );
+    insert_accounts(
+        &client,
+        demo.storefront_id,
+        "mail",
+        "Mail Bench",
+        mail_accounts,
+    )
+    .await?;
 
     println!("loading {deliveries} deliveries of history ...");
     let started = Instant::now();

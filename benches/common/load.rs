@@ -22,39 +22,70 @@ pub const SIGN_IN: &str = "/sign-in";
 pub const ACCOUNT_DIGITS: usize = 7;
 
 /// Migrates, loads the demo storefront and inserts `accounts` bench accounts.
+/// Inserts `n` accounts `{prefix}-0000001@bench.example`, … named `{name} 1`, …, in one
+/// statement that generates the rows server-side (far faster than one INSERT per account).
+pub async fn insert_accounts(
+    client: &tokio_postgres::Client,
+    storefront_id: i64,
+    prefix: &str,
+    name: &str,
+    n: usize,
+) -> Result<()> {
+    let inserted = client
+        .execute(
+            "INSERT INTO accounts (storefront_id, email, email_key, full_name, phone, created_at, updated_at)
+             SELECT $1, a.email, a.email, $5 || ' ' || i, '', now(), now()
+             FROM generate_series(1, $2::bigint) AS i,
+                  LATERAL (SELECT $4 || '-' || lpad(i::text, $3::int, '0') || '@bench.example' AS email) a",
+            &[&storefront_id, &(n as i64), &(ACCOUNT_DIGITS as i32), &prefix, &name],
+        )
+        .await
+        .with_context(|| format!("insert the {prefix} accounts"))?;
+    ensure!(
+        inserted as usize == n,
+        "inserted {inserted} {prefix} accounts, wanted {n}"
+    );
+    Ok(())
+}
+
+/// The links and errors of every client, together.
+pub fn merge_logs(logs: Vec<ClientLog>) -> (ErrorTally, Vec<LinkSample>) {
+    let mut errors = ErrorTally::default();
+    let mut links = Vec::new();
+    for log in logs {
+        errors.merge(log.errors);
+        links.extend(log.links);
+    }
+    (errors, links)
+}
+
 pub async fn prepare_data(db_url: &str, accounts: usize) -> Result<()> {
     let started = Instant::now();
     let demo = super::migrate_with_demo(db_url).await?;
     // One statement generates every row server-side: far faster than one INSERT per account.
     let client = admin_client(db_url).await?;
-    let inserted = client
-        .execute(
-            "INSERT INTO accounts (storefront_id, email, email_key, full_name, phone, created_at, updated_at)
-             SELECT $1, a.email, a.email, 'Bench Customer ' || i, '', now(), now()
-             FROM generate_series(1, $2::bigint) AS i,
-                  LATERAL (SELECT 'bench-' || lpad(i::text, $3::int, '0') || '@bench.example' AS email) a",
-            &[&demo.storefront_id, &(accounts as i64), &(ACCOUNT_DIGITS as i32)],
-        )
-        .await
-        .context("insert the bench accounts")?;
-    ensure!(
-        inserted as usize == accounts,
-        "inserted {inserted} bench accounts, wanted {accounts}"
-    );
-    // A portal that has been running has history: sent deliveries with their attempts, spent
+    insert_accounts(
+        &client,
+        demo.storefront_id,
+        "bench",
+        "Bench Customer",
+        accounts,
+    )
+    .await?;
+    // A portal that has been running has history: sent deliveries (their sending try on the row), spent
     // links. Without it the tables start empty, PostgreSQL plans their first statements for
     // empty tables (sequential scans) and keeps those plans until autovacuum's ANALYZE catches
     // up, somewhere inside a measured window: the figures would depend on when that happens.
     client
         .batch_execute(&format!(
             "INSERT INTO deliveries (storefront_id, account_id, kind, recipient, subject, status, attempts,
-                 payload, link_expires_at, created_at, updated_at, next_attempt_at, sent_at)
+                 payload, link_expires_at, created_at, updated_at, next_attempt_at, sent_at,
+                 sent_started_at, sent_code, sent_detail, sent_worker)
              SELECT {sf}, NULL, 'sign_in', 'history-' || i || '@bench.example', 'Your sign-in link',
                  'sent', 1, '{{}}', now() - interval '1 day', now() - interval '2 days',
-                 now() - interval '2 days', now() - interval '2 days', now() - interval '2 days'
+                 now() - interval '2 days', now() - interval '2 days', now() - interval '2 days',
+                 now() - interval '2 days', 250, '250 2.0.0 Ok', 'history'
              FROM generate_series(1, {HISTORY}) AS i;
-             INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome, smtp_code, detail, worker)
-             SELECT id, 1, created_at, created_at, 'sent', 250, '250 2.0.0 Ok', 'history' FROM deliveries;
              INSERT INTO sign_in_tokens (token_hash, storefront_id, account_id, requested_by, created_at, expires_at, used_at)
              SELECT sha256(i::text::bytea), {sf}, 1, 'customer', now() - interval '2 days',
                  now() - interval '2 days' + interval '1 hour', now() - interval '2 days'

@@ -39,7 +39,8 @@ pub use report::{publish, write_disturbed, write_failures, write_settings};
 )]
 pub use load::{
     ACCOUNT_DIGITS, Accounts, AddressPlan, ClientLog, LinkSample, SIGN_IN, StopSignal,
-    account_address, prepare_data, sign_in_client, unknown_address, wait_for_inbox,
+    account_address, insert_accounts, merge_logs, prepare_data, sign_in_client, unknown_address,
+    wait_for_inbox,
 };
 #[allow(
     unused_imports,

@@ -480,22 +480,19 @@ pub(crate) fn receipt_delivery(
     paid_on: chrono::NaiveDate,
     relay_after: chrono::Duration,
 ) -> NewDelivery {
-    NewDelivery {
-        storefront_id: storefront.id,
-        account_id: Some(account.id),
-        recipient: account.email.clone(),
-        subject: receipt_subject(&storefront.name, &invoice.number),
-        data: EmailData::PaymentReceipt(Receipt {
+    NewDelivery::new(
+        storefront.id,
+        Some(account.id),
+        account.email.clone(),
+        receipt_subject(&storefront.name, &invoice.number),
+        EmailData::PaymentReceipt(Receipt {
             first_name: account.first_name(),
             invoice: invoice_line(invoice),
             paid_on: paid_on.into(),
         }),
-        sealed_token: None,
-        link_expires_at: None,
-        facility_ids: vec![invoice.facility_id],
         relay_after,
-        suppressed_reason: None,
-    }
+    )
+    .also_shown_at(vec![invoice.facility_id])
 }
 
 /// The email saying a debit failed and how to pay the invoice now.
@@ -506,20 +503,17 @@ pub(crate) fn payment_failed_delivery(
     billing_url: &str,
     relay_after: chrono::Duration,
 ) -> NewDelivery {
-    NewDelivery {
-        storefront_id: storefront.id,
-        account_id: Some(account.id),
-        recipient: account.email.clone(),
-        subject: payment_failed_subject(&storefront.name, &invoice.number),
-        data: EmailData::PaymentFailed(PaymentFailed {
+    NewDelivery::new(
+        storefront.id,
+        Some(account.id),
+        account.email.clone(),
+        payment_failed_subject(&storefront.name, &invoice.number),
+        EmailData::PaymentFailed(PaymentFailed {
             first_name: account.first_name(),
             invoice: invoice_line(invoice),
             billing_url: billing_url.to_string(),
         }),
-        sealed_token: None,
-        link_expires_at: None,
-        facility_ids: vec![invoice.facility_id],
         relay_after,
-        suppressed_reason: None,
-    }
+    )
+    .also_shown_at(vec![invoice.facility_id])
 }

@@ -247,19 +247,18 @@ impl Handler<RequestStaffLink> for TokenIssuer {
             let token = OpaqueToken::generate();
             let expires_at = now + Duration::minutes(cfg.sign_in.link_ttl_minutes as i64);
             let sealed = svc.keys.seal_token(&token);
-            let delivery = |staff: &crate::store::StaffUser| crate::store::NewDelivery {
-                storefront_id: staff.storefront_id.unwrap_or(0),
-                account_id: None,
-                recipient: staff.email.clone(),
-                subject: crate::mail::staff_sign_in_subject(&cfg.console_from_name),
-                data: EmailData::StaffSignIn(Greeting {
-                    first_name: crate::store::first_name(&staff.full_name, &staff.email),
-                }),
-                sealed_token: Some(sealed),
-                link_expires_at: Some(expires_at),
-                facility_ids: Vec::new(),
-                relay_after: cfg.relay_after(),
-                suppressed_reason: None,
+            let delivery = |staff: &crate::store::StaffUser| {
+                crate::store::NewDelivery::new(
+                    staff.storefront_id.unwrap_or(0),
+                    None,
+                    staff.email.clone(),
+                    crate::mail::staff_sign_in_subject(&cfg.console_from_name),
+                    EmailData::StaffSignIn(Greeting {
+                        first_name: crate::store::first_name(&staff.full_name, &staff.email),
+                    }),
+                    cfg.relay_after(),
+                )
+                .with_link(sealed, expires_at)
             };
             let limit = sign_in_limit(&svc, msg.client_ip, msg.device);
             svc.write_then_enqueue(svc.store.issue_staff_link(

@@ -381,7 +381,8 @@ impl RabbitQueue {
             }
         };
         // A confirmation that does not come means a connection that is gone without lapin
-        // knowing yet: give up on it (the row stays `queued` for the relay) and reconnect.
+        // knowing yet: give up on it and reconnect (`Publisher` tries again; if that fails too,
+        // the row stays `queued` for the relay).
         let Ok(result) = tokio::time::timeout(self.connect_timeout, confirmed).await else {
             self.reset(generation, true).await;
             return Err(QueueError::Unavailable(format!(

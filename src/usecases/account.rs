@@ -48,20 +48,17 @@ pub async fn save_profile(
                 token_hash: token.hash(),
                 expires_at,
             },
-            NewDelivery {
-                storefront_id: storefront.id,
-                account_id: Some(account.id),
-                recipient: change.email.clone(),
-                subject: confirm_email_subject(&storefront.name),
-                data: EmailData::ConfirmEmail(Greeting {
+            NewDelivery::new(
+                storefront.id,
+                Some(account.id),
+                change.email.clone(),
+                confirm_email_subject(&storefront.name),
+                EmailData::ConfirmEmail(Greeting {
                     first_name: account.first_name(),
                 }),
-                sealed_token: Some(sealed),
-                link_expires_at: Some(expires_at),
-                facility_ids: Vec::new(),
-                relay_after: svc.config.relay_after(),
-                suppressed_reason: None,
-            },
+                svc.config.relay_after(),
+            )
+            .with_link(sealed, expires_at),
         )
     };
     // Each change emails an address of the customer's choosing: the per-account link limit
@@ -150,22 +147,20 @@ pub async fn confirm_email(
     let session = OpaqueToken::generate();
     let session_hash = session.hash();
     let expires_at = now + Duration::hours(svc.config.sign_in.session_hours as i64);
-    let notice = |old: &Account, new_email: &EmailAddress| NewDelivery {
-        storefront_id: storefront.id,
-        account_id: Some(old.id),
-        recipient: old.email.clone(),
-        subject: email_changed_subject(&storefront.name),
-        data: EmailData::EmailChanged(EmailChanged {
-            first_name: old.first_name(),
-            old_email: old.email.to_string(),
-            new_email_masked: new_email.masked(),
-            facilities: facilities.clone(),
-        }),
-        sealed_token: None,
-        link_expires_at: None,
-        facility_ids: Vec::new(),
-        relay_after: svc.config.relay_after(),
-        suppressed_reason: None,
+    let notice = |old: &Account, new_email: &EmailAddress| {
+        NewDelivery::new(
+            storefront.id,
+            Some(old.id),
+            old.email.clone(),
+            email_changed_subject(&storefront.name),
+            EmailData::EmailChanged(EmailChanged {
+                first_name: old.first_name(),
+                old_email: old.email.to_string(),
+                new_email_masked: new_email.masked(),
+                facilities: facilities.clone(),
+            }),
+            svc.config.relay_after(),
+        )
     };
     let outcome = svc
         .write_then_enqueue(svc.store.confirm_email_change(

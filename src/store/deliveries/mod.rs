@@ -81,6 +81,45 @@ pub struct NewDelivery {
     pub suppressed_reason: Option<String>,
 }
 
+impl NewDelivery {
+    /// An email to `recipient` with no link, shown on the Emails tabs of the account's
+    /// facilities; [`Self::with_link`] and [`Self::also_shown_at`] add to it.
+    pub fn new(
+        storefront_id: i64,
+        account_id: Option<i64>,
+        recipient: EmailAddress,
+        subject: String,
+        data: EmailData,
+        relay_after: Duration,
+    ) -> Self {
+        Self {
+            storefront_id,
+            account_id,
+            recipient,
+            subject,
+            data,
+            sealed_token: None,
+            link_expires_at: None,
+            facility_ids: Vec::new(),
+            relay_after,
+            suppressed_reason: None,
+        }
+    }
+
+    /// Carries a link: its token sealed with the server key, and when the link expires.
+    pub fn with_link(mut self, sealed_token: Vec<u8>, expires_at: DateTime<Utc>) -> Self {
+        self.sealed_token = Some(sealed_token);
+        self.link_expires_at = Some(expires_at);
+        self
+    }
+
+    /// Shown on these facilities' Emails tabs too (the facility of the invoice it is about).
+    pub fn also_shown_at(mut self, facility_ids: Vec<i64>) -> Self {
+        self.facility_ids = facility_ids;
+        self
+    }
+}
+
 /// The answer of a store step that may have written a delivery in the transaction of its
 /// change: the delivery to publish once that transaction committed (see
 /// [`crate::services::Services::write_then_enqueue`]).

@@ -64,8 +64,20 @@ impl Services {
         &self,
         step: impl Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
+        let started = self.now();
         let outcome = step.await?;
         if let Some(delivery_id) = outcome.written_delivery() {
+            // The relay looks at a delivery when its relay time comes, and only once; a row
+            // committed so late that the relay may already have passed its time is given a new
+            // one (see `Store::take_relay_batch`). It takes a transaction stuck for half of
+            // `mail.relay_after_seconds`.
+            let relay_after = self.config.relay_after();
+            if self.now() - started > relay_after / 2 {
+                let again = self.now() + relay_after;
+                if let Err(e) = self.store.relay_later(delivery_id, again).await {
+                    tracing::warn!(delivery_id, error = %e, "a slow write's relay time could not be moved on");
+                }
+            }
             self.publisher.enqueue(delivery_id);
         }
         Ok(outcome)

@@ -179,6 +179,95 @@ both_backends! {
         assert_eq!(app.app().relay_once().await.unwrap().published, 1);
     }
 
+    async fn the_relay_looks_at_each_delivery_once_and_publishes_only_those_still_waiting(backend: Backend) {
+        // An email's outcome keeps its relay time (so PostgreSQL updates the row in place); the
+        // relay walks the rows whose time has come from where it last looked, passing over the
+        // sent and failed ones, in steps, and gives the waiting ones a new time.
+        use latchkey::store::{AttemptRecord, ClaimRules, Finish, FinishItem};
+        let app = Setup::new(backend)
+            .without_workers()
+            .config(|c| c.sign_in.per_account_max = 100)
+            .start()
+            .await;
+        let browser = app.browser();
+        let mut ids = Vec::new();
+        for _ in 0..7 {
+            ids.push(app.request_link(&browser, "alex@example.com").await);
+        }
+        // A worker sends four and fails one; two stay queued (their publish was lost).
+        let now = app.clock_now();
+        let rules = ClaimRules { now, lease_until: now + Span::minutes(5) };
+        let claimed = app.store().claim_deliveries(
+            &ids[..5].iter().map(|id| (*id, false)).collect::<Vec<_>>(),
+            rules,
+        ).await.unwrap();
+        let finished: Vec<FinishItem> = claimed.into_iter().enumerate().map(|(n, c)| FinishItem {
+            claimed: c.expect("claimed"),
+            attempt: Some(AttemptRecord {
+                started_at: now,
+                finished_at: now,
+                smtp_code: Some(if n == 2 { 550 } else { 250 }),
+                detail: "reply".into(),
+                worker: "test".into(),
+            }),
+            finish: if n == 2 { Finish::Failed { error: "refused".into() } } else { Finish::Sent },
+            now,
+        }).collect();
+        assert_eq!(app.store().finish_deliveries(&finished).await.unwrap(), vec![true; 5]);
+        assert_eq!(app.store().pending_deliveries().await.unwrap(), 2);
+
+        // Before their relay time nothing is looked at.
+        let step = app.store().take_relay_batch(now, now + Span::minutes(1), 3).await.unwrap();
+        assert_eq!((step.looked_at, step.publish.len()), (0, 0));
+
+        // Past it: three steps of at most three rows pass all seven; the two queued are published.
+        let later = now + Span::seconds(61);
+        let mut looked = Vec::new();
+        let mut published = Vec::new();
+        for _ in 0..4 {
+            let step = app.store().take_relay_batch(later, later + Span::minutes(1), 3).await.unwrap();
+            looked.push(step.looked_at);
+            published.extend(step.publish.iter().map(|p| p.id));
+        }
+        assert_eq!(looked, vec![3, 3, 1, 0]);
+        published.sort_unstable();
+        assert_eq!(published, ids[5..].to_vec());
+        assert_eq!(app.store().pending_deliveries().await.unwrap(), 2);
+
+        // The two waiting rows come round again when their new relay time comes; the others never.
+        app.clock.advance(Span::seconds(125));
+        let report = app.app().relay_once().await.unwrap();
+        assert_eq!(report.published, 2);
+        for id in &ids[..5] {
+            let status = app.store().delivery(*id).await.unwrap().unwrap().status;
+            assert!(status.is_final(), "{id}: {status:?}");
+        }
+    }
+
+    async fn a_write_that_commits_late_is_still_relayed(backend: Backend) {
+        // The relay has already passed the relay time of a row committed after it: moving the
+        // row's relay time on (as the writer does when its write took half the relay delay)
+        // puts it back in the relay's path.
+        let app = Setup::new(backend).without_workers().start().await;
+        let id = app.request_link(&app.browser(), "alex@example.com").await;
+        let now = app.clock_now();
+        let later = now + Span::seconds(61);
+        // The relay passes the row's time (the row is published) and moves on past it.
+        let step = app.store().take_relay_batch(later, later + Span::minutes(1), 100).await.unwrap();
+        assert_eq!(step.publish.len(), 1);
+        let step = app.store().take_relay_batch(later + Span::seconds(61), later + Span::minutes(2), 100).await.unwrap();
+        assert_eq!(step.publish.len(), 1);
+        // A time behind the relay's place is never looked at again...
+        app.store().relay_later(id, now).await.unwrap();
+        let far = later + Span::minutes(10);
+        let step = app.store().take_relay_batch(far, far + Span::minutes(1), 100).await.unwrap();
+        assert_eq!(step.publish.len(), 0);
+        // ...a time ahead of it is.
+        app.store().relay_later(id, far + Span::seconds(1)).await.unwrap();
+        let step = app.store().take_relay_batch(far + Span::seconds(2), far + Span::minutes(1), 100).await.unwrap();
+        assert_eq!(step.publish.iter().map(|p| p.id).collect::<Vec<_>>(), vec![id]);
+    }
+
     async fn a_delivery_already_handled_is_skipped(backend: Backend) {
         let app = Setup::new(backend).with_smtp().start().await;
         let id = app.request_link(&app.browser(), "alex@example.com").await;

@@ -52,6 +52,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0011_sent_attempt",
         include_str!("../../migrations/postgres/0011_sent_attempt.sql"),
     ),
+    (
+        "0012_relay_progress",
+        include_str!("../../migrations/postgres/0012_relay_progress.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -97,6 +101,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0011_sent_attempt",
         include_str!("../../migrations/sqlite/0011_sent_attempt.sql"),
+    ),
+    (
+        "0012_relay_progress",
+        include_str!("../../migrations/sqlite/0012_relay_progress.sql"),
     ),
 ];
 

@@ -247,6 +247,19 @@ pub struct RelayItem {
     pub id: i64,
 }
 
+/// One step of the relay along the deliveries whose relay time has come.
+#[derive(Debug, Clone, Default)]
+pub struct RelayStep {
+    /// Rows the relay passed (sent and failed ones among them): fewer than the limit means it
+    /// has caught up with now.
+    pub looked_at: usize,
+    /// Rows still waiting, to publish again.
+    pub publish: Vec<RelayItem>,
+}
+
+/// The statuses of a delivery still to be sent.
+const WAITING: &str = "('queued', 'sending', 'deferred')";
+
 impl Store {
     /// Takes deliveries for sending, a batch at once: each `(id, redelivered)` gets its row
     /// (now `sending`, leased until `rules.lease_until`) or `None` when another worker has it,
@@ -365,7 +378,7 @@ impl Store {
         }
         const UPDATE: &str = "UPDATE deliveries AS d SET status = u.status, attempts = u.attempts,
                  last_error = COALESCE(u.error, d.last_error), updated_at = u.at, next_attempt_at = u.next_at,
-                 relay_at = u.relay_at, sent_at = CASE WHEN u.status = 'sent' THEN u.at ELSE d.sent_at END,
+                 relay_at = COALESCE(u.relay_at, d.relay_at), sent_at = CASE WHEN u.status = 'sent' THEN u.at ELSE d.sent_at END,
                  sealed_token = CASE WHEN u.final THEN NULL ELSE d.sealed_token END,
                  sent_started_at = u.sent_started, sent_code = u.sent_code, sent_detail = u.sent_detail,
                  sent_worker = u.sent_worker";
@@ -419,7 +432,7 @@ impl Store {
                     .await?;
                 }
                 let sql = "UPDATE deliveries SET status = $2, attempts = $3, last_error = COALESCE($4, last_error),
-                         updated_at = $5, next_attempt_at = $6, relay_at = $7,
+                         updated_at = $5, next_attempt_at = $6, relay_at = COALESCE($7, relay_at),
                          sent_at = CASE WHEN $2 = 'sent' THEN $5 ELSE sent_at END,
                          sealed_token = CASE WHEN $8 THEN NULL ELSE sealed_token END,
                          sent_started_at = $10, sent_code = $11, sent_detail = $12, sent_worker = $13
@@ -460,33 +473,114 @@ impl Store {
             .collect())
     }
 
-    /// Takes up to `limit` rows whose relay time has passed (queued or deferred rows the broker
-    /// never delivered, sending rows whose worker died), and pushes their relay time forward
-    /// so this node owns republishing them. The caller publishes each one. A row a worker holds
-    /// (`sending`, its lease in `next_attempt_at` not yet over) is left to that worker.
+    /// Gives a delivery still waiting a new relay time (a row whose write committed late).
+    pub async fn relay_later(&self, id: i64, at: DateTime<Utc>) -> DbResult<()> {
+        self.db()
+            .execute(
+                &format!(
+                    "UPDATE deliveries SET relay_at = $2 WHERE id = $1 AND status IN {WAITING}"
+                ),
+                &params![id, at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the relay on by up to `limit` rows whose relay time has passed, in (relay time,
+    /// id) order from where it last looked (`relay_progress`). Every delivery keeps its relay
+    /// time once written (see migration 0012), so the relay looks at each one when that time
+    /// comes: rows sent or failed by then are passed over; rows still waiting (queued or
+    /// deferred rows the broker never delivered, sending rows whose worker died) are given
+    /// `again_at` and returned, to publish again; a row a live worker holds (`sending`, its
+    /// lease in `next_attempt_at` not yet over) is left to that worker and looked at again
+    /// when its lease ends. Each waiting row so keeps a relay time ahead of the relay's place.
+    /// One node at a time moves the relay (the progress row is locked; a node that finds it
+    /// locked looks at nothing).
     pub async fn take_relay_batch(
         &self,
         now: DateTime<Utc>,
         again_at: DateTime<Utc>,
         limit: i64,
-    ) -> DbResult<Vec<RelayItem>> {
-        let sql = match self.dialect() {
+    ) -> DbResult<RelayStep> {
+        match self.dialect() {
             Dialect::Postgres => {
-                "UPDATE deliveries SET relay_at = $2 WHERE id IN (
-                     SELECT id FROM deliveries WHERE relay_at IS NOT NULL AND relay_at <= $1
-                       AND NOT (status = 'sending' AND next_attempt_at > $1)
-                     ORDER BY relay_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-                 RETURNING id"
+                let sql = format!(
+                    "WITH progress AS (
+                         SELECT looked_at, looked_id FROM relay_progress WHERE id = 1 FOR UPDATE SKIP LOCKED),
+                     passed AS (
+                         SELECT d.id, d.relay_at FROM deliveries d, progress p
+                         WHERE d.relay_at IS NOT NULL AND (d.relay_at, d.id) > (p.looked_at, p.looked_id)
+                           AND d.relay_at <= $1
+                         ORDER BY d.relay_at, d.id LIMIT $3),
+                     moved AS (
+                         UPDATE relay_progress SET looked_at = last.relay_at, looked_id = last.id
+                         FROM (SELECT relay_at, id FROM passed ORDER BY relay_at DESC, id DESC LIMIT 1) AS last
+                         WHERE relay_progress.id = 1),
+                     waiting AS (
+                         UPDATE deliveries d SET relay_at = CASE
+                             WHEN d.status = 'sending' AND d.next_attempt_at > $1 THEN d.next_attempt_at
+                             ELSE $2 END
+                         FROM passed WHERE d.id = passed.id AND d.status IN {WAITING}
+                         RETURNING d.id, NOT (d.status = 'sending' AND d.next_attempt_at > $1) AS publish)
+                     SELECT (SELECT COUNT(*) FROM passed), w.id
+                     FROM (SELECT 1) AS one LEFT JOIN (SELECT id FROM waiting WHERE publish) AS w ON true"
+                );
+                let rows = self
+                    .db()
+                    .query(&sql, &params![now, again_at, limit])
+                    .await?;
+                Ok(RelayStep {
+                    looked_at: rows.first().map(|r| r.i64(0)).unwrap_or(0) as usize,
+                    publish: rows
+                        .iter()
+                        .filter_map(|r| r.opt_i64(1))
+                        .map(|id| RelayItem { id })
+                        .collect(),
+                })
             }
             Dialect::Sqlite => {
-                "UPDATE deliveries SET relay_at = $2 WHERE id IN (
-                     SELECT id FROM deliveries WHERE relay_at IS NOT NULL AND relay_at <= $1
-                       AND NOT (status = 'sending' AND next_attempt_at > $1)
-                     ORDER BY relay_at LIMIT $3)
-                 RETURNING id"
+                // One writer at a time: the progress needs no lock of its own.
+                let mut tx = self.db().begin().await?;
+                let passed = tx
+                    .query(
+                        "SELECT d.id, d.relay_at, d.status, d.next_attempt_at
+                         FROM deliveries d, relay_progress p
+                         WHERE p.id = 1 AND d.relay_at IS NOT NULL
+                           AND (d.relay_at, d.id) > (p.looked_at, p.looked_id) AND d.relay_at <= $1
+                         ORDER BY d.relay_at, d.id LIMIT $2",
+                        &params![now, limit],
+                    )
+                    .await?;
+                let mut step = RelayStep {
+                    looked_at: passed.len(),
+                    publish: Vec::new(),
+                };
+                for row in &passed {
+                    let status = DeliveryStatus::parse(&row.string(2));
+                    if status.is_none_or(|s| s.is_final()) {
+                        continue;
+                    }
+                    let lease = row.ts(3);
+                    let held = status == Some(DeliveryStatus::Sending) && lease > now;
+                    tx.execute(
+                        "UPDATE deliveries SET relay_at = $2 WHERE id = $1",
+                        &params![row.i64(0), if held { lease } else { again_at }],
+                    )
+                    .await?;
+                    if !held {
+                        step.publish.push(RelayItem { id: row.i64(0) });
+                    }
+                }
+                if let Some(last) = passed.last() {
+                    tx.execute(
+                        "UPDATE relay_progress SET looked_at = $1, looked_id = $2 WHERE id = 1",
+                        &params![last.ts(1), last.i64(0)],
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(step)
             }
-        };
-        let rows = self.db().query(sql, &params![now, again_at, limit]).await?;
-        Ok(rows.iter().map(|r| RelayItem { id: r.i64(0) }).collect())
+        }
     }
 }

@@ -304,12 +304,16 @@ impl Store {
             .collect())
     }
 
-    /// Deliveries not yet final (queued, sending, deferred): the work still ahead.
+    /// Deliveries not yet final (queued, sending, deferred): the work still ahead. Each has a
+    /// relay time ahead of the relay's place (see [`Store::take_relay_batch`]), so only the
+    /// rows of the last minute or so are counted.
     pub async fn pending_deliveries(&self) -> DbResult<i64> {
         Ok(self
             .db()
             .query_one(
-                "SELECT COUNT(*) FROM deliveries WHERE relay_at IS NOT NULL",
+                "SELECT COUNT(*) FROM deliveries d, relay_progress p
+                 WHERE p.id = 1 AND d.relay_at IS NOT NULL AND (d.relay_at, d.id) > (p.looked_at, p.looked_id)
+                   AND d.status IN ('queued', 'sending', 'deferred')",
                 &[],
             )
             .await?

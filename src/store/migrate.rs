@@ -56,6 +56,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0012_relay_progress",
         include_str!("../../migrations/postgres/0012_relay_progress.sql"),
     ),
+    (
+        "0014_suppressions",
+        include_str!("../../migrations/postgres/0014_suppressions.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -105,6 +109,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0012_relay_progress",
         include_str!("../../migrations/sqlite/0012_relay_progress.sql"),
+    ),
+    (
+        "0014_suppressions",
+        include_str!("../../migrations/sqlite/0014_suppressions.sql"),
     ),
 ];
 

@@ -59,6 +59,7 @@ mod rows;
 mod sessions;
 mod staff;
 mod storefronts;
+mod suppressions;
 mod tokens;
 mod upsert;
 
@@ -80,6 +81,7 @@ pub use rentals::*;
 pub use rows::*;
 pub use sessions::*;
 pub use storefronts::*;
+pub use suppressions::*;
 pub use tokens::*;
 pub use upsert::*;
 

@@ -26,16 +26,22 @@ pub enum DeliveryStatus {
     Deferred,
     Failed,
     Suppressed,
+    /// The recipient's server accepted it, then reported it undeliverable (5.x.x).
+    Bounced,
+    /// The recipient reported it as spam (a complaint report).
+    Complained,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 6] = [
+    pub const ALL: [DeliveryStatus; 8] = [
         DeliveryStatus::Queued,
         DeliveryStatus::Sending,
         DeliveryStatus::Sent,
         DeliveryStatus::Deferred,
         DeliveryStatus::Failed,
         DeliveryStatus::Suppressed,
+        DeliveryStatus::Bounced,
+        DeliveryStatus::Complained,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +52,8 @@ impl DeliveryStatus {
             DeliveryStatus::Deferred => "deferred",
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Suppressed => "suppressed",
+            DeliveryStatus::Bounced => "bounced",
+            DeliveryStatus::Complained => "complained",
         }
     }
 
@@ -56,7 +64,11 @@ impl DeliveryStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            DeliveryStatus::Sent | DeliveryStatus::Failed | DeliveryStatus::Suppressed
+            DeliveryStatus::Sent
+                | DeliveryStatus::Failed
+                | DeliveryStatus::Suppressed
+                | DeliveryStatus::Bounced
+                | DeliveryStatus::Complained
         )
     }
 }
@@ -140,9 +152,23 @@ pub(crate) async fn insert_delivery(
     d: &NewDelivery,
     now: DateTime<Utc>,
 ) -> DbResult<i64> {
-    let (status, relay_at, last_error) = match &d.suppressed_reason {
+    // An address on the storefront's suppression list gets nothing more.
+    let on_list = match &d.suppressed_reason {
+        Some(_) => None,
+        None => {
+            crate::store::suppressions::suppression_in_force(conn, d.storefront_id, &d.recipient)
+                .await?
+                .map(|s| s.not_sent_reason())
+        }
+    };
+    let (status, relay_at, last_error) = match d.suppressed_reason.as_ref().or(on_list.as_ref()) {
         Some(reason) => ("suppressed", None, Some(reason.clone())),
         None => ("queued", Some(now + d.relay_after), None),
+    };
+    let sealed_token = if on_list.is_some() {
+        None
+    } else {
+        d.sealed_token.clone()
     };
     let id = conn
         .query(
@@ -159,7 +185,7 @@ pub(crate) async fn insert_delivery(
                 status,
                 last_error,
                 d.data.stored(),
-                d.sealed_token.clone(),
+                sealed_token,
                 d.link_expires_at,
                 now,
                 relay_at

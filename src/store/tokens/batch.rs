@@ -12,6 +12,7 @@ use crate::store::Store;
 use crate::store::db::{DbResult, Value};
 use crate::store::deliveries::NewDelivery;
 use crate::store::rows::{ACCOUNT_COLUMN_COUNT, ACCOUNT_COLUMNS, Account, account_from};
+use crate::store::suppressions::{SuppressionReason, not_sent_reason};
 
 /// What one request becomes once its account is known.
 struct Planned<'a> {
@@ -20,6 +21,8 @@ struct Planned<'a> {
     verdict: Verdict,
     /// The bucket its token is counted in (customers' own requests).
     bucket: Option<Vec<u8>>,
+    /// Why nothing is sent when the address is on the suppression list.
+    suppressed: Option<String>,
 }
 
 /// Links already counted, per (account, bucket) and per account (the ceiling).
@@ -34,13 +37,17 @@ struct Recent {
 fn plan<'a>(
     requests: &'a [LinkRequest],
     accounts: &'a [Account],
+    suppressed: &HashMap<i64, String>,
     recent: &mut Recent,
 ) -> Vec<Planned<'a>> {
     requests
         .iter()
         .map(|request| {
             let account = accounts.iter().find(|a| request.matches(a));
+            let suppressed = account.and_then(|a| suppressed.get(&a.id).cloned());
             let (verdict, bucket) = match (account, &request.limit) {
+                // On the suppression list: no link, and nothing counted against the limits.
+                (Some(_), _) if suppressed.is_some() => (Verdict::Allowed, None),
                 (Some(a), Some(limit)) => {
                     let (bucket, device) = limit.bucket_for(a.id);
                     let key = (a.id, bucket.to_vec());
@@ -62,6 +69,7 @@ fn plan<'a>(
                 account,
                 verdict,
                 bucket,
+                suppressed,
             }
         })
         .collect()
@@ -227,7 +235,9 @@ impl Store {
                  (SELECT COUNT(*) FROM sign_in_tokens t
                   WHERE t.account_id = a.id AND t.created_at > $7 AND t.client_key = a.bucket),
                  (SELECT COUNT(*) FROM sign_in_tokens t
-                  WHERE t.account_id = a.id AND t.created_at > $8 AND t.client_key IS NOT NULL)
+                  WHERE t.account_id = a.id AND t.created_at > $8 AND t.client_key IS NOT NULL),
+                 (SELECT s.reason || ' ' || s.detail FROM suppressions s
+                  WHERE s.storefront_id = a.storefront_id AND s.address_key = a.email_key AND s.lifted_at IS NULL)
              FROM (SELECT a.*, k.bucket FROM accounts a
                      JOIN unnest($1::bigint[], $2::text[], $3::bytea[]) AS k(sf, key, bucket)
                      ON a.storefront_id = k.sf AND a.email_key = k.key
@@ -266,7 +276,16 @@ impl Store {
         accounts.sort_by_key(|a| a.id);
         accounts.dedup_by_key(|a| a.id);
         let mut recent = Recent::default();
+        let mut suppressed = HashMap::new();
         for r in &rows {
+            if let Some((reason, detail)) = r
+                .opt_string(ACCOUNT_COLUMN_COUNT + 3)
+                .as_deref()
+                .and_then(|s| s.split_once(' '))
+                && let Some(reason) = SuppressionReason::parse(reason)
+            {
+                suppressed.insert(r.i64(0), not_sent_reason(reason, detail));
+            }
             let id = r.i64(0);
             if let Some(bucket) = r.opt_bytes(ACCOUNT_COLUMN_COUNT) {
                 recent
@@ -277,7 +296,7 @@ impl Store {
                 .in_ceiling
                 .insert(id, r.i64(ACCOUNT_COLUMN_COUNT + 2));
         }
-        let planned = plan(requests, &accounts, &mut recent);
+        let planned = plan(requests, &accounts, &suppressed, &mut recent);
 
         // Round trip 2: everything in one statement, and COMMIT.
         let mut tok = TokenRows::default();
@@ -295,14 +314,15 @@ impl Store {
                     }
                 }
                 Some(account) => {
-                    if p.verdict == Verdict::Allowed {
+                    let allowed = p.verdict == Verdict::Allowed && p.suppressed.is_none();
+                    if allowed {
                         tok.push(r, account, p.bucket.clone(), now);
                         for f in &r.facility_ids {
                             extra_sealed.push(Some(r.sealed_token.clone()));
                             extra_facility.push(Some(*f));
                         }
                     }
-                    del.push(&r.delivery(account, p.verdict), now);
+                    del.push(&r.delivery(account, p.verdict, p.suppressed.clone()), now);
                 }
             }
         }
@@ -353,13 +373,15 @@ impl Store {
             .iter()
             .map(|p| match p.account {
                 None => IssueOutcome::NoAccount,
-                Some(a) if p.verdict == Verdict::Allowed => IssueOutcome::Queued {
-                    delivery_id: ids
-                        .get(&p.request.sealed_token)
-                        .copied()
-                        .unwrap_or_default(),
-                    account_id: a.id,
-                },
+                Some(a) if p.verdict == Verdict::Allowed && p.suppressed.is_none() => {
+                    IssueOutcome::Queued {
+                        delivery_id: ids
+                            .get(&p.request.sealed_token)
+                            .copied()
+                            .unwrap_or_default(),
+                        account_id: a.id,
+                    }
+                }
                 Some(a) => IssueOutcome::Suppressed { account_id: a.id },
             })
             .collect())

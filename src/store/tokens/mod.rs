@@ -68,7 +68,8 @@ pub enum IssueOutcome {
     NoAccount,
     /// Token and delivery written; the delivery waits in `queued`.
     Queued { delivery_id: i64, account_id: i64 },
-    /// Over a limit: recorded as a `suppressed` delivery, no token.
+    /// Over a limit, or the address is on the suppression list: recorded as a `suppressed`
+    /// delivery, no token.
     Suppressed { account_id: i64 },
 }
 
@@ -125,8 +126,15 @@ impl LinkRequest {
             }
     }
 
-    fn delivery(&self, account: &Account, verdict: Verdict) -> NewDelivery {
-        let allowed = verdict == Verdict::Allowed;
+    /// The delivery a request writes: its link, or `suppressed` with the reason (over a
+    /// limit, or `suppressed`: the address is on the storefront's suppression list).
+    fn delivery(
+        &self,
+        account: &Account,
+        verdict: Verdict,
+        suppressed: Option<String>,
+    ) -> NewDelivery {
+        let allowed = verdict == Verdict::Allowed && suppressed.is_none();
         NewDelivery {
             storefront_id: self.storefront_id,
             account_id: Some(account.id),
@@ -138,6 +146,7 @@ impl LinkRequest {
             facility_ids: self.facility_ids.clone(),
             relay_after: self.relay_after,
             suppressed_reason: match &self.limit {
+                _ if suppressed.is_some() => suppressed,
                 Some(l) if !allowed => Some(l.reason(verdict)),
                 _ => None,
             },
@@ -211,7 +220,14 @@ impl Store {
                     (verdict, Some(bucket))
                 }
             };
-            let allowed = verdict == Verdict::Allowed;
+            let suppressed = crate::store::suppressions::suppression_in_force(
+                &mut *tx,
+                r.storefront_id,
+                &account.email,
+            )
+            .await?
+            .map(|s| s.not_sent_reason());
+            let allowed = verdict == Verdict::Allowed && suppressed.is_none();
             if allowed {
                 tx.execute(
                     "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at, client_key)
@@ -230,7 +246,7 @@ impl Store {
                 .await?;
             }
             let delivery_id =
-                insert_delivery(&mut *tx, &r.delivery(&account, verdict), now).await?;
+                insert_delivery(&mut *tx, &r.delivery(&account, verdict, suppressed), now).await?;
             outcomes.push(if allowed {
                 IssueOutcome::Queued {
                     delivery_id,

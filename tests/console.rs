@@ -146,6 +146,58 @@ both_backends! {
         }
     }
 
+    async fn a_suppressed_address_shows_on_the_record_and_the_suppressions_page_and_lifting_is_audited(backend: Backend) {
+        use latchkey::store::{DeliveryReport, ReportKind};
+        let app = TestApp::start(backend).await;
+        staff(&app).await;
+        let id = app.request_link(&app.browser(), "alex@example.com").await;
+        app.wait_for_status(id, "sent").await;
+        let report = DeliveryReport {
+            kind: ReportKind::Bounce,
+            status_code: Some("5.1.1".into()),
+            diagnostic: "550 5.1.1 User unknown".into(),
+            reporter: "mx.example.net".into(),
+            received_at: app.clock_now(),
+        };
+        app.store().record_delivery_report(id, &report).await.unwrap().unwrap();
+        let alex = account_id(&app, "alex@example.com").await;
+
+        // Staff see it; a staff member without the role has no Lift button and cannot post it.
+        let stan = app.browser();
+        console_sign_in(&app, &stan, "stan@harborview.example").await;
+        let record = stan.get(&format!("/console/s/demo/customers/{alex}")).await;
+        assert!(record.text().contains("No email goes to this address"), "{}", record.text());
+        assert!(record.text().contains("hard bounce: 550 5.1.1 User unknown"));
+        assert!(record.html().select(&scraper::Selector::parse("form[action*='/lift']").unwrap()).next().is_none());
+        let list = stan.get("/console/s/demo/suppressions").await;
+        assert_eq!(list.status, 200);
+        assert!(list.text().contains("alex@example.com"));
+        let sid = app.rows("SELECT id FROM suppressions", &[]).await[0].i64(0);
+        let csrf = list.csrf();
+        let refused = stan
+            .post_form(&format!("/console/s/demo/suppressions/{sid}/lift"), &[("csrf_token".into(), csrf)])
+            .await;
+        assert_eq!(refused.status, 403);
+        // Another storefront's owner cannot see it.
+        let otto = app.browser();
+        console_sign_in(&app, &otto, "otto@other.example").await;
+        assert_eq!(otto.get("/console/s/demo/suppressions").await.status, 404);
+
+        // A manager lifts it from the record; the audit log says who.
+        let max = app.browser();
+        console_sign_in(&app, &max, "max@harborview.example").await;
+        let record = max.get(&format!("/console/s/demo/customers/{alex}")).await;
+        let lifted = max.submit(&record, "form[action*='/lift']", &[]).await;
+        assert_eq!(lifted.status, 303);
+        let after = max.follow(&lifted).await;
+        assert!(after.text().contains("The address gets email again."));
+        assert!(!after.text().contains("No email goes to this address"));
+        let audit = app.rows("SELECT action, details FROM audit_log WHERE action = 'suppression.lifted'", &[]).await;
+        assert_eq!(audit.len(), 1);
+        assert!(audit[0].string(1).contains("max@harborview.example"), "{}", audit[0].string(1));
+        assert!(max.get("/console/s/demo/suppressions").await.text().contains("No address is suppressed."));
+    }
+
     async fn the_emails_tab_shows_every_status_with_its_attempts(backend: Backend) {
         let app = Setup::new(backend)
             .with_smtp()

@@ -27,3 +27,4 @@ pub mod deliveries;
 pub mod records;
 pub mod sign_in;
 pub mod support;
+pub mod suppressions;

@@ -32,6 +32,8 @@ struct CustomerPage {
     /// (number, amount, status, status label).
     invoices: Vec<(String, String, String, String)>,
     emails: Vec<Row>,
+    /// The address's suppression in force (no email goes to it), with Lift for `can_resend`.
+    suppression: Option<super::suppressions::SuppressionRow>,
 }
 
 /// `GET /console/s/{slug}/customers/{id}`, with the notice of what was just done (`?done=`).
@@ -53,11 +55,22 @@ pub(super) async fn customer(c: &mut Console, slug: &str, id: i64, query: &str) 
         Some("linked") => Some(
             "The contact is linked: its rentals now show in the customer's portal.".to_string(),
         ),
+        Some("lifted") => Some("The address gets email again.".to_string()),
         Some("merged") => Some(format!(
             "Account #{} was merged into this one.",
             q.get("merged").unwrap_or("?")
         )),
         _ => None,
+    };
+    let suppression = match crate::usecases::suppressions::for_address(
+        &c.state.svc,
+        sf.id,
+        &record.account.email,
+    )
+    .await
+    {
+        Ok(s) => s.as_ref().map(super::suppressions::suppression_row),
+        Err(e) => return c.failed(&e),
     };
     let contact = |k: &crate::store::ContactView| {
         (
@@ -95,6 +108,7 @@ pub(super) async fn customer(c: &mut Console, slug: &str, id: i64, query: &str) 
             })
             .collect(),
         emails: record.deliveries.iter().map(row).collect(),
+        suppression,
     };
     c.page(StatusCode::OK, &page)
 }

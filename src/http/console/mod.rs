@@ -12,6 +12,7 @@ mod emails;
 mod sign_in;
 mod storefronts;
 mod support;
+mod suppressions;
 
 use std::sync::Arc;
 
@@ -45,6 +46,8 @@ pub enum ConsoleRoute {
     Link(String, i64, Body),
     Merge(String, i64, Body),
     Audit(Option<String>),
+    Suppressions(String, String),
+    Lift(String, i64, Body),
 }
 
 pub fn route() -> impl Filter<Extract = (ConsoleRoute,), Error = warp::Rejection> + Clone {
@@ -105,6 +108,13 @@ pub fn route() -> impl Filter<Extract = (ConsoleRoute,), Error = warp::Rejection
     let merge = warp::path!("s" / String / "customers" / i64 / "merge")
         .and(post())
         .map(ConsoleRoute::Merge);
+    let suppressions_page = warp::path!("s" / String / "suppressions")
+        .and(get())
+        .and(raw_query())
+        .map(ConsoleRoute::Suppressions);
+    let lift = warp::path!("s" / String / "suppressions" / i64 / "lift")
+        .and(post())
+        .map(ConsoleRoute::Lift);
     let storefront_audit = warp::path!("s" / String / "audit")
         .and(get())
         .map(|slug| ConsoleRoute::Audit(Some(slug)));
@@ -141,6 +151,10 @@ pub fn route() -> impl Filter<Extract = (ConsoleRoute,), Error = warp::Rejection
         .unify()
         .or(storefront_audit)
         .unify()
+        .or(suppressions_page)
+        .unify()
+        .or(lift)
+        .unify()
         .boxed();
     signing.or(pages).unify()
 }
@@ -165,6 +179,8 @@ pub async fn dispatch(route: ConsoleRoute, state: Arc<HttpState>, info: RequestI
         ConsoleRoute::Link(slug, id, body) => support::link(c, &slug, id, body).await,
         ConsoleRoute::Merge(slug, id, body) => support::merge(c, &slug, id, body).await,
         ConsoleRoute::Audit(slug) => audit::audit(c, slug.as_deref()).await,
+        ConsoleRoute::Suppressions(slug, q) => suppressions::page(c, &slug, &q).await,
+        ConsoleRoute::Lift(slug, id, body) => suppressions::lift(c, &slug, id, body).await,
     };
     let mut resp = console.finish(resp);
     resp.headers_mut()

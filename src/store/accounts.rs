@@ -1,6 +1,6 @@
 //! Customer accounts: looking one up, creating one, the profile's Save (a new address waits
 //! for its confirmation, see `email_changes`), sign-up through the integration API, and the
-//! console's search, customer record and merge.
+//! console's search, customer record and merge, and the API's read-back of accounts.
 
 use chrono::{DateTime, Utc};
 
@@ -8,10 +8,11 @@ use super::Store;
 use super::audience::CUSTOMERS;
 use super::audit::insert_audit;
 use super::contacts::{ContactView, contact_by_ref, link_unlinked_contact, move_contacts};
-use super::db::{Conn, DbError, DbResult};
+use super::db::{Conn, DbError, DbResult, qualified};
 use super::deliveries::{Delivery, NewDelivery, insert_delivery, move_deliveries};
 use super::email_changes::{NewEmailChange, insert_email_change, recent_email_changes};
 use super::invoices::{Invoice, InvoiceFilter};
+use super::page::{Page, keyset, keyset_params, page_of};
 use super::payments::move_payment_methods;
 use super::rentals::Rental;
 use super::rows::{ACCOUNT_COLUMNS, Account, StaffUser, account_from, address_taken, lock_account};
@@ -91,7 +92,93 @@ pub struct MergeReport {
     pub stripe_customer_moved: bool,
 }
 
+/// An account as the API shows it: with the references of its contacts.
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub account: Account,
+    /// Its contacts' references, in the order they were created.
+    pub contact_refs: Vec<String>,
+}
+
 impl Store {
+    /// A page of the storefront's accounts as the API shows them, newest first.
+    pub async fn account_records(
+        &self,
+        storefront_id: i64,
+        before: Option<i64>,
+        limit: i64,
+    ) -> DbResult<Page<AccountRecord>> {
+        let sql = format!(
+            "SELECT {} FROM accounts a {}",
+            qualified(ACCOUNT_COLUMNS, "a"),
+            keyset("a")
+        );
+        let rows = self
+            .db()
+            .query(&sql, &keyset_params(storefront_id, before, limit))
+            .await?;
+        let accounts: Vec<Account> = rows.iter().map(account_from).collect();
+        let page = page_of(accounts, limit, |a: &Account| a.id);
+        let records = self.with_contact_refs(storefront_id, page.items).await?;
+        Ok(Page {
+            items: records,
+            next: page.next,
+        })
+    }
+
+    /// The storefront's account with this id, as the API shows it (`None` for another
+    /// storefront's).
+    pub async fn account_record(
+        &self,
+        storefront_id: i64,
+        account_id: i64,
+    ) -> DbResult<Option<AccountRecord>> {
+        let Some(account) = self.account(storefront_id, account_id).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .with_contact_refs(storefront_id, vec![account])
+            .await?
+            .pop())
+    }
+
+    /// The accounts with their contacts' references, read in one statement over the range of
+    /// their ids.
+    async fn with_contact_refs(
+        &self,
+        storefront_id: i64,
+        accounts: Vec<Account>,
+    ) -> DbResult<Vec<AccountRecord>> {
+        let (Some(low), Some(high)) = (
+            accounts.iter().map(|a| a.id).min(),
+            accounts.iter().map(|a| a.id).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let links = self
+            .db()
+            .query(
+                "SELECT account_id, external_ref FROM contacts
+                 WHERE storefront_id = $1 AND account_id BETWEEN $2 AND $3 ORDER BY id",
+                &params![storefront_id, low, high],
+            )
+            .await?;
+        Ok(accounts
+            .into_iter()
+            .map(|account| {
+                let contact_refs = links
+                    .iter()
+                    .filter(|r| r.opt_i64(0) == Some(account.id))
+                    .map(|r| r.string(1))
+                    .collect();
+                AccountRecord {
+                    account,
+                    contact_refs,
+                }
+            })
+            .collect())
+    }
+
     pub async fn account_by_email(
         &self,
         storefront_id: i64,

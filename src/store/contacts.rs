@@ -1,11 +1,12 @@
-//! Contacts: the operator's customer records at a facility (upserted by external reference),
-//! linked to a portal account by sign-up or by support.
+//! Contacts: the operator's customer records at a facility (upserted by external reference and
+//! read back by the API), linked to a portal account by sign-up or by support.
 
 use chrono::{DateTime, Utc};
 
 use super::Store;
 use super::audit::insert_audit;
 use super::db::{Conn, DbResult, Row};
+use super::page::{Page, keyset, keyset_params, page_of};
 use super::rows::StaffUser;
 use super::storefronts::facility_by_ref;
 use super::upsert::{Unresolved, UpsertResult, Upserted, insert_or_update};
@@ -59,10 +60,11 @@ pub struct ContactRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-const CONTACT_QUERY: &str =
+/// A contact as the API shows it; the statement goes on with its `WHERE`.
+const CONTACT_RECORD: &str =
     "SELECT c.id, c.external_ref, f.external_ref, c.full_name, c.email, c.phone, c.account_id,
         c.created_at, c.updated_at
-     FROM contacts c JOIN facilities f ON f.id = c.facility_id WHERE c.id = $1";
+     FROM contacts c JOIN facilities f ON f.id = c.facility_id";
 
 fn contact_record_from(r: &Row) -> ContactRecord {
     ContactRecord {
@@ -241,6 +243,37 @@ impl Store {
         Ok(Some(contact))
     }
 
+    /// A page of the storefront's contacts as the API shows them, newest first.
+    pub async fn contact_records(
+        &self,
+        storefront_id: i64,
+        before: Option<i64>,
+        limit: i64,
+    ) -> DbResult<Page<ContactRecord>> {
+        let sql = format!("{CONTACT_RECORD} {}", keyset("c"));
+        let rows = self
+            .db()
+            .query(&sql, &keyset_params(storefront_id, before, limit))
+            .await?;
+        let items = rows.iter().map(contact_record_from).collect();
+        Ok(page_of(items, limit, |c: &ContactRecord| c.id))
+    }
+
+    /// The storefront's contact with this reference (`None` for another storefront's).
+    pub async fn contact_record(
+        &self,
+        storefront_id: i64,
+        external_ref: &str,
+    ) -> DbResult<Option<ContactRecord>> {
+        let sql = format!("{CONTACT_RECORD} WHERE c.storefront_id = $1 AND c.external_ref = $2");
+        Ok(self
+            .db()
+            .query_opt(&sql, &params![storefront_id, external_ref])
+            .await?
+            .as_ref()
+            .map(contact_record_from))
+    }
+
     /// Creates or replaces a contact by its external reference. The link to a portal account
     /// is left as it is (only sign-up and support link contacts).
     pub async fn upsert_contact(
@@ -279,7 +312,8 @@ impl Store {
             ),
         )
         .await?;
-        let row = tx.query_one(CONTACT_QUERY, &params![id]).await?;
+        let sql = format!("{CONTACT_RECORD} WHERE c.id = $1");
+        let row = tx.query_one(&sql, &params![id]).await?;
         tx.commit().await?;
         Ok(Ok(Upserted {
             record: contact_record_from(&row),

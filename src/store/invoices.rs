@@ -1,5 +1,5 @@
-//! Invoices: what an account sees on Billing, the operator's upserts by external reference,
-//! and paying one through Stripe Checkout (the Checkout noted on the invoice and its attempt
+//! Invoices: what an account sees on Billing, the operator's upserts by external reference
+//! and their read-back, and paying one through Stripe Checkout (the Checkout noted on the invoice and its attempt
 //! counter, Processing while a debit is on its way, and the receipt or failure email written
 //! in the transaction that changes the status).
 
@@ -9,6 +9,7 @@ use super::Store;
 use super::contacts::contact_by_ref;
 use super::db::{Conn, DbResult, Row, Value, qualified};
 use super::deliveries::{NewDelivery, insert_delivery};
+use super::page::{Page, keyset, keyset_params, page_of};
 use super::rentals::rental_by_ref;
 use super::rows::{ACCOUNT_COLUMNS, Account, account_from};
 use super::upsert::{Unresolved, UpsertResult, Upserted, insert_or_update};
@@ -110,16 +111,20 @@ pub struct InvoiceRecord {
     /// As stored: an invoice already paid stays paid when an upsert says `pending`.
     pub fields: InvoiceFields,
     pub paid_at: Option<DateTime<Utc>>,
+    /// The Stripe Checkout Session it is being (or was) paid through.
+    pub checkout_session_id: Option<String>,
+    /// The Stripe PaymentIntent of its payment.
+    pub payment_intent_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-const INVOICE_QUERY: &str = "SELECT i.id, i.external_ref, c.external_ref, r.external_ref, f.external_ref, i.number,
+/// An invoice as the API shows it; the statement goes on with its `WHERE`.
+const INVOICE_RECORD: &str = "SELECT i.id, i.external_ref, c.external_ref, r.external_ref, f.external_ref, i.number,
         i.description, i.amount_minor, i.currency, i.issued_on, i.due_on, i.status, i.paid_at,
-        i.created_at, i.updated_at
+        i.created_at, i.updated_at, i.checkout_session_id, i.payment_intent_id
      FROM invoices i JOIN contacts c ON c.id = i.contact_id JOIN facilities f ON f.id = i.facility_id
-     LEFT JOIN rentals r ON r.id = i.rental_id
-     WHERE i.id = $1";
+     LEFT JOIN rentals r ON r.id = i.rental_id";
 
 fn invoice_record_from(r: &Row) -> InvoiceRecord {
     InvoiceRecord {
@@ -138,6 +143,8 @@ fn invoice_record_from(r: &Row) -> InvoiceRecord {
             status: r.string(11),
         },
         paid_at: r.opt_ts(12),
+        checkout_session_id: r.opt_string(15),
+        payment_intent_id: r.opt_string(16),
         created_at: r.ts(13),
         updated_at: r.ts(14),
     }
@@ -260,12 +267,44 @@ impl Store {
             ),
         )
         .await?;
-        let row = tx.query_one(INVOICE_QUERY, &params![id]).await?;
+        let sql = format!("{INVOICE_RECORD} WHERE i.id = $1");
+        let row = tx.query_one(&sql, &params![id]).await?;
         tx.commit().await?;
         Ok(Ok(Upserted {
             record: invoice_record_from(&row),
             created,
         }))
+    }
+
+    /// A page of the storefront's invoices as the API shows them, newest first.
+    pub async fn invoice_records(
+        &self,
+        storefront_id: i64,
+        before: Option<i64>,
+        limit: i64,
+    ) -> DbResult<Page<InvoiceRecord>> {
+        let sql = format!("{INVOICE_RECORD} {}", keyset("i"));
+        let rows = self
+            .db()
+            .query(&sql, &keyset_params(storefront_id, before, limit))
+            .await?;
+        let items = rows.iter().map(invoice_record_from).collect();
+        Ok(page_of(items, limit, |i: &InvoiceRecord| i.id))
+    }
+
+    /// The storefront's invoice with this reference (`None` for another storefront's).
+    pub async fn invoice_record(
+        &self,
+        storefront_id: i64,
+        external_ref: &str,
+    ) -> DbResult<Option<InvoiceRecord>> {
+        let sql = format!("{INVOICE_RECORD} WHERE i.storefront_id = $1 AND i.external_ref = $2");
+        Ok(self
+            .db()
+            .query_opt(&sql, &params![storefront_id, external_ref])
+            .await?
+            .as_ref()
+            .map(invoice_record_from))
     }
 
     /// Notes the Checkout Session an invoice is being paid through, if the invoice is still

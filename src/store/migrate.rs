@@ -57,6 +57,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../migrations/postgres/0012_relay_progress.sql"),
     ),
     (
+        "0013_api_readback",
+        include_str!("../../migrations/postgres/0013_api_readback.sql"),
+    ),
+    (
         "0014_suppressions",
         include_str!("../../migrations/postgres/0014_suppressions.sql"),
     ),
@@ -109,6 +113,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0012_relay_progress",
         include_str!("../../migrations/sqlite/0012_relay_progress.sql"),
+    ),
+    (
+        "0013_api_readback",
+        include_str!("../../migrations/sqlite/0013_api_readback.sql"),
     ),
     (
         "0014_suppressions",

@@ -12,7 +12,10 @@
 //!   counter, the receipt or failure email with the status change).
 //! - `payments`: the Stripe side of an account (customer, setup-Checkout attempts), its
 //!   payment methods, and Stripe's webhook events.
-//! - `upsert`: what the operator's upserts by external reference share.
+//! - `upsert`: what the operator's upserts by external reference share; `page`: the keyset
+//!   pages the API reads them back in.
+//! - `idempotency`: the integration API's `Idempotency-Key`s: the claim of a key and the
+//!   answer kept for its repeats.
 //! - `audience`: whose links and sessions, customers' or staff's: the tables of each.
 //! - `tokens`: sign-in links of both audiences, their limits (`tokens/limits`), the
 //!   PostgreSQL batch of customers' links (`tokens/batch`), unmatched sign-ins.
@@ -52,7 +55,9 @@ mod cooldowns;
 mod deliveries;
 mod demo;
 mod email_changes;
+mod idempotency;
 mod invoices;
+mod page;
 mod payments;
 mod rentals;
 mod rows;
@@ -75,7 +80,9 @@ pub use db::{Database, DbError, DbResult, Dialect, Row, Value};
 pub use deliveries::*;
 pub use demo::DemoSummary;
 pub use email_changes::*;
+pub use idempotency::*;
 pub use invoices::*;
+pub use page::Page;
 pub use payments::*;
 pub use rentals::*;
 pub use rows::*;

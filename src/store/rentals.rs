@@ -1,11 +1,12 @@
 //! Rentals and their signed agreements: what the dashboard and the booking page show, and the
-//! operator's upserts by external reference.
+//! operator's upserts by external reference and their read-back.
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::Store;
 use super::contacts::contact_by_ref;
 use super::db::{Conn, DbResult, Row};
+use super::page::{Page, keyset, keyset_params, page_of};
 use super::upsert::{Unresolved, UpsertResult, Upserted, insert_or_update};
 use crate::domain::Money;
 use crate::params;
@@ -81,12 +82,12 @@ pub struct RentalRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-const RENTAL_QUERY: &str =
+/// A rental as the API shows it; the statement goes on with its `WHERE`.
+const RENTAL_RECORD: &str =
     "SELECT r.id, r.external_ref, c.external_ref, f.external_ref, r.label, r.status, r.starts_on,
         r.ends_on, r.rate_minor, r.currency, r.rate_period, r.delivery_status, r.tracking_url,
         EXISTS (SELECT 1 FROM agreements g WHERE g.rental_id = r.id), r.created_at, r.updated_at
-     FROM rentals r JOIN contacts c ON c.id = r.contact_id JOIN facilities f ON f.id = r.facility_id
-     WHERE r.id = $1";
+     FROM rentals r JOIN contacts c ON c.id = r.contact_id JOIN facilities f ON f.id = r.facility_id";
 
 fn rental_record_from(r: &Row) -> RentalRecord {
     RentalRecord {
@@ -263,6 +264,37 @@ impl Store {
             .map(|r| r.id))
     }
 
+    /// A page of the storefront's rentals as the API shows them, newest first.
+    pub async fn rental_records(
+        &self,
+        storefront_id: i64,
+        before: Option<i64>,
+        limit: i64,
+    ) -> DbResult<Page<RentalRecord>> {
+        let sql = format!("{RENTAL_RECORD} {}", keyset("r"));
+        let rows = self
+            .db()
+            .query(&sql, &keyset_params(storefront_id, before, limit))
+            .await?;
+        let items = rows.iter().map(rental_record_from).collect();
+        Ok(page_of(items, limit, |r: &RentalRecord| r.id))
+    }
+
+    /// The storefront's rental with this reference (`None` for another storefront's).
+    pub async fn rental_record(
+        &self,
+        storefront_id: i64,
+        external_ref: &str,
+    ) -> DbResult<Option<RentalRecord>> {
+        let sql = format!("{RENTAL_RECORD} WHERE r.storefront_id = $1 AND r.external_ref = $2");
+        Ok(self
+            .db()
+            .query_opt(&sql, &params![storefront_id, external_ref])
+            .await?
+            .as_ref()
+            .map(rental_record_from))
+    }
+
     /// Creates or replaces a rental by its external reference; its facility is its contact's.
     pub async fn upsert_rental(
         &self,
@@ -309,7 +341,8 @@ impl Store {
             ),
         )
         .await?;
-        let row = tx.query_one(RENTAL_QUERY, &params![id]).await?;
+        let sql = format!("{RENTAL_RECORD} WHERE r.id = $1");
+        let row = tx.query_one(&sql, &params![id]).await?;
         tx.commit().await?;
         Ok(Ok(Upserted {
             record: rental_record_from(&row),

@@ -1,11 +1,12 @@
 //! Storefronts (the tenants: name, sender, custom host, DKIM) and their facilities: the
 //! storefront a request's host or slug names, the facilities a portal page lists, and the
-//! operator's upserts of facilities by external reference.
+//! operator's upserts of facilities by external reference and their read-back.
 
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::db::{Conn, DbResult, Row};
+use super::db::{Conn, DbResult, Row, qualified};
+use super::page::{Page, keyset, keyset_params, page_of};
 use super::upsert::{Upserted, insert_or_update};
 use crate::domain::{EmailAddress, Secret};
 use crate::params;
@@ -271,6 +272,43 @@ impl Store {
     ) -> DbResult<Option<i64>> {
         let mut conn = self.db().conn().await?;
         facility_by_ref(&mut *conn, storefront_id, external_ref).await
+    }
+
+    /// A page of the storefront's facilities as the API shows them, newest first.
+    pub async fn facility_records(
+        &self,
+        storefront_id: i64,
+        before: Option<i64>,
+        limit: i64,
+    ) -> DbResult<Page<FacilityRecord>> {
+        let sql = format!(
+            "SELECT {} FROM facilities f {}",
+            qualified(FACILITY_COLUMNS, "f"),
+            keyset("f")
+        );
+        let rows = self
+            .db()
+            .query(&sql, &keyset_params(storefront_id, before, limit))
+            .await?;
+        let items = rows.iter().map(facility_record_from).collect();
+        Ok(page_of(items, limit, |f: &FacilityRecord| f.id))
+    }
+
+    /// The storefront's facility with this reference (`None` for another storefront's).
+    pub async fn facility_record(
+        &self,
+        storefront_id: i64,
+        external_ref: &str,
+    ) -> DbResult<Option<FacilityRecord>> {
+        let sql = format!(
+            "SELECT {FACILITY_COLUMNS} FROM facilities WHERE storefront_id = $1 AND external_ref = $2"
+        );
+        Ok(self
+            .db()
+            .query_opt(&sql, &params![storefront_id, external_ref])
+            .await?
+            .as_ref()
+            .map(facility_record_from))
     }
 
     /// Creates or replaces a facility by its external reference.

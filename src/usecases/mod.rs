@@ -24,6 +24,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod billing;
 pub mod deliveries;
+pub mod idempotency;
 pub mod records;
 pub mod sign_in;
 pub mod support;

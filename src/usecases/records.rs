@@ -1,13 +1,15 @@
 //! Reading and writing the operator's records: rentals, invoices, facilities, contacts and
 //! agreements, as the portal shows them to a customer, the console to staff, and the API
-//! keeps them in step with the operator's systems.
+//! keeps them in step with the operator's systems and reads them back (with the portal
+//! accounts), a keyset page at a time.
 
 use crate::error::AppError;
 use crate::services::Services;
 use crate::store::{
-    Account, AgreementRecord, ContactFields, ContactRecord, ContactView, CustomerRecord, Facility,
-    FacilityFields, FacilityRecord, Invoice, InvoiceFields, InvoiceFilter, InvoiceRecord,
-    PaymentMethod, Rental, RentalFields, RentalRecord, Storefront, Unresolved, Upserted,
+    Account, AccountRecord, AgreementRecord, ContactFields, ContactRecord, ContactView,
+    CustomerRecord, Facility, FacilityFields, FacilityRecord, Invoice, InvoiceFields,
+    InvoiceFilter, InvoiceRecord, Page, PaymentMethod, Rental, RentalFields, RentalRecord,
+    Storefront, Unresolved, Upserted,
 };
 
 /// What an upsert did, or which reference in it names nothing of the storefront.
@@ -226,4 +228,118 @@ pub async fn put_agreement(
         .store
         .put_agreement(storefront_id, rental_ref, file_name, pdf, svc.now())
         .await?)
+}
+
+// The API's read-back: a page of the storefront's records of one kind, newest first (`before`
+// is the previous page's `next`), or one record by reference; `None` for another storefront's.
+
+pub async fn facilities_page(
+    svc: &Services,
+    storefront_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Page<FacilityRecord>, AppError> {
+    Ok(svc
+        .store
+        .facility_records(storefront_id, before, limit)
+        .await?)
+}
+
+pub async fn facility_record(
+    svc: &Services,
+    storefront_id: i64,
+    external_ref: &str,
+) -> Result<Option<FacilityRecord>, AppError> {
+    Ok(svc
+        .store
+        .facility_record(storefront_id, external_ref)
+        .await?)
+}
+
+pub async fn contacts_page(
+    svc: &Services,
+    storefront_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Page<ContactRecord>, AppError> {
+    Ok(svc
+        .store
+        .contact_records(storefront_id, before, limit)
+        .await?)
+}
+
+pub async fn contact_record(
+    svc: &Services,
+    storefront_id: i64,
+    external_ref: &str,
+) -> Result<Option<ContactRecord>, AppError> {
+    Ok(svc
+        .store
+        .contact_record(storefront_id, external_ref)
+        .await?)
+}
+
+pub async fn rentals_page(
+    svc: &Services,
+    storefront_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Page<RentalRecord>, AppError> {
+    Ok(svc
+        .store
+        .rental_records(storefront_id, before, limit)
+        .await?)
+}
+
+pub async fn rental_record(
+    svc: &Services,
+    storefront_id: i64,
+    external_ref: &str,
+) -> Result<Option<RentalRecord>, AppError> {
+    Ok(svc.store.rental_record(storefront_id, external_ref).await?)
+}
+
+pub async fn invoices_page(
+    svc: &Services,
+    storefront_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Page<InvoiceRecord>, AppError> {
+    Ok(svc
+        .store
+        .invoice_records(storefront_id, before, limit)
+        .await?)
+}
+
+pub async fn invoice_record(
+    svc: &Services,
+    storefront_id: i64,
+    external_ref: &str,
+) -> Result<Option<InvoiceRecord>, AppError> {
+    Ok(svc
+        .store
+        .invoice_record(storefront_id, external_ref)
+        .await?)
+}
+
+/// A page of the storefront's portal accounts with their contacts.
+pub async fn accounts_page(
+    svc: &Services,
+    storefront_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Page<AccountRecord>, AppError> {
+    Ok(svc
+        .store
+        .account_records(storefront_id, before, limit)
+        .await?)
+}
+
+/// The storefront's portal account with this id and its contacts.
+pub async fn account_record(
+    svc: &Services,
+    storefront_id: i64,
+    account_id: i64,
+) -> Result<Option<AccountRecord>, AppError> {
+    Ok(svc.store.account_record(storefront_id, account_id).await?)
 }

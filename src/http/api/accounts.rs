@@ -1,5 +1,6 @@
 //! The customer's side: storefront sign-up (creates the portal account and links contacts),
-//! the booking confirmation email, and resending the portal link.
+//! the portal accounts read back (one, or a keyset-paged list), the booking confirmation
+//! email, and resending the portal link.
 
 use http::StatusCode;
 use serde::Serialize;
@@ -9,13 +10,16 @@ use warp::reply::Response;
 
 use super::error_doc::{self, BadJson, Internal, TooLarge, Unauthorized, Unavailable};
 use super::fields::{ContactRefs, ExternalRef, Id, PersonName, Phone, Timestamp, is_ref, parse_id};
+use super::idempotency::IdempotencyHeader;
 use super::input::{Object, Problems, Request};
+use super::paging::{PageQuery, api_page};
 use super::{Caller, json_response, no_rental, opt_text};
 use crate::domain::EmailAddress;
 use crate::http::HttpState;
 use crate::http::api::error::ApiError;
 use crate::links::PortalLink;
-use crate::store::SignUp;
+use crate::store::{AccountRecord, SignUp};
+use crate::usecases::records;
 use crate::usecases::support::{
     Actor, BookingOutcome, ResendOutcome, resend_portal_link, send_booking_confirmation,
 };
@@ -59,10 +63,29 @@ pub struct View {
     full_name: String,
     #[schema(required = true)]
     phone: Option<String>,
-    /// The contacts linked by this call.
+    /// The references of the contacts linked to the account (on sign-up, the ones this call linked).
     #[schema(value_type = Vec<ExternalRef>)]
     contacts: Vec<String>,
     created_at: Timestamp,
+}
+
+impl From<&AccountRecord> for View {
+    fn from(r: &AccountRecord) -> Self {
+        let a = &r.account;
+        Self {
+            id: a.id,
+            email: a.email.to_string(),
+            full_name: a.full_name.clone(),
+            phone: opt_text(&a.phone),
+            contacts: r.contact_refs.clone(),
+            created_at: a.created_at.into(),
+        }
+    }
+}
+
+api_page! {
+    /// A page of portal accounts.
+    Page = AccountPage of View from AccountRecord
 }
 
 /// A booking confirmation on its way.
@@ -94,6 +117,7 @@ pub struct LinkQueued {
     operation_id = "createAccount",
     tag = "Customers",
     security(("apiKey" = [])),
+    params(IdempotencyHeader),
     request_body(
         content = Input,
         content_type = "application/json",
@@ -108,9 +132,9 @@ pub struct LinkQueued {
         (status = 201, description = "The account, with the contacts linked.", body = View),
         (status = 400, response = BadJson),
         (status = 401, response = Unauthorized),
-        (status = 409, description = "`email_taken`: an account already uses this address (show `message` to the customer; `sign_in_url` is the portal's sign-in page). `conflict`: a listed contact is linked to an account already. Nothing was created.", body = inline(error_doc::EmailTakenOrConflict)),
+        (status = 409, description = "`email_taken`: an account already uses this address (show `message` to the customer; `sign_in_url` is the portal's sign-in page). `conflict`: a listed contact is linked to an account already. Nothing was created. `idempotency_key_in_use`: the first request with this `Idempotency-Key` is still running.", body = inline(error_doc::EmailTakenOrConflict)),
         (status = 413, response = TooLarge),
-        (status = 422, description = "Invalid fields, or `unknown_contact`: a listed contact does not exist. Nothing was created.", body = inline(error_doc::InvalidOrUnknownContact)),
+        (status = 422, description = "Invalid fields (or `Idempotency-Key`), or `unknown_contact`: a listed contact does not exist, or `idempotency_key_reused`: the key was sent with another request. Nothing was created.", body = inline(error_doc::SignUpRefused)),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     ),
@@ -156,15 +180,72 @@ pub async fn create(state: &HttpState, caller: &Caller, body: Value) -> Result<R
             )));
         }
     };
-    let view = View {
-        id: account.id,
-        email: account.email.to_string(),
-        full_name: account.full_name,
-        phone: opt_text(&account.phone),
-        contacts: contact_refs,
-        created_at: account.created_at.into(),
-    };
+    let view = View::from(&AccountRecord {
+        account,
+        contact_refs,
+    });
     Ok(json_response(StatusCode::CREATED, &view))
+}
+
+/// List portal accounts
+///
+/// Every portal account of your storefront, newest first, with its contacts, a page at a time: pass `next` as `before` for the next page. Unknown parameters are refused (422).
+#[utoipa::path(
+    get,
+    path = "/accounts",
+    operation_id = "listAccounts",
+    tag = "Customers",
+    security(("apiKey" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of accounts.", body = Page),
+        (status = 401, response = Unauthorized),
+        (status = 422, description = "A parameter is invalid or unknown (see `fields`).", body = inline(error_doc::InvalidFields)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list(state: &HttpState, caller: &Caller, query: &str) -> Result<Response, ApiError> {
+    let q = PageQuery::parse(query)?;
+    let page = records::accounts_page(&state.svc, caller.storefront.id, q.before, q.limit).await?;
+    Ok(json_response(StatusCode::OK, &Page::from(page)))
+}
+
+/// Read a portal account
+///
+/// The account with the references of its contacts.
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}",
+    operation_id = "getAccount",
+    tag = "Customers",
+    security(("apiKey" = [])),
+    params(
+        ("id" = inline(Id), Path, description = "The account's id.", example = 1),
+    ),
+    responses(
+        (status = 200, description = "The account.", body = View),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "Your storefront has no account with this id.", body = inline(error_doc::NotFound)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn detail(
+    state: &HttpState,
+    caller: &Caller,
+    account_id: &str,
+) -> Result<Response, ApiError> {
+    let account = match parse_id(account_id) {
+        Some(id) => records::account_record(&state.svc, caller.storefront.id, id).await?,
+        None => None,
+    };
+    let account = account.ok_or_else(no_account)?;
+    Ok(json_response(StatusCode::OK, &View::from(&account)))
+}
+
+fn no_account() -> ApiError {
+    ApiError::NotFound("Your storefront has no account with this id.".into())
 }
 
 /// Email the booking confirmation
@@ -178,12 +259,15 @@ pub async fn create(state: &HttpState, caller: &Caller, body: Value) -> Result<R
     security(("apiKey" = [])),
     params(
         ("ref" = ExternalRef, Path, description = "The rental's reference.", example = "RNT-DT-B112"),
+        IdempotencyHeader,
     ),
     responses(
         (status = 202, description = "Queued; follow it with GET /deliveries/{delivery_id}.", body = BookingQueued),
         (status = 401, response = Unauthorized),
         (status = 404, description = "Your storefront has no rental with this reference.", body = inline(error_doc::NotFound)),
-        (status = 422, description = "`not_linked`: the rental's contact has no portal account yet (create one with POST /accounts listing the contact).", body = inline(error_doc::NotLinked)),
+        (status = 409, description = "`idempotency_key_in_use`: the first request with this `Idempotency-Key` is still running.", body = inline(error_doc::KeyInUse),
+            headers(("Retry-After" = inline(error_doc::RetryAfter), description = "Seconds to wait before retrying."))),
+        (status = 422, description = "`not_linked`: the rental's contact has no portal account yet (create one with POST /accounts listing the contact). `validation`: the `Idempotency-Key` is not a key; `idempotency_key_reused`: it was sent with another request.", body = inline(error_doc::NotLinkedOrKeyRefused)),
         (status = 429, description = "`cooldown`: a booking confirmation of this rental was sent a moment ago; nothing was sent.", body = inline(error_doc::Cooldown),
             headers(("Retry-After" = inline(error_doc::RetryAfter), description = "Seconds until another confirmation of this rental is allowed."))),
         (status = 500, response = Internal),
@@ -242,11 +326,15 @@ pub async fn booking_confirmation(
     security(("apiKey" = [])),
     params(
         ("id" = inline(Id), Path, description = "The account's id.", example = 1),
+        IdempotencyHeader,
     ),
     responses(
         (status = 202, description = "Queued; follow it with GET /deliveries/{delivery_id}.", body = LinkQueued),
         (status = 401, response = Unauthorized),
         (status = 404, description = "Your storefront has no account with this id.", body = inline(error_doc::NotFound)),
+        (status = 409, description = "`idempotency_key_in_use`: the first request with this `Idempotency-Key` is still running.", body = inline(error_doc::KeyInUse),
+            headers(("Retry-After" = inline(error_doc::RetryAfter), description = "Seconds to wait before retrying."))),
+        (status = 422, description = "`validation`: the `Idempotency-Key` is not a key; `idempotency_key_reused`: it was sent with another request.", body = inline(error_doc::KeyRefused)),
         (status = 429, description = "`cooldown`: a link was resent to this customer a moment ago.", body = inline(error_doc::Cooldown),
             headers(("Retry-After" = inline(error_doc::RetryAfter), description = "Seconds until a resend is allowed."))),
         (status = 500, response = Internal),
@@ -258,8 +346,7 @@ pub async fn portal_link(
     caller: &Caller,
     account_id: &str,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::NotFound("Your storefront has no account with this id.".into());
-    let account_id = parse_id(account_id).ok_or_else(not_found)?;
+    let account_id = parse_id(account_id).ok_or_else(no_account)?;
     let actor = Actor::ApiKey {
         id: caller.key.id,
         name: &caller.key.name,
@@ -282,6 +369,6 @@ pub async fn portal_link(
         } => Err(ApiError::Cooldown {
             retry_after_seconds,
         }),
-        ResendOutcome::NoSuchAccount => Err(not_found()),
+        ResendOutcome::NoSuchAccount => Err(no_account()),
     }
 }

@@ -67,6 +67,36 @@ impl RawBody {
         }
     }
 
+    /// A body with nothing in it (one already read and thrown away).
+    pub fn empty() -> Self {
+        Self {
+            length: Some(0),
+            content_type: None,
+            stream: futures::stream::empty().boxed(),
+        }
+    }
+
+    /// The media type it was sent as, lowercased, without parameters.
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
+    }
+
+    /// Reads the whole body now (a JSON body, up to its limit), and the same body to read
+    /// again as usual: for a look at it before its handler reads it.
+    pub async fn buffer(self) -> Result<(Bytes, RawBody), ApiError> {
+        let content_type = self.content_type.clone();
+        let bytes = self.read(JSON_LIMIT).await.map_err(|e| match e {
+            ReadError::TooLarge => ApiError::TooLarge { limit: JSON_LIMIT },
+            ReadError::Broken => ApiError::BadJson("The body did not arrive whole.".into()),
+        })?;
+        let again = Self {
+            length: Some(bytes.len() as u64),
+            content_type,
+            stream: futures::stream::once(futures::future::ready(Ok(bytes.clone()))).boxed(),
+        };
+        Ok((bytes, again))
+    }
+
     /// Reads and throws the body away (up to a bound), for an answer that does not need it.
     pub async fn discard(mut self) {
         if self.length.is_some_and(|l| l > DRAIN_LIMIT) {

@@ -12,6 +12,7 @@ use super::fields::{
     Cursor, ExternalRef, Id, PageLimit, REF_RULE, Recipient, Timestamp, enum_schema, parse_id,
 };
 use super::input::{Problems, parse_query};
+use super::paging;
 use super::{Caller, json_response};
 use crate::http::HttpState;
 use crate::http::api::error::ApiError;
@@ -68,23 +69,8 @@ impl ListQuery {
             }
             parsed
         });
-        let before = q.get("before").and_then(|b| {
-            let parsed = parse_id(b);
-            if parsed.is_none() {
-                p.add("before", "Must be the `next` cursor of an earlier page.");
-            }
-            parsed
-        });
-        let limit = match q.get("limit") {
-            None => PageLimit::DEFAULT,
-            Some(l) => PageLimit::parse(l).unwrap_or_else(|| {
-                p.add(
-                    "limit",
-                    format!("Must be a whole number from 1 to {}.", PageLimit::MAX),
-                );
-                PageLimit::DEFAULT
-            }),
-        };
+        let before = paging::before(&q, &mut p);
+        let limit = paging::limit(&q, &mut p);
         if !p.is_empty() {
             return Err(p.into_error());
         }

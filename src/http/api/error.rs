@@ -32,13 +32,15 @@ pub enum ErrorCode {
     UnknownRental,
     NotLinked,
     Cooldown,
+    IdempotencyKeyReused,
+    IdempotencyKeyInUse,
     Unavailable,
     Internal,
 }
 
 impl ErrorCode {
     /// Every code the API answers with.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadJson,
         ErrorCode::BadContentType,
         ErrorCode::Unauthorized,
@@ -54,6 +56,8 @@ impl ErrorCode {
         ErrorCode::UnknownRental,
         ErrorCode::NotLinked,
         ErrorCode::Cooldown,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::IdempotencyKeyInUse,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -75,6 +79,8 @@ impl ErrorCode {
             ErrorCode::UnknownRental => "unknown_rental",
             ErrorCode::NotLinked => "not_linked",
             ErrorCode::Cooldown => "cooldown",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -127,6 +133,10 @@ pub enum ApiError {
     BookingCooldown {
         retry_after_seconds: i64,
     },
+    /// The `Idempotency-Key` was used for another request (method, path or body) within 24 hours.
+    IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` has not answered yet.
+    IdempotencyKeyInUse,
     Unavailable,
     Internal,
 }
@@ -143,13 +153,16 @@ impl ApiError {
             ApiError::Unauthorized { .. } | ApiError::Revoked => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::EmailTaken { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::EmailTaken { .. } | ApiError::Conflict(_) | ApiError::IdempotencyKeyInUse => {
+                StatusCode::CONFLICT
+            }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_)
             | ApiError::UnknownFacility(_)
             | ApiError::UnknownContact(_)
             | ApiError::UnknownRental(_)
-            | ApiError::NotLinked => StatusCode::UNPROCESSABLE_ENTITY,
+            | ApiError::NotLinked
+            | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Cooldown { .. } | ApiError::BookingCooldown { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -175,6 +188,8 @@ impl ApiError {
             ApiError::UnknownRental(_) => ErrorCode::UnknownRental,
             ApiError::NotLinked => ErrorCode::NotLinked,
             ApiError::Cooldown { .. } | ApiError::BookingCooldown { .. } => ErrorCode::Cooldown,
+            ApiError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            ApiError::IdempotencyKeyInUse => ErrorCode::IdempotencyKeyInUse,
             ApiError::Unavailable => ErrorCode::Unavailable,
             ApiError::Internal => ErrorCode::Internal,
         }
@@ -227,6 +242,12 @@ impl ApiError {
             } => format!(
                 "A booking confirmation of this rental was sent a moment ago. Try again in {retry_after_seconds} seconds."
             ),
+            ApiError::IdempotencyKeyReused => {
+                "This Idempotency-Key was used for another request in the last 24 hours: send a new key with a new request, and the same key only to retry the same request.".into()
+            }
+            ApiError::IdempotencyKeyInUse => {
+                "The first request with this Idempotency-Key has not finished yet. Retry in a moment: it will get that request's answer.".into()
+            }
             ApiError::Unavailable => {
                 "The service is briefly unavailable. Try again in a minute.".into()
             }
@@ -281,6 +302,9 @@ impl ApiError {
             }
             ApiError::Unavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            }
+            ApiError::IdempotencyKeyInUse => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

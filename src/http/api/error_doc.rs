@@ -155,20 +155,30 @@ error_bodies! {
     InvalidOrUnknownContactOrRental = [Validation, UnknownContact, UnknownRental];
     /// The body is not what the content type says.
     BadContentType = [BadContentType];
-    /// The rental's contact has no portal account.
-    NotLinked = [NotLinked];
+    /// A sign-up's invalid fields or `Idempotency-Key`, a contact that does not exist, or a key used for another request.
+    SignUpRefused = [Validation, UnknownContact, IdempotencyKeyReused];
+    /// An invalid `Idempotency-Key`, the rental's contact without a portal account, or a key used for another request.
+    NotLinkedOrKeyRefused = [Validation, NotLinked, IdempotencyKeyReused];
+    /// An invalid `Idempotency-Key`, or one used for another request.
+    KeyRefused = [Validation, IdempotencyKeyReused];
+    /// The first request with the `Idempotency-Key` is still running.
+    KeyInUse = [IdempotencyKeyInUse];
     /// Sent a moment ago.
     Cooldown = [Cooldown];
 }
 
-/// The 409 of a sign-up: the address has an account, or a listed contact is linked already.
+/// The 409 of a sign-up: the address has an account, a listed contact is linked already, or
+/// the first request with the `Idempotency-Key` is still running.
 pub struct EmailTakenOrConflict;
 
 impl PartialSchema for EmailTakenOrConflict {
     fn schema() -> RefOr<Schema> {
         OneOfBuilder::new()
             .item(Ref::from_schema_name(EmailTakenError::name()))
-            .item(with_codes(&Error::name(), &[ErrorCode::Conflict]))
+            .item(with_codes(
+                &Error::name(),
+                &[ErrorCode::Conflict, ErrorCode::IdempotencyKeyInUse],
+            ))
             .into()
     }
 }

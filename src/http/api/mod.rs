@@ -16,7 +16,9 @@ mod doc;
 mod error;
 mod error_doc;
 mod fields;
+mod idempotency;
 mod input;
+mod paging;
 mod records;
 mod router;
 
@@ -115,6 +117,9 @@ async fn dispatch(
     let answer = match op {
         Op::GetOpenApi => Ok(document(&api.document)),
         op => match authenticate(&api.state, &headers).await {
+            Ok(caller) if method == Method::POST => {
+                idempotency::post(api.state.clone(), caller, op, param, query, &headers, body).await
+            }
             Ok(caller) => endpoint(op, &api.state, &caller, &param, &query, body).await,
             Err(e) => {
                 body.discard().await;
@@ -167,6 +172,73 @@ async fn endpoint(
             body.discard().await;
             deliveries::detail(state, caller, param).await
         }
+        Op::ListFacilities => {
+            body.discard().await;
+            records::facility::list(state, caller, query).await
+        }
+        Op::GetFacility => {
+            body.discard().await;
+            records::facility::get(state, caller, param).await
+        }
+        Op::ListContacts => {
+            body.discard().await;
+            records::contact::list(state, caller, query).await
+        }
+        Op::GetContact => {
+            body.discard().await;
+            records::contact::get(state, caller, param).await
+        }
+        Op::ListRentals => {
+            body.discard().await;
+            records::rental::list(state, caller, query).await
+        }
+        Op::GetRental => {
+            body.discard().await;
+            records::rental::get(state, caller, param).await
+        }
+        Op::ListInvoices => {
+            body.discard().await;
+            records::invoice::list(state, caller, query).await
+        }
+        Op::GetInvoice => {
+            body.discard().await;
+            records::invoice::get(state, caller, param).await
+        }
+        Op::ListAccounts => {
+            body.discard().await;
+            accounts::list(state, caller, query).await
+        }
+        Op::GetAccount => {
+            body.discard().await;
+            accounts::detail(state, caller, param).await
+        }
+    }
+}
+
+/// Whether an operation reads its request body (the others throw it away unread).
+fn reads_body(op: Op) -> bool {
+    match op {
+        Op::PutFacility
+        | Op::PutContact
+        | Op::PutRental
+        | Op::PutInvoice
+        | Op::PutRentalAgreement
+        | Op::CreateAccount => true,
+        Op::GetOpenApi
+        | Op::SendBookingConfirmation
+        | Op::ResendPortalLink
+        | Op::ListDeliveries
+        | Op::GetDelivery
+        | Op::ListFacilities
+        | Op::GetFacility
+        | Op::ListContacts
+        | Op::GetContact
+        | Op::ListRentals
+        | Op::GetRental
+        | Op::ListInvoices
+        | Op::GetInvoice
+        | Op::ListAccounts
+        | Op::GetAccount => false,
     }
 }
 
@@ -222,9 +294,15 @@ fn opt_text(s: &str) -> Option<String> {
 }
 
 fn no_rental(rental_ref: &str) -> ApiError {
-    ApiError::NotFound(if fields::is_ref(rental_ref) {
-        format!("Your storefront has no rental with the reference {rental_ref:?}.")
+    no_record("rental", rental_ref)
+}
+
+/// The 404 of a reference that names no `kind` of the storefront (one that breaks the rule
+/// for references is not repeated back).
+fn no_record(kind: &str, ext_ref: &str) -> ApiError {
+    ApiError::NotFound(if fields::is_ref(ext_ref) {
+        format!("Your storefront has no {kind} with the reference {ext_ref:?}.")
     } else {
-        "Your storefront has no rental with this reference.".into()
+        format!("Your storefront has no {kind} with this reference.")
     })
 }

@@ -21,10 +21,20 @@ pub enum Op {
     ResendPortalLink,
     ListDeliveries,
     GetDelivery,
+    ListFacilities,
+    GetFacility,
+    ListContacts,
+    GetContact,
+    ListRentals,
+    GetRental,
+    ListInvoices,
+    GetInvoice,
+    ListAccounts,
+    GetAccount,
 }
 
 impl Op {
-    const ALL: [Op; 11] = [
+    const ALL: [Op; 21] = [
         Op::GetOpenApi,
         Op::PutFacility,
         Op::PutContact,
@@ -36,10 +46,20 @@ impl Op {
         Op::ResendPortalLink,
         Op::ListDeliveries,
         Op::GetDelivery,
+        Op::ListFacilities,
+        Op::GetFacility,
+        Op::ListContacts,
+        Op::GetContact,
+        Op::ListRentals,
+        Op::GetRental,
+        Op::ListInvoices,
+        Op::GetInvoice,
+        Op::ListAccounts,
+        Op::GetAccount,
     ];
 
     /// The `operationId` that documents it.
-    fn id(self) -> &'static str {
+    pub fn id(self) -> &'static str {
         match self {
             Op::GetOpenApi => "getOpenApi",
             Op::PutFacility => "putFacility",
@@ -52,6 +72,16 @@ impl Op {
             Op::ResendPortalLink => "resendPortalLink",
             Op::ListDeliveries => "listDeliveries",
             Op::GetDelivery => "getDelivery",
+            Op::ListFacilities => "listFacilities",
+            Op::GetFacility => "getFacility",
+            Op::ListContacts => "listContacts",
+            Op::GetContact => "getContact",
+            Op::ListRentals => "listRentals",
+            Op::GetRental => "getRental",
+            Op::ListInvoices => "listInvoices",
+            Op::GetInvoice => "getInvoice",
+            Op::ListAccounts => "listAccounts",
+            Op::GetAccount => "getAccount",
         }
     }
 }
@@ -219,6 +249,14 @@ mod tests {
         );
         assert_eq!(
             r.find(&Method::GET, "facilities/FAC-DT"),
+            Matched::Op(Op::GetFacility, vec!["FAC-DT".into()])
+        );
+        assert_eq!(
+            r.find(&Method::GET, "facilities"),
+            Matched::Op(Op::ListFacilities, vec![])
+        );
+        assert_eq!(
+            r.find(&Method::POST, "facilities/FAC-DT"),
             Matched::MethodNotAllowed
         );
         assert_eq!(

@@ -1,9 +1,12 @@
-//! `PUT /contacts/{ref}`: the operator's customer record at one facility.
+//! `PUT /contacts/{ref}`: the operator's customer record at one facility; `GET` of it and of
+//! `/contacts`: read back, with the portal account it is linked to.
 
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use warp::reply::Response;
+
+use http::StatusCode;
 
 use super::{Named, finish, path_ref};
 use crate::domain::EmailAddress;
@@ -11,7 +14,8 @@ use crate::http::HttpState;
 use crate::http::api::error_doc::{self, BadJson, Internal, TooLarge, Unauthorized, Unavailable};
 use crate::http::api::fields::{ExternalRef, PersonName, Phone, Timestamp};
 use crate::http::api::input::{Object, Problems, Request};
-use crate::http::api::{ApiError, Caller, opt_text};
+use crate::http::api::paging::{PageQuery, api_page};
+use crate::http::api::{ApiError, Caller, json_response, opt_text};
 use crate::store::{ContactFields, ContactRecord};
 use crate::usecases::records;
 
@@ -141,4 +145,63 @@ pub async fn put(
     };
     let upsert = records::put_contact(&state.svc, caller.storefront.id, ext_ref, &fields);
     finish::<_, View>(upsert, named).await
+}
+
+api_page! {
+    /// A page of contacts.
+    Page = ContactPage of View from ContactRecord
+}
+
+/// List contacts
+///
+/// Every contact of your storefront, newest first, a page at a time: pass `next` as `before` for the next page. Unknown parameters are refused (422).
+#[utoipa::path(
+    get,
+    path = "/contacts",
+    operation_id = "listContacts",
+    tag = "Records",
+    security(("apiKey" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of contacts.", body = Page),
+        (status = 401, response = Unauthorized),
+        (status = 422, description = "A parameter is invalid or unknown (see `fields`).", body = inline(error_doc::InvalidFields)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list(state: &HttpState, caller: &Caller, query: &str) -> Result<Response, ApiError> {
+    let q = PageQuery::parse(query)?;
+    let page = records::contacts_page(&state.svc, caller.storefront.id, q.before, q.limit).await?;
+    Ok(json_response(StatusCode::OK, &Page::from(page)))
+}
+
+/// Read a contact
+///
+/// As the last PUT left it, with `account_id`: the portal account it is linked to (by sign-up or by support), or null.
+#[utoipa::path(
+    get,
+    path = "/contacts/{ref}",
+    operation_id = "getContact",
+    tag = "Records",
+    security(("apiKey" = [])),
+    params(
+        ("ref" = ExternalRef, Path,
+            description = super::ref_param("contact"),
+            example = "CON-DT-1001"),
+    ),
+    responses(
+        (status = 200, description = "The contact.", body = View),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "Your storefront has no contact with this reference.", body = inline(error_doc::NotFound)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn get(state: &HttpState, caller: &Caller, ext_ref: &str) -> Result<Response, ApiError> {
+    let record = match super::read_ref(ext_ref) {
+        Some(r) => records::contact_record(&state.svc, caller.storefront.id, r).await?,
+        None => None,
+    };
+    super::found::<_, View>(record, "contact", ext_ref)
 }

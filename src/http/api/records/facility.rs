@@ -1,9 +1,12 @@
-//! `PUT /facilities/{ref}`: a facility, as customers see it in the portal.
+//! `PUT /facilities/{ref}`: a facility, as customers see it in the portal; `GET` of it and of
+//! `/facilities`: read back.
 
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use warp::reply::Response;
+
+use http::StatusCode;
 
 use super::{path_ref, upserted};
 use crate::domain::EmailAddress;
@@ -11,7 +14,8 @@ use crate::http::HttpState;
 use crate::http::api::error_doc::{self, BadJson, Internal, TooLarge, Unauthorized, Unavailable};
 use crate::http::api::fields::{Address, ExternalRef, Phone, Timestamp, Title};
 use crate::http::api::input::{Object, Problems, Request};
-use crate::http::api::{ApiError, Caller, opt_text};
+use crate::http::api::paging::{PageQuery, api_page};
+use crate::http::api::{ApiError, Caller, json_response, opt_text};
 use crate::store::{FacilityFields, FacilityRecord};
 use crate::usecases::records;
 
@@ -134,4 +138,64 @@ pub async fn put(
     };
     let up = records::put_facility(&state.svc, caller.storefront.id, ext_ref, &fields).await?;
     Ok(upserted::<_, View>(up))
+}
+
+api_page! {
+    /// A page of facilities.
+    Page = FacilityPage of View from FacilityRecord
+}
+
+/// List facilities
+///
+/// Every facility of your storefront, newest first, a page at a time: pass `next` as `before` for the next page. Unknown parameters are refused (422).
+#[utoipa::path(
+    get,
+    path = "/facilities",
+    operation_id = "listFacilities",
+    tag = "Records",
+    security(("apiKey" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of facilities.", body = Page),
+        (status = 401, response = Unauthorized),
+        (status = 422, description = "A parameter is invalid or unknown (see `fields`).", body = inline(error_doc::InvalidFields)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list(state: &HttpState, caller: &Caller, query: &str) -> Result<Response, ApiError> {
+    let q = PageQuery::parse(query)?;
+    let page =
+        records::facilities_page(&state.svc, caller.storefront.id, q.before, q.limit).await?;
+    Ok(json_response(StatusCode::OK, &Page::from(page)))
+}
+
+/// Read a facility
+///
+/// As the last PUT left it.
+#[utoipa::path(
+    get,
+    path = "/facilities/{ref}",
+    operation_id = "getFacility",
+    tag = "Records",
+    security(("apiKey" = [])),
+    params(
+        ("ref" = ExternalRef, Path,
+            description = super::ref_param("facility"),
+            example = "FAC-DT"),
+    ),
+    responses(
+        (status = 200, description = "The facility.", body = View),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "Your storefront has no facility with this reference.", body = inline(error_doc::NotFound)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn get(state: &HttpState, caller: &Caller, ext_ref: &str) -> Result<Response, ApiError> {
+    let record = match super::read_ref(ext_ref) {
+        Some(r) => records::facility_record(&state.svc, caller.storefront.id, r).await?,
+        None => None,
+    };
+    super::found::<_, View>(record, "facility", ext_ref)
 }

@@ -1,9 +1,13 @@
 //! `PUT /invoices/{ref}`: what a contact owes; the customer may pay it through the portal.
+//! `GET` of it and of `/invoices`: read back with where its payment stands (status, paid time,
+//! the Stripe Checkout Session and PaymentIntent).
 
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use warp::reply::Response;
+
+use http::StatusCode;
 
 use super::{Named, finish, path_ref};
 use crate::domain::Money;
@@ -14,7 +18,8 @@ use crate::http::api::fields::{
     StoredCurrency, StoredInvoiceStatus, Timestamp,
 };
 use crate::http::api::input::{Object, Problems, Request};
-use crate::http::api::{ApiError, Caller};
+use crate::http::api::paging::{PageQuery, api_page};
+use crate::http::api::{ApiError, Caller, json_response};
 use crate::store::{InvoiceFields, InvoiceRecord};
 use crate::usecases::records;
 
@@ -105,6 +110,12 @@ pub struct View {
     /// When it was paid.
     #[schema(required = true)]
     paid_at: Option<Timestamp>,
+    /// The Stripe Checkout Session the customer is paying (or paid) it through in the portal; null before Pay is pressed, and again after an expired Checkout or a failed debit.
+    #[schema(required = true, example = "cs_test_a1B2c3")]
+    checkout_session_id: Option<String>,
+    /// The Stripe PaymentIntent of its payment, once Stripe has told of one.
+    #[schema(required = true, example = "pi_3Nx1")]
+    payment_intent_id: Option<String>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -126,6 +137,8 @@ impl From<&InvoiceRecord> for View {
             due_on: f.due_on.into(),
             status: f.status.clone(),
             paid_at: i.paid_at.map(Timestamp::from),
+            checkout_session_id: i.checkout_session_id.clone(),
+            payment_intent_id: i.payment_intent_id.clone(),
             created_at: i.created_at.into(),
             updated_at: i.updated_at.into(),
         }
@@ -203,4 +216,63 @@ pub async fn put(
     };
     let upsert = records::put_invoice(&state.svc, caller.storefront.id, ext_ref, &fields);
     finish::<_, View>(upsert, named).await
+}
+
+api_page! {
+    /// A page of invoices.
+    Page = InvoicePage of View from InvoiceRecord
+}
+
+/// List invoices
+///
+/// Every invoice of your storefront, newest first, a page at a time: pass `next` as `before` for the next page. Unknown parameters are refused (422).
+#[utoipa::path(
+    get,
+    path = "/invoices",
+    operation_id = "listInvoices",
+    tag = "Records",
+    security(("apiKey" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of invoices.", body = Page),
+        (status = 401, response = Unauthorized),
+        (status = 422, description = "A parameter is invalid or unknown (see `fields`).", body = inline(error_doc::InvalidFields)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list(state: &HttpState, caller: &Caller, query: &str) -> Result<Response, ApiError> {
+    let q = PageQuery::parse(query)?;
+    let page = records::invoices_page(&state.svc, caller.storefront.id, q.before, q.limit).await?;
+    Ok(json_response(StatusCode::OK, &Page::from(page)))
+}
+
+/// Read an invoice
+///
+/// With where its payment stands: `status` (`processing` while a pre-authorized debit is on its way, `paid` once Stripe says so), `paid_at`, and the Stripe Checkout Session and PaymentIntent it is paid through.
+#[utoipa::path(
+    get,
+    path = "/invoices/{ref}",
+    operation_id = "getInvoice",
+    tag = "Records",
+    security(("apiKey" = [])),
+    params(
+        ("ref" = ExternalRef, Path,
+            description = super::ref_param("invoice"),
+            example = "INV-1042"),
+    ),
+    responses(
+        (status = 200, description = "The invoice.", body = View),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "Your storefront has no invoice with this reference.", body = inline(error_doc::NotFound)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn get(state: &HttpState, caller: &Caller, ext_ref: &str) -> Result<Response, ApiError> {
+    let record = match super::read_ref(ext_ref) {
+        Some(r) => records::invoice_record(&state.svc, caller.storefront.id, r).await?,
+        None => None,
+    };
+    super::found::<_, View>(record, "invoice", ext_ref)
 }

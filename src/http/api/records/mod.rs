@@ -1,8 +1,9 @@
 //! Upserts of the operator's records by their external reference: facilities, contacts,
 //! rentals, invoices, and rental agreements. The first PUT of a reference creates (201), the
 //! next ones replace (200) and keep the id; a PUT replaces every field, so an optional field
-//! left out is cleared. Each file holds one record's request and answer types, and its handler
-//! with the operation's documentation.
+//! left out is cleared. The same records read back: a GET of the reference, and a keyset-paged
+//! list of the storefront's records of the kind (`paging.rs`). Each file holds one record's
+//! request and answer types, and its handlers with the operations' documentation.
 
 pub mod agreement;
 pub mod contact;
@@ -17,7 +18,7 @@ use warp::reply::Response;
 use super::error::ApiError;
 use super::fields::{REF_MAX, REF_RULE, is_ref};
 use super::input::Problems;
-use super::json_response;
+use super::{json_response, no_record};
 use crate::store::{Unresolved, Upserted};
 use crate::usecases::records::Upsert;
 
@@ -74,4 +75,20 @@ where
         }
     })?;
     Ok(upserted::<T, V>(up))
+}
+
+/// The reference in a read's path, when it may name a record (one that breaks the rule names
+/// nothing: a 404, as on every path but an upsert's).
+fn read_ref(ext_ref: &str) -> Option<&str> {
+    is_ref(ext_ref).then_some(ext_ref)
+}
+
+/// 200 with the record as `V` shows it, or the 404 of a `kind` that the reference does not
+/// name.
+fn found<T, V>(record: Option<T>, kind: &str, ext_ref: &str) -> Result<Response, ApiError>
+where
+    V: for<'a> From<&'a T> + Serialize,
+{
+    let record = record.ok_or_else(|| no_record(kind, ext_ref))?;
+    Ok(json_response(StatusCode::OK, &V::from(&record)))
 }

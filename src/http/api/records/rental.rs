@@ -1,9 +1,12 @@
-//! `PUT /rentals/{ref}`: what a contact rents, at what rate, and its delivery if it has one.
+//! `PUT /rentals/{ref}`: what a contact rents, at what rate, and its delivery if it has one;
+//! `GET` of it and of `/rentals`: read back.
 
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use warp::reply::Response;
+
+use http::StatusCode;
 
 use super::{Named, finish, path_ref};
 use crate::domain::Money;
@@ -14,7 +17,8 @@ use crate::http::api::fields::{
     StoredCurrency, Timestamp, Title, WebUrl,
 };
 use crate::http::api::input::{FromJson, Object, Problems, Request};
-use crate::http::api::{ApiError, Caller};
+use crate::http::api::paging::{PageQuery, api_page};
+use crate::http::api::{ApiError, Caller, json_response};
 use crate::store::{RentalFields, RentalRecord};
 use crate::usecases::records;
 
@@ -282,4 +286,63 @@ pub async fn put(
     };
     let upsert = records::put_rental(&state.svc, caller.storefront.id, ext_ref, &fields);
     finish::<_, View>(upsert, named).await
+}
+
+api_page! {
+    /// A page of rentals.
+    Page = RentalPage of View from RentalRecord
+}
+
+/// List rentals
+///
+/// Every rental of your storefront, newest first, a page at a time: pass `next` as `before` for the next page. Unknown parameters are refused (422).
+#[utoipa::path(
+    get,
+    path = "/rentals",
+    operation_id = "listRentals",
+    tag = "Records",
+    security(("apiKey" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of rentals.", body = Page),
+        (status = 401, response = Unauthorized),
+        (status = 422, description = "A parameter is invalid or unknown (see `fields`).", body = inline(error_doc::InvalidFields)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list(state: &HttpState, caller: &Caller, query: &str) -> Result<Response, ApiError> {
+    let q = PageQuery::parse(query)?;
+    let page = records::rentals_page(&state.svc, caller.storefront.id, q.before, q.limit).await?;
+    Ok(json_response(StatusCode::OK, &Page::from(page)))
+}
+
+/// Read a rental
+///
+/// As the last PUT left it, with `has_agreement` once its signed agreement is stored.
+#[utoipa::path(
+    get,
+    path = "/rentals/{ref}",
+    operation_id = "getRental",
+    tag = "Records",
+    security(("apiKey" = [])),
+    params(
+        ("ref" = ExternalRef, Path,
+            description = super::ref_param("rental"),
+            example = "RNT-DT-B112"),
+    ),
+    responses(
+        (status = 200, description = "The rental.", body = View),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "Your storefront has no rental with this reference.", body = inline(error_doc::NotFound)),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn get(state: &HttpState, caller: &Caller, ext_ref: &str) -> Result<Response, ApiError> {
+    let record = match super::read_ref(ext_ref) {
+        Some(r) => records::rental_record(&state.svc, caller.storefront.id, r).await?,
+        None => None,
+    };
+    super::found::<_, View>(record, "rental", ext_ref)
 }

@@ -131,6 +131,17 @@ impl Api {
 
     /// `path` is relative to `/api/v1` unless it starts with `/api/` itself.
     async fn send(&self, method: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> Reply {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// [`Api::send`] with more request headers.
+    async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let url = if path.starts_with("/api/") {
             format!("{}{path}", self.base)
         } else {
@@ -143,6 +154,9 @@ impl Api {
         }
         if let Some((content_type, bytes)) = body {
             req = req.header("content-type", content_type).body(bytes);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let resp = req
             .send()
@@ -578,10 +592,21 @@ impl Op<'_> {
     }
 
     async fn call(&self, api: &Api, path: &str, body: Option<(String, Vec<u8>)>) -> Reply {
-        api.send(
+        self.call_with(api, path, body, &[]).await
+    }
+
+    async fn call_with(
+        &self,
+        api: &Api,
+        path: &str,
+        body: Option<(String, Vec<u8>)>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        api.send_with(
             self.method,
             path,
             body.as_ref().map(|(m, b)| (m.as_str(), b.clone())),
+            headers,
         )
         .await
     }
@@ -1056,15 +1081,26 @@ async fn the_openapi_document_is_valid_openapi_3() {
     );
 }
 
-/// The order of the walk: records before what names them, sends before the log reads them.
-const WALK_ORDER: [&str; 11] = [
+/// The order of the walk: records before what names them and reads them back, sends before the
+/// log reads them.
+const WALK_ORDER: [&str; 21] = [
     "getOpenApi",
     "putFacility",
+    "listFacilities",
+    "getFacility",
     "putContact",
+    "listContacts",
+    "getContact",
     "putRental",
+    "listRentals",
+    "getRental",
     "putInvoice",
+    "listInvoices",
+    "getInvoice",
     "putRentalAgreement",
     "createAccount",
+    "listAccounts",
+    "getAccount",
     "sendBookingConfirmation",
     "resendPortalLink",
     "listDeliveries",
@@ -1158,6 +1194,8 @@ both_backends! {
                         None if op.id() == "sendBookingConfirmation" => {
                             ("a rental of an unlinked contact", op.path_with(&doc, |_| "RNT-UNLINKED".into()), None)
                         }
+                        // Its Idempotency-Key's 422s, below.
+                        None if op.method == "post" => continue,
                         None => panic!("{name}: the test does not know how to provoke its documented 422"),
                     },
                     // Seen above; the coverage check below makes sure.
@@ -1171,6 +1209,56 @@ both_backends! {
                 assert_eq!(counts(&app).await, before, "{name} with {what} changed something");
             }
         }
+        // 4. Every POST with an Idempotency-Key: a repeat gets the first answer again (when it is
+        //    kept), the key with another request is refused, a malformed key is refused, and a
+        //    key whose first request is still running answers 409.
+        let sf = storefront_id(&app, "demo").await;
+        for op in ops.iter().filter(|op| op.method == "post") {
+            let name = op.name();
+            let example = op.example_path(&doc);
+            let key = unique("key");
+            let first = op.call_with(&api, &example, op.body(&doc), &[("idempotency-key", &key)]).await;
+            record(op, op.check(&doc, &first, "an Idempotency-Key"));
+            let before = counts(&app).await;
+            let again = op.call_with(&api, &example, op.body(&doc), &[("idempotency-key", &key)]).await;
+            record(op, op.check(&doc, &again, "the Idempotency-Key again"));
+            assert_eq!((again.status, &again.text), (first.status, &first.text), "{name}: the first answer again");
+            let kept = first.status != 429 && first.status < 500;
+            assert_eq!(again.header("idempotent-replayed").is_some(), kept, "{name}: {}", first.status);
+            if kept {
+                assert_eq!(counts(&app).await, before, "{name}: a repeat does nothing");
+            }
+            let other = if op.params_in(&doc, "path").is_empty() {
+                (example.clone(), Some(("application/json".to_string(), b"{}".to_vec())))
+            } else {
+                (op.unknown_path(&doc), op.body(&doc))
+            };
+            let before = counts(&app).await;
+            if kept {
+                let reused = op.call_with(&api, &other.0, other.1.clone(), &[("idempotency-key", &key)]).await;
+                reused.error(422, "idempotency_key_reused");
+                record(op, op.check(&doc, &reused, "the Idempotency-Key with another request"));
+            }
+            let malformed = op.call_with(&api, &example, op.body(&doc), &[("idempotency-key", "two words")]).await;
+            assert_eq!(malformed.invalid(), ["Idempotency-Key"], "{name}");
+            record(op, op.check(&doc, &malformed, "a malformed Idempotency-Key"));
+            let running = unique("key");
+            let now = app.clock_now();
+            app.store()
+                .db()
+                .execute(
+                    "INSERT INTO idempotency_keys (storefront_id, idempotency_key, fingerprint, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[sf.into(), running.as_str().into(), b"another request".as_slice().into(), now.into(), (now + chrono::Duration::hours(24)).into()],
+                )
+                .await
+                .unwrap();
+            let in_use = op.call_with(&api, &example, op.body(&doc), &[("idempotency-key", &running)]).await;
+            in_use.error(409, "idempotency_key_in_use");
+            record(op, op.check(&doc, &in_use, "an Idempotency-Key in use"));
+            assert_eq!(counts(&app).await, before, "{name}: refused keys change nothing");
+        }
+
         // Every documented status but 5xx was answered at least once.
         for op in &ops {
             let documented: BTreeSet<u16> = op.documented_statuses().into_iter().filter(|s| *s < 500).collect();
@@ -1228,11 +1316,11 @@ async fn every_route_of_the_server_is_documented() {
     }
     // ...and anything else under /api is a JSON 404, never a portal page.
     for path in [
-        "/facilities",
+        "/facility",
         "/facilities/FAC-DT/rentals",
-        "/accounts/1",
-        "/rentals",
-        "/invoices",
+        "/accounts/1/contacts",
+        "/suppression",
+        "/invoices/INV-1042/payments",
         "/deliveries/1/attempts",
         "/openapi.yaml",
         "/api/v2/facilities/FAC-DT",

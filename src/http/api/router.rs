@@ -263,9 +263,9 @@ mod tests {
             r.find(&Method::HEAD, "deliveries"),
             Matched::MethodNotAllowed
         );
+        assert_eq!(put("facilities"), Matched::MethodNotAllowed);
         for path in [
             "",
-            "facilities",
             "facilities//",
             "facilities/A/B",
             "facilities/A//",

@@ -104,7 +104,7 @@ impl Modify for Prose {
 
 **References**: your own identifiers (`ref`), 1 to {REF_MAX} letters, digits, `-`, `_` or `.`, unique per storefront and kind. PUT is idempotent by reference: the first PUT creates (201), the same PUT again replaces every field (200) and keeps the id.
 
-**Lists** are keyset-paged, newest first: `limit` (1 to {}, default {}) records a page, and the answer's `next`, passed as `before`, gives the next (older) page; `next` is null on the last page. Records written while you page never appear twice or get skipped among those already listed.
+**Lists** are keyset-paged, newest first: `limit` (1 to {}, default {}) records a page, and the answer's `next`, passed as `before`, gives the next (older) page; `next` is null on the last page. A record created while you page heads the next first page and is not on the pages that follow; none is listed twice or skipped.
 
 **Retries**: every POST takes an `Idempotency-Key` header: the first answer with a key is kept for {} hours and a repeat of the same request with it gets that answer again (`Idempotent-Replayed: true`) without a second email or account. The same key with another request is 422 `idempotency_key_reused`; a repeat while the first is still running is 409 `idempotency_key_in_use`. PUT is idempotent by reference and needs no key.
 

@@ -1222,10 +1222,13 @@ both_backends! {
             let before = counts(&app).await;
             let again = op.call_with(&api, &example, op.body(&doc), &[("idempotency-key", &key)]).await;
             record(op, op.check(&doc, &again, "the Idempotency-Key again"));
-            assert_eq!((again.status, &again.text), (first.status, &first.text), "{name}: the first answer again");
+            // An answer that asks to try again is not kept: the repeat runs again (and a 429's
+            // seconds to wait may have moved on).
             let kept = first.status != 429 && first.status < 500;
             assert_eq!(again.header("idempotent-replayed").is_some(), kept, "{name}: {}", first.status);
+            assert_eq!(again.status, first.status, "{name}: {}", again.text);
             if kept {
+                assert_eq!(again.text, first.text, "{name}: the first answer again");
                 assert_eq!(counts(&app).await, before, "{name}: a repeat does nothing");
             }
             let other = if op.params_in(&doc, "path").is_empty() {

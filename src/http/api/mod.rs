@@ -7,7 +7,9 @@
 //! attributes and the request and answer types, and served at `/api/v1/openapi.json`; the
 //! route table is read from it (`router.rs`). Routes are matched first (unknown paths and
 //! methods answer JSON 404/405 here, never the portal's pages), then the key is checked before
-//! the body is read; errors become responses in one place, [`ApiError::into_response`].
+//! the body is read; errors become responses in one place, [`ApiError::into_response`]. Every
+//! POST goes through `idempotency.rs` (its `Idempotency-Key`) on its way to its handler; lists
+//! share the keyset paging of `paging.rs`.
 
 mod accounts;
 mod body;

@@ -230,21 +230,26 @@ impl<'a> Tree<'a> {
     }
 }
 
-/// A part's header block (`None` when it has none) and the body after it.
+/// A part's header block (`None` when it has none) and the body after it: the block ends at
+/// the first empty line.
 fn split_headers(bytes: &[u8]) -> (Option<Message<'_>>, &[u8]) {
-    if bytes.starts_with(b"\r\n") {
-        return (None, &bytes[2..]);
-    }
-    if bytes.starts_with(b"\n") {
-        return (None, &bytes[1..]);
-    }
-    match MessageParser::default().parse_headers(bytes) {
-        Some(m) => {
-            let offset = (m.root_part().offset_body as usize).min(bytes.len());
-            (Some(m), &bytes[offset..])
+    let mut line_start = 0;
+    let (header_end, body_start) = loop {
+        let Some(n) = bytes[line_start..].iter().position(|&b| b == b'\n') else {
+            break (bytes.len(), bytes.len());
+        };
+        let line = &bytes[line_start..line_start + n];
+        if line.is_empty() || line == b"\r" {
+            break (line_start, line_start + n + 1);
         }
-        None => (None, bytes),
-    }
+        line_start += n + 1;
+    };
+    let headers = if header_end == 0 {
+        None
+    } else {
+        MessageParser::default().parse_headers(&bytes[..header_end])
+    };
+    (headers, &bytes[body_start..])
 }
 
 /// The parts of a multipart body: what lies between `--boundary` delimiter lines, up to the
@@ -610,7 +615,7 @@ fn plain_text_notice(tree: &Tree<'_>) -> Result<ParsedReport, ReportError> {
         .filter(|r| !r.is_empty());
 
     // The reply: the indented lines after "SMTP error from remote mail server …:", else
-    // the first indented line that starts with an SMTP reply code.
+    // the first line with an SMTP reply code in it.
     let reply = notice
         .iter()
         .position(|l| l.to_ascii_lowercase().contains("smtp error from remote"))
@@ -626,7 +631,7 @@ fn plain_text_notice(tree: &Tree<'_>) -> Result<ParsedReport, ReportError> {
             notice
                 .iter()
                 .map(|l| l.trim())
-                .find(|l| reply_code(l).is_some())
+                .find(|l| reply_code_in(l).is_some())
                 .map(|l| vec![l.to_string()])
         });
     let diagnostic = reply.and_then(|r| diagnostic(&r.join("\n")));
@@ -635,7 +640,7 @@ fn plain_text_notice(tree: &Tree<'_>) -> Result<ParsedReport, ReportError> {
         || lower.contains("this is a temporary error")
         || lower.contains("message not yet delivered");
     let status = diagnostic.as_deref().and_then(|d| {
-        status_in(d).or_else(|| match reply_code(d) {
+        status_in(d).or_else(|| match reply_code_in(d) {
             Some(b'5') => Some("5.0.0".to_string()),
             Some(b'4') => Some("4.0.0".to_string()),
             _ => None,
@@ -666,6 +671,14 @@ fn plain_text_notice(tree: &Tree<'_>) -> Result<ParsedReport, ReportError> {
     })
 }
 
+/// The class digit of the first SMTP reply code (`… 550-No such user` → `b'5'`) in `text`,
+/// at its start or after a space.
+fn reply_code_in(text: &str) -> Option<u8> {
+    text.char_indices()
+        .filter(|&(i, _)| i == 0 || text.as_bytes()[i - 1] == b' ')
+        .find_map(|(i, _)| reply_code(&text[i..]))
+}
+
 /// The class digit of an SMTP reply code (`550 …` → `b'5'`) at the start of `line`.
 fn reply_code(line: &str) -> Option<u8> {
     let b = line.as_bytes();
@@ -673,5 +686,422 @@ fn reply_code(line: &str) -> Option<u8> {
         && matches!(b[0], b'4' | b'5')
         && b[1..3].iter().all(u8::is_ascii_digit)
         && matches!(b[3], b' ' | b'-'))
-    .then_some(b[0])
+    .then(|| b[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/bounces/{name}.eml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The fixture as it arrives over SMTP: CRLF line breaks.
+    fn crlf(raw: &[u8]) -> Vec<u8> {
+        String::from_utf8_lossy(raw)
+            .replace("\r\n", "\n")
+            .replace('\n', "\r\n")
+            .into_bytes()
+    }
+
+    /// Parses the fixture with LF and with CRLF line breaks; both must read the same.
+    fn parsed(name: &str) -> ParsedReport {
+        let raw = fixture(name);
+        let lf = parse_report(&raw).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let with_crlf = parse_report(&crlf(&raw)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(lf, with_crlf, "{name}: LF and CRLF read differently");
+        lf
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn postfix_hard_bounce() {
+        let r = parsed("postfix_hard_bounce");
+        assert_eq!(r.kind, ReportKind::Bounce { permanent: true });
+        assert_eq!(r.recipient, some("alex@customer-isp.example"));
+        assert_eq!(r.status, some("5.1.1"));
+        assert_eq!(
+            r.diagnostic,
+            some(
+                "550 5.1.1 <alex@customer-isp.example>: Recipient address rejected: \
+                 User unknown in virtual mailbox table"
+            )
+        );
+        assert_eq!(r.reporting_mta, some("mail.customer-isp.example"));
+        assert_eq!(r.feedback_type, None);
+        assert_eq!(
+            r.original,
+            OriginalHeaders {
+                return_path: some("bounces+42-0f3a9c1d2b7e@bounces.harborview.example"),
+                to: some("alex@customer-isp.example"),
+                message_id: some("delivery-42.q1w2e3r4t5y6@harborview.example"),
+            }
+        );
+    }
+
+    #[test]
+    fn postfix_delay_notice_is_a_temporary_bounce() {
+        let r = parsed("postfix_delayed");
+        assert_eq!(r.kind, ReportKind::Bounce { permanent: false });
+        assert_eq!(r.status, some("4.4.1"));
+        assert_eq!(r.recipient, some("sam@storage-co.example"));
+        assert_eq!(
+            r.diagnostic,
+            some("connect to mx.storage-co.example[192.0.2.44]:25: Connection timed out")
+        );
+        assert_eq!(
+            r.original.message_id,
+            some("delivery-77.a9s8d7f6g5h4@harborview.example")
+        );
+    }
+
+    #[test]
+    fn exim_dsn() {
+        let r = parsed("exim_dsn");
+        assert_eq!(r.kind, ReportKind::Bounce { permanent: true });
+        assert_eq!(r.recipient, some("jordan@lakeside-mail.example"));
+        assert_eq!(r.status, some("5.0.0"));
+        assert_eq!(
+            r.diagnostic,
+            some("550 5.2.1 <jordan@lakeside-mail.example>: mailbox disabled")
+        );
+        assert_eq!(r.reporting_mta, some("smtp.lakeside-mail.example"));
+        assert_eq!(
+            r.original,
+            OriginalHeaders {
+                return_path: some("bounces+108-1a2b3c4d5e6f@bounces.harborview.example"),
+                to: some("jordan@lakeside-mail.example"),
+                message_id: some("delivery-108.z1x2c3v4b5n6@harborview.example"),
+            }
+        );
+    }
+
+    #[test]
+    fn exim_plain_text_notice() {
+        let r = parsed("exim_plain_text");
+        assert_eq!(r.kind, ReportKind::Bounce { permanent: true });
+        assert_eq!(r.recipient, some("casey@old-host.example"));
+        assert_eq!(r.status, some("5.0.0"));
+        let diagnostic = r.diagnostic.unwrap();
+        assert!(
+            diagnostic.starts_with(
+                "host inbound.old-host.example [198.51.100.77]: 550-Verification failed"
+            ),
+            "{diagnostic}"
+        );
+        assert!(
+            diagnostic.ends_with("No Such User Here Sender verify failed"),
+            "{diagnostic}"
+        );
+        assert_eq!(r.reporting_mta, some("mx.old-host.example"));
+        assert_eq!(
+            r.original,
+            OriginalHeaders {
+                return_path: some("bounces+311-9f8e7d6c5b4a@bounces.harborview.example"),
+                to: some("casey@old-host.example"),
+                message_id: some("delivery-311.m1n2b3v4c5x6@harborview.example"),
+            }
+        );
+    }
+
+    #[test]
+    fn exim_plain_text_delay_warning() {
+        let raw = b"From: Mail Delivery System <Mailer-Daemon@mx.old-host.example>\n\
+            To: bounces+311-9f8e7d6c5b4a@bounces.harborview.example\n\
+            Subject: Warning: message 1Q2W3E-0004Rt-Yu delayed 24 hours\n\n\
+            This message was created automatically by mail delivery software.\n\n\
+            A message that you sent has not yet been delivered to one or more of its\n\
+            recipients after more than 24 hours on the queue on mx.old-host.example.\n\n\
+            The following address(es) deferred:\n\n  casey@old-host.example\n\
+            \x20   host inbound.old-host.example [198.51.100.77]: 451 4.3.0 Try again later\n";
+        let r = parse_report(raw).unwrap();
+        assert_eq!(r.kind, ReportKind::Bounce { permanent: false });
+        assert_eq!(r.status, some("4.3.0"));
+    }
+
+    #[test]
+    fn exchange_online_ndr() {
+        let r = parsed("exchange_ndr");
+        assert_eq!(r.kind, ReportKind::Bounce { permanent: true });
+        assert_eq!(r.recipient, some("riley@contoso-storage.example"));
+        assert_eq!(r.status, some("5.1.10"));
+        assert_eq!(
+            r.diagnostic,
+            some(
+                "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP \
+                 address lookup"
+            )
+        );
+        assert_eq!(
+            r.reporting_mta,
+            some("BN8PR12MB3346.namprd12.prod.outlook.com")
+        );
+        assert_eq!(
+            r.original,
+            OriginalHeaders {
+                return_path: some("bounces+2024-77aa88bb99cc@bounces.harborview.example"),
+                to: some("riley@contoso-storage.example"),
+                message_id: some("delivery-2024.p0o9i8u7y6t5@harborview.example"),
+            }
+        );
+    }
+
+    #[test]
+    fn gmail_bounce_with_a_multi_line_reply() {
+        let r = parsed("gmail_bounce");
+        assert_eq!(r.kind, ReportKind::Bounce { permanent: true });
+        assert_eq!(r.recipient, some("morgan.nosuchuser@gmail.com"));
+        assert_eq!(r.status, some("5.1.1"));
+        assert_eq!(
+            r.diagnostic,
+            some(
+                "550-5.1.1 The email account that you tried to reach does not exist. Please \
+                 try double-checking the recipient's email address for typos or unnecessary \
+                 spaces. For more information, go to https://support.google.com/mail/?p=NoSuchUser \
+                 5b1f17b1804b1-42f6e8d2f3bsi1234567f8f.123 - gsmtp"
+            )
+        );
+        assert_eq!(r.reporting_mta, some("googlemail.com"));
+        assert_eq!(
+            r.original.return_path,
+            some("bounces+515-c0ffee123456@bounces.harborview.example")
+        );
+        assert_eq!(
+            r.original.message_id,
+            some("delivery-515.l0k9j8h7g6f5@harborview.example")
+        );
+    }
+
+    #[test]
+    fn arf_abuse_report_is_a_complaint() {
+        let r = parsed("arf_abuse");
+        assert_eq!(r.kind, ReportKind::Complaint);
+        assert_eq!(r.feedback_type, some("abuse"));
+        assert_eq!(r.recipient, some("taylor@hotmail.example"));
+        assert_eq!(r.status, None);
+        assert_eq!(r.reporting_mta, some("mail.hotmail.example"));
+        assert_eq!(
+            r.original,
+            OriginalHeaders {
+                return_path: some("bounces+9001-abcdef012345@bounces.harborview.example"),
+                to: some("taylor@hotmail.example"),
+                message_id: some("delivery-9001.r5t6y7u8i9o0@harborview.example"),
+            }
+        );
+    }
+
+    #[test]
+    fn arf_without_original_rcpt_to_names_the_original_recipient() {
+        let raw = String::from_utf8(fixture("arf_abuse"))
+            .unwrap()
+            .replace("Original-Rcpt-To: <taylor@hotmail.example>\n", "");
+        assert_eq!(
+            parse_report(raw.as_bytes()).unwrap().recipient,
+            some("taylor@hotmail.example")
+        );
+        // A DMARC failure report or a "not spam" report is not a complaint.
+        for other in ["auth-failure", "not-spam"] {
+            let raw = raw.replace("Feedback-Type: abuse", &format!("Feedback-Type: {other}"));
+            assert_eq!(
+                parse_report(raw.as_bytes()),
+                Err(ReportError::NotAReport),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_that_are_not_reports() {
+        for name in ["auto_reply", "plain_email"] {
+            assert_eq!(
+                parse_report(&fixture(name)),
+                Err(ReportError::NotAReport),
+                "{name}"
+            );
+        }
+        for raw in [
+            &b""[..],
+            b"\r\n\r\n",
+            b"garbage without headers",
+            b"\0\xff\xfe",
+        ] {
+            assert!(parse_report(raw).is_err(), "{raw:?}");
+        }
+        // Someone quoting Exim's sentence is not a mailer daemon.
+        let quoted = b"From: sam@example.com\nSubject: look\n\n\
+            This message was created automatically by mail delivery software.\n";
+        assert_eq!(parse_report(quoted), Err(ReportError::NotAReport));
+    }
+
+    #[test]
+    fn a_notice_of_successful_delivery_is_not_a_bounce() {
+        let raw = String::from_utf8(fixture("postfix_hard_bounce"))
+            .unwrap()
+            .replace(
+                "Action: failed\nStatus: 5.1.1",
+                "Action: delivered\nStatus: 2.0.0",
+            );
+        assert_eq!(parse_report(raw.as_bytes()), Err(ReportError::NotAReport));
+    }
+
+    #[test]
+    fn malformed_reports_are_errors() {
+        // A report without its status part.
+        let raw = b"From: MAILER-DAEMON@mx.example\nContent-Type: multipart/report; \
+            report-type=delivery-status; boundary=b\n\n--b\nContent-Type: text/plain\n\n\
+            It failed.\n--b--\n";
+        assert!(matches!(parse_report(raw), Err(ReportError::Malformed(_))));
+        // A status part without recipients.
+        let raw = b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n\
+            --b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n--b--\n";
+        assert!(matches!(parse_report(raw), Err(ReportError::Malformed(_))));
+        // A feedback report without its type.
+        let raw = b"Content-Type: multipart/report; report-type=feedback-report; boundary=b\n\n\
+            --b\nContent-Type: message/feedback-report\n\nVersion: 1\n--b--\n";
+        assert!(matches!(parse_report(raw), Err(ReportError::Malformed(_))));
+        // A status without Action or a usable Status, and a boundary that never comes.
+        let raw = b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n\
+            --b\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; a@b\n\
+            Status: banana\n";
+        assert_eq!(parse_report(raw), Err(ReportError::NotAReport));
+    }
+
+    #[test]
+    fn the_diagnostic_is_bounded_and_on_one_line() {
+        let long = "x".repeat(5000);
+        let raw = String::from_utf8(fixture("postfix_hard_bounce"))
+            .unwrap()
+            .replace(
+                "Diagnostic-Code: smtp; 550 5.1.1",
+                &format!("Diagnostic-Code: smtp; 550 5.1.1 {long}\n  \u{e9}t\u{e9}"),
+            );
+        let d = parse_report(raw.as_bytes()).unwrap().diagnostic.unwrap();
+        assert_eq!(d.chars().count(), MAX_DIAGNOSTIC_CHARS);
+        assert!(!d.contains('\n'));
+    }
+
+    #[test]
+    fn oversized_reports_are_refused_before_reading() {
+        let mut raw = fixture("postfix_hard_bounce");
+        raw.resize(MAX_REPORT_BYTES + 1, b'x');
+        assert_eq!(parse_report(&raw), Err(ReportError::TooLarge));
+        assert!(ReportError::TooLarge.is_refusal());
+    }
+
+    /// Multiparts nested `levels` deep, each with one child, a text leaf at the bottom.
+    fn nested_multiparts(levels: usize) -> Vec<u8> {
+        let mut s = String::from("From: MAILER-DAEMON@mx.example\n");
+        for i in 0..levels {
+            s.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n"
+            ));
+        }
+        s.push_str("Content-Type: text/plain\n\nx\n");
+        for i in (0..levels).rev() {
+            s.push_str(&format!("--b{i}--\n"));
+        }
+        s.into_bytes()
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        assert_eq!(
+            parse_report(&nested_multiparts(MAX_MIME_DEPTH)),
+            Err(ReportError::NotAReport),
+            "at the limit it is read"
+        );
+        assert_eq!(
+            parse_report(&nested_multiparts(MAX_MIME_DEPTH + 1)),
+            Err(ReportError::TooDeep)
+        );
+        // As deep as 1 MiB allows: refused, quickly, without running out of stack.
+        let mut levels = 1000;
+        while nested_multiparts(levels * 2).len() <= MAX_REPORT_BYTES {
+            levels *= 2;
+        }
+        let bomb = nested_multiparts(levels);
+        let started = std::time::Instant::now();
+        assert_eq!(parse_report(&bomb), Err(ReportError::TooDeep));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn nested_attached_messages_are_not_descended_into() {
+        // mail-parser recurses into message/rfc822 parts; tens of thousands of them
+        // overflow its stack. Only the first attached message's headers are read here.
+        let mut bomb = fixture("exim_dsn");
+        let layer = b"Content-Type: message/rfc822\n\n";
+        while bomb.len() + layer.len() < MAX_REPORT_BYTES {
+            bomb.extend_from_slice(layer);
+        }
+        let joined = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || parse_report(&bomb).map(|r| r.kind))
+            .unwrap()
+            .join();
+        assert_eq!(joined.unwrap(), Ok(ReportKind::Bounce { permanent: true }));
+    }
+
+    #[test]
+    fn many_parts_are_refused() {
+        let report = |parts: usize| {
+            let mut s = String::from(
+                "Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n",
+            );
+            s.push_str(
+                "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n\n\
+                 Final-Recipient: rfc822; a@example.com\nAction: failed\nStatus: 5.1.1\n",
+            );
+            for _ in 1..parts {
+                s.push_str("--b\nContent-Type: text/plain\n\nfiller\n");
+            }
+            s.push_str("--b--\n");
+            s.into_bytes()
+        };
+        // The top-level message counts as one part.
+        assert!(parse_report(&report(MAX_MIME_PARTS - 1)).is_ok());
+        assert_eq!(
+            parse_report(&report(MAX_MIME_PARTS)),
+            Err(ReportError::TooManyParts)
+        );
+        // Spread over levels, the parts are counted all together.
+        let mut s = String::from("Content-Type: multipart/mixed; boundary=top\n\n");
+        for i in 0..30 {
+            s.push_str(&format!(
+                "--top\nContent-Type: multipart/mixed; boundary=in{i}\n\n\
+                 --in{i}\n\na\n--in{i}\n\nb\n--in{i}\n\nc\n--in{i}--\n"
+            ));
+        }
+        s.push_str("--top--\n");
+        assert_eq!(parse_report(s.as_bytes()), Err(ReportError::TooManyParts));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        use proptest::prelude::*;
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 256,
+            ..ProptestConfig::default()
+        });
+        let raw = fixture("gmail_bounce");
+        runner
+            .run(
+                &(0..raw.len(), proptest::collection::vec(any::<u8>(), 0..64)),
+                |(at, junk)| {
+                    let mut mutated = raw.clone();
+                    mutated.splice(at..(at + junk.len()).min(raw.len()), junk);
+                    let _ = parse_report(&mutated);
+                    Ok(())
+                },
+            )
+            .unwrap();
+    }
 }

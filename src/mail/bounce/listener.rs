@@ -421,11 +421,24 @@ impl Session {
         }
         self.reply("354 End data with <CR><LF>.<CR><LF>").await?;
         let max = self.shared.settings.max_message_bytes;
-        let Some(message) = self.read_data(max).await? else {
-            self.transaction = Transaction::default();
-            self.reply("552 5.3.4 Message size exceeds fixed maximum message size")
-                .await?;
-            return Ok(Next::Continue);
+        let idle = self.shared.settings.idle_timeout;
+        let data = read_data(&mut self.reader, &mut self.line, max, idle).await?;
+        let too_big = "552 5.3.4 Message size exceeds fixed maximum message size";
+        let message = match data {
+            Data::Message(message) => message,
+            Data::TooBig => {
+                self.transaction = Transaction::default();
+                self.reply(too_big).await?;
+                return Ok(Next::Continue);
+            }
+            Data::Flood => {
+                self.reply(too_big).await?;
+                return Ok(Next::Close);
+            }
+            Data::Idle => {
+                self.reply("421 4.4.2 Idle too long, closing").await?;
+                return Ok(Next::Close);
+            }
         };
         let deliveries = std::mem::take(&mut self.transaction).deliveries;
         let parsed = tokio::task::spawn_blocking(move || parse_report(&message))
@@ -450,53 +463,70 @@ impl Session {
         self.reply("250 2.0.0 OK").await?;
         Ok(Next::Continue)
     }
+}
 
-    /// Reads DATA up to the lone `.` line, dot-unstuffed. `None` when it was over `max`
-    /// bytes (read to its end and dropped; past [`DATA_DISCARD_FACTOR`] times the cap the
-    /// connection is closed instead).
-    async fn read_data(&mut self, max: usize) -> std::io::Result<Option<Vec<u8>>> {
-        let idle = self.shared.settings.idle_timeout;
-        let discard_limit = max.saturating_mul(DATA_DISCARD_FACTOR);
-        let mut message = Vec::new();
-        let mut over = false;
-        let mut total = 0usize;
-        loop {
-            let read = tokio::time::timeout(
-                idle,
-                read_line(&mut self.reader, &mut self.line, max + 3, discard_limit),
-            )
-            .await;
-            let Ok(read) = read else {
-                self.reply("421 4.4.2 Idle too long, closing").await?;
-                return Err(std::io::ErrorKind::TimedOut.into());
-            };
-            let (line, consumed) = read?;
-            total += consumed;
-            match line {
-                Line::Eof => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Line::TooLong => over = true,
-                Line::Text => {
-                    let content = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-                    let content = content.strip_suffix(b"\r").unwrap_or(content);
-                    if content == b"." {
-                        return Ok((!over).then_some(message));
-                    }
-                    let line = self.line.strip_prefix(b".").unwrap_or(&self.line);
-                    if !over {
-                        if message.len() + line.len() > max {
-                            over = true;
-                            message = Vec::new();
-                        } else {
-                            message.extend_from_slice(line);
-                        }
+/// What DATA brought.
+#[derive(Debug, PartialEq, Eq)]
+enum Data {
+    /// The message, dot-unstuffed.
+    Message(Vec<u8>),
+    /// Over the cap: read to its end and dropped.
+    TooBig,
+    /// Over [`DATA_DISCARD_FACTOR`] times the cap and still going: the connection is closed.
+    Flood,
+    /// The client went quiet for `idle`.
+    Idle,
+}
+
+/// Reads DATA up to the lone `.` line, undoing dot-stuffing (RFC 5321 §4.5.2), keeping at
+/// most `max` bytes. An end of the connection before the `.` is an error.
+async fn read_data<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+    idle: Duration,
+) -> std::io::Result<Data> {
+    let discard_limit = max.saturating_mul(DATA_DISCARD_FACTOR);
+    let mut message = Vec::new();
+    let mut over = false;
+    let mut total = 0usize;
+    loop {
+        let read = tokio::time::timeout(idle, read_line(reader, buf, max + 3, discard_limit)).await;
+        let Ok(read) = read else {
+            return Ok(Data::Idle);
+        };
+        let (line, consumed) = match read {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Ok(Data::Flood),
+            Err(e) => return Err(e),
+        };
+        total += consumed;
+        match line {
+            Line::Eof => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Line::TooLong => over = true,
+            Line::Text => {
+                let content = buf.strip_suffix(b"\n").unwrap_or(buf);
+                let content = content.strip_suffix(b"\r").unwrap_or(content);
+                if content == b"." {
+                    return Ok(if over {
+                        Data::TooBig
+                    } else {
+                        Data::Message(message)
+                    });
+                }
+                let line = buf.strip_prefix(b".").unwrap_or(buf);
+                if !over {
+                    if message.len() + line.len() > max {
+                        over = true;
+                        message = Vec::new();
+                    } else {
+                        message.extend_from_slice(line);
                     }
                 }
             }
-            if total > discard_limit {
-                self.reply("552 5.3.4 Message size exceeds fixed maximum message size")
-                    .await?;
-                return Err(std::io::ErrorKind::InvalidData.into());
-            }
+        }
+        if total > discard_limit {
+            return Ok(Data::Flood);
         }
     }
 }
@@ -518,4 +548,495 @@ fn path(s: &str) -> Option<(&str, &str)> {
         None => address,
     };
     Some((address, &inner[end + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::crypto::Keys;
+    use crate::domain::Secret;
+    use crate::mail::bounce::report::ReportKind;
+    use crate::mail::bounce::verp::verp_address;
+
+    const DOMAIN: &str = "bounces.harborview.example";
+
+    /// Records what it is given; fails while `failing` is set.
+    #[derive(Default)]
+    struct Recorder {
+        reports: Mutex<Vec<(i64, Result<ParsedReport, ReportError>)>>,
+        failing: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl BounceSink for Recorder {
+        async fn report(
+            &self,
+            delivery_id: i64,
+            parsed: Result<ParsedReport, ReportError>,
+        ) -> Result<(), String> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err("database unavailable".into());
+            }
+            self.reports.lock().unwrap().push((delivery_id, parsed));
+            Ok(())
+        }
+    }
+
+    impl Recorder {
+        fn taken(&self) -> Vec<(i64, Result<ParsedReport, ReportError>)> {
+            std::mem::take(&mut *self.reports.lock().unwrap())
+        }
+    }
+
+    struct Running {
+        addr: SocketAddr,
+        keys: Keys,
+        sink: Arc<Recorder>,
+        shutdown: watch::Sender<bool>,
+        served: tokio::task::JoinHandle<()>,
+    }
+
+    impl Running {
+        async fn start(settings: ListenerSettings) -> Self {
+            let keys = Keys::from_secret(&Secret::new(
+                "a-secret-of-at-least-thirty-two-chars!!".to_string(),
+            ));
+            let sink = Arc::new(Recorder::default());
+            let listener = BounceListener::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                VerpCheck::new(keys.clone(), [DOMAIN]),
+                sink.clone(),
+                settings,
+            )
+            .await
+            .unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (shutdown, rx) = watch::channel(false);
+            let served = tokio::spawn(listener.serve(rx));
+            Self {
+                addr,
+                keys,
+                sink,
+                shutdown,
+                served,
+            }
+        }
+
+        fn verp(&self, id: i64) -> String {
+            verp_address(&self.keys, id, DOMAIN)
+        }
+
+        /// A client past the greeting and EHLO.
+        async fn client(&self) -> Client {
+            let mut c = Client::connect(self.addr).await;
+            assert!(c.reply().await.starts_with("220 "));
+            let ehlo = c.cmd("EHLO mail.customer-isp.example").await;
+            assert!(ehlo.starts_with("250"), "{ehlo}");
+            c
+        }
+
+        async fn stop(self) {
+            self.shutdown.send(true).unwrap();
+            tokio::time::timeout(Duration::from_secs(5), self.served)
+                .await
+                .expect("serve returns after shutdown")
+                .unwrap();
+        }
+    }
+
+    struct Client {
+        reader: BufReader<OwnedReadHalf>,
+        writer: OwnedWriteHalf,
+    }
+
+    impl Client {
+        async fn connect(addr: SocketAddr) -> Self {
+            let (read, writer) = TcpStream::connect(addr).await.unwrap().into_split();
+            Self {
+                reader: BufReader::new(read),
+                writer,
+            }
+        }
+
+        /// One reply, all its lines; empty when the server closed the connection.
+        async fn reply(&mut self) -> String {
+            let mut all = String::new();
+            loop {
+                let mut line = String::new();
+                let read =
+                    tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
+                        .await
+                        .expect("a reply in time");
+                if read.unwrap_or(0) == 0 {
+                    return all;
+                }
+                all.push_str(&line);
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    return all;
+                }
+            }
+        }
+
+        async fn send(&mut self, bytes: &[u8]) {
+            self.writer.write_all(bytes).await.unwrap();
+        }
+
+        async fn cmd(&mut self, line: &str) -> String {
+            self.send(format!("{line}\r\n").as_bytes()).await;
+            self.reply().await
+        }
+
+        /// Sends a message after DATA's 354, CRLF line breaks, dot-stuffed.
+        async fn message(&mut self, raw: &[u8]) -> String {
+            let go = self.cmd("DATA").await;
+            assert!(go.starts_with("354 "), "{go}");
+            let mut data = String::new();
+            for line in String::from_utf8_lossy(raw).lines() {
+                if line.starts_with('.') {
+                    data.push('.');
+                }
+                data.push_str(line);
+                data.push_str("\r\n");
+            }
+            data.push_str(".\r\n");
+            self.send(data.as_bytes()).await;
+            self.reply().await
+        }
+
+        async fn closed(&mut self) -> bool {
+            let mut rest = Vec::new();
+            matches!(
+                tokio::time::timeout(Duration::from_secs(10), self.reader.read_to_end(&mut rest))
+                    .await,
+                Ok(Ok(_)) | Ok(Err(_))
+            )
+        }
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/bounces/{name}.eml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn small() -> ListenerSettings {
+        ListenerSettings {
+            hostname: "bounces.harborview.example".into(),
+            max_message_bytes: 64 * 1024,
+            ..ListenerSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dsn_for_a_valid_verp_address_is_reported_and_forged_ones_are_refused_at_rcpt() {
+        let l = Running::start(small()).await;
+        let mut c = Client::connect(l.addr).await;
+        assert_eq!(
+            c.reply().await,
+            "220 bounces.harborview.example ESMTP Latchkey bounce listener\r\n"
+        );
+        let ehlo = c.cmd("EHLO mail.customer-isp.example").await;
+        assert!(ehlo.contains("250-SIZE 65536\r\n"), "{ehlo}");
+        assert!(ehlo.contains("8BITMIME"), "{ehlo}");
+        assert!(c.cmd("MAIL FROM:<>").await.starts_with("250 "));
+
+        let good = l.verp(42);
+        let forged = format!("bounces+43-{}@{DOMAIN}", l.keys.verp_mac(42));
+        let elsewhere = verp_address(&l.keys, 42, "evil.example");
+        for refused in [&forged, &elsewhere, &format!("postmaster@{DOMAIN}")] {
+            assert!(
+                c.cmd(&format!("RCPT TO:<{refused}>"))
+                    .await
+                    .starts_with("550 5.1.1 "),
+                "{refused}"
+            );
+        }
+        assert!(c.cmd("DATA").await.starts_with("554 "), "no recipient yet");
+        assert!(
+            c.cmd(&format!("RCPT TO:<{}>", good.to_uppercase()))
+                .await
+                .starts_with("250 ")
+        );
+        assert!(
+            c.message(&fixture("postfix_hard_bounce"))
+                .await
+                .starts_with("250 ")
+        );
+        let reports = l.sink.taken();
+        assert_eq!(reports.len(), 1);
+        let (id, parsed) = &reports[0];
+        assert_eq!(*id, 42);
+        let parsed = parsed.as_ref().unwrap();
+        assert_eq!(parsed.kind, ReportKind::Bounce { permanent: true });
+        assert_eq!(parsed.status.as_deref(), Some("5.1.1"));
+        assert_eq!(
+            parsed.recipient.as_deref(),
+            Some("alex@customer-isp.example")
+        );
+
+        // A second message on the same connection, for two deliveries: one report each.
+        assert!(
+            c.cmd("MAIL FROM:<> BODY=8BITMIME")
+                .await
+                .starts_with("250 ")
+        );
+        for id in [7, 8, 7] {
+            let rcpt = format!("RCPT TO:<{}>", l.verp(id));
+            assert!(c.cmd(&rcpt).await.starts_with("250 "));
+        }
+        assert!(c.message(&fixture("arf_abuse")).await.starts_with("250 "));
+        let reports = l.sink.taken();
+        assert_eq!(
+            reports.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            [7, 8]
+        );
+        assert!(
+            reports
+                .iter()
+                .all(|(_, r)| r.as_ref().unwrap().kind == ReportKind::Complaint)
+        );
+
+        // Not a report: accepted, and the sink hears it is not one.
+        assert!(
+            c.cmd("MAIL FROM:<alex@example.com>")
+                .await
+                .starts_with("250 ")
+        );
+        assert!(
+            c.cmd(&format!("RCPT TO:<{}>", l.verp(42)))
+                .await
+                .starts_with("250 ")
+        );
+        assert!(c.message(&fixture("auto_reply")).await.starts_with("250 "));
+        assert_eq!(l.sink.taken(), [(42, Err(ReportError::NotAReport))]);
+
+        assert!(c.cmd("QUIT").await.starts_with("221 "));
+        assert!(c.closed().await);
+        l.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_sink_answers_451_so_the_sender_retries() {
+        let l = Running::start(small()).await;
+        let mut c = l.client().await;
+        l.sink.failing.store(true, Ordering::SeqCst);
+        c.cmd("MAIL FROM:<>").await;
+        c.cmd(&format!("RCPT TO:<{}>", l.verp(5))).await;
+        assert!(
+            c.message(&fixture("gmail_bounce"))
+                .await
+                .starts_with("451 4.3.0 ")
+        );
+        l.sink.failing.store(false, Ordering::SeqCst);
+        c.cmd("MAIL FROM:<>").await;
+        c.cmd(&format!("RCPT TO:<{}>", l.verp(5))).await;
+        assert!(
+            c.message(&fixture("gmail_bounce"))
+                .await
+                .starts_with("250 ")
+        );
+        assert_eq!(l.sink.taken().len(), 1);
+        l.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_huge_message_gets_552_and_the_listener_stays_sane() {
+        let l = Running::start(small()).await;
+        let mut c = l.client().await;
+        // Announced too big: refused at MAIL.
+        assert!(
+            c.cmd("MAIL FROM:<> SIZE=10000000")
+                .await
+                .starts_with("552 5.3.4 ")
+        );
+        assert!(c.cmd("MAIL FROM:<> SIZE=1000").await.starts_with("250 "));
+        c.cmd(&format!("RCPT TO:<{}>", l.verp(9))).await;
+        let mut huge = fixture("postfix_hard_bounce");
+        while huge.len() <= 64 * 1024 {
+            huge.extend_from_slice(b"padding padding padding padding padding padding\n");
+        }
+        assert!(c.message(&huge).await.starts_with("552 5.3.4 "));
+        assert!(l.sink.taken().is_empty());
+        // The connection is in step: a new transaction works.
+        assert!(c.cmd("NOOP").await.starts_with("250 "));
+        assert!(c.cmd("RCPT TO:<x@y>").await.starts_with("503 "), "reset");
+        c.cmd("MAIL FROM:<>").await;
+        c.cmd(&format!("RCPT TO:<{}>", l.verp(9))).await;
+        assert!(c.message(&fixture("exim_dsn")).await.starts_with("250 "));
+
+        // A flood far past the cap closes the connection; the listener answers the next one.
+        c.cmd("MAIL FROM:<>").await;
+        c.cmd(&format!("RCPT TO:<{}>", l.verp(9))).await;
+        assert!(c.cmd("DATA").await.starts_with("354 "));
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..(DATA_DISCARD_FACTOR + 2) {
+            if c.writer.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        assert!(c.reply().await.starts_with("552 "));
+        assert!(c.closed().await);
+        let mut again = l.client().await;
+        again.cmd("MAIL FROM:<>").await;
+        again.cmd(&format!("RCPT TO:<{}>", l.verp(10))).await;
+        assert!(
+            again
+                .message(&fixture("exim_dsn"))
+                .await
+                .starts_with("250 ")
+        );
+        assert_eq!(
+            l.sink.taken().iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            [9, 10]
+        );
+        l.stop().await;
+    }
+
+    #[tokio::test]
+    async fn mime_bombs_are_refused_and_the_listener_stays_healthy() {
+        let l = Running::start(ListenerSettings::default()).await;
+        let deep = {
+            let mut s = String::from("From: MAILER-DAEMON@mx.example\n");
+            for i in 0..5000 {
+                s.push_str(&format!(
+                    "Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n"
+                ));
+            }
+            s
+        };
+        let wide = {
+            let mut s = String::from(
+                "Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n",
+            );
+            for _ in 0..5000 {
+                s.push_str("--b\n\nx\n");
+            }
+            s
+        };
+        for bomb in [deep, wide] {
+            let mut c = l.client().await;
+            c.cmd("MAIL FROM:<>").await;
+            c.cmd(&format!("RCPT TO:<{}>", l.verp(11))).await;
+            let answer = c.message(bomb.as_bytes()).await;
+            assert!(answer.starts_with("554 5.6.0 "), "{answer}");
+            assert!(c.cmd("NOOP").await.starts_with("250 "));
+        }
+        assert!(l.sink.taken().is_empty(), "nothing reported");
+        let mut c = l.client().await;
+        c.cmd("MAIL FROM:<>").await;
+        c.cmd(&format!("RCPT TO:<{}>", l.verp(12))).await;
+        assert!(
+            c.message(&fixture("exchange_ndr"))
+                .await
+                .starts_with("250 ")
+        );
+        assert_eq!(l.sink.taken().len(), 1);
+        l.stop().await;
+    }
+
+    #[tokio::test]
+    async fn protocol_errors_and_limits() {
+        let l = Running::start(ListenerSettings {
+            max_commands: 13,
+            max_recipients: 2,
+            ..small()
+        })
+        .await;
+        let mut c = Client::connect(l.addr).await;
+        c.reply().await;
+        assert!(
+            c.cmd("MAIL FROM:<>").await.starts_with("503 "),
+            "EHLO first"
+        );
+        assert!(c.cmd("EHLO").await.starts_with("501 "));
+        assert!(c.cmd("HELO mx.example").await.starts_with("250 "));
+        assert!(c.cmd("VRFY postmaster").await.starts_with("502 "));
+        assert!(c.cmd("STARTTLS").await.starts_with("502 "));
+        let long = format!("NOOP {}", "x".repeat(2000));
+        assert!(c.cmd(&long).await.starts_with("500 5.5.2 "));
+        assert!(c.cmd("MAIL FROM:<> XFORWARD=1").await.starts_with("555 "));
+        assert!(c.cmd("MAIL FROM:<>").await.starts_with("250 "));
+        for id in [1, 2] {
+            c.cmd(&format!("RCPT TO:<{}>", l.verp(id))).await;
+        }
+        assert!(
+            c.cmd(&format!("RCPT TO:<{}>", l.verp(3)))
+                .await
+                .starts_with("452 ")
+        );
+        assert!(c.cmd("RSET").await.starts_with("250 "));
+        // Command 13 is answered, the 14th closes the connection.
+        assert!(c.cmd("NOOP").await.starts_with("250 "));
+        assert!(c.cmd("NOOP").await.starts_with("421 4.7.0 "));
+        assert!(c.closed().await);
+        l.stop().await;
+    }
+
+    #[tokio::test]
+    async fn idle_clients_are_dropped_and_connections_are_capped() {
+        let l = Running::start(ListenerSettings {
+            idle_timeout: Duration::from_millis(300),
+            max_connections: 1,
+            ..small()
+        })
+        .await;
+        let mut first = l.client().await;
+        let mut second = Client::connect(l.addr).await;
+        assert!(second.reply().await.starts_with("421 4.7.0 "));
+        assert!(second.closed().await);
+        // The first one goes quiet.
+        assert!(first.reply().await.starts_with("421 4.4.2 "));
+        assert!(first.closed().await);
+        // Its slot is free again.
+        let mut third = l.client().await;
+        assert!(third.cmd("NOOP").await.starts_with("250 "));
+        l.stop().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_idle_connections_with_421() {
+        let l = Running::start(small()).await;
+        let mut c = l.client().await;
+        l.shutdown.send(true).unwrap();
+        assert!(c.reply().await.starts_with("421 4.3.2 "));
+        assert!(c.closed().await);
+        tokio::time::timeout(Duration::from_secs(5), l.served)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            TcpStream::connect(l.addr).await.is_err(),
+            "no longer listening"
+        );
+    }
+
+    #[tokio::test]
+    async fn data_is_dot_unstuffed_and_capped() {
+        let read = |input: &'static [u8], max: usize| async move {
+            let mut reader = BufReader::new(input);
+            let mut buf = Vec::new();
+            read_data(&mut reader, &mut buf, max, Duration::from_secs(5)).await
+        };
+        assert_eq!(
+            read(b"a\r\n..b\r\n.\r\nNOOP\r\n", 100).await.unwrap(),
+            Data::Message(b"a\r\n.b\r\n".to_vec())
+        );
+        assert_eq!(
+            read(b"a\n...\n.\n", 100).await.unwrap(),
+            Data::Message(b"a\n..\n".to_vec())
+        );
+        assert_eq!(read(b"0123456789\r\n.\r\n", 8).await.unwrap(), Data::TooBig);
+        assert_eq!(
+            read(b"0123\r\n4567\r\n.\r\n", 8).await.unwrap(),
+            Data::TooBig
+        );
+        assert!(read(b"no end\r\n", 100).await.is_err());
+    }
 }

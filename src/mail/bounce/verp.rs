@@ -55,7 +55,7 @@ impl VerpCheck {
             .unwrap_or(address);
         let (local, domain) = address.rsplit_once('@')?;
         let domain = normalize_domain(domain);
-        if !self.domains.iter().any(|d| *d == domain) {
+        if !self.domains.contains(&domain) {
             return None;
         }
         let local = local.to_ascii_lowercase();

@@ -1,6 +1,6 @@
 //! Keys derived from the server secret: sealing link tokens for the Mailer, CSRF tokens, the
-//! signed device cookie of browsers that signed in before, and the keyed hash of a client's
-//! address that the sign-in limits count by.
+//! signed device cookie of browsers that signed in before, the keyed hash of a client's
+//! address that the sign-in limits count by, and the MAC of the VERP bounce addresses.
 //!
 //! The secret comes from `secret_key` (every web and worker node shares it). On the embedded
 //! default without one, a random secret is generated once into `data_dir/secret.key`.
@@ -22,6 +22,7 @@ pub struct Keys {
     seal: std::sync::Arc<LessSafeKey>,
     csrf: hmac::Key,
     device: hmac::Key,
+    verp: hmac::Key,
 }
 
 impl std::fmt::Debug for Keys {
@@ -46,6 +47,7 @@ impl Keys {
         let seal_bytes = derive(b"latchkey seal key");
         let csrf_bytes = derive(b"latchkey csrf key");
         let device_bytes = derive(b"latchkey device key");
+        let verp_bytes = derive(b"latchkey verp key");
         let seal = LessSafeKey::new(
             UnboundKey::new(&aead::CHACHA20_POLY1305, seal_bytes.as_ref()).expect("32-byte key"),
         );
@@ -53,6 +55,7 @@ impl Keys {
             seal: std::sync::Arc::new(seal),
             csrf: hmac::Key::new(hmac::HMAC_SHA256, csrf_bytes.as_ref()),
             device: hmac::Key::new(hmac::HMAC_SHA256, device_bytes.as_ref()),
+            verp: hmac::Key::new(hmac::HMAC_SHA256, verp_bytes.as_ref()),
         }
     }
 
@@ -118,6 +121,16 @@ impl Keys {
     /// given secret; reveals nothing about it.
     pub fn idempotency_scope(&self) -> String {
         hex::encode(&hmac::sign(&self.csrf, b"stripe idempotency scope").as_ref()[..6])
+    }
+
+    /// The short MAC in a delivery's VERP Return-Path (`bounces+{id}-{mac}@…`): the first 48
+    /// bits of an HMAC-SHA256 of the delivery id, as 12 lowercase hex digits. Short enough for
+    /// a local part, long enough that guessing one for a chosen delivery takes 2^47 tries on
+    /// average, each one an SMTP transaction the listener refuses.
+    pub fn verp_mac(&self, delivery_id: i64) -> String {
+        hex::encode(
+            &hmac::sign(&self.verp, format!("verp v1|{delivery_id}").as_bytes()).as_ref()[..6],
+        )
     }
 
     /// The bucket the sign-in limits count a client's requests in: a keyed hash (no raw

@@ -1,6 +1,8 @@
 //! Emails: rendering (askama, HTML and plain text), building the MIME message (with optional
-//! DKIM), and the transports that deliver it (SMTP, the file outbox).
+//! DKIM), the transports that deliver it (SMTP, the file outbox), and the bounces that come
+//! back (`bounce`).
 
+pub mod bounce;
 pub mod smtp;
 pub mod transport;
 

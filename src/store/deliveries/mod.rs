@@ -5,9 +5,11 @@
 
 mod claim;
 mod log;
+mod reports;
 
 pub use claim::*;
 pub use log::*;
+pub use reports::*;
 
 use chrono::{DateTime, Duration, Utc};
 

@@ -93,6 +93,9 @@ pub struct NewDelivery {
     pub relay_after: Duration,
     /// Recorded as `suppressed` with this reason instead of being queued.
     pub suppressed_reason: Option<String>,
+    /// The writer already looked the recipient up on the suppression list (the sign-in
+    /// paths do, before writing the token), so writing the delivery need not again.
+    pub suppression_checked: bool,
 }
 
 impl NewDelivery {
@@ -117,6 +120,7 @@ impl NewDelivery {
             facility_ids: Vec::new(),
             relay_after,
             suppressed_reason: None,
+            suppression_checked: false,
         }
     }
 
@@ -155,13 +159,12 @@ pub(crate) async fn insert_delivery(
     now: DateTime<Utc>,
 ) -> DbResult<i64> {
     // An address on the storefront's suppression list gets nothing more.
-    let on_list = match &d.suppressed_reason {
-        Some(_) => None,
-        None => {
-            crate::store::suppressions::suppression_in_force(conn, d.storefront_id, &d.recipient)
-                .await?
-                .map(|s| s.not_sent_reason())
-        }
+    let on_list = if d.suppression_checked || d.suppressed_reason.is_some() {
+        None
+    } else {
+        crate::store::suppressions::suppression_in_force(conn, d.storefront_id, &d.recipient)
+            .await?
+            .map(|s| s.not_sent_reason())
     };
     let (status, relay_at, last_error) = match d.suppressed_reason.as_ref().or(on_list.as_ref()) {
         Some(reason) => ("suppressed", None, Some(reason.clone())),

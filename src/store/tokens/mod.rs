@@ -150,6 +150,7 @@ impl LinkRequest {
                 Some(l) if !allowed => Some(l.reason(verdict)),
                 _ => None,
             },
+            suppression_checked: true,
         }
     }
 }

@@ -73,6 +73,24 @@ both_backends! {
         assert!(history.text().contains("INV-1020"));
     }
 
+    async fn every_rental_on_the_dashboard_and_in_the_history_links_to_its_own_page(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let browser = signed_in(&app, "alex@example.com").await;
+        for list in ["/s/demo/dashboard", "/s/demo/rentals/history"] {
+            let page = browser.get(list).await;
+            let labels = page.select_text("li.rental .rental-head a");
+            let links = page.hrefs("li.rental .rental-head a");
+            assert!(!links.is_empty(), "{list}: no rental links in\n{}", page.body);
+            assert_eq!(labels.len(), links.len(), "{list}");
+            for (label, href) in labels.iter().zip(&links) {
+                assert!(href.starts_with("/s/demo/rentals/"), "{list}: {href}");
+                let rental = browser.get(href).await;
+                assert_eq!(rental.status, 200, "{href}");
+                assert!(rental.text().contains(label.as_str()), "{href} does not show {label}");
+            }
+        }
+    }
+
     async fn the_agreement_downloads_for_its_owner_only(backend: Backend) {
         let app = TestApp::start(backend).await;
         let alex = signed_in(&app, "alex@example.com").await;

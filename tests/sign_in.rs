@@ -440,7 +440,19 @@ both_backends! {
         let app = TestApp::start(backend).await;
         let browser = app.browser();
         assert_eq!(browser.get("/s/nope/sign-in").await.status, 404);
-        assert_eq!(browser.get("/s/demo/nope").await.status, 404);
+        // A page the storefront does not have keeps its header and offers the way back.
+        for path in ["/s/demo/nope", "/s/demo/rentals/history/nope", "/s/demo/billing/invoices"] {
+            let page = browser.get(path).await;
+            assert_eq!(page.status, 404, "{path}");
+            assert!(page.title().ends_with("· Harborview Rentals"), "{path}: {}", page.title());
+            assert_eq!(page.h1(), "Page not found", "{path}");
+            assert!(page.hrefs("main a").contains(&"/s/demo".to_string()), "{path}: {}", page.body);
+        }
+        // The console's own 404 sends staff back to the console, not to a customer portal.
+        let page = browser.get("/console/nope").await;
+        assert_eq!(page.status, 404);
+        assert!(!page.text().contains("Customer portal link"), "{}", page.text());
+        assert!(page.hrefs("main a").contains(&"/console".to_string()), "{}", page.body);
         let home = browser.get("/s/demo/").await;
         assert_eq!(home.status, 303);
         assert_eq!(home.location().unwrap(), "/s/demo/sign-in");

@@ -46,6 +46,8 @@ pub enum PortalRoute {
     SignOutEverywhere(Body),
     ConfirmEmailPage(String),
     ConfirmEmail(String, Body),
+    /// A request no page took: 404 inside the storefront's layout, with a way back.
+    NotFound,
 }
 
 /// The portal pages a sign-in may land on (and everything below them).
@@ -170,7 +172,11 @@ impl Site for PortalSite {
         form_expired_back: Some("Back to the portal"),
         unavailable: "We could not complete that just now. Nothing was changed. Please try again in a minute.",
         internal: "Something went wrong on our side. Nothing was changed. Please try again.",
-        not_found: None,
+        not_found: Some((
+            "Page not found",
+            "There is no page at this address. The link may be mistyped, or the page may have moved.",
+            "Back to the portal",
+        )),
     };
 
     type Identity = SessionInfo;

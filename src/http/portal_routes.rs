@@ -124,6 +124,9 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
         .unify()
         .or(customer)
         .unify()
+        .or(warp::path::tail()
+            .and_then(|_| async { Ok::<_, warp::Rejection>(PortalRoute::NotFound) }))
+        .unify()
 }
 
 /// Resolves the storefront once and runs the route's handler.
@@ -175,6 +178,7 @@ pub async fn dispatch(
         }
         PortalRoute::ConfirmEmailPage(token) => account::confirm_page(&mut portal, &token).await,
         PortalRoute::ConfirmEmail(token, body) => account::confirm(&mut portal, &token, body).await,
+        PortalRoute::NotFound => portal.not_found(),
     };
     portal.finish(resp)
 }

@@ -66,6 +66,15 @@ impl Page {
             .collect()
     }
 
+    /// The `href` of every element the selector finds.
+    pub fn hrefs(&self, selector: &str) -> Vec<String> {
+        let doc = self.html();
+        let sel = Selector::parse(selector).unwrap();
+        doc.select(&sel)
+            .filter_map(|e| e.value().attr("href").map(str::to_string))
+            .collect()
+    }
+
     pub fn title(&self) -> String {
         self.select_text("title")
             .into_iter()

@@ -48,6 +48,8 @@ pub enum ConsoleRoute {
     Audit(Option<String>),
     Suppressions(String, String),
     Lift(String, i64, Body),
+    /// A request no page took: 404 inside the console's layout, with a way back.
+    NotFound,
 }
 
 pub fn route() -> impl Filter<Extract = (ConsoleRoute,), Error = warp::Rejection> + Clone {
@@ -156,7 +158,9 @@ pub fn route() -> impl Filter<Extract = (ConsoleRoute,), Error = warp::Rejection
         .or(lift)
         .unify()
         .boxed();
-    signing.or(pages).unify()
+    let unknown =
+        warp::path::tail().and_then(|_| async { Ok::<_, warp::Rejection>(ConsoleRoute::NotFound) });
+    signing.or(pages).unify().or(unknown).unify()
 }
 
 /// Runs a console route. Nothing the console answers is cached.
@@ -181,6 +185,7 @@ pub async fn dispatch(route: ConsoleRoute, state: Arc<HttpState>, info: RequestI
         ConsoleRoute::Audit(slug) => audit::audit(c, slug.as_deref()).await,
         ConsoleRoute::Suppressions(slug, q) => suppressions::page(c, &slug, &q).await,
         ConsoleRoute::Lift(slug, id, body) => suppressions::lift(c, &slug, id, body).await,
+        ConsoleRoute::NotFound => c.not_found(),
     };
     let mut resp = console.finish(resp);
     resp.headers_mut()

@@ -77,8 +77,18 @@ impl<S: Site> Frame<S> {
     pub fn not_found(&mut self) -> Response {
         match S::WORDING.not_found {
             Some((heading, message, back)) => {
-                let link = Some((self.base.clone(), back.to_string()));
-                self.message(StatusCode::NOT_FOUND, heading, message, link)
+                // On a storefront's own host the base is empty: its home is `/`.
+                let home = if self.base.is_empty() {
+                    "/".to_string()
+                } else {
+                    self.base.clone()
+                };
+                self.message(
+                    StatusCode::NOT_FOUND,
+                    heading,
+                    message,
+                    Some((home, back.to_string())),
+                )
             }
             None => not_found_page(),
         }

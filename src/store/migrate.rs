@@ -60,6 +60,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0014_suppressions",
         include_str!("../../migrations/postgres/0014_suppressions.sql"),
     ),
+    (
+        "0015_webhooks",
+        include_str!("../../migrations/postgres/0015_webhooks.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -113,6 +117,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0014_suppressions",
         include_str!("../../migrations/sqlite/0014_suppressions.sql"),
+    ),
+    (
+        "0015_webhooks",
+        include_str!("../../migrations/sqlite/0015_webhooks.sql"),
     ),
 ];
 

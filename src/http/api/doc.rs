@@ -11,7 +11,7 @@ use super::error_doc::{
     BadJson, EmailTakenError, Error, Internal, TooLarge, Unauthorized, Unavailable, ValidationError,
 };
 use super::fields::REF_MAX;
-use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records};
+use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records};
         (name = "Records", description = "Upserts of your records by reference."),
         (name = "Customers", description = "Portal accounts and the emails that sign customers in."),
         (name = "Deliveries", description = "Every email sent, with its attempts."),
+        (name = "Webhooks", description = "Signed events posted to your endpoints."),
         (name = "Meta"),
     ),
     paths(
@@ -34,6 +35,14 @@ use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records};
         accounts::portal_link,
         deliveries::list,
         deliveries::detail,
+        // Webhooks (issue 11).
+        webhooks::list,
+        webhooks::create,
+        webhooks::get,
+        webhooks::update,
+        webhooks::delete,
+        webhooks::test,
+        webhooks::deliveries,
         openapi,
     ),
     components(

@@ -19,6 +19,7 @@ mod fields;
 mod input;
 mod records;
 mod router;
+mod webhooks;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -166,6 +167,31 @@ async fn endpoint(
         Op::GetDelivery => {
             body.discard().await;
             deliveries::detail(state, caller, param).await
+        }
+        // Webhooks (issue 11).
+        Op::ListWebhookEndpoints => {
+            body.discard().await;
+            webhooks::list(state, caller).await
+        }
+        Op::CreateWebhookEndpoint => webhooks::create(state, caller, body.json().await?).await,
+        Op::GetWebhookEndpoint => {
+            body.discard().await;
+            webhooks::get(state, caller, param).await
+        }
+        Op::UpdateWebhookEndpoint => {
+            webhooks::update(state, caller, param, body.json().await?).await
+        }
+        Op::DeleteWebhookEndpoint => {
+            body.discard().await;
+            webhooks::delete(state, caller, param).await
+        }
+        Op::SendWebhookTest => {
+            body.discard().await;
+            webhooks::test(state, caller, param).await
+        }
+        Op::ListWebhookDeliveries => {
+            body.discard().await;
+            webhooks::deliveries(state, caller, param).await
         }
     }
 }

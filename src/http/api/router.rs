@@ -21,10 +21,18 @@ pub enum Op {
     ResendPortalLink,
     ListDeliveries,
     GetDelivery,
+    // Webhooks (issue 11).
+    ListWebhookEndpoints,
+    CreateWebhookEndpoint,
+    GetWebhookEndpoint,
+    UpdateWebhookEndpoint,
+    DeleteWebhookEndpoint,
+    SendWebhookTest,
+    ListWebhookDeliveries,
 }
 
 impl Op {
-    const ALL: [Op; 11] = [
+    const ALL: [Op; 18] = [
         Op::GetOpenApi,
         Op::PutFacility,
         Op::PutContact,
@@ -36,6 +44,14 @@ impl Op {
         Op::ResendPortalLink,
         Op::ListDeliveries,
         Op::GetDelivery,
+        // Webhooks (issue 11).
+        Op::ListWebhookEndpoints,
+        Op::CreateWebhookEndpoint,
+        Op::GetWebhookEndpoint,
+        Op::UpdateWebhookEndpoint,
+        Op::DeleteWebhookEndpoint,
+        Op::SendWebhookTest,
+        Op::ListWebhookDeliveries,
     ];
 
     /// The `operationId` that documents it.
@@ -52,6 +68,14 @@ impl Op {
             Op::ResendPortalLink => "resendPortalLink",
             Op::ListDeliveries => "listDeliveries",
             Op::GetDelivery => "getDelivery",
+            // Webhooks (issue 11).
+            Op::ListWebhookEndpoints => "listWebhookEndpoints",
+            Op::CreateWebhookEndpoint => "createWebhookEndpoint",
+            Op::GetWebhookEndpoint => "getWebhookEndpoint",
+            Op::UpdateWebhookEndpoint => "updateWebhookEndpoint",
+            Op::DeleteWebhookEndpoint => "deleteWebhookEndpoint",
+            Op::SendWebhookTest => "sendWebhookTest",
+            Op::ListWebhookDeliveries => "listWebhookDeliveries",
         }
     }
 }

@@ -79,6 +79,9 @@ pub async fn emit_event(
     emit(conn, std::slice::from_ref(&event), None, now).await
 }
 
+/// An enabled endpoint: its id, what it subscribes to, its storefront's slug.
+type Subscriber = (i64, EventTypes, String);
+
 async fn emit(
     conn: &mut dyn Conn,
     events: &[NewEvent],
@@ -87,7 +90,7 @@ async fn emit(
 ) -> DbResult<Vec<i64>> {
     let mut written = Vec::new();
     // The endpoints of each storefront named, read once per storefront.
-    let mut storefronts: Vec<(i64, Vec<(i64, EventTypes, String)>)> = Vec::new();
+    let mut storefronts: Vec<(i64, Vec<Subscriber>)> = Vec::new();
     for event in events {
         if !storefronts.iter().any(|(sf, _)| *sf == event.storefront_id) {
             let rows = conn

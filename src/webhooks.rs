@@ -44,7 +44,8 @@ pub fn new_secret() -> String {
 }
 
 /// Checks a target as the client would reach it: an address named directly, or every
-/// address the host resolves to, must not be internal (unless `allow_private`).
+/// address the host resolves to, must not be internal (unless `allow_private`). A name that
+/// does not resolve (yet) is accepted: the same check runs at every send.
 pub async fn check_target(url: &WebhookUrl, allow_private: bool) -> Result<(), TargetError> {
     if allow_private {
         return Ok(());
@@ -57,25 +58,20 @@ pub async fn check_target(url: &WebhookUrl, allow_private: bool) -> Result<(), T
         };
     }
     let (host, port) = url.host_and_port();
-    let addrs = tokio::time::timeout(
+    let resolved = tokio::time::timeout(
         Duration::from_secs(5),
         tokio::net::lookup_host((host.as_str(), port)),
     )
-    .await
-    .map_err(|_| TargetError::Unresolved(host.clone()))?
-    .map_err(|_| TargetError::Unresolved(host.clone()))?;
-    let mut any = false;
+    .await;
+    let Ok(Ok(addrs)) = resolved else {
+        return Ok(());
+    };
     for addr in addrs {
-        any = true;
         if is_internal(addr.ip()) {
             return Err(TargetError::Private(addr.ip()));
         }
     }
-    if any {
-        Ok(())
-    } else {
-        Err(TargetError::Unresolved(host))
-    }
+    Ok(())
 }
 
 /// The system resolver, refusing a name with any internal address (see the module header).

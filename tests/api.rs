@@ -1057,7 +1057,7 @@ async fn the_openapi_document_is_valid_openapi_3() {
 }
 
 /// The order of the walk: records before what names them, sends before the log reads them.
-const WALK_ORDER: [&str; 11] = [
+const WALK_ORDER: [&str; 18] = [
     "getOpenApi",
     "putFacility",
     "putContact",
@@ -1069,6 +1069,14 @@ const WALK_ORDER: [&str; 11] = [
     "resendPortalLink",
     "listDeliveries",
     "getDelivery",
+    // Webhooks (issue 11): create before the reads of `/webhooks/1`, delete last.
+    "listWebhookEndpoints",
+    "createWebhookEndpoint",
+    "getWebhookEndpoint",
+    "updateWebhookEndpoint",
+    "sendWebhookTest",
+    "listWebhookDeliveries",
+    "deleteWebhookEndpoint",
 ];
 
 both_backends! {

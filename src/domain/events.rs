@@ -132,8 +132,6 @@ pub enum TargetError {
     Credentials,
     #[error("{0} is a loopback, private, link-local or otherwise internal address")]
     Private(IpAddr),
-    #[error("the host {0} does not resolve")]
-    Unresolved(String),
 }
 
 /// A webhook URL that parsed: http or https, with a host, without credentials or fragment.

@@ -118,7 +118,7 @@ impl Request for CreateInput {
     }
 }
 
-/// A change to an endpoint: only the fields given change.
+/// A change to an endpoint: only the fields given change (at least one).
 #[derive(ToSchema)]
 #[schema(as = WebhookEndpointChange)]
 #[serde(deny_unknown_fields)]
@@ -136,12 +136,25 @@ pub struct UpdateInput {
 
 impl Request for UpdateInput {
     fn read(o: &mut super::input::Object, p: &mut Problems) -> Option<Self> {
-        Some(Self {
+        let read = Self {
             url: o.optional("url", p),
             event_types: o.optional("event_types", p),
             description: o.optional("description", p),
             enabled: o.optional("enabled", p),
-        })
+        };
+        if read.url.is_none()
+            && read.event_types.is_none()
+            && read.description.is_none()
+            && read.enabled.is_none()
+            && p.is_empty()
+        {
+            p.add(
+                "enabled",
+                "Give at least one of url, event_types, description and enabled.",
+            );
+            return None;
+        }
+        Some(read)
     }
 }
 

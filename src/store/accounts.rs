@@ -325,6 +325,13 @@ impl Store {
         details["account_id"] = account.id.into();
         details["contacts"] = contact_refs.into();
         insert_audit(&mut *tx, Some(storefront_id), None, action, &details, now).await?;
+        let created = serde_json::json!({"account_id": account.id, "email": email.as_str(), "full_name": full_name, "contacts": contact_refs});
+        let event = super::events::NewEvent::new(
+            storefront_id,
+            crate::domain::events::EventType::AccountCreated,
+            created,
+        );
+        super::events::emit_event(&mut *tx, event, now).await?;
         tx.commit().await?;
         Ok(SignUp::Created {
             account,

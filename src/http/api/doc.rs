@@ -11,7 +11,7 @@ use super::error_doc::{
     BadJson, EmailTakenError, Error, Internal, TooLarge, Unauthorized, Unavailable, ValidationError,
 };
 use super::fields::{PageLimit, REF_MAX};
-use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records};
+use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records, webhooks};
 use crate::usecases::idempotency::KEPT_FOR_HOURS;
 
 #[derive(OpenApi)]
@@ -22,6 +22,7 @@ use crate::usecases::idempotency::KEPT_FOR_HOURS;
         (name = "Records", description = "Upserts of your records by reference, and the records read back."),
         (name = "Customers", description = "Portal accounts (created and read back) and the emails that sign customers in."),
         (name = "Deliveries", description = "Every email sent, with its attempts."),
+        (name = "Webhooks", description = "Signed events posted to your endpoints."),
         (name = "Meta"),
     ),
     paths(
@@ -45,6 +46,14 @@ use crate::usecases::idempotency::KEPT_FOR_HOURS;
         accounts::portal_link,
         deliveries::list,
         deliveries::detail,
+        // Webhooks (issue 11).
+        webhooks::list,
+        webhooks::create,
+        webhooks::get,
+        webhooks::update,
+        webhooks::delete,
+        webhooks::test,
+        webhooks::deliveries,
         openapi,
     ),
     components(

@@ -10,7 +10,7 @@ use super::{DeliveryKind, DeliveryStatus};
 use crate::domain::{EmailAddress, EmailData};
 use crate::params;
 use crate::store::Store;
-use crate::store::db::{DbResult, Dialect, Value};
+use crate::store::db::{Conn, DbResult, Dialect, Value};
 
 /// A delivery a worker has taken: status `sending` until it finishes or its lease ends.
 #[derive(Debug, Clone)]
@@ -414,12 +414,16 @@ impl Store {
                          WHERE s.sent_detail IS NOT NULL AND s.id NOT IN (SELECT id FROM upd))
                      SELECT id FROM upd"
                 );
-                self.db()
+                let mut tx = self.db().begin().await?;
+                let ids: Vec<i64> = tx
                     .query(&sql, &values)
                     .await?
                     .iter()
                     .map(|r| r.i64(0))
-                    .collect()
+                    .collect();
+                emit_outcome_events(&mut *tx, items, &ids).await?;
+                tx.commit().await?;
+                ids
             }
             Dialect::Sqlite => {
                 let mut tx = self.db().begin().await?;
@@ -463,6 +467,7 @@ impl Store {
                         .await?;
                     }
                 }
+                emit_outcome_events(&mut *tx, items, &ids).await?;
                 tx.commit().await?;
                 ids
             }
@@ -583,4 +588,34 @@ impl Store {
             }
         }
     }
+}
+
+/// `delivery.sent` / `delivery.failed` for the outcomes written (webhooks, SPEC §9), in their
+/// transaction.
+async fn emit_outcome_events(
+    conn: &mut dyn Conn,
+    items: &[FinishItem],
+    written: &[i64],
+) -> DbResult<()> {
+    use crate::domain::events::EventType;
+    use crate::store::events::{NewEvent, emit_events};
+    let Some(now) = items.iter().map(|i| i.now).max() else {
+        return Ok(());
+    };
+    let events: Vec<NewEvent> = items
+        .iter()
+        .filter(|i| written.contains(&i.claimed.id))
+        .filter_map(|i| {
+            let (t, error) = match &i.finish {
+                Finish::Sent => (EventType::DeliverySent, None),
+                Finish::Failed { error } => (EventType::DeliveryFailed, Some(error.clone())),
+                Finish::Deferred { .. } => return None,
+            };
+            let c = &i.claimed;
+            let data = serde_json::json!({"delivery_id": c.id, "kind": c.kind.as_str(), "recipient": c.recipient.as_str(), "account_id": c.account_id, "error": error});
+            Some(NewEvent::new(c.storefront_id, t, data))
+        })
+        .collect();
+    emit_events(conn, &events, now).await?;
+    Ok(())
 }

@@ -1,0 +1,451 @@
+//! Signed event webhooks (SPEC §9): a receiver the test runs gets each event once (again only
+//! after a failed try), signed as the README documents; a 500 or a receiver that is down is
+//! retried on the product's clock; an endpoint failing for three days is disabled and the
+//! storefront's owners are emailed; private targets are refused by default; another
+//! storefront's key sees none of it.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{Duration as Span, Utc};
+use http_body_util::{BodyExt, Full};
+use ring::hmac;
+use serde_json::{Value, json};
+use support::*;
+
+/// What the receiver got: the signature header and the raw body.
+#[derive(Debug, Clone)]
+struct Received {
+    signature: String,
+    body: Vec<u8>,
+}
+
+/// A tiny HTTP server that records every POST and answers the statuses scripted (200 after).
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Receiver {
+    async fn start(script: &[u16]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/latchkey", listener.local_addr().unwrap());
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
+        let (g, s) = (got.clone(), script.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (g, s) = (g.clone(), s.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let (g, s) = (g.clone(), s.clone());
+                            async move {
+                                let signature = req
+                                    .headers()
+                                    .get("latchkey-signature")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_string();
+                                let body =
+                                    req.into_body().collect().await.unwrap().to_bytes().to_vec();
+                                g.lock().unwrap().push(Received { signature, body });
+                                let status = s.lock().unwrap().pop_front().unwrap_or(200);
+                                let mut resp = hyper::Response::new(Full::new(Bytes::from(
+                                    format!("status {status}"),
+                                )));
+                                *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { url, got, script }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited for {n} posts, got {}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Verifies `Latchkey-Signature` as the README tells receivers to: HMAC-SHA256 of
+/// "{t}.{body}" with the secret, hex, and t within 5 minutes of (the product's) now.
+fn verify(secret: &str, r: &Received, now: i64) -> Value {
+    let mut t = None;
+    let mut v1 = Vec::new();
+    for part in r.signature.split(',') {
+        match part.split_once('=') {
+            Some(("t", x)) => t = x.parse::<i64>().ok(),
+            Some(("v1", x)) => v1.push(x.to_string()),
+            _ => {}
+        }
+    }
+    let t = t.expect("a timestamp");
+    assert!(
+        (now - t).abs() <= 300,
+        "t={t} is not within 5 minutes of {now}"
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let mut signed = t.to_string().into_bytes();
+    signed.push(b'.');
+    signed.extend_from_slice(&r.body);
+    let want = hex::encode(hmac::sign(&key, &signed));
+    assert!(
+        v1.contains(&want),
+        "signature {} does not verify",
+        r.signature
+    );
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+async fn storefront_id(app: &TestApp, slug: &str) -> i64 {
+    app.store()
+        .storefront_by_slug(slug)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+async fn api_key(app: &TestApp, slug: &str) -> String {
+    let sf = storefront_id(app, slug).await;
+    let (key, hash, prefix) = latchkey::usecases::api_keys::new_api_key();
+    app.store()
+        .create_api_key(sf, "Books", &hash, &prefix, Utc::now())
+        .await
+        .unwrap();
+    key
+}
+
+async fn api(
+    app: &TestApp,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let url = app.url(&format!("/api/v1{path}"));
+    let mut req = client
+        .request(method.parse().unwrap(), url)
+        .header("authorization", format!("Bearer {key}"));
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&b).unwrap());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    (status, json)
+}
+
+/// Deletes the webhook queues of a RabbitMQ test (the harness deletes the mail queues).
+struct WebhookQueues(Option<latchkey::queue::rabbit::RabbitQueue>, Vec<Duration>);
+
+impl WebhookQueues {
+    fn of(app: &TestApp) -> Self {
+        let queue = (app.backend == Backend::Postgres).then(|| {
+            latchkey::queue::rabbit::RabbitQueue::new(
+                &amqp_url(),
+                &latchkey::app::webhook_queue_prefix(&app.config),
+                false,
+                Duration::from_secs(5),
+            )
+        });
+        Self(queue, app.config.webhook_retry_delays())
+    }
+}
+
+impl Drop for WebhookQueues {
+    fn drop(&mut self) {
+        if let Some(queue) = self.0.take() {
+            let delays = self.1.clone();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let _ = queue.delete_all(&delays).await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+async fn start(backend: Backend) -> TestApp {
+    Setup::new(backend)
+        .with_smtp()
+        .config(|c| c.webhooks.allow_private_targets = true)
+        .start()
+        .await
+}
+
+/// The endpoint's deliveries once the newest has `tries` tries (or is in `status`).
+async fn wait_for_tries(app: &TestApp, key: &str, endpoint: i64, tries: usize) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, list) = api(
+            app,
+            key,
+            "GET",
+            &format!("/webhooks/{endpoint}/deliveries"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{list}");
+        if let Some(d) = list["data"].as_array().and_then(|a| a.first())
+            && d["tries"].as_array().map(Vec::len).unwrap_or(0) >= tries
+            && d["status"] != "sending"
+        {
+            return d.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited for {tries} tries: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+both_backends! {
+    async fn an_event_arrives_signed_and_a_500_is_retried_once_then_recorded(backend: Backend) {
+        let app = start(backend).await;
+        let _queues = WebhookQueues::of(&app);
+        let receiver = Receiver::start(&[500]).await;
+        let key = api_key(&app, "demo").await;
+        let (status, created) = api(&app, &key, "POST", "/webhooks", Some(json!({
+            "url": receiver.url, "event_types": ["account.created"], "description": "Books"
+        }))).await;
+        assert_eq!(status, 201, "{created}");
+        let secret = created["secret"].as_str().unwrap().to_string();
+        assert!(secret.starts_with("whsec_"));
+        let id = created["endpoint"]["id"].as_i64().unwrap();
+        // The secret is shown once: reads never carry it.
+        let (_, read) = api(&app, &key, "GET", &format!("/webhooks/{id}"), None).await;
+        assert!(!read.to_string().contains(&secret));
+        assert_eq!(read["event_types"], json!(["account.created"]));
+
+        // A change the endpoint subscribes to: a sign-up through the API.
+        let (status, account) = api(&app, &key, "POST", "/accounts", Some(json!({
+            "email": "jordan.lee@example.com", "full_name": "Jordan Lee"
+        }))).await;
+        assert_eq!(status, 201, "{account}");
+        let first = receiver.wait_for(1).await;
+        let event = verify(&secret, &first[0], app.clock_now().timestamp());
+        assert_eq!(event["type"], "account.created");
+        assert_eq!(event["storefront"], "demo");
+        assert!(event["id"].as_str().unwrap().starts_with("evt_"));
+        assert!(event["created"].is_string());
+        assert_eq!(event["data"]["account_id"], account["id"]);
+        assert_eq!(event["data"]["email"], "jordan.lee@example.com");
+
+        // The 500 is recorded, and the event waits for its next try.
+        let d = wait_for_tries(&app, &key, id, 1).await;
+        assert_eq!(d["status"], "pending", "{d}");
+        assert_eq!(d["tries"][0]["http_status"], 500);
+        assert_eq!(d["tries"][0]["response_excerpt"], "status 500");
+        assert_eq!(d["event_id"], event["id"]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(receiver.received().len(), 1, "no second post before the retry is due");
+
+        // A minute later (the product's clock) the relay hands it to a worker again.
+        app.clock.advance(Span::minutes(2));
+        app.app().relay_webhooks_once().await.unwrap();
+        let both = receiver.wait_for(2).await;
+        let again = verify(&secret, &both[1], app.clock_now().timestamp());
+        assert_eq!(again["id"], event["id"], "the same event, again");
+        assert_eq!(both[1].body, both[0].body, "the same body, byte for byte");
+        let d = wait_for_tries(&app, &key, id, 2).await;
+        assert_eq!(d["status"], "delivered", "{d}");
+        assert_eq!(d["tries"][1]["http_status"], 200);
+        // Delivered: no more posts, whatever the relay does.
+        app.clock.advance(Span::hours(1));
+        app.app().relay_webhooks_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(receiver.received().len(), 2);
+        assert!(receiver.script.lock().unwrap().is_empty());
+        // Audited.
+        let n = app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'webhook_endpoint_created'", &[]).await;
+        assert_eq!(n, 1);
+    }
+
+    async fn a_receiver_that_stays_down_is_retried_for_three_days_then_disabled_and_the_owners_emailed(backend: Backend) {
+        let app = start(backend).await;
+        let _queues = WebhookQueues::of(&app);
+        let demo = storefront_id(&app, "demo").await;
+        app.store()
+            .create_staff(
+                Some(demo),
+                &latchkey::domain::EmailAddress::parse("owner.hooks@harborview.example").unwrap(),
+                "Olga Owner",
+                latchkey::store::Role::Owner,
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        // A port nobody listens on: every try is refused.
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let key = api_key(&app, "demo").await;
+        let (status, created) = api(&app, &key, "POST", "/webhooks", Some(json!({
+            "url": format!("http://127.0.0.1:{dead}/hook"), "event_types": ["invoice.paid"]
+        }))).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["endpoint"]["id"].as_i64().unwrap();
+        let (status, queued) = api(&app, &key, "POST", &format!("/webhooks/{id}/test"), None).await;
+        assert_eq!(status, 202, "{queued}");
+        let mut d = wait_for_tries(&app, &key, id, 1).await;
+        assert_eq!(d["event_type"], "ping");
+        assert!(d["tries"][0]["http_status"].is_null());
+        assert!(d["tries"][0]["error"].as_str().unwrap().contains("connect"), "{d}");
+        let (_, ep) = api(&app, &key, "GET", &format!("/webhooks/{id}"), None).await;
+        assert!(ep["failing_since"].is_string());
+        assert_eq!(ep["enabled"], true);
+
+        // Half a day at a time on the product's clock: each step brings one more try.
+        let mut tries = 1;
+        while d["status"] == "pending" {
+            assert!(tries < 12, "still retrying after {tries} tries: {d}");
+            app.clock.advance(Span::hours(13));
+            app.app().relay_webhooks_once().await.unwrap();
+            tries += 1;
+            d = wait_for_tries(&app, &key, id, tries).await;
+        }
+        assert_eq!(d["status"], "failed", "{d}");
+        assert!(tries >= 6, "retried for three days, not {tries} tries");
+        let (_, ep) = api(&app, &key, "GET", &format!("/webhooks/{id}"), None).await;
+        assert_eq!(ep["enabled"], false, "{ep}");
+        assert!(ep["disabled_reason"].as_str().unwrap().contains("failed for 72 hours"), "{ep}");
+
+        // The owner is told, through the normal email pipeline.
+        let mail = app.mailbox.wait_for("owner.hooks@harborview.example").await;
+        assert!(mail.text_body().contains(&format!("http://127.0.0.1:{dead}/hook")), "{}", mail.text_body());
+        assert!(mail.text_body().contains("disabled"));
+
+        // Disabled: a new event is not written for it; enabling again forgets the failures.
+        let (status, ep) = api(&app, &key, "PATCH", &format!("/webhooks/{id}"), Some(json!({"enabled": true}))).await;
+        assert_eq!(status, 200, "{ep}");
+        assert_eq!(ep["enabled"], true);
+        assert!(ep["failing_since"].is_null());
+        assert!(ep["disabled_reason"].is_null());
+    }
+
+    async fn a_private_target_is_refused_unless_configuration_allows_it(backend: Backend) {
+        let app = Setup::new(backend).start().await;
+        let _queues = WebhookQueues::of(&app);
+        let key = api_key(&app, "demo").await;
+        for url in ["http://127.0.0.1:9/hook", "http://localhost:9/hook", "http://10.1.2.3/hook",
+                    "http://169.254.169.254/latest/meta-data", "http://[::1]/hook", "http://100.64.0.1/"] {
+            let (status, err) = api(&app, &key, "POST", "/webhooks", Some(json!({
+                "url": url, "event_types": ["delivery.sent"]
+            }))).await;
+            assert_eq!(status, 422, "{url}: {err}");
+            assert!(err.to_string().contains("internal") , "{url}: {err}");
+        }
+        let (status, err) = api(&app, &key, "POST", "/webhooks", Some(json!({
+            "url": "ftp://example.com/", "event_types": ["delivery.sent"]
+        }))).await;
+        assert_eq!(status, 422, "{err}");
+        let (status, err) = api(&app, &key, "POST", "/webhooks", Some(json!({
+            "url": "https://hooks.example.com/", "event_types": ["nope"]
+        }))).await;
+        assert_eq!(status, 422, "{err}");
+        let (_, list) = api(&app, &key, "GET", "/webhooks", None).await;
+        assert_eq!(list["data"], json!([]));
+    }
+
+    async fn another_storefronts_key_cannot_see_or_change_the_endpoint(backend: Backend) {
+        let app = start(backend).await;
+        let _queues = WebhookQueues::of(&app);
+        app.store()
+            .upsert_storefront(
+                &latchkey::store::NewStorefront {
+                    slug: "other".into(),
+                    name: "Other Rentals".into(),
+                    from_name: "Other".into(),
+                    from_email: latchkey::domain::EmailAddress::parse("portal@other.example").unwrap(),
+                    rent_url: "https://other.example/".into(),
+                    custom_host: None,
+                },
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        let receiver = Receiver::start(&[]).await;
+        let key = api_key(&app, "demo").await;
+        let other = api_key(&app, "other").await;
+        let (status, created) = api(&app, &key, "POST", "/webhooks", Some(json!({
+            "url": receiver.url, "event_types": ["delivery.sent"]
+        }))).await;
+        assert_eq!(status, 201);
+        let id = created["endpoint"]["id"].as_i64().unwrap();
+        let (_, list) = api(&app, &other, "GET", "/webhooks", None).await;
+        assert_eq!(list["data"], json!([]));
+        for (method, path, body) in [
+            ("GET", format!("/webhooks/{id}"), None),
+            ("PATCH", format!("/webhooks/{id}"), Some(json!({"enabled": false}))),
+            ("DELETE", format!("/webhooks/{id}"), None),
+            ("POST", format!("/webhooks/{id}/test"), None),
+            ("GET", format!("/webhooks/{id}/deliveries"), None),
+        ] {
+            let (status, err) = api(&app, &other, method, &path, body).await;
+            assert_eq!(status, 404, "{method} {path}: {err}");
+            assert_eq!(err["code"], "not_found");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(receiver.received().is_empty(), "the other key's test event was not sent");
+        let (_, ep) = api(&app, &key, "GET", &format!("/webhooks/{id}"), None).await;
+        assert_eq!(ep["enabled"], true, "unchanged");
+
+        // The owner's key can: a test event arrives, then the endpoint is deleted.
+        let (status, _) = api(&app, &key, "POST", &format!("/webhooks/{id}/test"), None).await;
+        assert_eq!(status, 202);
+        let got = receiver.wait_for(1).await;
+        let ping = verify(created["secret"].as_str().unwrap(), &got[0], app.clock_now().timestamp());
+        assert_eq!(ping["type"], "ping");
+        let (status, _) = api(&app, &key, "DELETE", &format!("/webhooks/{id}"), None).await;
+        assert_eq!(status, 204);
+        let (status, _) = api(&app, &key, "GET", &format!("/webhooks/{id}"), None).await;
+        assert_eq!(status, 404);
+    }
+}

@@ -449,3 +449,184 @@ both_backends! {
         assert_eq!(status, 404);
     }
 }
+
+/// Posts the receiver got, by event type (each verified with the secret).
+fn by_type(secret: &str, got: &[Received], now: i64) -> Vec<(String, Value)> {
+    let mut events: Vec<(String, Value)> = got
+        .iter()
+        .map(|r| {
+            let event = verify(secret, r, now);
+            (event["type"].as_str().unwrap().to_string(), event)
+        })
+        .collect();
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    events
+}
+
+async fn endpoint_for(app: &TestApp, key: &str, url: &str, types: &[&str]) -> (i64, String) {
+    let (status, created) = api(
+        app,
+        key,
+        "POST",
+        "/webhooks",
+        Some(json!({
+            "url": url, "event_types": types
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    (
+        created["endpoint"]["id"].as_i64().unwrap(),
+        created["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn webhook_rows(app: &TestApp) -> (i64, i64) {
+    (
+        app.count("SELECT COUNT(*) FROM webhook_events", &[]).await,
+        app.count("SELECT COUNT(*) FROM webhook_deliveries", &[])
+            .await,
+    )
+}
+
+both_backends! {
+    async fn email_outcomes_are_events_only_where_an_endpoint_subscribes_to_them(backend: Backend) {
+        let app = Setup::new(backend)
+            .with_smtp()
+            .config(|c| {
+                c.webhooks.allow_private_targets = true;
+                c.sign_in.per_account_max = 20;
+            })
+            .start()
+            .await;
+        let _queues = WebhookQueues::of(&app);
+        let customer = app.browser();
+        // No endpoint: the outcome writes no event row at all.
+        let first = app.request_link(&customer, "alex@example.com").await;
+        app.wait_for_status(first, "sent").await;
+        assert_eq!(webhook_rows(&app).await, (0, 0));
+
+        // An endpoint for other types: still nothing for a sent email.
+        let receiver = Receiver::start(&[]).await;
+        let key = api_key(&app, "demo").await;
+        let (id, secret) = endpoint_for(&app, &key, &receiver.url, &["delivery.failed"]).await;
+        let second = app.request_link(&customer, "alex@example.com").await;
+        app.wait_for_status(second, "sent").await;
+        assert_eq!(webhook_rows(&app).await, (0, 0));
+
+        // Subscribed: a sent email and a failed one, each posted once, signed.
+        let (status, _) = api(&app, &key, "PATCH", &format!("/webhooks/{id}"), Some(json!({
+            "event_types": ["delivery.sent", "delivery.failed"]
+        }))).await;
+        assert_eq!(status, 200);
+        let sent = app.request_link(&customer, "alex@example.com").await;
+        app.wait_for_status(sent, "sent").await;
+        let got = receiver.wait_for(1).await;
+        let event = verify(&secret, &got[0], app.clock_now().timestamp());
+        assert_eq!(event["type"], "delivery.sent");
+        assert_eq!(event["storefront"], "demo");
+        assert_eq!(event["data"]["delivery_id"], sent);
+        assert_eq!(event["data"]["recipient"], "alex@example.com");
+        assert_eq!(event["data"]["kind"], "sign_in");
+        assert!(event["data"]["error"].is_null());
+        assert_eq!(event["data"]["account_id"], app.latest_delivery_to("alex@example.com").await.account_id.unwrap());
+
+        app.smtp().set_mode(latchkey_testkit::SmtpMode::RejectRcpt {
+            code: 550,
+            message: "5.1.1 <sam@example.com>: Recipient address rejected".into(),
+        });
+        let failed = app.request_link(&customer, "sam@example.com").await;
+        app.wait_for_status(failed, "failed").await;
+        let got = receiver.wait_for(2).await;
+        let event = verify(&secret, &got[1], app.clock_now().timestamp());
+        assert_eq!(event["type"], "delivery.failed");
+        assert_eq!(event["data"]["delivery_id"], failed);
+        assert!(event["data"]["error"].as_str().unwrap().contains("Recipient address rejected"), "{event}");
+        assert_ne!(got[0].body, got[1].body);
+
+        // Once each: the relay passing again later sends nothing more.
+        app.clock.advance(Span::hours(1));
+        app.app().relay_webhooks_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(receiver.received().len(), 2);
+        assert_eq!(webhook_rows(&app).await, (2, 2));
+    }
+
+    async fn bounces_complaints_suppressions_and_lifts_are_events(backend: Backend) {
+        use latchkey::store::{DeliveryReport, ReportKind};
+        let app = start(backend).await;
+        let _queues = WebhookQueues::of(&app);
+        let receiver = Receiver::start(&[]).await;
+        let key = api_key(&app, "demo").await;
+        let (_, secret) = endpoint_for(&app, &key, &receiver.url, &[
+            "delivery.bounced", "delivery.complained", "suppression.added", "suppression.lifted",
+        ]).await;
+        let customer = app.browser();
+        let alex = app.request_link(&customer, "alex@example.com").await;
+        app.wait_for_status(alex, "sent").await;
+        let sam = app.request_link(&customer, "sam@example.com").await;
+        app.wait_for_status(sam, "sent").await;
+        assert_eq!(webhook_rows(&app).await, (0, 0), "delivery.sent is not subscribed");
+
+        let report = |kind, code: Option<&str>, diagnostic: &str| DeliveryReport {
+            kind,
+            status_code: code.map(String::from),
+            diagnostic: diagnostic.into(),
+            reporter: "mx.example.net".into(),
+            received_at: app.clock_now(),
+        };
+        let bounced = app.store()
+            .record_delivery_report(alex, &report(ReportKind::Bounce, Some("5.1.1"), "550 5.1.1 User unknown"))
+            .await.unwrap().unwrap();
+        assert_eq!(bounced.events, 2);
+        app.app().relay_webhooks_once().await.unwrap();
+        let got = receiver.wait_for(2).await;
+        let events = by_type(&secret, &got, app.clock_now().timestamp());
+        assert_eq!(events[0].0, "delivery.bounced");
+        assert_eq!(events[0].1["data"]["delivery_id"], alex);
+        assert_eq!(events[0].1["data"]["recipient"], "alex@example.com");
+        assert_eq!(events[0].1["data"]["status_code"], "5.1.1");
+        assert_eq!(events[0].1["data"]["diagnostic"], "550 5.1.1 User unknown");
+        assert_eq!(events[1].0, "suppression.added");
+        assert_eq!(events[1].1["data"]["email"], "alex@example.com");
+        assert_eq!(events[1].1["data"]["reason"], "hard_bounce");
+        let suppression_id = events[1].1["data"]["suppression_id"].as_i64().unwrap();
+
+        // A delay changes nothing and tells nobody; a second bounce neither.
+        let delayed = app.store()
+            .record_delivery_report(alex, &report(ReportKind::Delay, Some("4.2.2"), "452 mailbox full"))
+            .await.unwrap().unwrap();
+        assert_eq!(delayed.events, 0);
+        let again = app.store()
+            .record_delivery_report(alex, &report(ReportKind::Bounce, Some("5.1.1"), "550 again"))
+            .await.unwrap().unwrap();
+        assert_eq!(again.events, 0);
+
+        // A complaint: the delivery and the suppression, again.
+        app.store()
+            .record_delivery_report(sam, &report(ReportKind::Complaint, None, "abuse"))
+            .await.unwrap().unwrap();
+        app.app().relay_webhooks_once().await.unwrap();
+        let got = receiver.wait_for(4).await;
+        let events = by_type(&secret, &got[2..], app.clock_now().timestamp());
+        assert_eq!(events[0].0, "delivery.complained");
+        assert_eq!(events[0].1["data"]["delivery_id"], sam);
+        assert_eq!(events[1].0, "suppression.added");
+        assert_eq!(events[1].1["data"]["reason"], "complaint");
+
+        // Lifted, in the transaction of the lift.
+        let demo = storefront_id(&app, "demo").await;
+        app.store()
+            .lift_suppression(demo, suppression_id, "API key Books", None, app.clock_now())
+            .await.unwrap().unwrap();
+        app.app().relay_webhooks_once().await.unwrap();
+        let got = receiver.wait_for(5).await;
+        let lifted = verify(&secret, &got[4], app.clock_now().timestamp());
+        assert_eq!(lifted["type"], "suppression.lifted");
+        assert_eq!(lifted["data"]["suppression_id"], suppression_id);
+        assert_eq!(lifted["data"]["email"], "alex@example.com");
+        assert_eq!(lifted["data"]["lifted_by"], "API key Books");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(receiver.received().len(), 5, "each event once");
+    }
+}

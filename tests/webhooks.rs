@@ -630,3 +630,183 @@ both_backends! {
         assert_eq!(receiver.received().len(), 5, "each event once");
     }
 }
+
+/// Signs a staff member in to the console by the emailed link.
+async fn console_sign_in(app: &TestApp, email: &str) -> Browser {
+    let browser = app.browser();
+    let before = app.mailbox.to(email).len();
+    let page = browser.get("/console/sign-in").await;
+    let sent = browser
+        .submit(
+            &page,
+            "form[action='/console/sign-in']",
+            &[("email", email)],
+        )
+        .await;
+    assert_eq!(sent.status, 200);
+    let mail = app.mailbox.nth(email, before + 1).await;
+    let link = mail
+        .links()
+        .into_iter()
+        .find(|l| l.contains("/console/auth/"))
+        .expect("a console link");
+    let landing = browser.get_url(&link).await;
+    let signed_in = browser.submit(&landing, "form", &[]).await;
+    assert_eq!(signed_in.status, 303);
+    browser
+}
+
+/// The endpoint's page once its newest try shows `http_status`.
+async fn wait_for_console_try(browser: &Browser, path: &str, http_status: &str) -> Page {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, 200);
+        let statuses = page.select_text("td[data-label='HTTP status']");
+        if statuses.first().map(String::as_str) == Some(http_status) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited for a {http_status} try: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+both_backends! {
+    async fn the_console_webhooks_page_adds_tests_disables_and_deletes_endpoints_with_an_audit_trail(backend: Backend) {
+        use latchkey::domain::EmailAddress;
+        use latchkey::store::Role;
+        let app = start(backend).await;
+        let _queues = WebhookQueues::of(&app);
+        let demo = storefront_id(&app, "demo").await;
+        for (sf, email, name, role) in [
+            (Some(demo), "olivia@harborview.example", "Olivia Owner", Role::Owner),
+            (Some(demo), "stan@harborview.example", "Stan Staff", Role::Staff),
+            (None, "sue@latchkey.example", "Sue Support", Role::Support),
+        ] {
+            app.store()
+                .create_staff(sf, &EmailAddress::parse(email).unwrap(), name, role, Utc::now())
+                .await
+                .unwrap();
+        }
+        let receiver = Receiver::start(&[500]).await;
+
+        // The owner finds the page from the storefront's and adds an endpoint.
+        let olivia = console_sign_in(&app, "olivia@harborview.example").await;
+        let home = olivia.get("/console/s/demo").await;
+        assert!(home.html().select(&scraper::Selector::parse("a[href='/console/s/demo/webhooks']").unwrap()).next().is_some());
+        let list = olivia.get("/console/s/demo/webhooks").await;
+        assert_eq!(list.status, 200);
+        assert!(list.text().contains("No webhook endpoint yet."));
+        // Without an event type the form comes back with the reason, and nothing is added.
+        let refused = olivia.submit(&list, "form[action='/console/s/demo/webhooks']", &[("url", &receiver.url)]).await;
+        assert_eq!(refused.status, 422);
+        assert!(refused.text().contains("Choose at least one event type."));
+        assert_eq!(app.count("SELECT COUNT(*) FROM webhook_endpoints", &[]).await, 0);
+        let created = olivia.submit(&list, "form[action='/console/s/demo/webhooks']", &[
+            ("url", &receiver.url), ("description", "Books"), ("type.account.created", "on"), ("type.invoice.paid", "on"),
+        ]).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let secret = created.select_text("[data-secret]")[0].clone();
+        assert!(secret.starts_with("whsec_"), "{secret}");
+        let id = app.rows("SELECT id FROM webhook_endpoints", &[]).await[0].i64(0);
+        let path = format!("/console/s/demo/webhooks/{id}");
+        // Shown once: neither the list nor the endpoint's page has it again.
+        let list = olivia.get("/console/s/demo/webhooks").await;
+        assert!(list.text().contains(&receiver.url) && list.text().contains("account.created, invoice.paid"), "{}", list.text());
+        assert_eq!(list.select_text("td[data-label=State] .badge"), ["enabled"]);
+        let page = olivia.get(&path).await;
+        assert!(!page.body.contains(&secret));
+        assert!(page.text().contains("No event sent yet."));
+
+        // Send test event: the receiver answers 500, the try and its next retry are shown.
+        let sent = olivia.submit(&page, &format!("form[action='{path}/test']"), &[]).await;
+        assert_eq!(sent.status, 303);
+        assert!(olivia.follow(&sent).await.text().contains("A test event (ping) is on its way"));
+        let got = receiver.wait_for(1).await;
+        let ping = verify(&secret, &got[0], app.clock_now().timestamp());
+        assert_eq!(ping["type"], "ping");
+        let page = wait_for_console_try(&olivia, &path, "500").await;
+        assert_eq!(page.select_text("td[data-label=Event] code"), ["ping"]);
+        assert!(!page.select_text("td[data-label='Next retry']")[0].is_empty(), "the next retry is shown");
+        assert_eq!(page.select_text("td[data-label=Status]"), ["pending"]);
+        // The retry, on the product's clock, succeeds; both tries are listed, newest first.
+        app.clock.advance(Span::minutes(2));
+        app.app().relay_webhooks_once().await.unwrap();
+        receiver.wait_for(2).await;
+        let page = wait_for_console_try(&olivia, &path, "200").await;
+        assert_eq!(page.select_text("td[data-label='HTTP status']"), ["200", "500"]);
+        assert_eq!(page.select_text("td[data-label=Status]"), ["delivered", "failed try"]);
+        assert!(page.select_text("td[data-label='Next retry']").iter().all(String::is_empty));
+
+        // Front-desk staff neither see nor change it; support sees it without the buttons.
+        let stan = console_sign_in(&app, "stan@harborview.example").await;
+        assert!(!stan.get("/console/s/demo").await.body.contains("/console/s/demo/webhooks"));
+        assert_eq!(stan.get("/console/s/demo/webhooks").await.status, 403);
+        assert_eq!(stan.get(&path).await.status, 403);
+        let stan_csrf = stan.get("/console/s/demo").await.csrf();
+        let refused = stan.post_form(&format!("{path}/disable"), &[("csrf_token".into(), stan_csrf)]).await;
+        assert_eq!(refused.status, 403);
+        let sue = console_sign_in(&app, "sue@latchkey.example").await;
+        let seen = sue.get(&path).await;
+        assert_eq!(seen.status, 200);
+        assert_eq!(seen.select_text("td[data-label='HTTP status']"), ["200", "500"]);
+        assert!(seen.html().select(&scraper::Selector::parse("form[action*='/webhooks/']").unwrap()).next().is_none());
+        let sue_csrf = seen.csrf();
+        let refused = sue.post_form(&format!("{path}/test"), &[("csrf_token".into(), sue_csrf)]).await;
+        assert_eq!(refused.status, 403);
+        // A form without its CSRF token does nothing.
+        let forged = olivia.post_form(&format!("{path}/disable"), &[]).await;
+        assert_eq!(forged.status, 403);
+        assert_eq!(olivia.get(&path).await.select_text("[data-field=state]"), ["enabled"]);
+
+        // Disable, enable, delete.
+        let page = olivia.get(&path).await;
+        let done = olivia.submit(&page, &format!("form[action='{path}/disable']"), &[]).await;
+        let page = olivia.follow(&done).await;
+        assert_eq!(page.select_text("[data-field=state]"), ["disabled"]);
+        assert!(page.text().contains("disabled by olivia@harborview.example") || page.text().contains("disabled by Olivia"), "{}", page.text());
+        let done = olivia.submit(&page, &format!("form[action='{path}/enable']"), &[]).await;
+        let page = olivia.follow(&done).await;
+        assert_eq!(page.select_text("[data-field=state]"), ["enabled"]);
+        let done = olivia.submit(&page, &format!("form[action='{path}/delete']"), &[]).await;
+        assert_eq!(done.status, 303);
+        let list = olivia.follow(&done).await;
+        assert!(list.text().contains("was deleted") && list.text().contains("No webhook endpoint yet."), "{}", list.text());
+        assert_eq!(olivia.get(&path).await.status, 404);
+
+        // Every change is in the audit log under the owner's name.
+        let olivia_id = app.rows("SELECT id FROM staff_users WHERE email = 'olivia@harborview.example'", &[]).await[0].i64(0);
+        let actions: Vec<String> = app
+            .rows("SELECT action FROM audit_log WHERE staff_user_id = $1 AND action LIKE 'webhook%' ORDER BY id", &[olivia_id.into()])
+            .await
+            .iter()
+            .map(|r| r.string(0))
+            .collect();
+        assert_eq!(actions, [
+            "webhook_endpoint_created", "webhook_test_sent", "webhook_endpoint_updated",
+            "webhook_endpoint_updated", "webhook_endpoint_deleted",
+        ]);
+    }
+
+    async fn the_console_refuses_a_private_target_by_default(backend: Backend) {
+        use latchkey::domain::EmailAddress;
+        use latchkey::store::Role;
+        let app = Setup::new(backend).with_smtp().start().await;
+        let demo = storefront_id(&app, "demo").await;
+        app.store()
+            .create_staff(Some(demo), &EmailAddress::parse("max@harborview.example").unwrap(), "Max Manager", Role::Manager, Utc::now())
+            .await
+            .unwrap();
+        let max = console_sign_in(&app, "max@harborview.example").await;
+        let list = max.get("/console/s/demo/webhooks").await;
+        let refused = max.submit(&list, "form[action='/console/s/demo/webhooks']", &[
+            ("url", "http://10.0.0.5/hook"), ("type.delivery.sent", "on"),
+        ]).await;
+        assert_eq!(refused.status, 422);
+        assert!(refused.text().contains("The URL is refused") && refused.text().contains("internal"), "{}", refused.text());
+        assert_eq!(app.count("SELECT COUNT(*) FROM webhook_endpoints", &[]).await, 0);
+    }
+}

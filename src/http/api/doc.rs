@@ -107,7 +107,7 @@ impl Modify for Prose {
         // The package's licence is the code's, not the API's.
         doc.info.license = None;
         doc.info.description = Some(format!(
-            "For the operator's own systems: keep facilities, contacts, rentals, invoices and agreements in step with the customer portal and read them back (with what customers did: invoices paid, accounts created), create portal accounts on storefront sign-up, send booking confirmations and portal links, and read the email delivery log.
+            "For the operator's own systems: keep facilities, contacts, rentals, invoices and agreements in step with the customer portal and read them back (with what customers did: invoices paid, accounts created), create portal accounts on storefront sign-up, send booking confirmations and portal links, read the email delivery log, and have signed events posted to your webhook endpoints (invoices paid, accounts created, emails sent or bounced…).
 
 **Authentication**: `Authorization: Bearer <API key>` (keys look like `{KEY_PREFIX}` followed by {} characters). A missing or unknown key answers 401 `unauthorized`, a revoked one 401 `api_key_revoked`. Every request acts on the key's storefront only: ids and references of another storefront answer 404 (or, inside a body, the same 422 as a reference that does not exist).
 

@@ -810,3 +810,83 @@ both_backends! {
         assert_eq!(app.count("SELECT COUNT(*) FROM webhook_endpoints", &[]).await, 0);
     }
 }
+
+both_backends! {
+    async fn invoices_paid_and_payment_methods_added_or_removed_are_events(backend: Backend) {
+        use latchkey_testkit::PaymentMethodKind;
+        let app = Setup::new(backend)
+            .with_stripe()
+            .with_smtp()
+            .config(|c| c.webhooks.allow_private_targets = true)
+            .start()
+            .await;
+        let _queues = WebhookQueues::of(&app);
+        let receiver = Receiver::start(&[]).await;
+        let key = api_key(&app, "demo").await;
+        let (_, secret) = endpoint_for(&app, &key, &receiver.url, &[
+            "invoice.paid", "invoice.payment_failed", "payment_method.added", "payment_method.removed",
+        ]).await;
+        let stripe = app.fake_stripe();
+        let browser = app.browser();
+        app.sign_in(&browser, "alex@example.com").await;
+        let alex = app.rows("SELECT id FROM accounts WHERE email = 'alex@example.com'", &[]).await[0].i64(0);
+
+        // Paid through Checkout: one invoice.paid, however often Stripe tells us.
+        let id = app.invoice_id("INV-1042").await;
+        let billing = browser.get("/s/demo/billing?status=pending").await;
+        let checkout = browser
+            .submit(&billing, &format!("form[action='/s/demo/billing/invoices/{id}/pay']"), &[])
+            .await
+            .location()
+            .unwrap();
+        let session = checkout.rsplit('/').next().unwrap().to_string();
+        let event = stripe.complete_checkout(&session);
+        assert_eq!(app.send_webhook(&event).await.status(), 200);
+        assert_eq!(app.send_webhook(&event).await.status(), 200);
+        app.app().relay_webhooks_once().await.unwrap();
+        let got = receiver.wait_for(1).await;
+        let paid = verify(&secret, &got[0], app.clock_now().timestamp());
+        assert_eq!(paid["type"], "invoice.paid");
+        assert_eq!(paid["data"]["invoice_id"], id);
+        assert_eq!(paid["data"]["ref"], "INV-1042");
+        assert_eq!(paid["data"]["status"], "paid");
+        assert_eq!(paid["data"]["amount"], json!({"minor": 12900, "currency": "USD"}));
+        assert_eq!(paid["data"]["account_id"], alex);
+        assert!(paid["data"]["paid_at"].is_string());
+
+        // A payment method saved through Checkout, another attached at Stripe: added, each once.
+        let billing = browser.get("/s/demo/billing").await;
+        let redirect = browser.submit(&billing, "form[action$='/billing/payment-methods']", &[]).await;
+        let setup = redirect.location().unwrap().rsplit('/').next().unwrap().to_string();
+        assert_eq!(app.send_webhook(&stripe.complete_checkout(&setup)).await.status(), 200);
+        let customer = stripe.customers()[0]["id"].as_str().unwrap().to_string();
+        stripe.attach_payment_method(&customer, PaymentMethodKind::card("mastercard", "5454", 3, 2031));
+        let back = browser.get("/s/demo/billing?setup=success").await;
+        assert_eq!(back.select_text(".method span").len(), 2);
+        app.app().relay_webhooks_once().await.unwrap();
+        let got = receiver.wait_for(3).await;
+        let added = by_type(&secret, &got[1..], app.clock_now().timestamp());
+        assert!(added.iter().all(|(t, e)| t == "payment_method.added" && e["data"]["account_id"] == alex), "{added:?}");
+        let mut last4: Vec<String> = added.iter().map(|(_, e)| e["data"]["last4"].as_str().unwrap().to_string()).collect();
+        last4.sort();
+        assert_eq!(last4, ["4242", "5454"]);
+
+        // Removed by the customer: payment_method.removed with its Stripe id.
+        let visa = app.rows("SELECT id, stripe_id FROM payment_methods WHERE last4 = '4242'", &[]).await;
+        let (row_id, stripe_id) = (visa[0].i64(0), visa[0].string(1));
+        let removed = browser
+            .submit(&back, &format!("form[action='/s/demo/billing/payment-methods/{row_id}/remove']"), &[])
+            .await;
+        assert_eq!(removed.status, 303);
+        app.app().relay_webhooks_once().await.unwrap();
+        let got = receiver.wait_for(4).await;
+        let gone = verify(&secret, &got[3], app.clock_now().timestamp());
+        assert_eq!(gone["type"], "payment_method.removed");
+        assert_eq!(gone["data"]["payment_method"], stripe_id.as_str());
+        // Reading the list again changes nothing and tells nobody.
+        browser.get("/s/demo/billing").await;
+        app.app().relay_webhooks_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(receiver.received().len(), 4, "each event once");
+    }
+}

@@ -280,6 +280,33 @@ both_backends! {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batched_statements_run_with_generic_plans_and_the_rest_with_custom_ones() {
+    // The sign-in path's batches (issuing, claims, outcomes, the relay) take arrays, whose
+    // custom plans PostgreSQL would make anew on every execution; the console's queries need
+    // plans made for their values. So the two run on pools set up differently.
+    let app = Setup::new(Backend::Postgres).with_smtp().start().await;
+    let id = app.request_link(&app.browser(), "alex@example.com").await;
+    app.wait_for_status(id, "sent").await;
+    let setting = |db: &'static str| {
+        let store = app.store().clone();
+        async move {
+            let database = if db == "batches" {
+                store.batches()
+            } else {
+                store.db()
+            };
+            let mut conn = database.conn().await.unwrap();
+            conn.query("SELECT current_setting('plan_cache_mode')", &[])
+                .await
+                .unwrap()[0]
+                .string(0)
+        }
+    };
+    assert_eq!(setting("batches").await, "force_generic_plan");
+    assert_eq!(setting("db").await, "auto");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_sends_what_an_embedded_node_left_queued_when_it_stopped() {
     // A node stops (or crashes) after writing the delivery row but before its in-process queue
     // delivered it. The next start's relay finds the row and sends it.

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
@@ -17,10 +19,19 @@ pub struct Postgres {
     pool: Pool,
 }
 
+/// How a pool's sessions plan prepared statements (see [`crate::store::Store::batches`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plans {
+    /// PostgreSQL's default (`plan_cache_mode = auto`).
+    Custom,
+    /// `plan_cache_mode = force_generic_plan`: planned once per connection.
+    Generic,
+}
+
 impl Postgres {
     /// Builds the pool; connections are made on first use, over TLS when the target's
     /// `sslmode` asks for it.
-    pub fn connect(target: &PgTarget, pool_size: usize) -> DbResult<Self> {
+    pub fn connect(target: &PgTarget, pool_size: usize, plans: Plans) -> DbResult<Self> {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -38,7 +49,21 @@ impl Postgres {
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(10)))
             .create_timeout(Some(Duration::from_secs(5)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)));
+        let pool = match plans {
+            Plans::Custom => pool,
+            // Each connection is set up when made (a startup option would be refused by
+            // connection poolers such as PgBouncer).
+            Plans::Generic => pool.post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    client
+                        .batch_execute("SET plan_cache_mode = force_generic_plan")
+                        .await
+                        .map_err(HookError::Backend)
+                })
+            })),
+        };
+        let pool = pool
             .build()
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
         Ok(Self { pool })

@@ -294,7 +294,7 @@ impl Store {
                      WHERE d.id = r.id AND {CLAIMABLE}
                      {RETURNING}"
                 );
-                self.db()
+                self.batches()
                     .query(
                         &sql,
                         &[
@@ -316,7 +316,7 @@ impl Store {
                      WHERE id = $1 AND {claimable}
                      {returning}"
                 );
-                let mut tx = self.db().begin().await?;
+                let mut tx = self.batches().begin().await?;
                 let mut rows = Vec::new();
                 for (id, redelivered) in items {
                     rows.extend(
@@ -418,12 +418,12 @@ impl Store {
                      {OUTCOME_EVENTS}
                      SELECT id, (SELECT COUNT(*) FROM hook_deliveries) FROM upd"
                 );
-                let rows = self.db().query(&sql, &values).await?;
+                let rows = self.batches().query(&sql, &values).await?;
                 events = rows.first().map_or(0, |r| r.i64(1) as usize);
                 rows.iter().map(|r| r.i64(0)).collect()
             }
             Dialect::Sqlite => {
-                let mut tx = self.db().begin().await?;
+                let mut tx = self.batches().begin().await?;
                 for row in att.rows() {
                     tx.execute(
                         "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, finished_at, outcome, smtp_code, detail, worker)
@@ -545,7 +545,7 @@ impl Store {
             }
             Dialect::Sqlite => {
                 // One writer at a time: the progress needs no lock of its own.
-                let mut tx = self.db().begin().await?;
+                let mut tx = self.batches().begin().await?;
                 let passed = tx
                     .query(
                         "SELECT d.id, d.relay_at, d.status, d.next_attempt_at

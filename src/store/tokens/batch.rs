@@ -179,7 +179,7 @@ impl Store {
         requests: &[LinkRequest],
         now: DateTime<Utc>,
     ) -> DbResult<Vec<IssueOutcome>> {
-        let mut tx = self.db().begin().await?;
+        let mut tx = self.batches().begin().await?;
         // Each account is locked with a transaction-scoped advisory lock on its id (in memory;
         // a row lock would write to the account row).
         let (mut by_email_sf, mut by_email_key, mut by_id_sf, mut by_id) =

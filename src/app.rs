@@ -17,6 +17,9 @@ use actix::{Actor, Addr, System};
 use tokio::sync::watch;
 
 use crate::actors::mailer::run_worker;
+use crate::actors::webhooks::{
+    DeliverWebhook, RelayWebhooks, WebhookOutcome, WebhookSender, run_webhook_worker,
+};
 use crate::actors::{Actors, DeliverOutcome, Mailer, RelayReport, SessionKeeper, TokenIssuer};
 use crate::config::{Config, DatabaseKind, MailKind, QueueKind};
 use crate::crypto::Keys;
@@ -331,18 +334,23 @@ async fn build(
             .map_err(|e| StartError::Database(e.to_string()))?;
         tracing::info!("loaded the demo storefront (first start)");
     }
-    let queue: Arc<dyn MailQueue> = match config.queue_kind()? {
-        QueueKind::Local => Arc::new(LocalQueue::new()),
-        QueueKind::Amqp(nodes) => Arc::new(
-            RabbitQueue::with_nodes(
-                nodes,
-                &config.queue.prefix,
-                config.queue.quorum,
-                Duration::from_secs(config.queue.connect_timeout_seconds),
-            )
-            .with_heartbeat(Duration::from_secs(config.queue.heartbeat_seconds)),
-        ),
+    let queue_named = |prefix: &str| -> Result<Arc<dyn MailQueue>, StartError> {
+        Ok(match config.queue_kind()? {
+            QueueKind::Local => Arc::new(LocalQueue::new()),
+            QueueKind::Amqp(nodes) => Arc::new(
+                RabbitQueue::with_nodes(
+                    nodes,
+                    prefix,
+                    config.queue.quorum,
+                    Duration::from_secs(config.queue.connect_timeout_seconds),
+                )
+                .with_heartbeat(Duration::from_secs(config.queue.heartbeat_seconds)),
+            ),
+        })
     };
+    let queue = queue_named(&config.queue.prefix)?;
+    // Event webhooks travel on a queue of their own beside the mail queue (same broker).
+    let webhook_queue = queue_named(&webhook_queue_prefix(&config))?;
     let transport: Arc<dyn Transport> = match config.mail_kind()? {
         MailKind::Outbox(dir) => Arc::new(Outbox::new(dir.clone()).map_err(|e| {
             StartError::Other(format!("cannot create the outbox {}: {e}", dir.display()))
@@ -374,6 +382,7 @@ async fn build(
         publisher: crate::queue::Publisher::new(queue.clone()),
         metrics: Arc::new(Metrics::new()),
         worker_name: format!("{}:{}", hostname(), std::process::id()),
+        webhook_nudge: Arc::default(),
     });
     let mailer = Mailer::new(services.clone(), transport, workers).start();
     let payments = Arc::new(
@@ -381,11 +390,13 @@ async fn build(
             .map_err(|e| StartError::Other(format!("cannot set up Stripe: {e}")))?,
     );
     let billing_sync = crate::actors::billing_sync::BillingSync::new(payments.clone()).start();
+    let webhooks = WebhookSender::new(services.clone(), webhook_queue.clone(), workers).start();
     let actors = Actors {
         token_issuer: TokenIssuer::new(services.clone()).start(),
         session_keeper: SessionKeeper::new(services.clone()).start(),
         mailer: mailer.clone(),
         billing_sync,
+        webhooks: webhooks.clone(),
     };
     let mut tasks = Vec::new();
     let ops_addr = ops_listener
@@ -400,6 +411,13 @@ async fn build(
         shutdown.clone(),
     )));
     if workers {
+        tasks.push(tokio::spawn(run_webhook_worker(
+            webhook_queue,
+            webhooks,
+            config.webhooks.concurrency,
+            config.shutdown_grace(),
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(run_worker(
             queue,
             mailer,
@@ -445,6 +463,11 @@ async fn build(
     })
 }
 
+/// The webhook queue's name (RabbitMQ): the mail queue's prefix and `.webhooks`.
+pub fn webhook_queue_prefix(config: &Config) -> String {
+    format!("{}.webhooks", config.queue.prefix)
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_string())
@@ -487,6 +510,16 @@ impl AppHandle {
     /// One relay pass.
     pub async fn relay_once(&self) -> Result<RelayReport, AppError> {
         crate::actors::ask(&self.actors.mailer, crate::actors::RelayOnce).await
+    }
+
+    /// One webhook delivery step, as a worker would take it off the webhook queue.
+    pub async fn deliver_webhook(&self, delivery_id: i64) -> Result<WebhookOutcome, AppError> {
+        crate::actors::ask(&self.actors.webhooks, DeliverWebhook { delivery_id }).await
+    }
+
+    /// One webhook relay pass; answers how many deliveries it published.
+    pub async fn relay_webhooks_once(&self) -> Result<usize, AppError> {
+        crate::actors::ask(&self.actors.webhooks, RelayWebhooks).await
     }
 
     /// Stops the application and waits for its thread.

@@ -39,6 +39,9 @@ pub struct KeyFileError {
 }
 
 const SEAL_AAD: &[u8] = b"latchkey sign-in token v1";
+/// Webhook signing secrets are sealed with the same key under their own label, so a sealed
+/// secret never opens as a sign-in token or the other way round.
+const SECRET_AAD: &[u8] = b"latchkey webhook secret v1";
 
 impl Keys {
     pub fn from_secret(secret: &Secret<String>) -> Self {
@@ -107,6 +110,38 @@ impl Keys {
             .ok()?;
         let bytes: [u8; 32] = plain.try_into().ok()?;
         Some(OpaqueToken::from_bytes(bytes))
+    }
+
+    /// Seals a secret the product must read back (a webhook's signing secret): nonce ‖
+    /// ciphertext ‖ tag.
+    pub fn seal_secret(&self, secret: &str) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut buf = secret.as_bytes().to_vec();
+        self.seal
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(SECRET_AAD),
+                &mut buf,
+            )
+            .expect("sealing cannot fail for a short secret");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// Opens a sealed secret; `None` if it was sealed with another key or tampered with.
+    pub fn open_secret(&self, sealed: &[u8]) -> Option<Secret<String>> {
+        if sealed.len() < 12 + 16 {
+            return None;
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&sealed[..12]).ok()?;
+        let mut buf = sealed[12..].to_vec();
+        let plain = self
+            .seal
+            .open_in_place(nonce, Aad::from(SECRET_AAD), &mut buf)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok().map(Secret::new)
     }
 
     /// A keyed hash of an email address (for records that must not hold the address itself).

@@ -24,3 +24,4 @@ pub mod services;
 pub mod store;
 pub mod telemetry;
 pub mod usecases;
+pub mod webhooks;

@@ -28,6 +28,8 @@ pub struct Services {
     pub storefronts: StorefrontCache,
     /// Names this process in delivery attempt rows.
     pub worker_name: String,
+    /// Wakes the webhook relay: a change that may have written events committed.
+    pub webhook_nudge: Arc<tokio::sync::Notify>,
 }
 
 impl Services {
@@ -52,6 +54,12 @@ impl Services {
         }
     }
 
+    /// A change that may have written webhook events committed: the webhook relay publishes
+    /// them at once instead of on its next round.
+    pub fn events_written(&self) {
+        self.webhook_nudge.notify_one();
+    }
+
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }
@@ -66,6 +74,8 @@ impl Services {
     ) -> Result<T, E> {
         let started = self.now();
         let outcome = step.await?;
+        // The change may have written events too (`store::emit_events`): publish them now.
+        self.events_written();
         if let Some(delivery_id) = outcome.written_delivery() {
             // The relay looks at a delivery when its relay time comes, and only once; a row
             // committed so late that the relay may already have passed its time is given a new

@@ -1083,7 +1083,7 @@ async fn the_openapi_document_is_valid_openapi_3() {
 
 /// The order of the walk: records before what names them and reads them back, sends before the
 /// log reads them.
-const WALK_ORDER: [&str; 21] = [
+const WALK_ORDER: [&str; 28] = [
     "getOpenApi",
     "putFacility",
     "listFacilities",
@@ -1105,6 +1105,14 @@ const WALK_ORDER: [&str; 21] = [
     "resendPortalLink",
     "listDeliveries",
     "getDelivery",
+    // Webhooks (issue 11): create before the reads of `/webhooks/1`, delete last.
+    "listWebhookEndpoints",
+    "createWebhookEndpoint",
+    "getWebhookEndpoint",
+    "updateWebhookEndpoint",
+    "sendWebhookTest",
+    "listWebhookDeliveries",
+    "deleteWebhookEndpoint",
 ];
 
 both_backends! {

@@ -152,8 +152,8 @@ both_backends! {
             finish: Finish::Sent,
             now,
         };
-        assert_eq!(store.finish_deliveries(&[sent(second, "w2")]).await.unwrap(), vec![true]);
-        assert_eq!(store.finish_deliveries(&[sent(first, "w1")]).await.unwrap(), vec![false]);
+        assert_eq!(store.finish_deliveries(&[sent(second, "w2")]).await.unwrap().written, vec![true]);
+        assert_eq!(store.finish_deliveries(&[sent(first, "w1")]).await.unwrap().written, vec![false]);
         let mut workers: Vec<String> = app.attempts(id).await.into_iter().map(|a| a.worker).collect();
         workers.sort();
         assert_eq!(workers, ["w1", "w2"]);
@@ -213,7 +213,7 @@ both_backends! {
             finish: if n == 2 { Finish::Failed { error: "refused".into() } } else { Finish::Sent },
             now,
         }).collect();
-        assert_eq!(app.store().finish_deliveries(&finished).await.unwrap(), vec![true; 5]);
+        assert_eq!(app.store().finish_deliveries(&finished).await.unwrap().written, vec![true; 5]);
         assert_eq!(app.store().pending_deliveries().await.unwrap(), 2);
 
         // Before their relay time nothing is looked at.

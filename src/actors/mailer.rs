@@ -104,7 +104,13 @@ impl Mailer {
             let svc = svc.clone();
             Batcher::new(64, 4, move |items: Vec<FinishItem>| {
                 let svc = svc.clone();
-                async move { Ok(svc.store.finish_deliveries(&items).await?) }
+                async move {
+                    let done = svc.store.finish_deliveries(&items).await?;
+                    if done.events > 0 {
+                        svc.events_written();
+                    }
+                    Ok(done.written)
+                }
             })
         };
         Self {

@@ -21,6 +21,7 @@ pub mod billing_sync;
 pub mod mailer;
 pub mod session_keeper;
 pub mod token_issuer;
+pub mod webhooks;
 
 use std::future::Future;
 
@@ -99,6 +100,7 @@ traced! {
     SessionKeeper: Sweep;
     Mailer: Deliver, RelayOnce;
     billing_sync::BillingSync: billing_sync::RetryEvents, billing_sync::Reconcile;
+    webhooks::WebhookSender: webhooks::DeliverWebhook, webhooks::RelayWebhooks;
 }
 
 /// Stops an actor (at shutdown, so it is dropped while the runtime still runs).
@@ -121,7 +123,8 @@ stoppable!(
     TokenIssuer,
     SessionKeeper,
     Mailer,
-    billing_sync::BillingSync
+    billing_sync::BillingSync,
+    webhooks::WebhookSender
 );
 
 /// The running actors' addresses.
@@ -131,6 +134,7 @@ pub struct Actors {
     pub session_keeper: actix::Addr<SessionKeeper>,
     pub mailer: actix::Addr<Mailer>,
     pub billing_sync: actix::Addr<billing_sync::BillingSync>,
+    pub webhooks: actix::Addr<webhooks::WebhookSender>,
 }
 
 impl Actors {
@@ -140,11 +144,13 @@ impl Actors {
         let _ = self.session_keeper.send(Stop).await;
         let _ = self.mailer.send(Stop).await;
         let _ = self.billing_sync.send(Stop).await;
+        let _ = self.webhooks.send(Stop).await;
         for _ in 0..100 {
             if !self.token_issuer.connected()
                 && !self.session_keeper.connected()
                 && !self.mailer.connected()
                 && !self.billing_sync.connected()
+                && !self.webhooks.connected()
             {
                 return;
             }

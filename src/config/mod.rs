@@ -57,6 +57,7 @@ pub struct Config {
     pub rate_limit: RateLimitSettings,
     pub mail: MailSettings,
     pub queue: QueueSettings,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -122,6 +123,24 @@ pub struct QueueSettings {
     pub connect_timeout_seconds: u64,
     /// The AMQP heartbeat asked for: a connection silent for two heartbeats is given up.
     pub heartbeat_seconds: u64,
+}
+
+/// Signed event webhooks to the operator's systems (SPEC §9).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Send to loopback and private-network targets (tests, a private deployment).
+    pub allow_private_targets: bool,
+    /// The pauses after each failed try; the last one repeats until `give_up_hours`.
+    pub retry_delays_seconds: Vec<u64>,
+    /// An endpoint whose deliveries have failed this long is disabled.
+    pub give_up_hours: u64,
+    /// One POST, connection included.
+    pub timeout_seconds: u64,
+    /// Event deliveries in flight per worker process.
+    pub concurrency: u16,
+    /// How often the relay looks for event deliveries the queue never got.
+    pub relay_interval_seconds: f64,
 }
 
 /// One line naming the setting and what is wrong with it.
@@ -412,6 +431,15 @@ impl Config {
     pub fn relay_after(&self) -> chrono::Duration {
         chrono::Duration::from_std(Duration::from_secs_f64(self.mail.relay_after_seconds))
             .unwrap_or(chrono::Duration::seconds(60))
+    }
+
+    /// The pauses between tries of an event delivery.
+    pub fn webhook_retry_delays(&self) -> Vec<Duration> {
+        self.webhooks
+            .retry_delays_seconds
+            .iter()
+            .map(|s| Duration::from_secs(*s))
+            .collect()
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -23,6 +23,8 @@ pub enum DeliveryKind {
     PaymentFailed,
     /// The link that confirms a new email address, sent to that address.
     ConfirmEmail,
+    /// To a storefront's owners: a webhook endpoint failing for three days was disabled.
+    WebhookDisabled,
 }
 
 impl DeliveryKind {
@@ -35,6 +37,7 @@ impl DeliveryKind {
             DeliveryKind::PaymentReceipt => "payment_receipt",
             DeliveryKind::PaymentFailed => "payment_failed",
             DeliveryKind::ConfirmEmail => "confirm_email",
+            DeliveryKind::WebhookDisabled => "webhook_disabled",
         }
     }
 
@@ -47,6 +50,7 @@ impl DeliveryKind {
             "payment_receipt" => DeliveryKind::PaymentReceipt,
             "payment_failed" => DeliveryKind::PaymentFailed,
             "confirm_email" => DeliveryKind::ConfirmEmail,
+            "webhook_disabled" => DeliveryKind::WebhookDisabled,
             _ => return None,
         })
     }
@@ -77,6 +81,19 @@ pub enum EmailData {
     PaymentFailed(PaymentFailed),
     /// The link that confirms a new address, sent to it.
     ConfirmEmail(Greeting),
+    /// To a storefront's owner: a webhook endpoint was disabled.
+    WebhookDisabled(WebhookDisabled),
+}
+
+/// A webhook endpoint disabled after three days of failed deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDisabled {
+    pub first_name: String,
+    pub url: String,
+    /// When its deliveries started failing (RFC 3339).
+    pub failing_since: String,
+    /// The last try's HTTP status or error.
+    pub last_error: String,
 }
 
 /// Only the name the email greets.
@@ -216,6 +233,7 @@ impl EmailData {
             EmailData::PaymentReceipt(_) => DeliveryKind::PaymentReceipt,
             EmailData::PaymentFailed(_) => DeliveryKind::PaymentFailed,
             EmailData::ConfirmEmail(_) => DeliveryKind::ConfirmEmail,
+            EmailData::WebhookDisabled(_) => DeliveryKind::WebhookDisabled,
         }
     }
 
@@ -229,6 +247,7 @@ impl EmailData {
             EmailData::EmailChanged(c) => &c.first_name,
             EmailData::PaymentReceipt(r) => &r.first_name,
             EmailData::PaymentFailed(p) => &p.first_name,
+            EmailData::WebhookDisabled(w) => &w.first_name,
         }
     }
 
@@ -260,6 +279,7 @@ impl EmailData {
             }
             DeliveryKind::PaymentReceipt => EmailData::PaymentReceipt(from_value(json)?),
             DeliveryKind::PaymentFailed => EmailData::PaymentFailed(from_value(json)?),
+            DeliveryKind::WebhookDisabled => EmailData::WebhookDisabled(from_value(json)?),
         })
     }
 }
@@ -319,6 +339,12 @@ mod tests {
                 first_name: "Ana".into(),
                 invoice: invoice(),
                 billing_url: "http://127.0.0.1/s/demo/billing".into(),
+            }),
+            EmailData::WebhookDisabled(WebhookDisabled {
+                first_name: "Olivia".into(),
+                url: "https://hooks.example.com/latchkey".into(),
+                failing_since: "2026-03-05T10:00:00Z".into(),
+                last_error: "HTTP 500".into(),
             }),
         ];
         for data in all {

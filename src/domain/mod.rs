@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod email;
 pub mod emails;
+pub mod events;
 pub mod money;
 pub mod pdf;
 pub mod redirect;

@@ -71,6 +71,33 @@ pub enum EmailContent {
         amount: String,
         billing_url: String,
     },
+    /// To an owner: a webhook endpoint failing for three days was disabled.
+    WebhookDisabled {
+        first_name: String,
+        url: String,
+        failing_since: String,
+        last_error: String,
+    },
+}
+
+#[derive(Template)]
+#[template(path = "email/webhook_disabled.txt")]
+struct WebhookDisabledText<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    url: &'a str,
+    failing_since: &'a str,
+    last_error: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/webhook_disabled.html")]
+struct WebhookDisabledHtml<'a> {
+    storefront_name: &'a str,
+    first_name: &'a str,
+    url: &'a str,
+    failing_since: &'a str,
+    last_error: &'a str,
 }
 
 #[derive(Template)]
@@ -408,6 +435,29 @@ pub fn render(
             }
             .render()?,
         ),
+        EmailContent::WebhookDisabled {
+            first_name,
+            url,
+            failing_since,
+            last_error,
+        } => (
+            WebhookDisabledText {
+                storefront_name,
+                first_name,
+                url,
+                failing_since,
+                last_error,
+            }
+            .render()?,
+            WebhookDisabledHtml {
+                storefront_name,
+                first_name,
+                url,
+                failing_since,
+                last_error,
+            }
+            .render()?,
+        ),
     })
 }
 
@@ -516,6 +566,12 @@ impl EmailContent {
                 facility: p.invoice.facility.clone(),
                 amount: p.invoice.amount.text(Money::to_string),
                 billing_url: p.billing_url.clone(),
+            },
+            EmailData::WebhookDisabled(w) => EmailContent::WebhookDisabled {
+                first_name,
+                url: w.url.clone(),
+                failing_since: w.failing_since.clone(),
+                last_error: w.last_error.clone(),
             },
         })
     }

@@ -216,8 +216,11 @@ impl Store {
         phone: &str,
         now: DateTime<Utc>,
     ) -> DbResult<Account> {
-        let mut conn = self.db().conn().await?;
-        insert_account(&mut *conn, storefront_id, email, full_name, phone, now).await
+        let mut tx = self.db().begin().await?;
+        let account = insert_account(&mut *tx, storefront_id, email, full_name, phone, now).await?;
+        emit_account_created(&mut *tx, &account, &[], now).await?;
+        tx.commit().await?;
+        Ok(account)
     }
 
     /// Saves the name and phone. A new email is not applied: when it is free, the pending
@@ -325,6 +328,7 @@ impl Store {
         details["account_id"] = account.id.into();
         details["contacts"] = contact_refs.into();
         insert_audit(&mut *tx, Some(storefront_id), None, action, &details, now).await?;
+        emit_account_created(&mut *tx, &account, contact_refs, now).await?;
         tx.commit().await?;
         Ok(SignUp::Created {
             account,
@@ -464,6 +468,28 @@ impl Store {
         tx.commit().await?;
         Ok(Some((gone, report)))
     }
+}
+
+/// The `account.created` webhook event, in the transaction that created the account.
+async fn emit_account_created(
+    conn: &mut dyn Conn,
+    account: &Account,
+    contact_refs: &[String],
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    let created = serde_json::json!({
+        "account_id": account.id,
+        "email": account.email.as_str(),
+        "full_name": account.full_name,
+        "contacts": contact_refs,
+    });
+    let event = super::events::NewEvent::new(
+        account.storefront_id,
+        crate::domain::events::EventType::AccountCreated,
+        created,
+    );
+    super::events::emit_event(conn, event, now).await?;
+    Ok(())
 }
 
 /// Writes a new account on the caller's connection or transaction; a taken address is

@@ -158,6 +158,13 @@ impl Store {
         } else {
             None
         };
+        let changed = serde_json::json!({"account_id": account_id, "old_email": old.email.as_str(), "new_email": new_email.as_str()});
+        let event = super::events::NewEvent::new(
+            storefront_id,
+            crate::domain::events::EventType::AccountEmailChanged,
+            changed,
+        );
+        super::events::emit_event(&mut *tx, event, now).await?;
         tx.commit().await?;
         Ok(EmailChangeOutcome::Confirmed {
             account_id,

@@ -14,6 +14,7 @@ use super::rentals::rental_by_ref;
 use super::rows::{ACCOUNT_COLUMNS, Account, account_from};
 use super::upsert::{Unresolved, UpsertResult, Upserted, insert_or_update};
 use crate::domain::Money;
+use crate::domain::events::EventType;
 use crate::params;
 
 #[derive(Debug, Clone)]
@@ -418,6 +419,8 @@ impl Store {
         let delivery = if updated == 0 {
             None
         } else {
+            super::events::emit_invoice_event(&mut *tx, invoice_id, EventType::InvoicePaid, now)
+                .await?;
             email_owner(&mut *tx, invoice_id, receipt, now).await?
         };
         tx.commit().await?;
@@ -456,6 +459,13 @@ impl Store {
         let delivery = if updated == 0 {
             None
         } else {
+            super::events::emit_invoice_event(
+                &mut *tx,
+                invoice_id,
+                EventType::InvoicePaymentFailed,
+                now,
+            )
+            .await?;
             email_owner(&mut *tx, invoice_id, notice, now).await?
         };
         tx.commit().await?;

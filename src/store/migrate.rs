@@ -64,6 +64,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0014_suppressions",
         include_str!("../../migrations/postgres/0014_suppressions.sql"),
     ),
+    (
+        "0015_webhooks",
+        include_str!("../../migrations/postgres/0015_webhooks.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -121,6 +125,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0014_suppressions",
         include_str!("../../migrations/sqlite/0014_suppressions.sql"),
+    ),
+    (
+        "0015_webhooks",
+        include_str!("../../migrations/sqlite/0015_webhooks.sql"),
     ),
 ];
 

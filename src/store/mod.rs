@@ -23,6 +23,8 @@
 //! - `email_changes`: pending address changes and their confirmation.
 //! - `deliveries`: one row per email and how it is written and read; the workers' claims,
 //!   outcomes and relay (`deliveries/claim`); the paged delivery log (`deliveries/log`).
+//! - `events`, `webhooks`: events for the operator's systems, written with the change they
+//!   tell of; the webhook endpoints, their deliveries, tries, relay and disabling.
 //! - `staff`, `api_keys`, `audit`, `cooldowns`: staff users, integration keys, the audit
 //!   log, send-once-per-cooldown slots.
 //! - `demo`: the demo storefront, loaded with upserts of its own into every table (loading
@@ -55,6 +57,7 @@ mod cooldowns;
 mod deliveries;
 mod demo;
 mod email_changes;
+mod events;
 mod idempotency;
 mod invoices;
 mod page;
@@ -67,6 +70,7 @@ mod storefronts;
 mod suppressions;
 mod tokens;
 mod upsert;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -80,6 +84,7 @@ pub use db::{Database, DbError, DbResult, Dialect, Row, Value};
 pub use deliveries::*;
 pub use demo::DemoSummary;
 pub use email_changes::*;
+pub use events::*;
 pub use idempotency::*;
 pub use invoices::*;
 pub use page::Page;
@@ -91,6 +96,7 @@ pub use storefronts::*;
 pub use suppressions::*;
 pub use tokens::*;
 pub use upsert::*;
+pub use webhooks::*;
 
 use crate::config::DatabaseKind;
 

@@ -161,6 +161,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> DbResult<()> {
         let mut tx = self.db().begin().await?;
+        let before = super::events::payment_method_ids(&mut *tx, account_id).await?;
         let keep: Vec<Option<String>> = methods.iter().map(|m| Some(m.stripe_id.clone())).collect();
         match self.dialect() {
             Dialect::Postgres => {
@@ -209,17 +210,40 @@ impl Store {
             )
             .await?;
         }
+        let after: Vec<_> = methods
+            .iter()
+            .map(|m| {
+                (
+                    m.stripe_id.clone(),
+                    m.kind.as_str().to_string(),
+                    m.last4.clone(),
+                )
+            })
+            .collect();
+        super::events::emit_payment_method_events(&mut *tx, account_id, &before, &after, now)
+            .await?;
         tx.commit().await
     }
 
-    pub async fn delete_payment_method(&self, account_id: i64, stripe_id: &str) -> DbResult<()> {
-        self.db()
+    pub async fn delete_payment_method(
+        &self,
+        account_id: i64,
+        stripe_id: &str,
+        now: DateTime<Utc>,
+    ) -> DbResult<()> {
+        let mut tx = self.db().begin().await?;
+        let deleted = tx
             .execute(
                 "DELETE FROM payment_methods WHERE account_id = $1 AND stripe_id = $2",
                 &params![account_id, stripe_id],
             )
             .await?;
-        Ok(())
+        if deleted > 0 {
+            let before = [stripe_id.to_string()];
+            super::events::emit_payment_method_events(&mut *tx, account_id, &before, &[], now)
+                .await?;
+        }
+        tx.commit().await
     }
 
     /// Records a webhook event (once per event id) and says whether it still needs work.

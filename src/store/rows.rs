@@ -92,6 +92,18 @@ impl Role {
     pub fn can_support(self) -> bool {
         self == Role::Support
     }
+
+    /// May add, enable, disable and delete the storefront's webhook endpoints and send them a
+    /// test event.
+    pub fn can_manage_webhooks(self) -> bool {
+        matches!(self, Role::Owner | Role::Manager)
+    }
+
+    /// May see the storefront's webhook endpoints and their attempts (platform support, to
+    /// help; not front-desk staff: a URL may carry the operator's own credentials).
+    pub fn can_see_webhooks(self) -> bool {
+        matches!(self, Role::Owner | Role::Manager | Role::Support)
+    }
 }
 
 #[derive(Debug, Clone)]

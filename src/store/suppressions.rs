@@ -157,8 +157,9 @@ impl Store {
             .map(suppression_from))
     }
 
-    /// Lifts a suppression in force, with its audit entry in the same transaction; `None`
-    /// when the storefront has no such suppression in force.
+    /// Lifts a suppression in force, with its audit entry and its `suppression.lifted` webhook
+    /// event in the same transaction; `None` when the storefront has no such suppression in
+    /// force.
     pub async fn lift_suppression(
         &self,
         storefront_id: i64,
@@ -195,6 +196,18 @@ impl Store {
                 now,
             )
             .await?;
+            let data = serde_json::json!({
+                "suppression_id": s.id,
+                "email": s.email.as_str(),
+                "reason": s.reason.as_str(),
+                "lifted_by": by,
+            });
+            let event = super::events::NewEvent::new(
+                storefront_id,
+                crate::domain::events::EventType::SuppressionLifted,
+                data,
+            );
+            super::events::emit_event(&mut *tx, event, now).await?;
         }
         tx.commit().await?;
         Ok(lifted)

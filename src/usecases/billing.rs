@@ -303,8 +303,9 @@ async fn remove_payment_method_now(
     }
     work.svc
         .store
-        .delete_payment_method(account.id, &method.stripe_id)
+        .delete_payment_method(account.id, &method.stripe_id, work.svc.now())
         .await?;
+    work.svc.events_written();
     Ok(())
 }
 

@@ -29,3 +29,4 @@ pub mod records;
 pub mod sign_in;
 pub mod support;
 pub mod suppressions;
+pub mod webhooks;

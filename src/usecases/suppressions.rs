@@ -43,8 +43,13 @@ pub async fn lift(
         Actor::Staff(s) => (s.email.to_string(), Some(s)),
         Actor::ApiKey { name, .. } => (format!("API key {name}"), None),
     };
-    Ok(svc
+    let lifted = svc
         .store
         .lift_suppression(storefront_id, id, &by, staff, svc.now())
-        .await?)
+        .await?;
+    if lifted.is_some() {
+        // Its `suppression.lifted` event, if an endpoint wants it.
+        svc.events_written();
+    }
+    Ok(lifted)
 }

@@ -116,11 +116,12 @@ impl EmailKind {
             PaymentReceipt,
             PaymentFailed,
             ConfirmEmail,
+            WebhookDisabled,
         ]
         .into_iter()
         .map(|kind| match kind {
             SignIn | BookingConfirmation | StaffSignIn | EmailChanged | PaymentReceipt
-            | PaymentFailed | ConfirmEmail => kind.as_str(),
+            | PaymentFailed | ConfirmEmail | WebhookDisabled => kind.as_str(),
         })
         .collect()
     }

@@ -11,7 +11,7 @@ use super::error_doc::{
     BadJson, EmailTakenError, Error, Internal, TooLarge, Unauthorized, Unavailable, ValidationError,
 };
 use super::fields::{PageLimit, REF_MAX};
-use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records};
+use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records, webhooks};
 use crate::usecases::idempotency::KEPT_FOR_HOURS;
 
 #[derive(OpenApi)]
@@ -22,6 +22,7 @@ use crate::usecases::idempotency::KEPT_FOR_HOURS;
         (name = "Records", description = "Upserts of your records by reference, and the records read back."),
         (name = "Customers", description = "Portal accounts (created and read back) and the emails that sign customers in."),
         (name = "Deliveries", description = "Every email sent, with its attempts."),
+        (name = "Webhooks", description = "Signed events posted to your endpoints."),
         (name = "Meta"),
     ),
     paths(
@@ -45,6 +46,14 @@ use crate::usecases::idempotency::KEPT_FOR_HOURS;
         accounts::portal_link,
         deliveries::list,
         deliveries::detail,
+        // Webhooks (issue 11).
+        webhooks::list,
+        webhooks::create,
+        webhooks::get,
+        webhooks::update,
+        webhooks::delete,
+        webhooks::test,
+        webhooks::deliveries,
         openapi,
     ),
     components(
@@ -98,7 +107,7 @@ impl Modify for Prose {
         // The package's licence is the code's, not the API's.
         doc.info.license = None;
         doc.info.description = Some(format!(
-            "For the operator's own systems: keep facilities, contacts, rentals, invoices and agreements in step with the customer portal and read them back (with what customers did: invoices paid, accounts created), create portal accounts on storefront sign-up, send booking confirmations and portal links, and read the email delivery log.
+            "For the operator's own systems: keep facilities, contacts, rentals, invoices and agreements in step with the customer portal and read them back (with what customers did: invoices paid, accounts created), create portal accounts on storefront sign-up, send booking confirmations and portal links, read the email delivery log, and have signed events posted to your webhook endpoints (invoices paid, accounts created, emails sent or bounced…).
 
 **Authentication**: `Authorization: Bearer <API key>` (keys look like `{KEY_PREFIX}` followed by {} characters). A missing or unknown key answers 401 `unauthorized`, a revoked one 401 `api_key_revoked`. Every request acts on the key's storefront only: ids and references of another storefront answer 404 (or, inside a body, the same 422 as a reference that does not exist).
 

@@ -161,6 +161,8 @@ error_bodies! {
     NotLinkedOrKeyRefused = [Validation, NotLinked, IdempotencyKeyReused];
     /// An invalid `Idempotency-Key`, or one used for another request.
     KeyRefused = [Validation, IdempotencyKeyReused];
+    /// Invalid fields or `Idempotency-Key`, or a key used for another request.
+    InvalidOrKeyRefused = [Validation, IdempotencyKeyReused];
     /// The first request with the `Idempotency-Key` is still running.
     KeyInUse = [IdempotencyKeyInUse];
     /// Sent a moment ago.

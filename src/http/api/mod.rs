@@ -23,6 +23,7 @@ mod input;
 mod paging;
 mod records;
 mod router;
+mod webhooks;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -214,6 +215,31 @@ async fn endpoint(
             body.discard().await;
             accounts::detail(state, caller, param).await
         }
+        // Webhooks (issue 11).
+        Op::ListWebhookEndpoints => {
+            body.discard().await;
+            webhooks::list(state, caller).await
+        }
+        Op::CreateWebhookEndpoint => webhooks::create(state, caller, body.json().await?).await,
+        Op::GetWebhookEndpoint => {
+            body.discard().await;
+            webhooks::get(state, caller, param).await
+        }
+        Op::UpdateWebhookEndpoint => {
+            webhooks::update(state, caller, param, body.json().await?).await
+        }
+        Op::DeleteWebhookEndpoint => {
+            body.discard().await;
+            webhooks::delete(state, caller, param).await
+        }
+        Op::SendWebhookTest => {
+            body.discard().await;
+            webhooks::test(state, caller, param).await
+        }
+        Op::ListWebhookDeliveries => {
+            body.discard().await;
+            webhooks::deliveries(state, caller, param).await
+        }
     }
 }
 
@@ -225,7 +251,9 @@ fn reads_body(op: Op) -> bool {
         | Op::PutRental
         | Op::PutInvoice
         | Op::PutRentalAgreement
-        | Op::CreateAccount => true,
+        | Op::CreateAccount
+        | Op::CreateWebhookEndpoint
+        | Op::UpdateWebhookEndpoint => true,
         Op::GetOpenApi
         | Op::SendBookingConfirmation
         | Op::ResendPortalLink
@@ -240,7 +268,12 @@ fn reads_body(op: Op) -> bool {
         | Op::ListInvoices
         | Op::GetInvoice
         | Op::ListAccounts
-        | Op::GetAccount => false,
+        | Op::GetAccount
+        | Op::ListWebhookEndpoints
+        | Op::GetWebhookEndpoint
+        | Op::DeleteWebhookEndpoint
+        | Op::SendWebhookTest
+        | Op::ListWebhookDeliveries => false,
     }
 }
 

@@ -31,10 +31,18 @@ pub enum Op {
     GetInvoice,
     ListAccounts,
     GetAccount,
+    // Webhooks (issue 11).
+    ListWebhookEndpoints,
+    CreateWebhookEndpoint,
+    GetWebhookEndpoint,
+    UpdateWebhookEndpoint,
+    DeleteWebhookEndpoint,
+    SendWebhookTest,
+    ListWebhookDeliveries,
 }
 
 impl Op {
-    const ALL: [Op; 21] = [
+    const ALL: [Op; 28] = [
         Op::GetOpenApi,
         Op::PutFacility,
         Op::PutContact,
@@ -56,6 +64,14 @@ impl Op {
         Op::GetInvoice,
         Op::ListAccounts,
         Op::GetAccount,
+        // Webhooks (issue 11).
+        Op::ListWebhookEndpoints,
+        Op::CreateWebhookEndpoint,
+        Op::GetWebhookEndpoint,
+        Op::UpdateWebhookEndpoint,
+        Op::DeleteWebhookEndpoint,
+        Op::SendWebhookTest,
+        Op::ListWebhookDeliveries,
     ];
 
     /// The `operationId` that documents it.
@@ -82,6 +98,14 @@ impl Op {
             Op::GetInvoice => "getInvoice",
             Op::ListAccounts => "listAccounts",
             Op::GetAccount => "getAccount",
+            // Webhooks (issue 11).
+            Op::ListWebhookEndpoints => "listWebhookEndpoints",
+            Op::CreateWebhookEndpoint => "createWebhookEndpoint",
+            Op::GetWebhookEndpoint => "getWebhookEndpoint",
+            Op::UpdateWebhookEndpoint => "updateWebhookEndpoint",
+            Op::DeleteWebhookEndpoint => "deleteWebhookEndpoint",
+            Op::SendWebhookTest => "sendWebhookTest",
+            Op::ListWebhookDeliveries => "listWebhookDeliveries",
         }
     }
 }

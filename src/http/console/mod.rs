@@ -3,7 +3,8 @@
 //! checks). Staff sign in by magic link through the frame ([`sign_in`]: their own links,
 //! sessions and cookies); the pages are the storefronts ([`storefronts`]), the facility Emails
 //! tab ([`emails`]), customer records with **Resend the portal link** ([`customers`]), the
-//! support tools ([`support`]) and the audit log ([`audit`]). Another storefront's pages answer
+//! support tools ([`support`]), the Suppressions page ([`suppressions`]), the Webhooks pages
+//! ([`webhooks`]) and the audit log ([`audit`]). Another storefront's pages answer
 //! 404; a role without the right answers 403.
 
 mod audit;
@@ -13,6 +14,7 @@ mod sign_in;
 mod storefronts;
 mod support;
 mod suppressions;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -48,6 +50,10 @@ pub enum ConsoleRoute {
     Audit(Option<String>),
     Suppressions(String, String),
     Lift(String, i64, Body),
+    Webhooks(String, String),
+    AddWebhook(String, Body),
+    Webhook(String, i64, String),
+    WebhookAction(String, i64, webhooks::EndpointAction, Body),
     /// A request no page took: 404 inside the console's layout, with a way back.
     NotFound,
 }
@@ -117,6 +123,27 @@ pub fn route() -> impl Filter<Extract = (ConsoleRoute,), Error = warp::Rejection
     let lift = warp::path!("s" / String / "suppressions" / i64 / "lift")
         .and(post())
         .map(ConsoleRoute::Lift);
+    let webhooks_page = warp::path!("s" / String / "webhooks")
+        .and(get())
+        .and(raw_query())
+        .map(ConsoleRoute::Webhooks);
+    let add_webhook = warp::path!("s" / String / "webhooks")
+        .and(post())
+        .map(ConsoleRoute::AddWebhook);
+    let webhook = warp::path!("s" / String / "webhooks" / i64)
+        .and(get())
+        .and(raw_query())
+        .map(ConsoleRoute::Webhook);
+    let webhook_action = warp::path!("s" / String / "webhooks" / i64 / String)
+        .and_then(|slug, id, action: String| async move {
+            match webhooks::EndpointAction::parse(&action) {
+                Some(action) => Ok((slug, id, action)),
+                None => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one()
+        .and(post())
+        .map(ConsoleRoute::WebhookAction);
     let storefront_audit = warp::path!("s" / String / "audit")
         .and(get())
         .map(|slug| ConsoleRoute::Audit(Some(slug)));
@@ -158,9 +185,23 @@ pub fn route() -> impl Filter<Extract = (ConsoleRoute,), Error = warp::Rejection
         .or(lift)
         .unify()
         .boxed();
+    let webhook_pages = webhooks_page
+        .or(add_webhook)
+        .unify()
+        .or(webhook)
+        .unify()
+        .or(webhook_action)
+        .unify()
+        .boxed();
     let unknown =
         warp::path::tail().and_then(|_| async { Ok::<_, warp::Rejection>(ConsoleRoute::NotFound) });
-    signing.or(pages).unify().or(unknown).unify()
+    signing
+        .or(pages)
+        .unify()
+        .or(webhook_pages)
+        .unify()
+        .or(unknown)
+        .unify()
 }
 
 /// Runs a console route. Nothing the console answers is cached.
@@ -185,6 +226,12 @@ pub async fn dispatch(route: ConsoleRoute, state: Arc<HttpState>, info: RequestI
         ConsoleRoute::Audit(slug) => audit::audit(c, slug.as_deref()).await,
         ConsoleRoute::Suppressions(slug, q) => suppressions::page(c, &slug, &q).await,
         ConsoleRoute::Lift(slug, id, body) => suppressions::lift(c, &slug, id, body).await,
+        ConsoleRoute::Webhooks(slug, q) => webhooks::page(c, &slug, &q).await,
+        ConsoleRoute::AddWebhook(slug, body) => webhooks::create(c, &slug, body).await,
+        ConsoleRoute::Webhook(slug, id, q) => webhooks::endpoint(c, &slug, id, &q).await,
+        ConsoleRoute::WebhookAction(slug, id, action, body) => {
+            webhooks::act(c, &slug, id, action, body).await
+        }
         ConsoleRoute::NotFound => c.not_found(),
     };
     let mut resp = console.finish(resp);

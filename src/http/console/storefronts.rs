@@ -29,6 +29,7 @@ struct StorefrontPage {
     searched: bool,
     customers: Vec<(i64, String, String)>,
     show_audit: bool,
+    show_webhooks: bool,
 }
 
 /// `GET /console`: the storefronts this staff member sees (a storefront's own staff go straight
@@ -81,6 +82,7 @@ pub(super) async fn storefront(c: &mut Console, slug: &str, query: &str) -> Resp
             .map(|a| (a.id, a.full_name, a.email.to_string()))
             .collect(),
         show_audit: matches!(staff.role, Role::Support | Role::Owner),
+        show_webhooks: staff.role.can_see_webhooks(),
     };
     c.page(StatusCode::OK, &page)
 }

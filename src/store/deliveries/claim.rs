@@ -10,7 +10,7 @@ use super::{DeliveryKind, DeliveryStatus};
 use crate::domain::{EmailAddress, EmailData};
 use crate::params;
 use crate::store::Store;
-use crate::store::db::{DbResult, Dialect, Value};
+use crate::store::db::{Conn, DbResult, Dialect, Value};
 
 /// A delivery a worker has taken: status `sending` until it finishes or its lease ends.
 #[derive(Debug, Clone)]
@@ -361,10 +361,11 @@ impl Store {
         Ok(items.iter().map(|(id, _)| claimed.remove(id)).collect())
     }
 
-    /// Records outcomes, a batch at once: each try's attempt row (when there was a try) and
-    /// the new status commit together. The sealed token is erased once the status is final.
+    /// Records outcomes, a batch at once: each try's attempt row (when there was a try), the
+    /// new status and the `delivery.sent` / `delivery.failed` events of the storefronts with an
+    /// endpoint for them commit together. The sealed token is erased once the status is final.
     /// Each result is false when the row had moved on (another worker took it after the lease).
-    pub async fn finish_deliveries(&self, items: &[FinishItem]) -> DbResult<Vec<bool>> {
+    pub async fn finish_deliveries(&self, items: &[FinishItem]) -> DbResult<FinishedBatch> {
         let mut att = AttemptRows::default();
         let mut upd = OutcomeRows::default();
         for item in items {
@@ -384,9 +385,11 @@ impl Store {
                  sent_worker = u.sent_worker";
         const UPDATE_WHERE: &str =
             "WHERE d.id = u.id AND d.status = 'sending' AND d.attempts = u.prev
-                 RETURNING d.id";
+                 RETURNING d.id, d.storefront_id, d.account_id, d.kind, d.recipient, d.status,
+                     u.error, u.at";
+        let events;
         let updated: Vec<i64> = match self.dialect() {
-            // One statement for the batch.
+            // One statement for the batch, the events of its outcomes with it.
             Dialect::Postgres => {
                 let mut values = att.into_values();
                 values.extend(upd.into_values());
@@ -411,15 +414,13 @@ impl Store {
                          FROM unnest($9::bigint[], $11::bigint[], $13::timestamptz[], $18::timestamptz[],
                              $19::bigint[], $20::text[], $21::text[])
                              AS s(id, attempts, at, sent_started, sent_code, sent_detail, sent_worker)
-                         WHERE s.sent_detail IS NOT NULL AND s.id NOT IN (SELECT id FROM upd))
-                     SELECT id FROM upd"
+                         WHERE s.sent_detail IS NOT NULL AND s.id NOT IN (SELECT id FROM upd)),
+                     {OUTCOME_EVENTS}
+                     SELECT id, (SELECT COUNT(*) FROM hook_deliveries) FROM upd"
                 );
-                self.batches()
-                    .query(&sql, &values)
-                    .await?
-                    .iter()
-                    .map(|r| r.i64(0))
-                    .collect()
+                let rows = self.batches().query(&sql, &values).await?;
+                events = rows.first().map_or(0, |r| r.i64(1) as usize);
+                rows.iter().map(|r| r.i64(0)).collect()
             }
             Dialect::Sqlite => {
                 let mut tx = self.batches().begin().await?;
@@ -463,14 +464,18 @@ impl Store {
                         .await?;
                     }
                 }
+                events = emit_outcome_events(&mut *tx, items, &ids).await?;
                 tx.commit().await?;
                 ids
             }
         };
-        Ok(items
-            .iter()
-            .map(|i| updated.contains(&i.claimed.id))
-            .collect())
+        Ok(FinishedBatch {
+            written: items
+                .iter()
+                .map(|i| updated.contains(&i.claimed.id))
+                .collect(),
+            events,
+        })
     }
 
     /// Gives a delivery still waiting a new relay time (a row whose write committed late).
@@ -583,4 +588,79 @@ impl Store {
             }
         }
     }
+}
+
+/// What [`Store::finish_deliveries`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedBatch {
+    /// Per item: false when the row had moved on (another worker took it after the lease).
+    pub written: Vec<bool>,
+    /// Webhook event deliveries written with the outcomes (to nudge the webhook relay).
+    pub events: usize,
+}
+
+/// The `delivery.sent` / `delivery.failed` events of the outcomes in `upd` (webhooks, SPEC §9),
+/// as part of the PostgreSQL outcome statement: an outcome whose storefront has no enabled
+/// endpoint subscribed to its type joins nothing in `hooked` (one probe of the endpoints'
+/// storefront index) and writes no row. Each event gets its id in `hook_events` (materialised
+/// once: it calls a volatile function), its row in `webhook_events` with the exact JSON sent,
+/// built as [`crate::store::event_body`] builds it, and a `pending` delivery per endpoint, due
+/// at once for the webhook relay. The SQLite path writes the same through
+/// [`emit_outcome_events`].
+const OUTCOME_EVENTS: &str = "hooked AS (
+         SELECT u.id, u.storefront_id, u.at, e.id AS endpoint_id
+         FROM upd u JOIN webhook_endpoints e ON e.storefront_id = u.storefront_id AND e.enabled
+             AND 'delivery.' || u.status = ANY (string_to_array(e.event_types, ','))
+         WHERE u.status IN ('sent', 'failed')),
+     hook_events AS (
+         SELECT u.id, u.storefront_id, u.at, 'delivery.' || u.status AS type,
+             'evt_' || left(replace(gen_random_uuid()::text, '-', ''), 24) AS public_id,
+             jsonb_build_object('delivery_id', u.id, 'kind', u.kind, 'recipient', u.recipient,
+                 'account_id', u.account_id,
+                 'error', CASE WHEN u.status = 'failed' THEN u.error END) AS data
+         FROM upd u WHERE u.id IN (SELECT id FROM hooked)),
+     hook_event_rows AS (
+         INSERT INTO webhook_events (public_id, storefront_id, type, created_at, body)
+         SELECT v.public_id, v.storefront_id, v.type, v.at,
+             jsonb_build_object('id', v.public_id, 'type', v.type,
+                 'created', to_char(v.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                 'storefront', s.slug, 'data', v.data)::text
+         FROM hook_events v JOIN storefronts s ON s.id = v.storefront_id
+         RETURNING id, public_id),
+     hook_deliveries AS (
+         INSERT INTO webhook_deliveries (endpoint_id, event_id, storefront_id, status, created_at,
+             updated_at, next_attempt_at, relay_at)
+         SELECT h.endpoint_id, r.id, h.storefront_id, 'pending', h.at, h.at, h.at, h.at
+         FROM hook_event_rows r JOIN hook_events v ON v.public_id = r.public_id
+             JOIN hooked h ON h.id = v.id
+         RETURNING id)";
+
+/// `delivery.sent` / `delivery.failed` for the outcomes written (webhooks, SPEC §9), in their
+/// transaction (the SQLite path; PostgreSQL's is [`OUTCOME_EVENTS`]). Answers the event
+/// deliveries written.
+async fn emit_outcome_events(
+    conn: &mut dyn Conn,
+    items: &[FinishItem],
+    written: &[i64],
+) -> DbResult<usize> {
+    use crate::domain::events::EventType;
+    use crate::store::events::{NewEvent, emit_events};
+    let Some(now) = items.iter().map(|i| i.now).max() else {
+        return Ok(0);
+    };
+    let events: Vec<NewEvent> = items
+        .iter()
+        .filter(|i| written.contains(&i.claimed.id))
+        .filter_map(|i| {
+            let (t, error) = match &i.finish {
+                Finish::Sent => (EventType::DeliverySent, None),
+                Finish::Failed { error } => (EventType::DeliveryFailed, Some(error.clone())),
+                Finish::Deferred { .. } => return None,
+            };
+            let c = &i.claimed;
+            let data = serde_json::json!({"delivery_id": c.id, "kind": c.kind.as_str(), "recipient": c.recipient.as_str(), "account_id": c.account_id, "error": error});
+            Some(NewEvent::new(c.storefront_id, t, data))
+        })
+        .collect();
+    Ok(emit_events(conn, &events, now).await?.len())
 }

@@ -3,12 +3,15 @@
 //! ([`crate::store::Suppression`]).
 
 use chrono::{DateTime, Utc};
+use serde_json::json;
 
 use super::DeliveryStatus;
 use crate::domain::EmailAddress;
+use crate::domain::events::EventType;
 use crate::params;
 use crate::store::Store;
 use crate::store::db::{DbResult, Dialect};
+use crate::store::events::{NewEvent, emit_events};
 use crate::store::suppressions::{COLUMNS, Suppression, SuppressionReason, suppression_from};
 
 /// What a report from the recipient's side says happened to an email.
@@ -46,6 +49,9 @@ pub struct RecordedReport {
     pub new_status: Option<DeliveryStatus>,
     /// The suppression the report added (none when the address was already suppressed).
     pub suppression: Option<Suppression>,
+    /// Webhook event deliveries written with it (`delivery.bounced` / `delivery.complained`,
+    /// `suppression.added`), for the webhook relay.
+    pub events: usize,
 }
 
 impl Store {
@@ -53,7 +59,9 @@ impl Store {
     /// the diagnostic, the new status (`bounced`, `complained`; a delay changes none), and for a
     /// bounce or complaint the address on the storefront's suppression list. `None` when there
     /// is no such delivery. A report about a delivery already bounced or complained about is
-    /// recorded in the history without changing anything else.
+    /// recorded in the history without changing anything else. The webhook events of what
+    /// changed (`delivery.bounced` / `delivery.complained`, `suppression.added`) are written in
+    /// the same transaction.
     pub async fn record_delivery_report(
         &self,
         delivery_id: i64,
@@ -68,7 +76,7 @@ impl Store {
         let Some(row) = tx
             .query_opt(
                 &format!(
-                    "SELECT storefront_id, account_id, recipient, status, attempts FROM deliveries WHERE id = $1{lock}"
+                    "SELECT storefront_id, account_id, recipient, status, attempts, kind FROM deliveries WHERE id = $1{lock}"
                 ),
                 &params![delivery_id],
             )
@@ -159,6 +167,39 @@ impl Store {
             }
             None => None,
         };
+        let mut events = Vec::new();
+        if let Some(s) = changed {
+            let event_type = match s {
+                DeliveryStatus::Complained => EventType::DeliveryComplained,
+                _ => EventType::DeliveryBounced,
+            };
+            events.push(NewEvent::new(
+                storefront_id,
+                event_type,
+                json!({
+                    "delivery_id": delivery_id,
+                    "kind": row.string(5),
+                    "recipient": recipient.as_str(),
+                    "account_id": row.opt_i64(1),
+                    "status_code": report.status_code,
+                    "diagnostic": report.diagnostic,
+                }),
+            ));
+        }
+        if let Some(s) = &suppression {
+            events.push(NewEvent::new(
+                storefront_id,
+                EventType::SuppressionAdded,
+                json!({
+                    "suppression_id": s.id,
+                    "email": s.email.as_str(),
+                    "reason": s.reason.as_str(),
+                    "detail": s.detail,
+                    "delivery_id": s.delivery_id,
+                }),
+            ));
+        }
+        let events = emit_events(&mut *tx, &events, now).await?.len();
         tx.commit().await?;
         Ok(Some(RecordedReport {
             delivery_id,
@@ -167,6 +208,7 @@ impl Store {
             recipient,
             new_status: changed,
             suppression,
+            events,
         }))
     }
 }

@@ -636,6 +636,7 @@ fn start_worker(app: &TestApp) -> latchkey::app::AppHandle {
         AppOptions {
             web: false,
             workers: Some(true),
+            bounces: None,
             ..AppOptions::default()
         },
     )

@@ -333,10 +333,7 @@ fn a_bad_bounce_setting_names_its_key() {
             "bounces.domain",
         ),
         (
-            &[(
-                "LATCHKEY_BOUNCES__STOREFRONT_DOMAINS__DEMO",
-                "not a domain",
-            )],
+            &[("LATCHKEY_BOUNCES__STOREFRONT_DOMAINS__DEMO", "not a domain")],
             "bounces.storefront_domains.demo",
         ),
         (

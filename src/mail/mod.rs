@@ -733,7 +733,10 @@ mod tests {
         );
         let raw = String::from_utf8(msg.formatted()).unwrap();
         assert!(raw.contains("From: \"Harborview Rentals\" <portal@harborview.example>"));
-        assert!(!raw.contains("bounces+42"), "the VERP address is the envelope's only");
+        assert!(
+            !raw.contains("bounces+42"),
+            "the VERP address is the envelope's only"
+        );
         assert!(
             build_message(
                 &storefront(),

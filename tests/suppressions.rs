@@ -71,7 +71,8 @@ both_backends! {
 
         // Lifted, the address gets email again.
         let listed = app.store().suppressions_page(suppression.storefront_id, None, 50).await.unwrap();
-        assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![suppression.id]);
+        assert_eq!(listed.next, None);
+        assert_eq!(listed.items.iter().map(|s| s.id).collect::<Vec<_>>(), vec![suppression.id]);
         let lifted = app
             .store()
             .lift_suppression(suppression.storefront_id, suppression.id, "owner@demo.example", None, app.clock_now())
@@ -79,7 +80,7 @@ both_backends! {
             .unwrap()
             .expect("lifted");
         assert_eq!(lifted.lifted_by.as_deref(), Some("owner@demo.example"));
-        assert!(app.store().suppressions_page(suppression.storefront_id, None, 50).await.unwrap().is_empty());
+        assert!(app.store().suppressions_page(suppression.storefront_id, None, 50).await.unwrap().items.is_empty());
         // Lifting twice changes nothing.
         assert!(app
             .store()

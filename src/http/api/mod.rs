@@ -23,6 +23,7 @@ mod input;
 mod paging;
 mod records;
 mod router;
+mod suppressions;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -214,6 +215,14 @@ async fn endpoint(
             body.discard().await;
             accounts::detail(state, caller, param).await
         }
+        Op::ListSuppressions => {
+            body.discard().await;
+            suppressions::list(state, caller, query).await
+        }
+        Op::GetSuppression => {
+            body.discard().await;
+            suppressions::detail(state, caller, param).await
+        }
     }
 }
 
@@ -240,7 +249,9 @@ fn reads_body(op: Op) -> bool {
         | Op::ListInvoices
         | Op::GetInvoice
         | Op::ListAccounts
-        | Op::GetAccount => false,
+        | Op::GetAccount
+        | Op::ListSuppressions
+        | Op::GetSuppression => false,
     }
 }
 

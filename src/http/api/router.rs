@@ -31,10 +31,12 @@ pub enum Op {
     GetInvoice,
     ListAccounts,
     GetAccount,
+    ListSuppressions,
+    GetSuppression,
 }
 
 impl Op {
-    const ALL: [Op; 21] = [
+    const ALL: [Op; 23] = [
         Op::GetOpenApi,
         Op::PutFacility,
         Op::PutContact,
@@ -56,6 +58,8 @@ impl Op {
         Op::GetInvoice,
         Op::ListAccounts,
         Op::GetAccount,
+        Op::ListSuppressions,
+        Op::GetSuppression,
     ];
 
     /// The `operationId` that documents it.
@@ -82,6 +86,8 @@ impl Op {
             Op::GetInvoice => "getInvoice",
             Op::ListAccounts => "listAccounts",
             Op::GetAccount => "getAccount",
+            Op::ListSuppressions => "listSuppressions",
+            Op::GetSuppression => "getSuppression",
         }
     }
 }

@@ -417,7 +417,7 @@ impl Payments {
                 invoice_id,
                 delivery_id = delivery.id,
                 suppressed = delivery.suppressed,
-                "invoice paid; receipt written"
+                "invoice paid; receipt queued"
             );
             return Ok(true);
         }

@@ -120,7 +120,11 @@ impl Smtp {
 
 /// Sends one report over a fresh connection; the DATA reply code.
 async fn send_report(app: &TestApp, rcpt: &str, raw: &[u8]) -> u16 {
-    let mut smtp = Smtp::connect(listener(app)).await;
+    send_report_to(listener(app), rcpt, raw).await
+}
+
+async fn send_report_to(addr: SocketAddr, rcpt: &str, raw: &[u8]) -> u16 {
+    let mut smtp = Smtp::connect(addr).await;
     let (rcpt_code, data) = smtp.deliver(rcpt, raw).await;
     assert_eq!(rcpt_code, 250, "the VERP address {rcpt} is accepted");
     let (code, text) = data.unwrap();
@@ -449,4 +453,54 @@ fn latchkey_bounces_requires_a_listen_address() {
     .expect("no listener to run");
     let text = err.to_string();
     assert!(text.contains("bounces.listen"), "{text}");
+}
+
+/// `latchkey bounces` runs the listener on its own (configured by the environment), records
+/// what it receives in the shared database, and stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latchkey_bounces_runs_the_listener_alone_and_stops_on_sigterm() {
+    let app = start(Backend::Postgres).await;
+    let (id, verp) = sent_link(&app, "alex@example.com").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = app
+        .command(&["bounces"])
+        .env("LATCHKEY_BOUNCES__LISTEN", addr.to_string())
+        .env("LATCHKEY_BOUNCES__DOMAIN", BOUNCE_DOMAIN)
+        .spawn()
+        .expect("latchkey bounces starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "latchkey bounces never listened on {addr}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "latchkey bounces exited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dsn = fixture(
+        "postfix_hard_bounce.eml",
+        "alex@customer-isp.example",
+        &verp,
+        "alex@example.com",
+    );
+    assert_eq!(send_report_to(addr, &verp, &dsn).await, 250);
+    app.wait_for_status(id, "bounced").await;
+
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "SIGTERM shuts down cleanly: {status:?}");
 }

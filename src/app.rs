@@ -41,6 +41,9 @@ pub struct AppOptions {
     pub web: bool,
     /// Run mail workers and the relay; defaults to `config.run_workers`.
     pub workers: Option<bool>,
+    /// Run the bounce listener (when `bounces.listen` is set); defaults to whether the workers
+    /// run. `latchkey bounces` runs it alone (and requires `bounces.listen`).
+    pub bounces: Option<bool>,
     /// The clock (tests pass a [`crate::domain::ManualClock`]).
     pub clock: SharedClock,
     /// A listener to serve on instead of binding `config.listen`.
@@ -52,6 +55,7 @@ impl Default for AppOptions {
         Self {
             web: true,
             workers: None,
+            bounces: None,
             clock: Arc::new(SystemClock),
             listener: None,
         }
@@ -76,6 +80,8 @@ pub enum StartError {
 /// A running application.
 pub struct AppHandle {
     pub addr: Option<SocketAddr>,
+    /// Where the bounce listener listens (`bounces.listen`, bound), when it runs.
+    pub bounce_addr: Option<SocketAddr>,
     /// Where `/metrics` and `/readyz` are served (`ops_listen`, bound).
     pub ops_addr: SocketAddr,
     pub services: Arc<Services>,
@@ -87,7 +93,10 @@ pub struct AppHandle {
 pub struct App;
 
 struct Running {
+    /// Whether this process runs the mail workers.
+    workers: bool,
     addr: Option<SocketAddr>,
+    bounce_addr: Option<SocketAddr>,
     ops_addr: SocketAddr,
     services: Arc<Services>,
     actors: Actors,
@@ -130,6 +139,7 @@ impl App {
                         Ok(running) => {
                             let _ = ready_tx.send(Ok((
                                 running.addr,
+                                running.bounce_addr,
                                 running.ops_addr,
                                 running.services.clone(),
                                 running.actors.clone(),
@@ -146,8 +156,9 @@ impl App {
             })
             .map_err(|e| StartError::Other(e.to_string()))?;
         match ready_rx.recv() {
-            Ok(Ok((addr, ops_addr, services, actors))) => Ok(AppHandle {
+            Ok(Ok((addr, bounce_addr, ops_addr, services, actors))) => Ok(AppHandle {
                 addr,
+                bounce_addr,
                 ops_addr,
                 services,
                 actors,
@@ -240,6 +251,9 @@ async fn shutdown_signal() {
 fn announce(running: &Running) {
     let cfg = &running.services.config;
     tracing::info!(addr = %running.ops_addr, "operations port (/metrics, /readyz)");
+    if let Some(addr) = running.bounce_addr {
+        tracing::info!(%addr, "bounce listener (SMTP) accepting reports for VERP addresses");
+    }
     if let Some(addr) = running.addr {
         tracing::info!(%addr, "listening");
         let public = cfg.public_url();
@@ -261,7 +275,7 @@ fn announce(running: &Running) {
         } else {
             println!("Latchkey is serving {base}/s/<storefront>/");
         }
-    } else {
+    } else if running.workers {
         tracing::info!("mail worker running");
     }
 }
@@ -273,6 +287,29 @@ async fn build(
 ) -> Result<Running, StartError> {
     config.validate()?;
     let config = Arc::new(config);
+    let workers = options.workers.unwrap_or(config.run_workers);
+    let bounce_listen = match (options.bounces.unwrap_or(workers), config.bounces.listen) {
+        (false, _) => None,
+        (true, Some(addr)) => Some(addr),
+        (true, None) if options.bounces == Some(true) => {
+            return Err(crate::config::ConfigError::new(
+                "bounces.listen",
+                "must be set to run the bounce listener (`latchkey bounces`)",
+            )
+            .into());
+        }
+        (true, None) => None,
+    };
+    if config.bounces.max_message_bytes > crate::mail::bounce::MAX_REPORT_BYTES {
+        return Err(crate::config::ConfigError::new(
+            "bounces.max_message_bytes",
+            format!(
+                "must be at most {} (the largest report read)",
+                crate::mail::bounce::MAX_REPORT_BYTES
+            ),
+        )
+        .into());
+    }
     // Listeners first: a port in use stops start-up before anything else is built.
     let ops_listener = tokio::net::TcpListener::bind(config.ops_listen)
         .await
@@ -362,7 +399,6 @@ async fn build(
             Duration::from_secs(config.mail.smtp_timeout_seconds),
         )),
     };
-    let workers = options.workers.unwrap_or(config.run_workers);
     if !workers && matches!(config.queue_kind()?, QueueKind::Local) && options.web {
         tracing::warn!(
             "workers are off with the in-process queue: no email will be sent by this process"
@@ -406,7 +442,8 @@ async fn build(
         ops_listener,
         Arc::new(crate::http::ops::OpsState {
             svc: services.clone(),
-            broker_required: !options.web,
+            // A worker needs the broker; `latchkey bounces` alone only the database.
+            broker_required: !options.web && workers,
         }),
         shutdown.clone(),
     )));
@@ -425,6 +462,35 @@ async fn build(
             config.shutdown_grace(),
             shutdown.clone(),
         )));
+    }
+    let mut bounce_addr = None;
+    if let Some(listen) = bounce_listen {
+        let b = &config.bounces;
+        let verp = crate::mail::bounce::VerpCheck::new(services.keys.clone(), b.domains());
+        let settings = crate::mail::bounce::ListenerSettings {
+            hostname: b
+                .domain
+                .clone()
+                .unwrap_or_else(|| config.mail.hello_name.clone()),
+            max_message_bytes: b.max_message_bytes,
+            max_connections: b.max_connections,
+            idle_timeout: Duration::from_secs(b.idle_timeout_seconds),
+            session_timeout: Duration::from_secs(b.session_timeout_seconds),
+            ..Default::default()
+        };
+        let sink = Arc::new(crate::usecases::bounces::StoreSink::new(services.clone()));
+        let listener = crate::mail::bounce::BounceListener::bind(listen, verp, sink, settings)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: listen,
+                source,
+            })?;
+        bounce_addr = Some(
+            listener
+                .local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        tasks.push(tokio::spawn(listener.serve(shutdown.clone())));
     }
     let mut addr = None;
     if let Some(listener) = public_listener {
@@ -455,7 +521,9 @@ async fn build(
         )));
     }
     Ok(Running {
+        workers,
         addr,
+        bounce_addr,
         ops_addr,
         services,
         actors,

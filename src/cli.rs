@@ -1,4 +1,4 @@
-//! The command line: `latchkey serve | worker | migrate | demo`.
+//! The command line: `latchkey serve | worker | bounces | migrate | demo | config | admin`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,8 +37,12 @@ enum Command {
         #[arg(long)]
         no_workers: bool,
     },
-    /// Run mail workers only (competing consumers on the queue) and the relay.
+    /// Run mail workers only (competing consumers on the queue) and the relay, and the bounce
+    /// listener when `bounces.listen` is set.
     Worker,
+    /// Run the bounce listener alone (`bounces.listen`): the inbound SMTP server that records
+    /// bounces and complaints sent to the emails' VERP addresses.
+    Bounces,
     /// Apply database migrations and exit.
     Migrate,
     /// Load the demo storefront (idempotent) and exit.
@@ -149,6 +153,16 @@ pub fn run() -> ExitCode {
             AppOptions {
                 web: false,
                 workers: Some(true),
+                ..AppOptions::default()
+            },
+        )
+        .map_err(|e| e.to_string()),
+        Command::Bounces => App::run(
+            config,
+            AppOptions {
+                web: false,
+                workers: Some(false),
+                bounces: Some(true),
                 ..AppOptions::default()
             },
         )

@@ -45,6 +45,9 @@ pub struct Metrics {
     pub http_requests_in_flight: Gauge,
     /// HMACs computed to check Stripe webhook signatures (at most one per request).
     pub webhook_hmacs: Counter,
+    /// Messages the bounce listener handed on, by outcome (bounced, delayed, complained,
+    /// repeated, unknown_delivery, ignored).
+    pub bounce_reports: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -130,6 +133,12 @@ impl Metrics {
             "HMACs computed to check Stripe webhook signatures (one per request that passed the cheap checks)",
             webhook_hmacs.clone(),
         );
+        let bounce_reports = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "bounce_reports",
+            "Messages received by the bounce listener, by outcome (bounced, delayed, complained, repeated, unknown_delivery, ignored)",
+            bounce_reports.clone(),
+        );
         Self {
             registry,
             requests,
@@ -144,6 +153,7 @@ impl Metrics {
             http_open_connections,
             http_requests_in_flight,
             webhook_hmacs,
+            bounce_reports,
         }
     }
 

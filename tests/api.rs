@@ -1083,7 +1083,7 @@ async fn the_openapi_document_is_valid_openapi_3() {
 
 /// The order of the walk: records before what names them and reads them back, sends before the
 /// log reads them.
-const WALK_ORDER: [&str; 28] = [
+const WALK_ORDER: [&str; 30] = [
     "getOpenApi",
     "putFacility",
     "listFacilities",
@@ -1113,6 +1113,8 @@ const WALK_ORDER: [&str; 28] = [
     "sendWebhookTest",
     "listWebhookDeliveries",
     "deleteWebhookEndpoint",
+    "listSuppressions",
+    "getSuppression",
 ];
 
 both_backends! {
@@ -1125,6 +1127,14 @@ both_backends! {
         // What no example makes: a rental whose contact has no portal account.
         api.put("/contacts/CON-UNLINKED", &contact_body("FAC-DT", "Una Linked", "una@example.com")).await.expect(201);
         api.put("/rentals/RNT-UNLINKED", &rental_body("CON-UNLINKED", "Unit Z-01")).await.expect(201);
+        // ...and a suppression (the bounce listener's doing), the documented example's id 1.
+        let demo_sf = storefront_id(&app, "demo").await;
+        let suppressed = app.rows(
+            "INSERT INTO suppressions (storefront_id, address_key, email, reason, detail, created_at)
+             VALUES ($1, 'gone@example.com', 'gone@example.com', 'hard_bounce', '550 5.1.1 User unknown', $2) RETURNING id",
+            &[demo_sf.into(), chrono::Utc::now().into()],
+        ).await[0].i64(0);
+        assert_eq!(suppressed, 1);
 
         let mut ops = doc.operations();
         ops.sort_by_key(|op| WALK_ORDER.iter().position(|id| *id == op.id()).unwrap_or(usize::MAX));

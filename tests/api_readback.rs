@@ -1,6 +1,7 @@
 //! The integration API's read-back and `Idempotency-Key`, on both backends: the lists of
 //! facilities, contacts, rentals, invoices and accounts page through every record of the
 //! storefront exactly once, within their limits; nothing of another storefront is readable;
+//! the suppression list pages the same way and reads back one suppression, in force or lifted;
 //! an invoice paid through the portal reads back paid with its Checkout; and a POST repeated
 //! with its `Idempotency-Key` gets its first answer without a second effect, also when the
 //! repeats race, while the same key with another request is refused.
@@ -268,6 +269,25 @@ const LISTS: [(&str, &str); 5] = [
     ("/accounts", "accounts"),
 ];
 
+/// Puts `email` on a storefront's suppression list (as a bounce report would); its id.
+async fn suppress(app: &TestApp, storefront: i64, email: &str, reason: &str) -> i64 {
+    let address = latchkey::domain::EmailAddress::parse(email).unwrap();
+    app.rows(
+        "INSERT INTO suppressions (storefront_id, address_key, email, reason, detail, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        &[
+            storefront.into(),
+            address.key().into(),
+            email.into(),
+            reason.into(),
+            "550 5.1.1 User unknown".into(),
+            Utc::now().into(),
+        ],
+    )
+    .await[0]
+        .i64(0)
+}
+
 both_backends! {
     async fn lists_page_through_every_record_once_within_the_limit(backend: Backend) {
         let app = TestApp::start(backend).await;
@@ -333,6 +353,65 @@ both_backends! {
         }
         // Each answer carries its request id.
         assert!(api.get("/facilities").await.header("x-request-id").is_some_and(|id| !id.is_empty()));
+    }
+
+    async fn suppressions_page_read_back_and_stay_in_their_storefront(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        let demo = Api::new(&app, "demo").await;
+        let other = other_storefront(&app).await;
+        let demo_sf = storefront_id(&app, "demo").await;
+        let other_sf = storefront_id(&app, "other").await;
+        let mut mine = Vec::new();
+        for n in 0..7 {
+            let reason = if n % 2 == 0 { "hard_bounce" } else { "complaint" };
+            mine.push(suppress(&app, demo_sf, &format!("gone{n}@example.com"), reason).await);
+        }
+        let theirs = [
+            suppress(&app, other_sf, "gone0@example.com", "hard_bounce").await,
+            suppress(&app, other_sf, "elsewhere@example.com", "complaint").await,
+        ];
+        mine.reverse();
+        for limit in [1, 3, 7, 12] {
+            let (ids, sizes) = demo.walk("/suppressions", limit).await;
+            assert_eq!(ids, mine, "limit {limit}: every suppression once, newest first");
+            assert!(sizes.iter().all(|s| *s <= limit), "{sizes:?}");
+        }
+        let (other_ids, _) = other.walk("/suppressions", 5).await;
+        let mut expected = theirs.to_vec();
+        expected.reverse();
+        assert_eq!(other_ids, expected);
+
+        // One suppression, as listed.
+        let one = demo.get(&format!("/suppressions/{}", mine[0])).await.expect(200);
+        assert_eq!(one["email"], "gone6@example.com");
+        assert_eq!(one["reason"], "hard_bounce");
+        assert_eq!(one["detail"], "550 5.1.1 User unknown");
+        assert_eq!((one["delivery_id"].clone(), one["lifted_at"].clone(), one["lifted_by"].clone()), (Value::Null, Value::Null, Value::Null));
+        let listed = demo.get("/suppressions?limit=1").await.expect(200);
+        assert_eq!(listed["data"][0], one);
+
+        // Another storefront's key reads none of them, and the same 404 as for no such id.
+        for id in &mine {
+            other.get(&format!("/suppressions/{id}")).await.error(404, "not_found");
+        }
+        for id in theirs {
+            demo.get(&format!("/suppressions/{id}")).await.error(404, "not_found");
+        }
+        for path in ["/suppressions/987654", "/suppressions/0", "/suppressions/x"] {
+            demo.get(path).await.error(404, "not_found");
+        }
+
+        // Lifted, it leaves the list and reads back lifted.
+        app.store().lift_suppression(demo_sf, mine[1], "owner@demo.example", None, Utc::now()).await.unwrap().expect("lifted");
+        let (ids, _) = demo.walk("/suppressions", 2).await;
+        assert_eq!(ids, [&mine[..1], &mine[2..]].concat());
+        let lifted = demo.get(&format!("/suppressions/{}", mine[1])).await.expect(200);
+        assert!(lifted["lifted_at"].is_string(), "{lifted}");
+        assert_eq!(lifted["lifted_by"], "owner@demo.example");
+
+        for query in ["limit=0", "limit=101", "before=abc", "reason=complaint"] {
+            demo.get(&format!("/suppressions?{query}")).await.error(422, "validation");
+        }
     }
 
     async fn another_storefronts_records_are_never_read(backend: Backend) {

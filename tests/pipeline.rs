@@ -335,6 +335,7 @@ async fn the_relay_sends_what_an_embedded_node_left_queued_when_it_stopped() {
         latchkey::app::AppOptions {
             web: false,
             workers: Some(true),
+            bounces: None,
             clock: std::sync::Arc::new(clock),
             listener: None,
         },

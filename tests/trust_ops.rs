@@ -417,6 +417,45 @@ async fn the_log_lines_actors_write_for_a_request_carry_its_id() {
         suppressed[0]["span"]["request_id"],
         request_id_of(&last.unwrap().headers).as_str()
     );
+
+    // The suppression list stopping a link is logged in its own words, not as a limit.
+    let sam = app
+        .rows(
+            "SELECT storefront_id FROM accounts WHERE email = 'sam@example.com'",
+            &[],
+        )
+        .await[0]
+        .i64(0);
+    app.rows(
+        "INSERT INTO suppressions (storefront_id, address_key, email, reason, detail, created_at)
+         VALUES ($1, 'sam@example.com', 'sam@example.com', 'complaint', 'abuse', $2) RETURNING id",
+        &[sam.into(), chrono::Utc::now().into()],
+    )
+    .await;
+    let other = app.browser();
+    let form = other.get("/s/demo/sign-in").await;
+    let sent = other
+        .submit(
+            &form,
+            "form[action$='/sign-in']",
+            &[("email", "sam@example.com")],
+        )
+        .await;
+    assert_eq!(sent.status, 200);
+    let listed = log_lines(
+        &logs,
+        "sign-in link not sent: the address is on the suppression list",
+    );
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        listed[0]["span"]["request_id"],
+        request_id_of(&sent.headers).as_str()
+    );
+    assert_eq!(
+        log_lines(&logs, "sign-in link suppressed by a sign-in limit").len(),
+        1,
+        "the limit's line is the limit's only"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,6 +675,7 @@ fn start_worker(app: &TestApp) -> latchkey::app::AppHandle {
         AppOptions {
             web: false,
             workers: Some(true),
+            bounces: None,
             ..AppOptions::default()
         },
     )

@@ -342,8 +342,13 @@ impl Payments {
         let failed =
             store.mark_invoice_payment_failed(invoice_id, payment_intent, notice, self.svc.now());
         match self.svc.write_then_enqueue(failed).await? {
-            Some(delivery_id) => {
-                tracing::info!(invoice_id, delivery_id, "payment failed; customer told");
+            Some(delivery) => {
+                tracing::info!(
+                    invoice_id,
+                    delivery_id = delivery.id,
+                    suppressed = delivery.suppressed,
+                    "payment failed; customer told"
+                );
                 Ok(true)
             }
             None => Ok(false),
@@ -407,8 +412,13 @@ impl Payments {
             receipt_delivery(&storefront, invoice, account, today, relay_after)
         };
         let paid = store.mark_invoice_paid(invoice_id, payment_intent, receipt, self.svc.now());
-        if let Some(delivery_id) = self.svc.write_then_enqueue(paid).await? {
-            tracing::info!(invoice_id, delivery_id, "invoice paid; receipt queued");
+        if let Some(delivery) = self.svc.write_then_enqueue(paid).await? {
+            tracing::info!(
+                invoice_id,
+                delivery_id = delivery.id,
+                suppressed = delivery.suppressed,
+                "invoice paid; receipt queued"
+            );
             return Ok(true);
         }
         Ok(false)

@@ -20,6 +20,7 @@ use super::spawn_work;
 use crate::domain::EmailAddress;
 use crate::error::AppError;
 use crate::links::{self, ConsoleLink, PortalLink};
+use crate::mail::bounce::verp_address;
 use crate::mail::{EmailContent, MagicLink, Transport, build_message, render};
 use crate::metrics::StatusLabel;
 use crate::queue::{Job, MailMessage, MailQueue};
@@ -453,8 +454,24 @@ impl MailWork {
         let to = claimed.recipient.clone();
         let content = EmailContent::new(data, link, to.as_str())?;
         let (text, html) = render(&sender.name, &content).map_err(|e| e.to_string())?;
-        let message = build_message(&sender, &to, &claimed.subject, text, html, claimed.id)
-            .map_err(|e| e.to_string())?;
+        // Bounces come back to the delivery's VERP address at the storefront's bounce domain
+        // (the console's emails: the global one).
+        let slug = (claimed.kind != DeliveryKind::StaffSignIn).then_some(sender.slug.as_str());
+        let return_path = svc
+            .config
+            .bounces
+            .domain_for(slug)
+            .map(|domain| verp_address(&svc.keys, claimed.id, domain));
+        let message = build_message(
+            &sender,
+            &to,
+            &claimed.subject,
+            text,
+            html,
+            claimed.id,
+            return_path.as_deref(),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Prepared {
             envelope: message.envelope().clone(),
             raw: message.formatted(),

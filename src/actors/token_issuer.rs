@@ -18,8 +18,8 @@ use crate::mail::sign_in_subject;
 use crate::metrics::OutcomeLabel;
 use crate::services::Services;
 use crate::store::{
-    IssueOutcome, LinkEmail, LinkFor, LinkLimit, LinkRequest, RequestedBy, Storefront, Unmatched,
-    Window,
+    IssueOutcome, LinkEmail, LinkFor, LinkLimit, LinkRequest, RequestedBy, Storefront,
+    SuppressedBy, Unmatched, Window,
 };
 
 pub struct TokenIssuer {
@@ -65,18 +65,25 @@ fn record(svc: &Services, requested_by: RequestedBy, outcome: IssueOutcome) {
     let label = match outcome {
         IssueOutcome::NoAccount => "no_account",
         IssueOutcome::Queued { .. } => "queued",
-        IssueOutcome::Suppressed { account_id } => {
+        IssueOutcome::Suppressed { account_id, by } => {
             svc.metrics
                 .sends
                 .get_or_create(&crate::metrics::StatusLabel {
                     status: "suppressed",
                 })
                 .inc();
-            tracing::info!(
-                account_id,
-                requested_by = requested_by.as_str(),
-                "sign-in link suppressed by a sign-in limit"
-            );
+            match by {
+                SuppressedBy::Limit => tracing::info!(
+                    account_id,
+                    requested_by = requested_by.as_str(),
+                    "sign-in link suppressed by a sign-in limit"
+                ),
+                SuppressedBy::List => tracing::info!(
+                    account_id,
+                    requested_by = requested_by.as_str(),
+                    "sign-in link not sent: the address is on the suppression list"
+                ),
+            }
             "suppressed"
         }
     };

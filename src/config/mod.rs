@@ -4,6 +4,7 @@
 //!
 //! A bad setting stops start-up with one line that names the key and what is wrong.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,6 +59,7 @@ pub struct Config {
     pub mail: MailSettings,
     pub queue: QueueSettings,
     pub webhooks: WebhookSettings,
+    pub bounces: BounceSettings,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -141,6 +143,122 @@ pub struct WebhookSettings {
     pub concurrency: u16,
     /// How often the relay looks for event deliveries the queue never got.
     pub relay_interval_seconds: f64,
+}
+
+/// Bounces and complaints coming back (SPEC §9): the VERP Return-Path's domain and the inbound
+/// SMTP listener that receives the reports sent to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BounceSettings {
+    /// Where the bounce listener listens (`latchkey worker`, `latchkey serve` with workers,
+    /// `latchkey bounces`); unset or empty: no listener.
+    #[serde(default, deserialize_with = "optional_socket_addr")]
+    pub listen: Option<SocketAddr>,
+    /// The domain of every email's VERP Return-Path (`bounces+{id}-{mac}@{domain}`); unset or
+    /// empty: emails keep the sender's address as their Return-Path.
+    #[serde(default, deserialize_with = "optional_text")]
+    pub domain: Option<String>,
+    /// A storefront's own bounce domain, by slug, instead of `domain`.
+    #[serde(default)]
+    pub storefront_domains: BTreeMap<String, String>,
+    /// The largest report the listener accepts (at most 1 MiB, the largest one read).
+    pub max_message_bytes: usize,
+    /// Connections the listener serves at once; more are told to come back later.
+    pub max_connections: usize,
+    /// How long the listener waits for a client's next line.
+    pub idle_timeout_seconds: u64,
+    /// How long one connection may last in all.
+    pub session_timeout_seconds: u64,
+}
+
+impl BounceSettings {
+    /// The bounce domain of a storefront's emails (its own, else the global one); `None` for
+    /// no VERP. Console emails (no storefront) pass `None` and get the global domain.
+    pub fn domain_for(&self, slug: Option<&str>) -> Option<&str> {
+        slug.and_then(|s| self.storefront_domains.get(s))
+            .or(self.domain.as_ref())
+            .map(String::as_str)
+    }
+
+    /// Every domain the listener accepts VERP addresses at.
+    pub fn domains(&self) -> Vec<String> {
+        self.domain
+            .iter()
+            .chain(self.storefront_domains.values())
+            .cloned()
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(domain) = &self.domain {
+            check_domain("bounces.domain", domain)?;
+        }
+        for (slug, domain) in &self.storefront_domains {
+            let key = format!("bounces.storefront_domains.{slug}");
+            if crate::domain::StorefrontSlug::parse(slug).is_err() {
+                return Err(ConfigError::new(&key, "not a storefront slug"));
+            }
+            check_domain(&key, domain)?;
+        }
+        if self.listen.is_some() && self.domains().is_empty() {
+            return Err(ConfigError::new(
+                "bounces.listen",
+                "set bounces.domain (or bounces.storefront_domains): the listener accepts mail only for VERP addresses at those domains",
+            ));
+        }
+        positive("bounces.max_message_bytes", self.max_message_bytes as u64)?;
+        positive("bounces.max_connections", self.max_connections as u64)?;
+        positive("bounces.idle_timeout_seconds", self.idle_timeout_seconds)?;
+        positive(
+            "bounces.session_timeout_seconds",
+            self.session_timeout_seconds,
+        )?;
+        Ok(())
+    }
+}
+
+/// A host name: letters, digits, dashes and dots, no empty label.
+fn check_domain(key: &str, domain: &str) -> Result<(), ConfigError> {
+    let ok = domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("`{domain}` is not a domain name (like bounces.example.com)"),
+        ))
+    }
+}
+
+/// An optional setting that an empty value (`LATCHKEY_BOUNCES__DOMAIN=`) turns off.
+fn optional_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value: Option<String> = Option::deserialize(d)?;
+    Ok(value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty()))
+}
+
+/// An optional socket address; empty is unset.
+fn optional_socket_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    match optional_text(d)? {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{v}` is not a socket address (like 0.0.0.0:2525 or [::]:25)"
+            ))
+        }),
+    }
 }
 
 /// One line naming the setting and what is wrong with it.
@@ -389,6 +507,7 @@ impl Config {
         {
             return Err(ConfigError::new("mail.hello_name", "must be a host name"));
         }
+        self.bounces.validate()?;
         if self.queue.prefix.is_empty()
             || !self
                 .queue

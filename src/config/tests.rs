@@ -278,3 +278,76 @@ fn a_bad_node_in_the_list_is_named_by_its_place() {
         assert!(!line.contains('\n'), "one line: {line}");
     }
 }
+
+#[test]
+fn bounces_are_off_by_default_and_configured_by_environment() {
+    let c = Config::defaults();
+    assert_eq!(c.bounces.listen, None);
+    assert_eq!(c.bounces.domain_for(Some("demo")), None);
+    assert!(c.bounces.domains().is_empty());
+
+    let c = load(&[
+        ("LATCHKEY_BOUNCES__LISTEN", "0.0.0.0:2525"),
+        ("LATCHKEY_BOUNCES__DOMAIN", "bounces.latchkey.example"),
+        (
+            "LATCHKEY_BOUNCES__STOREFRONT_DOMAINS__HARBORVIEW",
+            "bounces.harborview.example",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(c.bounces.listen, Some("0.0.0.0:2525".parse().unwrap()));
+    assert_eq!(
+        c.bounces.domain_for(Some("harborview")),
+        Some("bounces.harborview.example")
+    );
+    assert_eq!(
+        c.bounces.domain_for(Some("demo")),
+        Some("bounces.latchkey.example")
+    );
+    assert_eq!(c.bounces.domain_for(None), Some("bounces.latchkey.example"));
+    assert_eq!(c.bounces.domains().len(), 2);
+
+    // Empty values turn a setting off.
+    let c = load(&[
+        ("LATCHKEY_BOUNCES__LISTEN", ""),
+        ("LATCHKEY_BOUNCES__DOMAIN", ""),
+    ])
+    .unwrap();
+    assert_eq!((c.bounces.listen, c.bounces.domain), (None, None));
+}
+
+#[test]
+fn a_bad_bounce_setting_names_its_key() {
+    let domain = ("LATCHKEY_BOUNCES__DOMAIN", "bounces.example.com");
+    let cases: [(&[(&str, &str)], &str); 6] = [
+        (
+            &[("LATCHKEY_BOUNCES__LISTEN", "port 25"), domain],
+            "bounces.listen",
+        ),
+        (
+            &[("LATCHKEY_BOUNCES__LISTEN", "0.0.0.0:2525")],
+            "bounces.listen",
+        ),
+        (
+            &[("LATCHKEY_BOUNCES__DOMAIN", "bounces@example.com")],
+            "bounces.domain",
+        ),
+        (
+            &[("LATCHKEY_BOUNCES__STOREFRONT_DOMAINS__DEMO", "not a domain")],
+            "bounces.storefront_domains.demo",
+        ),
+        (
+            &[("LATCHKEY_BOUNCES__MAX_CONNECTIONS", "0"), domain],
+            "bounces.max_connections",
+        ),
+        (
+            &[("LATCHKEY_BOUNCES__IDLE_TIMEOUT_SECONDS", "0")],
+            "bounces.idle_timeout_seconds",
+        ),
+    ];
+    for (env, key) in cases {
+        let err = load(env).unwrap_err();
+        assert_eq!(err.key, key, "{env:?}: {err}");
+        assert!(!err.to_string().contains('\n'), "one line: {err}");
+    }
+}

@@ -579,6 +579,10 @@ impl EmailContent {
 
 /// Builds the MIME message from the storefront's sender, with `X-Latchkey-Delivery` naming the
 /// delivery row, and signs it with the storefront's DKIM key when it has one.
+///
+/// `return_path` is the envelope sender (SMTP `MAIL FROM`, which the receiving server records
+/// as `Return-Path` and sends bounces to): the delivery's VERP address when a bounce domain
+/// applies ([`bounce::verp_address`]); `None` keeps the `From` address.
 pub fn build_message(
     storefront: &Storefront,
     recipient: &EmailAddress,
@@ -586,6 +590,7 @@ pub fn build_message(
     text: String,
     html: String,
     delivery_id: i64,
+    return_path: Option<&str>,
 ) -> Result<Message, MailError> {
     let from = Mailbox::new(
         Some(storefront.from_name.clone()),
@@ -600,7 +605,16 @@ pub fn build_message(
         .parse()
         .map_err(|e| MailError::Build(format!("recipient address: {e}")))?;
     let domain = storefront.from_email.domain();
-    let mut builder = Message::builder()
+    let mut builder = Message::builder();
+    if let Some(return_path) = return_path {
+        let sender: lettre::Address = return_path
+            .parse()
+            .map_err(|e| MailError::Build(format!("return path: {e}")))?;
+        let envelope = lettre::address::Envelope::new(Some(sender), vec![to.email.clone()])
+            .map_err(|e| MailError::Build(format!("envelope: {e}")))?;
+        builder = builder.envelope(envelope);
+    }
+    let mut builder = builder
         .from(from)
         .to(to)
         .subject(subject)
@@ -699,8 +713,14 @@ mod tests {
             text,
             html,
             42,
+            None,
         )
         .unwrap();
+        // Without a bounce domain the envelope is the sender's.
+        assert_eq!(
+            msg.envelope().from().map(|a| a.to_string()).as_deref(),
+            Some("portal@harborview.example")
+        );
         let raw = String::from_utf8(msg.formatted()).unwrap();
         assert!(raw.contains("X-Latchkey-Delivery: 42"));
         assert!(raw.contains("From: \"Harborview Rentals\" <portal@harborview.example>"));
@@ -726,6 +746,7 @@ mod tests {
             "text".into(),
             "<p>html</p>".into(),
             7,
+            None,
         )
         .unwrap();
         let raw = String::from_utf8(msg.formatted()).unwrap();
@@ -739,5 +760,50 @@ mod tests {
         assert!(header.contains("d=harborview.example"), "{raw}");
         assert!(header.contains("s=portal2026"), "{raw}");
         assert!(header.contains("a=ed25519-sha256"), "{raw}");
+    }
+
+    #[test]
+    fn the_return_path_is_the_envelope_sender_and_from_stays() {
+        let msg = build_message(
+            &storefront(),
+            &address("alex@example.com"),
+            "Subject",
+            "text".into(),
+            "<p>html</p>".into(),
+            42,
+            Some("bounces+42-0123456789ab@bounces.latchkey.example"),
+        )
+        .unwrap();
+        let envelope = msg.envelope();
+        assert_eq!(
+            envelope.from().map(|a| a.to_string()).as_deref(),
+            Some("bounces+42-0123456789ab@bounces.latchkey.example")
+        );
+        assert_eq!(
+            envelope
+                .to()
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>(),
+            vec!["alex@example.com".to_string()]
+        );
+        let raw = String::from_utf8(msg.formatted()).unwrap();
+        assert!(raw.contains("From: \"Harborview Rentals\" <portal@harborview.example>"));
+        assert!(
+            !raw.contains("bounces+42"),
+            "the VERP address is the envelope's only"
+        );
+        assert!(
+            build_message(
+                &storefront(),
+                &address("alex@example.com"),
+                "Subject",
+                "text".into(),
+                "html".into(),
+                42,
+                Some("not an address"),
+            )
+            .is_err()
+        );
     }
 }

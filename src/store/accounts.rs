@@ -9,7 +9,7 @@ use super::audience::CUSTOMERS;
 use super::audit::insert_audit;
 use super::contacts::{ContactView, contact_by_ref, link_unlinked_contact, move_contacts};
 use super::db::{Conn, DbError, DbResult, qualified};
-use super::deliveries::{Delivery, NewDelivery, insert_delivery, move_deliveries};
+use super::deliveries::{Delivery, NewDelivery, WrittenDelivery, insert_delivery, move_deliveries};
 use super::email_changes::{NewEmailChange, insert_email_change, recent_email_changes};
 use super::invoices::{Invoice, InvoiceFilter};
 use super::page::{Page, keyset, keyset_params, page_of};
@@ -27,7 +27,7 @@ pub enum AccountUpdate {
     Saved {
         /// When the email is new: the confirmation email to the new address (the account
         /// keeps its old address until the link is used).
-        confirmation_delivery: Option<i64>,
+        confirmation_delivery: Option<WrittenDelivery>,
     },
     /// Another account of the storefront has that address: nothing was saved.
     EmailTaken,
@@ -42,7 +42,7 @@ impl super::deliveries::WroteDelivery for AccountUpdate {
         match self {
             AccountUpdate::Saved {
                 confirmation_delivery,
-            } => *confirmation_delivery,
+            } => confirmation_delivery.written_delivery(),
             _ => None,
         }
     }

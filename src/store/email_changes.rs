@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::Store;
 use super::audience::{Audience, CUSTOMERS};
 use super::db::{Conn, DbError, DbResult};
-use super::deliveries::{NewDelivery, insert_delivery};
+use super::deliveries::{NewDelivery, WrittenDelivery, insert_delivery};
 use super::rows::{Account, address_taken, lock_account, set_address};
 use super::sessions::{NewSession, end_sessions, start_session};
 use super::tokens::end_links;
@@ -39,7 +39,7 @@ pub enum EmailChangeOutcome {
         old_email: EmailAddress,
         new_email: EmailAddress,
         /// The notice to the old address.
-        notice_delivery: Option<i64>,
+        notice_delivery: Option<WrittenDelivery>,
     },
     /// Expired, used, superseded or unknown (or its account is gone): nothing changed.
     Expired,
@@ -53,7 +53,7 @@ impl super::deliveries::WroteDelivery for EmailChangeOutcome {
         match self {
             EmailChangeOutcome::Confirmed {
                 notice_delivery, ..
-            } => *notice_delivery,
+            } => notice_delivery.written_delivery(),
             EmailChangeOutcome::Expired | EmailChangeOutcome::Taken => None,
         }
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::Store;
 use super::contacts::contact_by_ref;
 use super::db::{Conn, DbResult, Row, Value, qualified};
-use super::deliveries::{NewDelivery, insert_delivery};
+use super::deliveries::{NewDelivery, WrittenDelivery, insert_delivery};
 use super::page::{Page, keyset, keyset_params, page_of};
 use super::rentals::rental_by_ref;
 use super::rows::{ACCOUNT_COLUMNS, Account, account_from};
@@ -395,7 +395,7 @@ impl Store {
     }
 
     /// Marks a pending (or processing) invoice paid and writes its receipt email in the same
-    /// transaction. Returns the receipt's delivery id, or `None` when the invoice was neither
+    /// transaction. Returns the receipt's delivery (suppressed when the address is on the suppression list), or `None` when the invoice was neither
     /// (already paid: a repeated event changes nothing).
     pub async fn mark_invoice_paid<F>(
         &self,
@@ -403,7 +403,7 @@ impl Store {
         payment_intent: Option<&str>,
         receipt: F,
         now: DateTime<Utc>,
-    ) -> DbResult<Option<i64>>
+    ) -> DbResult<Option<WrittenDelivery>>
     where
         F: FnOnce(&Invoice, &Account) -> NewDelivery + Send,
     {
@@ -437,7 +437,7 @@ impl Store {
         payment_intent: Option<&str>,
         notice: F,
         now: DateTime<Utc>,
-    ) -> DbResult<Option<i64>>
+    ) -> DbResult<Option<WrittenDelivery>>
     where
         F: FnOnce(&Invoice, &Account) -> NewDelivery + Send,
     {
@@ -480,7 +480,7 @@ async fn email_owner<F>(
     invoice_id: i64,
     email: F,
     now: DateTime<Utc>,
-) -> DbResult<Option<i64>>
+) -> DbResult<Option<WrittenDelivery>>
 where
     F: FnOnce(&Invoice, &Account) -> NewDelivery + Send,
 {

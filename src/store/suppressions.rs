@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::Store;
 use super::db::{Conn, DbResult};
+use super::page::{Page, keyset_params, page_of};
 use crate::domain::EmailAddress;
 use crate::params;
 
@@ -123,25 +124,30 @@ impl Store {
     }
 
     /// A storefront's suppressions in force, newest first, `limit` at a time from `before` (an
-    /// id, exclusive).
+    /// id, exclusive), keyset-paged like the other read-backs ([`super::page`]).
     pub async fn suppressions_page(
         &self,
         storefront_id: i64,
         before: Option<i64>,
         limit: i64,
-    ) -> DbResult<Vec<Suppression>> {
+    ) -> DbResult<Page<Suppression>> {
         let rows = self
             .db()
             .query(
+                // `keyset` with the lifted ones left out.
                 &format!(
                     "SELECT {COLUMNS} FROM suppressions
                      WHERE storefront_id = $1 AND lifted_at IS NULL AND id < $2
                      ORDER BY id DESC LIMIT $3"
                 ),
-                &params![storefront_id, before.unwrap_or(i64::MAX), limit],
+                &keyset_params(storefront_id, before, limit),
             )
             .await?;
-        Ok(rows.iter().map(suppression_from).collect())
+        Ok(page_of(
+            rows.iter().map(suppression_from).collect(),
+            limit,
+            |s| s.id,
+        ))
     }
 
     /// One suppression of the storefront (in force or lifted).

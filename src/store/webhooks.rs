@@ -665,9 +665,13 @@ impl Store {
                     data,
                     relay_after,
                 );
-                finished
-                    .owner_emails
-                    .push(insert_delivery(&mut *tx, &delivery, now).await?);
+                // An owner's address on the suppression list gets no email (nothing to publish).
+                if let Some(id) = insert_delivery(&mut *tx, &delivery, now)
+                    .await?
+                    .to_publish()
+                {
+                    finished.owner_emails.push(id);
+                }
             }
             finished.endpoint_disabled = true;
         }

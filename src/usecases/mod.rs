@@ -23,6 +23,7 @@ pub mod account;
 pub mod admin;
 pub mod api_keys;
 pub mod billing;
+pub mod bounces;
 pub mod deliveries;
 pub mod idempotency;
 pub mod records;

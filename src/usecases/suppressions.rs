@@ -5,17 +5,18 @@
 use crate::domain::EmailAddress;
 use crate::error::AppError;
 use crate::services::Services;
-use crate::store::{StaffUser, Suppression};
+use crate::store::{Page, StaffUser, Suppression};
 
 use super::support::Actor;
 
-/// The storefront's suppressions in force, newest first, a page at a time.
+/// The storefront's suppressions in force, newest first, a page at a time (the console's
+/// Suppressions page and the API's list).
 pub async fn page(
     svc: &Services,
     storefront_id: i64,
     before: Option<i64>,
     limit: i64,
-) -> Result<Vec<Suppression>, AppError> {
+) -> Result<Page<Suppression>, AppError> {
     Ok(svc
         .store
         .suppressions_page(storefront_id, before, limit)
@@ -29,6 +30,15 @@ pub async fn for_address(
     email: &EmailAddress,
 ) -> Result<Option<Suppression>, AppError> {
     Ok(svc.store.suppression_for(storefront_id, email).await?)
+}
+
+/// One suppression of the storefront, in force or lifted (the API's single read).
+pub async fn one(
+    svc: &Services,
+    storefront_id: i64,
+    id: i64,
+) -> Result<Option<Suppression>, AppError> {
+    Ok(svc.store.suppression(storefront_id, id).await?)
 }
 
 /// Lifts a suppression in force: the address gets email again. `None` when the storefront

@@ -402,6 +402,7 @@ impl TestApp {
             AppOptions {
                 web: true,
                 workers: Some(setup.workers),
+                bounces: None,
                 clock: std::sync::Arc::new(clock.clone()),
                 listener: Some(listener),
             },

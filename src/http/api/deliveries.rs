@@ -92,7 +92,7 @@ impl PartialSchema for EmailStatus {
         let mut schema = enum_schema(DeliveryStatus::ALL.iter().map(|s| s.as_str()));
         if let RefOr::T(Schema::Object(o)) = &mut schema {
             o.description = Some(
-                "queued → sending → sent; deferred (retried later), failed (with last_error), suppressed (not sent: over the customer's link limit).".into(),
+                "queued → sending → sent; deferred (retried later), failed (with last_error), suppressed (not sent: over the customer's link limit, or the address is on the suppression list, see GET /suppressions). After sent: bounced (the recipient's server answered 5.x.x; last_error is its diagnostic) or complained (reported as spam); both put the address on the suppression list.".into(),
             );
         }
         schema

@@ -11,7 +11,7 @@ use super::error_doc::{
     BadJson, EmailTakenError, Error, Internal, TooLarge, Unauthorized, Unavailable, ValidationError,
 };
 use super::fields::{PageLimit, REF_MAX};
-use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records, webhooks};
+use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records, suppressions, webhooks};
 use crate::usecases::idempotency::KEPT_FOR_HOURS;
 
 #[derive(OpenApi)]
@@ -21,7 +21,7 @@ use crate::usecases::idempotency::KEPT_FOR_HOURS;
     tags(
         (name = "Records", description = "Upserts of your records by reference, and the records read back."),
         (name = "Customers", description = "Portal accounts (created and read back) and the emails that sign customers in."),
-        (name = "Deliveries", description = "Every email sent, with its attempts."),
+        (name = "Deliveries", description = "Every email sent, with its attempts, and the suppression list: the addresses that get no more email after a hard bounce or a spam complaint."),
         (name = "Webhooks", description = "Signed events posted to your endpoints."),
         (name = "Meta"),
     ),
@@ -54,6 +54,8 @@ use crate::usecases::idempotency::KEPT_FOR_HOURS;
         webhooks::delete,
         webhooks::test,
         webhooks::deliveries,
+        suppressions::list,
+        suppressions::detail,
         openapi,
     ),
     components(

@@ -23,6 +23,7 @@ mod input;
 mod paging;
 mod records;
 mod router;
+mod suppressions;
 mod webhooks;
 
 use std::convert::Infallible;
@@ -240,6 +241,14 @@ async fn endpoint(
             body.discard().await;
             webhooks::deliveries(state, caller, param).await
         }
+        Op::ListSuppressions => {
+            body.discard().await;
+            suppressions::list(state, caller, query).await
+        }
+        Op::GetSuppression => {
+            body.discard().await;
+            suppressions::detail(state, caller, param).await
+        }
     }
 }
 
@@ -273,7 +282,9 @@ fn reads_body(op: Op) -> bool {
         | Op::GetWebhookEndpoint
         | Op::DeleteWebhookEndpoint
         | Op::SendWebhookTest
-        | Op::ListWebhookDeliveries => false,
+        | Op::ListWebhookDeliveries
+        | Op::ListSuppressions
+        | Op::GetSuppression => false,
     }
 }
 

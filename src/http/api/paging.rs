@@ -1,8 +1,5 @@
 //! The keyset paging every list of the API shares: the parameters `before` (the `next` of the
 //! previous page) and `limit`, and a page's JSON shape, `{data, next}`, newest first.
-//!
-//! Suppressions (SPEC §9) are listed the same way when their endpoint comes: a `PageQuery`, an
-//! `api_page!` of their view, and `usecases::suppressions::page`.
 
 use utoipa::IntoParams;
 

@@ -39,10 +39,12 @@ pub enum Op {
     DeleteWebhookEndpoint,
     SendWebhookTest,
     ListWebhookDeliveries,
+    ListSuppressions,
+    GetSuppression,
 }
 
 impl Op {
-    const ALL: [Op; 28] = [
+    const ALL: [Op; 30] = [
         Op::GetOpenApi,
         Op::PutFacility,
         Op::PutContact,
@@ -72,6 +74,8 @@ impl Op {
         Op::DeleteWebhookEndpoint,
         Op::SendWebhookTest,
         Op::ListWebhookDeliveries,
+        Op::ListSuppressions,
+        Op::GetSuppression,
     ];
 
     /// The `operationId` that documents it.
@@ -106,6 +110,8 @@ impl Op {
             Op::DeleteWebhookEndpoint => "deleteWebhookEndpoint",
             Op::SendWebhookTest => "sendWebhookTest",
             Op::ListWebhookDeliveries => "listWebhookDeliveries",
+            Op::ListSuppressions => "listSuppressions",
+            Op::GetSuppression => "getSuppression",
         }
     }
 }

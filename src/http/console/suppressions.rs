@@ -55,25 +55,20 @@ pub(super) async fn page(c: &mut Console, slug: &str, query: &str) -> Response {
     };
     let q = Form::parse(query.as_bytes()).unwrap_or_default();
     let before = q.get("before").and_then(|v| v.parse::<i64>().ok());
-    let list = match suppressions::page(&c.state.svc, sf.id, before, PAGE + 1).await {
+    let list = match suppressions::page(&c.state.svc, sf.id, before, PAGE).await {
         Ok(list) => list,
         Err(e) => return c.failed(&e),
     };
-    let next = (list.len() as i64 > PAGE).then(|| list[PAGE as usize - 1].id);
     let page = SuppressionsPage {
         c: c.common(),
         slug: sf.slug.clone(),
         storefront: sf.name.clone(),
-        rows: list
-            .iter()
-            .take(PAGE as usize)
-            .map(suppression_row)
-            .collect(),
+        rows: list.items.iter().map(suppression_row).collect(),
         can_lift: staff.role.can_resend(),
         notice: q
             .get("lifted")
             .map(|email| format!("{email} gets email again.")),
-        next,
+        next: list.next,
     };
     c.page(StatusCode::OK, &page)
 }

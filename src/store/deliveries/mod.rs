@@ -145,19 +145,43 @@ pub trait WroteDelivery {
     fn written_delivery(&self) -> Option<i64>;
 }
 
-/// The id of the delivery written, if one was.
+/// The id of the delivery written, if one was (and it waits in `queued`).
 impl WroteDelivery for Option<i64> {
     fn written_delivery(&self) -> Option<i64> {
         *self
     }
 }
 
-/// Writes a delivery inside the caller's transaction; returns its id.
+/// A delivery written in the caller's transaction: its id, and whether it was recorded
+/// `suppressed` (the address is on the suppression list, or a limit stopped it) rather than
+/// `queued`. Only a queued one is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenDelivery {
+    pub id: i64,
+    pub suppressed: bool,
+}
+
+impl WrittenDelivery {
+    /// The id to hand to the queue: none for a suppressed delivery (nothing is sent).
+    pub fn to_publish(self) -> Option<i64> {
+        (!self.suppressed).then_some(self.id)
+    }
+}
+
+/// The delivery to publish, if one was written and it was not suppressed.
+impl WroteDelivery for Option<WrittenDelivery> {
+    fn written_delivery(&self) -> Option<i64> {
+        self.and_then(WrittenDelivery::to_publish)
+    }
+}
+
+/// Writes a delivery inside the caller's transaction; `suppressed` when the address is on the
+/// storefront's suppression list (or the caller suppressed it): then it is never published.
 pub(crate) async fn insert_delivery(
     conn: &mut dyn Conn,
     d: &NewDelivery,
     now: DateTime<Utc>,
-) -> DbResult<i64> {
+) -> DbResult<WrittenDelivery> {
     // An address on the storefront's suppression list gets nothing more.
     let on_list = if d.suppression_checked || d.suppressed_reason.is_some() {
         None
@@ -166,6 +190,7 @@ pub(crate) async fn insert_delivery(
             .await?
             .map(|s| s.not_sent_reason())
     };
+    let suppressed = d.suppressed_reason.is_some() || on_list.is_some();
     let (status, relay_at, last_error) = match d.suppressed_reason.as_ref().or(on_list.as_ref()) {
         Some(reason) => ("suppressed", None, Some(reason.clone())),
         None => ("queued", Some(now + d.relay_after), None),
@@ -217,7 +242,7 @@ pub(crate) async fn insert_delivery(
         )
         .await?;
     }
-    Ok(id)
+    Ok(WrittenDelivery { id, suppressed })
 }
 
 /// A delivery as the log shows it.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::limits::Verdict;
-use super::{IssueOutcome, LinkFor, LinkRequest};
+use super::{IssueOutcome, LinkFor, LinkRequest, SuppressedBy};
 use crate::store::Store;
 use crate::store::db::{DbResult, Value};
 use crate::store::deliveries::NewDelivery;
@@ -382,7 +382,14 @@ impl Store {
                         account_id: a.id,
                     }
                 }
-                Some(a) => IssueOutcome::Suppressed { account_id: a.id },
+                Some(a) => IssueOutcome::Suppressed {
+                    account_id: a.id,
+                    by: if p.suppressed.is_some() {
+                        SuppressedBy::List
+                    } else {
+                        SuppressedBy::Limit
+                    },
+                },
             })
             .collect())
     }

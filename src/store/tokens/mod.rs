@@ -70,7 +70,16 @@ pub enum IssueOutcome {
     Queued { delivery_id: i64, account_id: i64 },
     /// Over a limit, or the address is on the suppression list: recorded as a `suppressed`
     /// delivery, no token.
-    Suppressed { account_id: i64 },
+    Suppressed { account_id: i64, by: SuppressedBy },
+}
+
+/// What stopped a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuppressedBy {
+    /// A sign-in limit (per client, or the account's ceiling).
+    Limit,
+    /// The address is on the storefront's suppression list (a hard bounce or a complaint).
+    List,
 }
 
 impl super::deliveries::WroteDelivery for IssueOutcome {
@@ -246,8 +255,11 @@ impl Store {
                 )
                 .await?;
             }
+            let by_list = suppressed.is_some();
             let delivery_id =
-                insert_delivery(&mut *tx, &r.delivery(&account, verdict, suppressed), now).await?;
+                insert_delivery(&mut *tx, &r.delivery(&account, verdict, suppressed), now)
+                    .await?
+                    .id;
             outcomes.push(if allowed {
                 IssueOutcome::Queued {
                     delivery_id,
@@ -256,6 +268,11 @@ impl Store {
             } else {
                 IssueOutcome::Suppressed {
                     account_id: account.id,
+                    by: if by_list {
+                        SuppressedBy::List
+                    } else {
+                        SuppressedBy::Limit
+                    },
                 }
             });
         }
@@ -299,9 +316,9 @@ impl Store {
             &params![&token_hash.0, staff.id, now, expires_at, bucket],
         )
         .await?;
-        let id = insert_delivery(&mut *tx, &delivery(&staff), now).await?;
+        let written = insert_delivery(&mut *tx, &delivery(&staff), now).await?;
         tx.commit().await?;
-        Ok(Some(id))
+        Ok(written.to_publish())
     }
 
     /// Looks a link up without consuming it (mail scanners prefetch links).

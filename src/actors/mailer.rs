@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures::StreamExt;
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use super::batch::Batcher;
+use super::consumer::consume;
 use super::spawn_work;
 use crate::domain::EmailAddress;
 use crate::error::AppError;
@@ -23,7 +23,7 @@ use crate::links::{self, ConsoleLink, PortalLink};
 use crate::mail::bounce::verp_address;
 use crate::mail::{EmailContent, MagicLink, Transport, build_message, render};
 use crate::metrics::StatusLabel;
-use crate::queue::{Job, MailMessage, MailQueue};
+use crate::queue::{MailMessage, MailQueue};
 use crate::services::Services;
 use crate::store::{AttemptRecord, ClaimRules, ClaimedDelivery, DeliveryKind, Finish, FinishItem};
 
@@ -498,112 +498,26 @@ pub async fn run_worker(
     mailer: Addr<Mailer>,
     concurrency: u16,
     grace: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(concurrency as usize));
-    let mut backoff = Duration::from_millis(200);
-    'consume: loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        match queue.subscribe(concurrency).await {
-            Ok(mut jobs) => {
-                backoff = Duration::from_millis(200);
-                tracing::info!(queue = queue.name(), concurrency, "mail worker consuming");
-                loop {
-                    // A free slot first, then a message: a message taken is always handled.
-                    let slot = tokio::select! {
-                        slot = slots.clone().acquire_owned() => slot,
-                        _ = stopped(&mut shutdown) => {
-                            finish_in_flight(&slots, concurrency, grace).await;
-                            break 'consume;
-                        }
-                    };
-                    let Ok(slot) = slot else { break 'consume };
-                    let job = tokio::select! {
-                        job = jobs.next() => job,
-                        _ = stopped(&mut shutdown) => {
-                            drop(slot);
-                            finish_in_flight(&slots, concurrency, grace).await;
-                            break 'consume;
-                        }
-                    };
-                    let Some(job) = job else { break };
-                    let mailer = mailer.clone();
-                    tokio::spawn(async move {
-                        handle_job(job, &mailer).await;
-                        drop(slot);
-                    });
-                }
-                tracing::warn!("lost the mail queue; reconnecting");
+    consume(
+        queue,
+        "mail",
+        concurrency,
+        grace,
+        shutdown,
+        move |message, redelivered| {
+            let mailer = mailer.clone();
+            async move {
+                let deliver = Deliver {
+                    delivery_id: message.delivery_id,
+                    redelivered,
+                };
+                crate::actors::send(&mailer, deliver)
+                    .await
+                    .map(|r| r.map(|_| ()))
             }
-            Err(e) => tracing::warn!(error = %e, "cannot consume the mail queue; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stopped(&mut shutdown) => break,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
-    tracing::info!("mail worker stopped");
-}
-
-/// Waits until every slot is free again: each send in flight has been recorded and
-/// acknowledged (the consumer, and so its channel, is still open meanwhile).
-async fn finish_in_flight(slots: &Arc<Semaphore>, concurrency: u16, grace: Duration) {
-    let busy = concurrency as usize - slots.available_permits();
-    if busy == 0 {
-        return;
-    }
-    tracing::info!(
-        in_flight = busy,
-        "mail worker stopping: finishing the sends in flight"
-    );
-    if tokio::time::timeout(grace, slots.acquire_many(concurrency as u32))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            in_flight = concurrency as usize - slots.available_permits(),
-            "sends still in flight after the grace period"
-        );
-    }
-}
-
-async fn handle_job(job: Job, mailer: &Addr<Mailer>) {
-    let Some(message) = job.message else {
-        tracing::warn!("poison message: to the dead-letter queue");
-        job.ack.dead_letter().await;
-        return;
-    };
-    match crate::actors::send(
-        mailer,
-        Deliver {
-            delivery_id: message.delivery_id,
-            redelivered: job.redelivered,
         },
     )
     .await
-    {
-        Ok(Ok(_)) => job.ack.ack().await,
-        Ok(Err(AppError::Unavailable(e))) => {
-            tracing::warn!(delivery_id = message.delivery_id, error = %e, "cannot deliver now; requeueing");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            job.ack.requeue().await;
-        }
-        Ok(Err(e)) => {
-            // The row stays `sending`; the relay takes it again when the lease ends.
-            tracing::error!(delivery_id = message.delivery_id, error = %e, "delivery crashed");
-            job.ack.ack().await;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "mailer unavailable");
-            job.ack.requeue().await;
-        }
-    }
-}
-
-/// Resolves once `shutdown` is true (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
 }

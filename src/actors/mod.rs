@@ -18,6 +18,7 @@
 
 pub mod batch;
 pub mod billing_sync;
+pub mod consumer;
 pub mod mailer;
 pub mod session_keeper;
 pub mod token_issuer;

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures::StreamExt;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
+use super::consumer::consume;
 use super::spawn_work;
 use crate::error::AppError;
-use crate::queue::{Job, MailMessage, MailQueue};
+use crate::queue::{MailMessage, MailQueue};
 use crate::services::Services;
 use crate::store::{ClaimedWebhook, WebhookRetry, WebhookTry};
 use crate::webhooks::{WebhookClient, signature};
@@ -296,76 +296,30 @@ impl WebhookWork {
 
 /// A worker: consumes the webhook queue with `concurrency` posts in flight and hands each to
 /// the sender; reconnects when the broker goes away; on shutdown stops taking messages and
-/// waits (up to `grace`) for the posts in flight.
+/// finishes the posts in flight (up to `grace`) before the consumer's channel closes (see
+/// [`consume`]).
 pub async fn run_webhook_worker(
     queue: Arc<dyn MailQueue>,
     sender: Addr<WebhookSender>,
     concurrency: u16,
     grace: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let concurrency = concurrency.max(1);
-    let slots = Arc::new(Semaphore::new(concurrency as usize));
-    let mut backoff = Duration::from_millis(200);
-    'consume: loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        match queue.subscribe(concurrency).await {
-            Ok(mut jobs) => {
-                backoff = Duration::from_millis(200);
-                loop {
-                    let slot = tokio::select! {
-                        slot = slots.clone().acquire_owned() => slot,
-                        _ = shutdown.wait_for(|s| *s) => break 'consume,
-                    };
-                    let Ok(slot) = slot else { break 'consume };
-                    let job = tokio::select! {
-                        job = jobs.next() => job,
-                        _ = shutdown.wait_for(|s| *s) => break 'consume,
-                    };
-                    let Some(job) = job else { break };
-                    let sender = sender.clone();
-                    tokio::spawn(async move {
-                        handle_job(job, &sender).await;
-                        drop(slot);
-                    });
-                }
-                tracing::warn!("lost the webhook queue; reconnecting");
+    consume(
+        queue,
+        "webhook",
+        concurrency,
+        grace,
+        shutdown,
+        move |message, _| {
+            let sender = sender.clone();
+            async move {
+                let deliver = DeliverWebhook {
+                    delivery_id: message.delivery_id,
+                };
+                super::send(&sender, deliver).await.map(|r| r.map(|_| ()))
             }
-            Err(e) => tracing::warn!(error = %e, "cannot consume the webhook queue; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.wait_for(|s| *s) => break,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
-    let _ = tokio::time::timeout(grace, slots.acquire_many(concurrency as u32)).await;
-    tracing::info!("webhook worker stopped");
-}
-
-async fn handle_job(job: Job, sender: &Addr<WebhookSender>) {
-    let Some(message) = job.message else {
-        job.ack.dead_letter().await;
-        return;
-    };
-    let id = message.delivery_id;
-    match super::send(sender, DeliverWebhook { delivery_id: id }).await {
-        Ok(Ok(_)) => job.ack.ack().await,
-        Ok(Err(AppError::Unavailable(e))) => {
-            tracing::warn!(webhook_delivery_id = id, error = %e, "cannot deliver now; requeueing");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            job.ack.requeue().await;
-        }
-        Ok(Err(e)) => {
-            // The row stays `sending`; the relay takes it again when the lease ends.
-            tracing::error!(webhook_delivery_id = id, error = %e, "webhook delivery crashed");
-            job.ack.ack().await;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "webhook sender unavailable");
-            job.ack.requeue().await;
-        }
-    }
+        },
+    )
+    .await
 }

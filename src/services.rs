@@ -84,7 +84,7 @@ impl Services {
             let relay_after = self.config.relay_after();
             if self.now() - started > relay_after / 2 {
                 let again = self.now() + relay_after;
-                if let Err(e) = self.store.relay_later(delivery_id, again).await {
+                if let Err(e) = self.store.relay_later(delivery_id, again, self.now()).await {
                     tracing::warn!(delivery_id, error = %e, "a slow write's relay time could not be moved on");
                 }
             }

@@ -137,6 +137,7 @@ both_backends! {
         let rules = ClaimRules {
             now,
             lease_until: now + Span::minutes(5),
+            hold_until: None,
         };
         let first = store.claim_deliveries(&[(id, false)], rules).await.unwrap()[0].clone().unwrap();
         let second = store.claim_deliveries(&[(id, true)], rules).await.unwrap()[0].clone().unwrap();
@@ -161,8 +162,14 @@ both_backends! {
 
     async fn the_relay_leaves_a_row_to_the_worker_that_holds_it_until_its_lease_ends(backend: Backend) {
         // The claim keeps its lease in the row without moving the row's relay time, so the
-        // relay must itself skip a row a live worker holds, whatever its relay time says.
-        let app = Setup::new(backend).with_smtp().start().await;
+        // relay must itself skip a row a live worker holds, whatever its relay time says. (An
+        // SMTP dialogue allowed a minute is longer than a fresh row's relay delay: the worker
+        // cannot hold the row by its message alone, and claims it with a lease.)
+        let app = Setup::new(backend)
+            .with_smtp()
+            .config(|c| c.mail.smtp_timeout_seconds = 60)
+            .start()
+            .await;
         app.smtp().set_mode(SmtpMode::StallData);
         let id = app.request_link(&app.browser(), "alex@example.com").await;
         app.smtp()
@@ -177,6 +184,121 @@ both_backends! {
         // Past the lease: the worker is taken to have died, and the row is published again.
         app.clock.advance(Span::minutes(4));
         assert_eq!(app.app().relay_once().await.unwrap().published, 1);
+    }
+
+    async fn a_fresh_email_is_taken_without_a_write_and_a_late_or_repeated_one_with_a_lease(backend: Backend) {
+        // Most emails are sent within milliseconds of their row's write, on their message's
+        // first delivery: the unacknowledged message holds the row (the broker gives it to
+        // another consumer only if this one dies, and the relay publishes it again only at its
+        // relay time), so the claim reads the row and writes nothing. Whatever else may already
+        // have a copy of the message is claimed with a lease, as before.
+        use latchkey::store::{AttemptRecord, ClaimRules, Finish, FinishItem};
+        let app = Setup::new(backend)
+            .without_workers()
+            .config(|c| c.sign_in.per_account_max = 100)
+            .start()
+            .await;
+        let browser = app.browser();
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            ids.push(app.request_link(&browser, "alex@example.com").await);
+        }
+        let store = app.store();
+        let now = app.clock_now();
+        let rules = |now: chrono::DateTime<chrono::Utc>, margin: Span| ClaimRules {
+            now,
+            lease_until: now + Span::minutes(5),
+            hold_until: Some(now + margin),
+        };
+        let status = |id: i64| {
+            let store = app.store().clone();
+            async move { store.delivery(id).await.unwrap().unwrap() }
+        };
+
+        // Fresh, on its first delivery, its relay time (60 s away) beyond the margin: held.
+        let held = store.claim_deliveries(&[(ids[0], false)], rules(now, Span::seconds(30))).await.unwrap()[0]
+            .clone()
+            .expect("taken");
+        assert_eq!(held.held_until, Some(held.created_at + Span::seconds(60)));
+        let row = status(ids[0]).await;
+        assert_eq!(row.status.as_str(), "queued");
+        assert_eq!(row.updated_at, row.created_at, "the claim wrote nothing");
+        // Its outcome is recorded all the same.
+        let sent = FinishItem {
+            claimed: held,
+            attempt: Some(AttemptRecord {
+                started_at: now,
+                finished_at: now,
+                smtp_code: Some(250),
+                detail: "250 2.0.0 Ok".into(),
+                worker: "w1".into(),
+            }),
+            finish: Finish::Sent,
+            now,
+        };
+        assert_eq!(store.finish_deliveries(&[sent]).await.unwrap().written, vec![true]);
+        let row = status(ids[0]).await;
+        assert_eq!((row.status.as_str(), row.attempts), ("sent", 1));
+
+        // A message the broker delivered again (its consumer died): leased.
+        let again = store.claim_deliveries(&[(ids[1], true)], rules(now, Span::seconds(30))).await.unwrap()[0]
+            .clone()
+            .expect("taken");
+        assert_eq!(again.held_until, None);
+        assert_eq!(status(ids[1]).await.status.as_str(), "sending");
+
+        // Its relay time nearer than the margin: leased.
+        let late = store.claim_deliveries(&[(ids[2], false)], rules(now, Span::seconds(61))).await.unwrap()[0]
+            .clone()
+            .expect("taken");
+        assert_eq!(late.held_until, None);
+        assert_eq!(status(ids[2]).await.status.as_str(), "sending");
+
+        // Published again by the relay (so a second copy of its message may be about): leased,
+        // though its new relay time is a minute away.
+        let later = now + Span::seconds(61);
+        let step = store.take_relay_batch(later, later + Span::minutes(1), 10).await.unwrap();
+        assert_eq!(step.publish.iter().map(|p| p.id).collect::<Vec<_>>(), vec![ids[3]]);
+        let relayed = store.claim_deliveries(&[(ids[3], false)], rules(later, Span::seconds(30))).await.unwrap()[0]
+            .clone()
+            .expect("taken");
+        assert_eq!(relayed.held_until, None);
+        assert_eq!(status(ids[3]).await.status.as_str(), "sending");
+    }
+
+    async fn a_held_row_is_left_to_its_worker_and_a_send_that_starts_late_takes_a_lease(backend: Backend) {
+        // One email a second for the storefront: the second waits for the sending limit after
+        // its claim. The clock moves 40 s meanwhile, so its send would end nearer its relay time
+        // than the margin (5 s of SMTP dialogue + 30 s): it claims the row with a lease first.
+        let app = Setup::new(backend)
+            .with_smtp()
+            .config(|c| {
+                c.mail.per_storefront_per_second = 1;
+                c.sign_in.per_account_max = 100;
+            })
+            .start()
+            .await;
+        app.smtp().set_mode(SmtpMode::StallData);
+        let browser = app.browser();
+        let first = app.request_link(&browser, "alex@example.com").await;
+        app.smtp().wait_for_stalled(1, WAIT).await.expect("the first email reaches DATA");
+        assert_eq!(app.store().delivery(first).await.unwrap().unwrap().status.as_str(), "queued");
+        let second = app.request_link(&browser, "alex@example.com").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.clock.advance(Span::seconds(40));
+        app.smtp().wait_for_stalled(2, WAIT).await.expect("the second email reaches DATA");
+        assert_eq!(app.store().delivery(second).await.unwrap().unwrap().status.as_str(), "sending");
+        assert_eq!(app.store().delivery(first).await.unwrap().unwrap().status.as_str(), "queued");
+        // The first row's relay time (60 s) has not come, the second is leased: nothing to relay.
+        assert_eq!(app.app().relay_once().await.unwrap().published, 0);
+
+        // The stalled dialogues time out; the retries go through, one email each.
+        app.smtp().set_mode(SmtpMode::Accept);
+        for id in [first, second] {
+            let sent = app.wait_for_status(id, "sent").await;
+            assert_eq!(sent.attempts, 2);
+        }
+        assert_eq!(app.mailbox.wait_for_n("alex@example.com", 2).await.len(), 2);
     }
 
     async fn the_relay_looks_at_each_delivery_once_and_publishes_only_those_still_waiting(backend: Backend) {
@@ -196,7 +318,7 @@ both_backends! {
         }
         // A worker sends four and fails one; two stay queued (their publish was lost).
         let now = app.clock_now();
-        let rules = ClaimRules { now, lease_until: now + Span::minutes(5) };
+        let rules = ClaimRules { now, lease_until: now + Span::minutes(5), hold_until: None };
         let claimed = app.store().claim_deliveries(
             &ids[..5].iter().map(|id| (*id, false)).collect::<Vec<_>>(),
             rules,
@@ -258,12 +380,12 @@ both_backends! {
         let step = app.store().take_relay_batch(later + Span::seconds(61), later + Span::minutes(2), 100).await.unwrap();
         assert_eq!(step.publish.len(), 1);
         // A time behind the relay's place is never looked at again...
-        app.store().relay_later(id, now).await.unwrap();
         let far = later + Span::minutes(10);
+        app.store().relay_later(id, now, far).await.unwrap();
         let step = app.store().take_relay_batch(far, far + Span::minutes(1), 100).await.unwrap();
         assert_eq!(step.publish.len(), 0);
         // ...a time ahead of it is.
-        app.store().relay_later(id, far + Span::seconds(1)).await.unwrap();
+        app.store().relay_later(id, far + Span::seconds(1), far).await.unwrap();
         let step = app.store().take_relay_batch(far + Span::seconds(2), far + Span::minutes(1), 100).await.unwrap();
         assert_eq!(step.publish.iter().map(|p| p.id).collect::<Vec<_>>(), vec![id]);
     }
@@ -469,15 +591,24 @@ fn spawn_worker(app: &TestApp) -> Child {
         .expect("start a latchkey worker process")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_send_loses_nothing() {
+/// A worker killed by SIGKILL in the middle of an SMTP dialogue: with `held` its claim wrote
+/// nothing (the row stays `queued`, held by the unacknowledged message); otherwise the worker
+/// was allowed an SMTP dialogue longer than a fresh row's relay delay, so it leased the row.
+async fn worker_killed_mid_send(held: bool) {
     let app = Setup::new(Backend::Postgres)
         .without_workers()
         .start()
         .await;
     let smtp = app.smtp().clone();
     smtp.set_mode(SmtpMode::StallData);
-    let mut first = spawn_worker(&app);
+    let mut first = if held {
+        spawn_worker(&app)
+    } else {
+        app.command(&["worker"])
+            .env("LATCHKEY_MAIL__SMTP_TIMEOUT_SECONDS", "60")
+            .spawn()
+            .expect("start a latchkey worker process")
+    };
 
     let id = app.request_link(&app.browser(), "alex@example.com").await;
     smtp.wait_for_stalled(1, WAIT)
@@ -491,7 +622,7 @@ async fn a_worker_killed_mid_send_loses_nothing() {
             .unwrap()
             .status
             .as_str(),
-        "sending"
+        if held { "queued" } else { "sending" }
     );
 
     // SIGKILL: no chance to acknowledge or update the row.
@@ -512,6 +643,16 @@ async fn a_worker_killed_mid_send_loses_nothing() {
         1,
         "exactly one email arrived"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_send_loses_nothing() {
+    worker_killed_mid_send(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_send_of_a_leased_row_loses_nothing() {
+    worker_killed_mid_send(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

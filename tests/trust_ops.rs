@@ -534,15 +534,46 @@ async fn a_worker_serves_its_mail_metrics_on_its_operations_port() {
     worker.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_second_email_when_the_outcome_write_meets_a_database_outage() {
-    let app = Setup::new(Backend::Postgres).with_db_proxy().start().await;
+/// The database goes away while the worker is in the SMTP dialogue, and comes back after the
+/// server's 250. `held`: the claim wrote nothing (the row's message holds it); otherwise the
+/// worker is allowed an SMTP dialogue longer than a fresh row's relay delay and leases the row.
+async fn outcome_write_meets_a_database_outage(held: bool) {
+    let app = Setup::new(Backend::Postgres)
+        .with_db_proxy()
+        .config(move |c| {
+            if !held {
+                c.mail.smtp_timeout_seconds = 60;
+            }
+        })
+        .start()
+        .await;
     let proxy = app.db_proxy.clone().unwrap();
     let smtp = app.smtp().clone();
     // The SMTP server takes its time to answer: the database goes away meanwhile.
     smtp.set_delay(Duration::from_secs(2));
     let id = app.request_link(&app.browser(), "alex@example.com").await;
-    app.wait_for_status(id, "sending").await;
+    if held {
+        let deadline = std::time::Instant::now() + WAIT;
+        while smtp.connections_accepted() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker never connected"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            app.store()
+                .delivery(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+                .as_str(),
+            "queued"
+        );
+    } else {
+        app.wait_for_status(id, "sending").await;
+    }
     proxy.set_down(true);
     smtp.wait_for_count(1, WAIT)
         .await
@@ -563,6 +594,16 @@ async fn no_second_email_when_the_outcome_write_meets_a_database_outage() {
     let report = app.app().relay_once().await.unwrap();
     assert_eq!(report.published, 0);
     assert_eq!(smtp.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_second_email_when_the_outcome_write_meets_a_database_outage() {
+    outcome_write_meets_a_database_outage(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_second_email_when_a_leased_rows_outcome_meets_a_database_outage() {
+    outcome_write_meets_a_database_outage(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -870,16 +911,10 @@ async fn sigterm_lets_a_worker_finish_its_sends_and_leaves_the_rest_queued() {
     ] {
         ids.push(app.request_link(&browser, email).await);
     }
-    // Two sends in flight (the worker's concurrency), two still in the queue.
+    // Two sends in flight (the worker's concurrency: two SMTP dialogues open), two still in
+    // the queue. (Fresh rows are taken without a claim write: they stay `queued` meanwhile.)
     let deadline = Instant::now() + WAIT;
-    while app
-        .count(
-            "SELECT COUNT(*) FROM deliveries WHERE status = 'sending'",
-            &[],
-        )
-        .await
-        < 2
-    {
+    while smtp.connections_accepted() < 2 {
         assert!(Instant::now() < deadline, "the worker never took two");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

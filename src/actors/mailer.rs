@@ -96,6 +96,7 @@ impl Mailer {
                     let rules = ClaimRules {
                         now,
                         lease_until: now + lease,
+                        hold_until: Some(now + svc.config.claim_hold_margin()),
                     };
                     Ok(svc.store.claim_deliveries(&items, rules).await?)
                 }
@@ -279,6 +280,17 @@ impl MailWork {
         self.limits
             .wait(prepared.to.domain(), claimed.storefront_id)
             .await;
+        // Held by its message alone (no claim written), the row is published again at its relay
+        // time: a send that could still be under way near then takes a lease first.
+        let claimed = match claimed.held_until {
+            Some(until) if svc.now() + svc.config.claim_hold_margin() > until => {
+                match self.claims.submit((id, false)).await? {
+                    Some(leased) => leased,
+                    None => return Ok(DeliverOutcome::Skipped),
+                }
+            }
+            _ => claimed,
+        };
 
         let started_at = svc.now();
         let timer = std::time::Instant::now();

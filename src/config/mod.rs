@@ -552,6 +552,15 @@ impl Config {
             .unwrap_or(chrono::Duration::seconds(60))
     }
 
+    /// How long before its relay time a worker must still be able to send a fresh row's email
+    /// and record the outcome to take the row without writing a claim (see
+    /// `ClaimRules::hold_until`): a whole SMTP dialogue (`mail.smtp_timeout_seconds`) and half
+    /// the relay delay for the outcome's write (a database briefly away is waited for). A
+    /// delivery picked up later, or about to be sent later, is claimed with a lease first.
+    pub fn claim_hold_margin(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.mail.smtp_timeout_seconds as i64) + self.relay_after() / 2
+    }
+
     /// The pauses between tries of an event delivery.
     pub fn webhook_retry_delays(&self) -> Vec<Duration> {
         self.webhooks

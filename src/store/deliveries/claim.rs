@@ -10,7 +10,7 @@ use super::{DeliveryKind, DeliveryStatus};
 use crate::domain::{EmailAddress, EmailData};
 use crate::params;
 use crate::store::Store;
-use crate::store::db::{Conn, DbResult, Dialect, Value};
+use crate::store::db::{Conn, DbResult, Dialect, Row, Value};
 
 /// A delivery a worker has taken: status `sending` until it finishes or its lease ends.
 #[derive(Debug, Clone)]
@@ -28,6 +28,12 @@ pub struct ClaimedDelivery {
     pub sealed_token: Option<Vec<u8>>,
     pub link_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// `None` when the claim wrote its lease on the row (`sending`). `Some(relay time)` when it
+    /// wrote nothing: a fresh row on its message's first delivery is held by that message alone
+    /// (unacknowledged, the broker gives it to another consumer only if this one dies), and
+    /// nothing else publishes it before its relay time. The holder sends and records the
+    /// outcome well before then, or claims the row for real first ([`ClaimRules::hold_until`]).
+    pub held_until: Option<DateTime<Utc>>,
 }
 
 /// How a claim treats a row another worker may still hold.
@@ -36,6 +42,12 @@ pub struct ClaimRules {
     pub now: DateTime<Utc>,
     /// The lease: if the worker dies, the row may be taken again after this.
     pub lease_until: DateTime<Utc>,
+    /// Claims without a write: a row still `queued`, never tried and never published again
+    /// (its `updated_at` is its `created_at`), whose relay time is at least this, taken on its
+    /// message's first delivery, is returned as it is and left `queued`
+    /// ([`ClaimedDelivery::held_until`]). Most emails so cost the database a read, not an
+    /// update. `None`: every row taken is leased.
+    pub hold_until: Option<DateTime<Utc>>,
 }
 
 /// One try's record.
@@ -167,6 +179,8 @@ struct OutcomeRows {
     sent_code: Vec<Option<i64>>,
     sent_detail: Vec<Option<String>>,
     sent_worker: Vec<Option<String>>,
+    /// The claim wrote nothing: the row may still be `queued`.
+    held: Vec<bool>,
 }
 
 impl OutcomeRows {
@@ -197,6 +211,7 @@ impl OutcomeRows {
             .push(sent.and_then(|a| a.smtp_code.map(i64::from)));
         self.sent_detail.push(sent.map(|a| a.detail.clone()));
         self.sent_worker.push(sent.map(|a| a.worker.clone()));
+        self.held.push(item.claimed.held_until.is_some());
     }
 
     fn into_values(self) -> Vec<Value> {
@@ -214,6 +229,7 @@ impl OutcomeRows {
             Value::I64s(self.sent_code),
             Value::Texts(self.sent_detail),
             Value::Texts(self.sent_worker),
+            Value::Bools(self.held),
         ]
     }
 
@@ -234,7 +250,8 @@ impl OutcomeRows {
                     self.sent_started[i],
                     self.sent_code[i],
                     self.sent_detail[i].clone(),
-                    self.sent_worker[i].clone()
+                    self.sent_worker[i].clone(),
+                    self.held[i]
                 ]
             })
             .collect()
@@ -274,89 +291,110 @@ impl Store {
         const CLAIMABLE: &str = "(d.status = 'queued'
              OR (d.status = 'deferred' AND d.next_attempt_at <= $4)
              OR (d.status = 'sending' AND (d.next_attempt_at <= $2 OR r.redelivered)))";
-        const RETURNING: &str = "RETURNING d.id, d.storefront_id, d.account_id, d.kind, d.recipient, d.subject, d.attempts,
-             d.payload, d.sealed_token, d.link_expires_at, d.created_at";
+        const FRESH: &str = "NOT r.redelivered AND d.status = 'queued' AND d.attempts = 0
+             AND d.updated_at = d.created_at AND d.relay_at >= $3";
+        const COLUMNS: &str =
+            "d.id, d.storefront_id, d.account_id, d.kind, d.recipient, d.subject, d.attempts,
+             d.payload, d.sealed_token, d.link_expires_at, d.created_at, d.relay_at";
         let due = rules.now + Duration::seconds(1);
-        let rows = match self.dialect() {
-            // One statement for the batch. It need not wait for its WAL flush: if the database
-            // loses a claim in a crash, the row is taken again, as when its lease runs out (the
-            // email may go twice either way; sending is at-least-once). set_config(…, true)
-            // scopes the setting to this statement's own transaction. The lease is kept in
-            // `next_attempt_at` and `relay_at` is left alone, so the claim changes no indexed
-            // column: PostgreSQL updates the row in place (HOT) without touching an index.
+        let mut claimed: HashMap<i64, ClaimedDelivery> = HashMap::new();
+        let mut rest: Vec<(i64, bool)> = items.to_vec();
+        match self.dialect() {
+            // A read for the fresh rows, then one update for the others, if any. The update
+            // need not wait for its WAL flush: if the database loses a claim in a crash, the
+            // row is taken again, as when its lease runs out (the email may go twice either
+            // way; sending is at-least-once). set_config(…, true) scopes the setting to this
+            // statement's own transaction. The lease is kept in `next_attempt_at` and
+            // `relay_at` is left alone, so the claim changes no indexed column: PostgreSQL
+            // updates the row in place (HOT) without touching an index.
             Dialect::Postgres => {
-                let (ids, redelivered): (Vec<_>, Vec<_>) =
-                    items.iter().map(|(id, r)| (Some(*id), *r)).unzip();
-                let sql = format!(
-                    "UPDATE deliveries d SET status = 'sending', updated_at = $2, next_attempt_at = $3
-                     FROM (SELECT * FROM unnest($1::bigint[], $5::bool[]) AS u(id, redelivered)) AS r,
-                          (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
-                     WHERE d.id = r.id AND {CLAIMABLE}
-                     {RETURNING}"
-                );
-                self.batches()
-                    .query(
-                        &sql,
-                        &[
-                            Value::I64s(ids),
-                            Value::Ts(rules.now),
-                            Value::Ts(rules.lease_until),
-                            Value::Ts(due),
-                            Value::Bools(redelivered),
-                        ],
-                    )
-                    .await?
+                if let Some(hold_until) = rules.hold_until {
+                    let (ids, redelivered): (Vec<_>, Vec<_>) =
+                        items.iter().map(|(id, r)| (Some(*id), *r)).unzip();
+                    let sql = format!(
+                        "SELECT {COLUMNS} FROM deliveries d
+                         JOIN unnest($1::bigint[], $2::bool[]) AS r(id, redelivered) ON d.id = r.id
+                         WHERE {FRESH}"
+                    );
+                    let rows = self
+                        .batches()
+                        .query(
+                            &sql,
+                            &[
+                                Value::I64s(ids),
+                                Value::Bools(redelivered),
+                                Value::Ts(hold_until),
+                            ],
+                        )
+                        .await?;
+                    take_rows(&mut claimed, &rows, true);
+                    rest.retain(|(id, _)| !claimed.contains_key(id));
+                }
+                if !rest.is_empty() {
+                    let (ids, redelivered): (Vec<_>, Vec<_>) =
+                        rest.iter().map(|(id, r)| (Some(*id), *r)).unzip();
+                    let sql = format!(
+                        "UPDATE deliveries d SET status = 'sending', updated_at = $2, next_attempt_at = $3
+                         FROM (SELECT * FROM unnest($1::bigint[], $5::bool[]) AS u(id, redelivered)) AS r,
+                              (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
+                         WHERE d.id = r.id AND {CLAIMABLE}
+                         RETURNING {COLUMNS}"
+                    );
+                    let rows = self
+                        .batches()
+                        .query(
+                            &sql,
+                            &[
+                                Value::I64s(ids),
+                                Value::Ts(rules.now),
+                                Value::Ts(rules.lease_until),
+                                Value::Ts(due),
+                                Value::Bools(redelivered),
+                            ],
+                        )
+                        .await?;
+                    take_rows(&mut claimed, &rows, false);
+                }
             }
             Dialect::Sqlite => {
                 // One row per statement (SQLite has no arrays), all in one transaction.
-                let claimable = CLAIMABLE.replace("d.", "").replace("r.redelivered", "$5");
-                let returning = RETURNING.replace("d.", "");
-                let sql = format!(
+                let plain = |sql: &str| sql.replace("d.", "").replace("r.redelivered", "$5");
+                let (claimable, columns) = (plain(CLAIMABLE), plain(COLUMNS));
+                let fresh = FRESH
+                    .replace("d.", "")
+                    .replace("$3", "$2")
+                    .replace("r.redelivered", "$3");
+                let select = format!("SELECT {columns} FROM deliveries WHERE id = $1 AND {fresh}");
+                let update = format!(
                     "UPDATE deliveries SET status = 'sending', updated_at = $2, next_attempt_at = $3
                      WHERE id = $1 AND {claimable}
-                     {returning}"
+                     RETURNING {columns}"
                 );
                 let mut tx = self.batches().begin().await?;
-                let mut rows = Vec::new();
                 for (id, redelivered) in items {
-                    rows.extend(
-                        tx.query(
-                            &sql,
+                    if claimed.contains_key(id) {
+                        continue;
+                    }
+                    if let Some(hold_until) = rules.hold_until {
+                        let rows = tx
+                            .query(&select, &params![*id, hold_until, *redelivered])
+                            .await?;
+                        if !rows.is_empty() {
+                            take_rows(&mut claimed, &rows, true);
+                            continue;
+                        }
+                    }
+                    let rows = tx
+                        .query(
+                            &update,
                             &params![*id, rules.now, rules.lease_until, due, *redelivered],
                         )
-                        .await?,
-                    );
+                        .await?;
+                    take_rows(&mut claimed, &rows, false);
                 }
                 tx.commit().await?;
-                rows
             }
-        };
-        let mut claimed: HashMap<i64, ClaimedDelivery> = rows
-            .iter()
-            .map(|r| {
-                let kind = DeliveryKind::parse(&r.string(3)).unwrap_or(DeliveryKind::SignIn);
-                (
-                    r.i64(0),
-                    ClaimedDelivery {
-                        id: r.i64(0),
-                        storefront_id: r.i64(1),
-                        account_id: r.opt_i64(2),
-                        kind,
-                        recipient: r.email(4),
-                        subject: r.string(5),
-                        attempts: r.i64(6),
-                        data: serde_json::from_str(&r.string(7))
-                            .and_then(|json| EmailData::read(kind, json))
-                            .map_err(|e| {
-                                format!("the {} email's data cannot be read: {e}", kind.as_str())
-                            }),
-                        sealed_token: r.opt_bytes(8),
-                        link_expires_at: r.opt_ts(9),
-                        created_at: r.ts(10),
-                    },
-                )
-            })
-            .collect();
+        }
         // A delivery named twice in one batch is claimed once.
         Ok(items.iter().map(|(id, _)| claimed.remove(id)).collect())
     }
@@ -384,7 +422,7 @@ impl Store {
                  sent_started_at = u.sent_started, sent_code = u.sent_code, sent_detail = u.sent_detail,
                  sent_worker = u.sent_worker";
         const UPDATE_WHERE: &str =
-            "WHERE d.id = u.id AND d.status = 'sending' AND d.attempts = u.prev
+            "WHERE d.id = u.id AND d.attempts = u.prev AND (d.status = 'sending' OR (u.held AND d.status = 'queued'))
                  RETURNING d.id, d.storefront_id, d.account_id, d.kind, d.recipient, d.status,
                      u.error, u.at";
         let events;
@@ -402,9 +440,9 @@ impl Store {
                          {UPDATE}
                          FROM unnest($9::bigint[], $10::text[], $11::bigint[], $12::text[], $13::timestamptz[],
                              $14::timestamptz[], $15::timestamptz[], $16::bool[], $17::bigint[],
-                             $18::timestamptz[], $19::bigint[], $20::text[], $21::text[])
+                             $18::timestamptz[], $19::bigint[], $20::text[], $21::text[], $22::bool[])
                              AS u(id, status, attempts, error, at, next_at, relay_at, final, prev,
-                                  sent_started, sent_code, sent_detail, sent_worker)
+                                  sent_started, sent_code, sent_detail, sent_worker, held)
                          {UPDATE_WHERE}),
                      -- A sending try whose row had moved on (another worker took it after the
                      -- lease) is still a try: it gets an attempt row, as failed tries do.
@@ -437,7 +475,7 @@ impl Store {
                          sent_at = CASE WHEN $2 = 'sent' THEN $5 ELSE sent_at END,
                          sealed_token = CASE WHEN $8 THEN NULL ELSE sealed_token END,
                          sent_started_at = $10, sent_code = $11, sent_detail = $12, sent_worker = $13
-                     WHERE id = $1 AND status = 'sending' AND attempts = $9
+                     WHERE id = $1 AND attempts = $9 AND (status = 'sending' OR ($14 AND status = 'queued'))
                      RETURNING id";
                 let mut ids = Vec::new();
                 for row in upd.rows() {
@@ -478,14 +516,21 @@ impl Store {
         })
     }
 
-    /// Gives a delivery still waiting a new relay time (a row whose write committed late).
-    pub async fn relay_later(&self, id: i64, at: DateTime<Utc>) -> DbResult<()> {
+    /// Gives a delivery still waiting a new relay time (a row whose write committed late). The
+    /// row is then no longer fresh: its worker claims it with a lease (see
+    /// [`ClaimRules::hold_until`]).
+    pub async fn relay_later(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> DbResult<()> {
         self.db()
             .execute(
                 &format!(
-                    "UPDATE deliveries SET relay_at = $2 WHERE id = $1 AND status IN {WAITING}"
+                    "UPDATE deliveries SET relay_at = $2, updated_at = $3 WHERE id = $1 AND status IN {WAITING}"
                 ),
-                &params![id, at],
+                &params![id, at, now],
             )
             .await?;
         Ok(())
@@ -522,7 +567,7 @@ impl Store {
                          FROM (SELECT relay_at, id FROM passed ORDER BY relay_at DESC, id DESC LIMIT 1) AS last
                          WHERE relay_progress.id = 1),
                      waiting AS (
-                         UPDATE deliveries d SET relay_at = CASE
+                         UPDATE deliveries d SET updated_at = $1, relay_at = CASE
                              WHEN d.status = 'sending' AND d.next_attempt_at > $1 THEN d.next_attempt_at
                              ELSE $2 END
                          FROM passed WHERE d.id = passed.id AND d.status IN {WAITING}
@@ -568,8 +613,8 @@ impl Store {
                     let lease = row.ts(3);
                     let held = status == Some(DeliveryStatus::Sending) && lease > now;
                     tx.execute(
-                        "UPDATE deliveries SET relay_at = $2 WHERE id = $1",
-                        &params![row.i64(0), if held { lease } else { again_at }],
+                        "UPDATE deliveries SET relay_at = $2, updated_at = $3 WHERE id = $1",
+                        &params![row.i64(0), if held { lease } else { again_at }, now],
                     )
                     .await?;
                     if !held {
@@ -587,6 +632,33 @@ impl Store {
                 Ok(step)
             }
         }
+    }
+}
+
+/// Reads claimed rows (the claim's columns) into `claimed`; `held` when the claim wrote
+/// nothing (the row's relay time is then how long its message holds it).
+fn take_rows(claimed: &mut HashMap<i64, ClaimedDelivery>, rows: &[Row], held: bool) {
+    for r in rows {
+        let kind = DeliveryKind::parse(&r.string(3)).unwrap_or(DeliveryKind::SignIn);
+        claimed.insert(
+            r.i64(0),
+            ClaimedDelivery {
+                id: r.i64(0),
+                storefront_id: r.i64(1),
+                account_id: r.opt_i64(2),
+                kind,
+                recipient: r.email(4),
+                subject: r.string(5),
+                attempts: r.i64(6),
+                data: serde_json::from_str(&r.string(7))
+                    .and_then(|json| EmailData::read(kind, json))
+                    .map_err(|e| format!("the {} email's data cannot be read: {e}", kind.as_str())),
+                sealed_token: r.opt_bytes(8),
+                link_expires_at: r.opt_ts(9),
+                created_at: r.ts(10),
+                held_until: if held { r.opt_ts(11) } else { None },
+            },
+        );
     }
 }
 

@@ -291,46 +291,73 @@ impl Store {
         const CLAIMABLE: &str = "(d.status = 'queued'
              OR (d.status = 'deferred' AND d.next_attempt_at <= $4)
              OR (d.status = 'sending' AND (d.next_attempt_at <= $2 OR r.redelivered)))";
-        const FRESH: &str = "NOT r.redelivered AND d.status = 'queued' AND d.attempts = 0
-             AND d.updated_at = d.created_at AND d.relay_at >= $3";
+        // The claim's columns, then what tells a fresh row (`fresh`).
         const COLUMNS: &str =
             "d.id, d.storefront_id, d.account_id, d.kind, d.recipient, d.subject, d.attempts,
              d.payload, d.sealed_token, d.link_expires_at, d.created_at, d.relay_at";
+        const FRESHNESS: &str = "d.status, d.updated_at";
         let due = rules.now + Duration::seconds(1);
         let mut claimed: HashMap<i64, ClaimedDelivery> = HashMap::new();
-        let mut rest: Vec<(i64, bool)> = items.to_vec();
-        match self.dialect() {
-            // A read for the fresh rows, then one update for the others, if any. The update
-            // need not wait for its WAL flush: if the database loses a claim in a crash, the
-            // row is taken again, as when its lease runs out (the email may go twice either
-            // way; sending is at-least-once). set_config(…, true) scopes the setting to this
-            // statement's own transaction. The lease is kept in `next_attempt_at` and
-            // `relay_at` is left alone, so the claim changes no indexed column: PostgreSQL
-            // updates the row in place (HOT) without touching an index.
-            Dialect::Postgres => {
-                if let Some(hold_until) = rules.hold_until {
-                    let (ids, redelivered): (Vec<_>, Vec<_>) =
-                        items.iter().map(|(id, r)| (Some(*id), *r)).unzip();
-                    let sql = format!(
-                        "SELECT {COLUMNS} FROM deliveries d
-                         JOIN unnest($1::bigint[], $2::bool[]) AS r(id, redelivered) ON d.id = r.id
-                         WHERE {FRESH}"
-                    );
-                    let rows = self
-                        .batches()
+        // First deliveries: the rows are read, and the fresh ones taken as they are. (Fresh is
+        // decided here, not in SQL: with a condition on `relay_at` in the statement, its generic
+        // plan may walk the relay index instead of looking the ids up.)
+        let first: Vec<i64> = items
+            .iter()
+            .filter(|(_, r)| !r)
+            .map(|(id, _)| *id)
+            .collect();
+        if let Some(hold_until) = rules.hold_until
+            && !first.is_empty()
+        {
+            let rows = match self.dialect() {
+                Dialect::Postgres => {
+                    self.batches()
                         .query(
-                            &sql,
-                            &[
-                                Value::I64s(ids),
-                                Value::Bools(redelivered),
-                                Value::Ts(hold_until),
-                            ],
+                            &format!(
+                                "SELECT {COLUMNS}, {FRESHNESS} FROM deliveries d WHERE d.id = ANY($1::bigint[])"
+                            ),
+                            &[Value::I64s(first.iter().map(|id| Some(*id)).collect())],
                         )
-                        .await?;
-                    take_rows(&mut claimed, &rows, true);
-                    rest.retain(|(id, _)| !claimed.contains_key(id));
+                        .await?
                 }
-                if !rest.is_empty() {
+                Dialect::Sqlite => {
+                    let sql = format!(
+                        "SELECT {} FROM deliveries WHERE id = $1",
+                        format!("{COLUMNS}, {FRESHNESS}").replace("d.", "")
+                    );
+                    let mut rows = Vec::new();
+                    for id in &first {
+                        rows.extend(self.batches().query(&sql, &params![*id]).await?);
+                    }
+                    rows
+                }
+            };
+            let fresh: Vec<Row> = rows
+                .into_iter()
+                .filter(|r| {
+                    r.string(12) == DeliveryStatus::Queued.as_str()
+                        && r.i64(6) == 0
+                        && r.ts(13) == r.ts(10)
+                        && r.opt_ts(11).is_some_and(|relay_at| relay_at >= hold_until)
+                })
+                .collect();
+            take_rows(&mut claimed, &fresh, true);
+        }
+        let rest: Vec<(i64, bool)> = items
+            .iter()
+            .filter(|(id, _)| !claimed.contains_key(id))
+            .copied()
+            .collect();
+        if !rest.is_empty() {
+            let rows = match self.dialect() {
+                // One statement for the batch. It need not wait for its WAL flush: if the
+                // database loses a claim in a crash, the row is taken again, as when its lease
+                // runs out (the email may go twice either way; sending is at-least-once).
+                // set_config(…, true) scopes the setting to this statement's own transaction.
+                // The lease is kept in `next_attempt_at` and `relay_at` is left alone, so the
+                // claim changes no indexed column: PostgreSQL updates the row in place (HOT)
+                // without touching an index.
+                Dialect::Postgres => {
                     let (ids, redelivered): (Vec<_>, Vec<_>) =
                         rest.iter().map(|(id, r)| (Some(*id), *r)).unzip();
                     let sql = format!(
@@ -340,8 +367,7 @@ impl Store {
                          WHERE d.id = r.id AND {CLAIMABLE}
                          RETURNING {COLUMNS}"
                     );
-                    let rows = self
-                        .batches()
+                    self.batches()
                         .query(
                             &sql,
                             &[
@@ -352,48 +378,33 @@ impl Store {
                                 Value::Bools(redelivered),
                             ],
                         )
-                        .await?;
-                    take_rows(&mut claimed, &rows, false);
+                        .await?
                 }
-            }
-            Dialect::Sqlite => {
-                // One row per statement (SQLite has no arrays), all in one transaction.
-                let plain = |sql: &str| sql.replace("d.", "").replace("r.redelivered", "$5");
-                let (claimable, columns) = (plain(CLAIMABLE), plain(COLUMNS));
-                let fresh = FRESH
-                    .replace("d.", "")
-                    .replace("$3", "$2")
-                    .replace("r.redelivered", "$3");
-                let select = format!("SELECT {columns} FROM deliveries WHERE id = $1 AND {fresh}");
-                let update = format!(
-                    "UPDATE deliveries SET status = 'sending', updated_at = $2, next_attempt_at = $3
-                     WHERE id = $1 AND {claimable}
-                     RETURNING {columns}"
-                );
-                let mut tx = self.batches().begin().await?;
-                for (id, redelivered) in items {
-                    if claimed.contains_key(id) {
-                        continue;
+                Dialect::Sqlite => {
+                    // One row per statement (SQLite has no arrays), all in one transaction.
+                    let claimable = CLAIMABLE.replace("d.", "").replace("r.redelivered", "$5");
+                    let sql = format!(
+                        "UPDATE deliveries SET status = 'sending', updated_at = $2, next_attempt_at = $3
+                         WHERE id = $1 AND {claimable}
+                         RETURNING {}",
+                        COLUMNS.replace("d.", "")
+                    );
+                    let mut tx = self.batches().begin().await?;
+                    let mut rows = Vec::new();
+                    for (id, redelivered) in &rest {
+                        rows.extend(
+                            tx.query(
+                                &sql,
+                                &params![*id, rules.now, rules.lease_until, due, *redelivered],
+                            )
+                            .await?,
+                        );
                     }
-                    if let Some(hold_until) = rules.hold_until {
-                        let rows = tx
-                            .query(&select, &params![*id, hold_until, *redelivered])
-                            .await?;
-                        if !rows.is_empty() {
-                            take_rows(&mut claimed, &rows, true);
-                            continue;
-                        }
-                    }
-                    let rows = tx
-                        .query(
-                            &update,
-                            &params![*id, rules.now, rules.lease_until, due, *redelivered],
-                        )
-                        .await?;
-                    take_rows(&mut claimed, &rows, false);
+                    tx.commit().await?;
+                    rows
                 }
-                tx.commit().await?;
-            }
+            };
+            take_rows(&mut claimed, &rows, false);
         }
         // A delivery named twice in one batch is claimed once.
         Ok(items.iter().map(|(id, _)| claimed.remove(id)).collect())

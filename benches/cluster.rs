@@ -109,7 +109,7 @@ impl Settings {
             env,
             clients,
             kill_at,
-            max_rate: env_number("BENCH_MAX_RATE", 1000.0)?,
+            max_rate: env_number("BENCH_MAX_RATE", 2500.0)?,
         })
     }
 
@@ -818,7 +818,7 @@ section, between the `cluster-bench` marker lines; `BENCH_WRITE=0` prints only.
 | `BENCH_SECONDS` / `BENCH_WARMUP_SECONDS` | `30` / `2` | measured / warm-up seconds |
 | `BENCH_KILL_AT_SECONDS` | half of `BENCH_SECONDS` | when node 1 is killed, into the measured window |
 | `BENCH_DRAIN_TIMEOUT_SECONDS` | `300` | longest wait for the emails after the window |
-| `BENCH_MAX_RATE` | `1000` | links/s the account pool is sized for |
+| `BENCH_MAX_RATE` | `2500` | links/s the account pool is sized for |
 | `LATCHKEY_*` | | passed on to every `latchkey` process |
 
 *Links/s end to end*, *POST/s* and *to inbox* mean what they mean in the results below. The

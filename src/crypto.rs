@@ -23,6 +23,7 @@ pub struct Keys {
     csrf: hmac::Key,
     device: hmac::Key,
     verp: hmac::Key,
+    code: hmac::Key,
 }
 
 impl std::fmt::Debug for Keys {
@@ -51,6 +52,7 @@ impl Keys {
         let csrf_bytes = derive(b"latchkey csrf key");
         let device_bytes = derive(b"latchkey device key");
         let verp_bytes = derive(b"latchkey verp key");
+        let code_bytes = derive(b"latchkey sign-in code key");
         let seal = LessSafeKey::new(
             UnboundKey::new(&aead::CHACHA20_POLY1305, seal_bytes.as_ref()).expect("32-byte key"),
         );
@@ -59,6 +61,7 @@ impl Keys {
             csrf: hmac::Key::new(hmac::HMAC_SHA256, csrf_bytes.as_ref()),
             device: hmac::Key::new(hmac::HMAC_SHA256, device_bytes.as_ref()),
             verp: hmac::Key::new(hmac::HMAC_SHA256, verp_bytes.as_ref()),
+            code: hmac::Key::new(hmac::HMAC_SHA256, code_bytes.as_ref()),
         }
     }
 
@@ -214,6 +217,33 @@ impl Keys {
         })
     }
 
+    /// The 6-digit sign-in code that goes with a customer's link (SPEC §11): derived from the
+    /// link's token with a key of its own, so the Mailer computes it from the sealed token and
+    /// no code is stored anywhere. Whoever has the code has seen the link's email.
+    pub fn sign_in_code(&self, token: &OpaqueToken) -> SignInCode {
+        let mut message = b"sign-in code v1|".to_vec();
+        message.extend_from_slice(token.as_bytes());
+        let tag = hmac::sign(&self.code, &message);
+        let head: [u8; 8] = tag.as_ref()[..8].try_into().expect("8 of 32 bytes");
+        // 2^64 is so much larger than 10^6 that the remainder's bias is below 10^-13.
+        SignInCode(format!("{:06}", u64::from_be_bytes(head) % 1_000_000))
+    }
+
+    /// What a link's row keeps of its code: a keyed hash of the code together with the random
+    /// value of the browser that asked for the link (its sign-in cookie), so the code is
+    /// worth nothing in another browser.
+    pub fn sign_in_code_hash(&self, binding: &[u8], code: &str) -> Vec<u8> {
+        hmac::sign(&self.code, &code_message(binding, code))
+            .as_ref()
+            .to_vec()
+    }
+
+    /// Constant-time check of a typed code, in the browser holding `binding`, against a row's
+    /// hash.
+    pub fn sign_in_code_matches(&self, binding: &[u8], code: &str, stored: &[u8]) -> bool {
+        hmac::verify(&self.code, &code_message(binding, code), stored).is_ok()
+    }
+
     /// The CSRF token that goes with a CSRF cookie value (double-submit, signed).
     pub fn csrf_token(&self, cookie_value: &str) -> String {
         URL_SAFE_NO_PAD.encode(hmac::sign(&self.csrf, cookie_value.as_bytes()))
@@ -225,6 +255,31 @@ impl Keys {
             Ok(tag) => hmac::verify(&self.csrf, cookie_value.as_bytes(), &tag).is_ok(),
             Err(_) => false,
         }
+    }
+}
+
+/// The message a code's hash is taken of: the binding, length-prefixed, then the code.
+fn code_message(binding: &[u8], code: &str) -> Vec<u8> {
+    let mut message = b"sign-in code binding v1|".to_vec();
+    message.extend_from_slice(&(binding.len() as u32).to_be_bytes());
+    message.extend_from_slice(binding);
+    message.extend_from_slice(code.as_bytes());
+    message
+}
+
+/// A sign-in code (six digits). `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignInCode(String);
+
+impl SignInCode {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SignInCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignInCode([redacted])")
     }
 }
 
@@ -329,6 +384,23 @@ mod tests {
         let mut tampered = sealed.clone();
         tampered[20] ^= 1;
         assert_eq!(k.open_token(&tampered), None);
+    }
+
+    #[test]
+    fn sign_in_codes_are_six_digits_bound_to_the_browser() {
+        let k = keys("a-secret-of-at-least-thirty-two-chars");
+        let t = OpaqueToken::generate();
+        let code = k.sign_in_code(&t);
+        assert_eq!(code.expose().len(), 6);
+        assert!(code.expose().bytes().all(|b| b.is_ascii_digit()));
+        assert_eq!(k.sign_in_code(&t), code, "derived, not random");
+        assert_eq!(format!("{code:?}"), "SignInCode([redacted])");
+        let hash = k.sign_in_code_hash(b"browser-a", code.expose());
+        assert!(k.sign_in_code_matches(b"browser-a", code.expose(), &hash));
+        assert!(!k.sign_in_code_matches(b"browser-b", code.expose(), &hash));
+        assert!(!k.sign_in_code_matches(b"", code.expose(), &hash));
+        let other = keys("another-secret-of-thirty-two-chars-long");
+        assert!(!other.sign_in_code_matches(b"browser-a", code.expose(), &hash));
     }
 
     #[test]

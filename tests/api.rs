@@ -80,7 +80,14 @@ impl Reply {
         assert!(message.len() > 10, "a sentence for a person: {body}");
         for key in body.as_object().unwrap().keys() {
             assert!(
-                ["code", "message", "fields", "sign_in_url"].contains(&key.as_str()),
+                [
+                    "code",
+                    "message",
+                    "fields",
+                    "sign_in_url",
+                    "sign_in_link_sent"
+                ]
+                .contains(&key.as_str()),
                 "unexpected {key} in {body}"
             );
         }
@@ -979,6 +986,7 @@ async fn the_openapi_document_is_valid_openapi_3() {
                         json!({ "code": code, "message": "A sentence." }),
                         json!({ "code": code, "message": "A sentence.", "fields": { "name": "Required." } }),
                         json!({ "code": code, "message": "A sentence.", "sign_in_url": "http://127.0.0.1/s/demo/sign-in" }),
+                        json!({ "code": code, "message": "A sentence.", "sign_in_url": "http://127.0.0.1/s/demo/sign-in", "sign_in_link_sent": true }),
                     ];
                     assert!(
                         candidates.iter().any(|c| doc.valid(schema, c)),
@@ -1758,12 +1766,13 @@ both_backends! {
         assert_eq!(dashboard.h1(), "Hi, Jordan");
         assert!(dashboard.text().contains("6-seat cart #22"), "{}", dashboard.text());
 
-        // The address is taken (in any case): 409 email_taken, telling the customer to sign in
-        // to the portal by a link sent to that address.
+        // The address is taken (in any case): 409 email_taken, and the address is sent a
+        // sign-in link to the portal at once (the answer says so).
         let before = counts(&app).await;
         for email in ["alex@example.com", "ALEX@Example.COM", "jordan.lee@example.com"] {
             let reply = api.post("/accounts", &json!({ "email": email, "full_name": "Someone Else" })).await;
             let err = reply.error(409, "email_taken");
+            assert_eq!(err["sign_in_link_sent"], true, "{err}");
             let message = err["message"].as_str().unwrap();
             let lower = message.to_lowercase();
             assert!(lower.contains("sign in") && lower.contains("portal") && lower.contains("link"), "{message}");

@@ -69,7 +69,7 @@ async fn console_sign_in(app: &TestApp, browser: &Browser, email: &str) -> Page 
     let page = browser.get("/console/sign-in").await;
     assert_eq!(page.h1(), "Console sign-in");
     let sent = browser
-        .submit(
+        .submit_followed(
             &page,
             "form[action='/console/sign-in']",
             &[("email", email)],
@@ -305,7 +305,7 @@ both_backends! {
         assert_eq!(forged.status(), 303);
         // And a customer's address is not a staff address.
         let page = customer.get("/console/sign-in").await;
-        customer.submit(&page, "form[action='/console/sign-in']", &[("email", "sam@example.com")]).await;
+        customer.submit_followed(&page, "form[action='/console/sign-in']", &[("email", "sam@example.com")]).await;
         assert_eq!(app.count("SELECT COUNT(*) FROM staff_tokens", &[]).await, 1, "only Otto's link");
     }
 
@@ -438,7 +438,7 @@ both_backends! {
         app.sign_in(&work_browser, "alex.work@example.com").await;
         let pending_link = app.browser();
         let page = pending_link.get("/s/demo/sign-in").await;
-        pending_link.submit(&page, "form[action$='/sign-in']", &[("email", "alex.work@example.com")]).await;
+        pending_link.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex.work@example.com")]).await;
         let unused = sign_in_link(&app.mailbox.nth("alex.work@example.com", 2).await);
 
         let alex = account_id(&app, "alex@example.com").await;

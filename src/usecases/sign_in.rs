@@ -15,7 +15,9 @@ use crate::crypto::DeviceClaim;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
 use crate::services::Services;
-use crate::store::{Account, Audience, SessionInfo, StaffSession, StaffUser, Storefront};
+use crate::store::{
+    Account, Audience, IssueOutcome, SessionInfo, StaffSession, StaffUser, Storefront,
+};
 
 /// A link redeemed: the session started for the browser.
 #[derive(Debug)]
@@ -37,6 +39,9 @@ pub struct LinkAsked {
     pub client_ip: Option<IpAddr>,
     /// The browser's device cookie, if it carries one.
     pub device: Option<DeviceClaim>,
+    /// The random value of the sign-in cookie set with this request (customers only): the
+    /// email's code signs in only the browser holding it (SPEC §11).
+    pub binding: Option<Vec<u8>>,
 }
 
 /// A customer asks for a sign-in link. The answer is the same whether or not the address has
@@ -52,8 +57,30 @@ pub async fn request_link(
         redirect: asked.next,
         client_ip: asked.client_ip,
         device: asked.device,
+        binding: asked.binding,
     };
-    ask(&actors.token_issuer, request).await
+    ask(&actors.token_issuer, request).await.map(|_| ())
+}
+
+/// A sign-up through the API with an address that has an account on the storefront: that
+/// address gets a sign-in link (SPEC §11), held to the usual limits like a request from the
+/// sign-in page (counted for the account in the bucket of a client with no known address,
+/// and in its ceiling). Returns whether a link was sent.
+pub async fn link_for_taken_address(
+    actors: &Actors,
+    storefront: &Arc<Storefront>,
+    email: EmailAddress,
+) -> Result<bool, AppError> {
+    let request = RequestLink {
+        storefront: storefront.clone(),
+        email,
+        redirect: None,
+        client_ip: None,
+        device: None,
+        binding: None,
+    };
+    let outcome = ask(&actors.token_issuer, request).await?;
+    Ok(matches!(outcome, IssueOutcome::Queued { .. }))
 }
 
 /// Whether a customer's link is live (unused, unexpired) on this storefront.
@@ -104,6 +131,59 @@ pub async fn redeem(
         .redeem_token(
             Audience::Customer(storefront_id),
             &token.hash(),
+            &session.hash(),
+            expires_at,
+            now,
+        )
+        .await?;
+    Ok(redeemed.map(|r| RedeemedSession {
+        account_id: r.subject_id,
+        redirect: r.redirect_path,
+        session,
+        expires_at,
+    }))
+}
+
+/// Wrong sign-in codes a link takes: the fifth uses it up (SPEC §11). With a 6-digit code
+/// that leaves a guesser 5 in 10^6, and only in the browser that asked.
+pub const CODE_TRIES: i64 = 5;
+
+/// A customer types the sign-in code of the link sent to `email`, in the browser whose
+/// sign-in cookie holds `binding` (`None`: it has none). The code is checked, in constant
+/// time, against each live link of the address that carries one; a match uses that link up
+/// (code and link both) and starts a session. Anything else, including the right code in
+/// another browser, is a wrong try on each of those links. `None` when it does not sign in;
+/// an unknown address answers the same.
+pub async fn redeem_code(
+    svc: &Services,
+    storefront_id: i64,
+    email: &EmailAddress,
+    binding: Option<&[u8]>,
+    code: &str,
+) -> Result<Option<RedeemedSession>, AppError> {
+    let now = svc.now();
+    let key = email.key();
+    let links = svc.store.code_links(storefront_id, &key, now).await?;
+    let binding = binding.unwrap_or_default();
+    let matched = links
+        .iter()
+        .find(|l| svc.keys.sign_in_code_matches(binding, code, &l.code_hash));
+    let Some(link) = matched else {
+        if !links.is_empty() {
+            svc.store
+                .count_wrong_code(storefront_id, &key, CODE_TRIES, now)
+                .await?;
+        }
+        return Ok(None);
+    };
+    let session = OpaqueToken::generate();
+    let expires_at = now + Duration::hours(svc.config.sign_in.session_hours as i64);
+    let redeemed = svc
+        .store
+        .redeem_code_link(
+            storefront_id,
+            link.id,
+            CODE_TRIES,
             &session.hash(),
             expires_at,
             now,

@@ -60,6 +60,9 @@ pub struct LinkRequest {
     pub relay_after: Duration,
     /// Recorded when no account matches (customers' own requests).
     pub unmatched: Option<Unmatched>,
+    /// A customer's own request: the keyed hash of the link's sign-in code with the asking
+    /// browser's binding (see `Keys::sign_in_code_hash`); the email then carries the code.
+    pub code_hash: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,9 +102,9 @@ pub enum LinkEmail {
 }
 
 impl LinkEmail {
-    fn data(&self, first_name: String) -> EmailData {
+    fn data(&self, first_name: String, code: bool) -> EmailData {
         match self {
-            LinkEmail::SignIn => EmailData::SignIn(Greeting { first_name }),
+            LinkEmail::SignIn => EmailData::SignIn(Greeting { first_name, code }),
             LinkEmail::BookingConfirmation(rental) => EmailData::BookingConfirmation(Booking {
                 first_name,
                 rental: rental.clone(),
@@ -149,7 +152,9 @@ impl LinkRequest {
             account_id: Some(account.id),
             recipient: account.email.clone(),
             subject: self.subject.clone(),
-            data: self.email.data(account.first_name()),
+            data: self
+                .email
+                .data(account.first_name(), self.code_hash.is_some()),
             sealed_token: allowed.then(|| self.sealed_token.clone()),
             link_expires_at: Some(self.expires_at),
             facility_ids: self.facility_ids.clone(),
@@ -170,6 +175,14 @@ pub struct LiveToken {
     /// The account, or the staff user, it signs in.
     pub subject_id: i64,
     pub expires_at: DateTime<Utc>,
+}
+
+/// A live customer link that carries a sign-in code.
+#[derive(Debug, Clone)]
+pub struct CodeLink {
+    pub id: i64,
+    /// The keyed hash of the code with the asking browser's binding.
+    pub code_hash: Vec<u8>,
 }
 
 /// A redeemed link: the session was started.
@@ -240,8 +253,8 @@ impl Store {
             let allowed = verdict == Verdict::Allowed && suppressed.is_none();
             if allowed {
                 tx.execute(
-                    "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at, client_key)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at, client_key, code_hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     &params![
                         r.storefront_id,
                         account.id,
@@ -250,7 +263,8 @@ impl Store {
                         r.redirect_path.clone(),
                         now,
                         r.expires_at,
-                        bucket
+                        bucket,
+                        r.code_hash.clone()
                     ],
                 )
                 .await?;
@@ -394,6 +408,97 @@ impl Store {
             hash: session_hash,
             expires_at: session_expires_at,
         };
+        start_session(&mut *tx, audience, redeemed.subject_id, &session, now).await?;
+        tx.commit().await?;
+        Ok(Some(redeemed))
+    }
+
+    /// The live customer links of an address on a storefront that carry a sign-in code: each
+    /// link's id and its code's keyed hash (SPEC §11). Only the links that asked for a code
+    /// (customers' own requests) have one; a used, expired or fifth-wrong-try link is not live.
+    pub async fn code_links(
+        &self,
+        storefront_id: i64,
+        email_key: &str,
+        now: DateTime<Utc>,
+    ) -> DbResult<Vec<CodeLink>> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT t.id, t.code_hash FROM sign_in_tokens t
+                 JOIN accounts a ON a.id = t.account_id
+                 WHERE a.storefront_id = $1 AND a.email_key = $2 AND t.storefront_id = $1
+                   AND t.used_at IS NULL AND t.expires_at > $3 AND t.code_hash IS NOT NULL
+                 ORDER BY t.id",
+                &params![storefront_id, email_key, now],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| CodeLink {
+                id: r.i64(0),
+                code_hash: r.bytes(1),
+            })
+            .collect())
+    }
+
+    /// A wrong sign-in code for an address: one more wrong try on each of its live links with a
+    /// code; the try that reaches `max_tries` uses the link up (its code and its link both).
+    /// Returns how many links it counted on.
+    pub async fn count_wrong_code(
+        &self,
+        storefront_id: i64,
+        email_key: &str,
+        max_tries: i64,
+        now: DateTime<Utc>,
+    ) -> DbResult<u64> {
+        self.db()
+            .execute(
+                "UPDATE sign_in_tokens
+                 SET code_tries = code_tries + 1,
+                     used_at = CASE WHEN code_tries + 1 >= $4 THEN $3 ELSE used_at END
+                 WHERE storefront_id = $1 AND used_at IS NULL AND expires_at > $3
+                   AND code_hash IS NOT NULL
+                   AND account_id IN (SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2)",
+                &params![storefront_id, email_key, now, max_tries],
+            )
+            .await
+    }
+
+    /// Uses a customer's link up by its code (the link goes with it) and starts the session in
+    /// the same transaction; `None` when the link is no longer live (used, expired, or out of
+    /// tries). Of many concurrent calls, one gets `Some`.
+    pub async fn redeem_code_link(
+        &self,
+        storefront_id: i64,
+        id: i64,
+        max_tries: i64,
+        session_hash: &TokenHash,
+        session_expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> DbResult<Option<Redeemed>> {
+        let mut tx = self.db().begin().await?;
+        let Some(row) = tx
+            .query_opt(
+                "UPDATE sign_in_tokens SET used_at = $2
+                 WHERE id = $1 AND used_at IS NULL AND expires_at > $2 AND code_hash IS NOT NULL
+                   AND code_tries < $3 AND storefront_id = $4
+                 RETURNING account_id, redirect_path",
+                &params![id, now, max_tries, storefront_id],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let redeemed = Redeemed {
+            subject_id: row.i64(0),
+            redirect_path: row.opt_string(1),
+        };
+        let session = NewSession {
+            hash: session_hash,
+            expires_at: session_expires_at,
+        };
+        let audience = Audience::Customer(storefront_id);
         start_session(&mut *tx, audience, redeemed.subject_id, &session, now).await?;
         tx.commit().await?;
         Ok(Some(redeemed))

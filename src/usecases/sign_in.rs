@@ -182,7 +182,7 @@ pub async fn redeem_code(
         .store
         .redeem_code_link(
             storefront_id,
-            link.id,
+            &link.token_hash,
             CODE_TRIES,
             &session.hash(),
             expires_at,

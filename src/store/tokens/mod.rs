@@ -180,7 +180,8 @@ pub struct LiveToken {
 /// A live customer link that carries a sign-in code.
 #[derive(Debug, Clone)]
 pub struct CodeLink {
-    pub id: i64,
+    /// The link's token hash (the row's key).
+    pub token_hash: Vec<u8>,
     /// The keyed hash of the code with the asking browser's binding.
     pub code_hash: Vec<u8>,
 }
@@ -425,18 +426,18 @@ impl Store {
         let rows = self
             .db()
             .query(
-                "SELECT t.id, t.code_hash FROM sign_in_tokens t
+                "SELECT t.token_hash, t.code_hash FROM sign_in_tokens t
                  JOIN accounts a ON a.id = t.account_id
                  WHERE a.storefront_id = $1 AND a.email_key = $2 AND t.storefront_id = $1
                    AND t.used_at IS NULL AND t.expires_at > $3 AND t.code_hash IS NOT NULL
-                 ORDER BY t.id",
+                 ORDER BY t.created_at",
                 &params![storefront_id, email_key, now],
             )
             .await?;
         Ok(rows
             .iter()
             .map(|r| CodeLink {
-                id: r.i64(0),
+                token_hash: r.bytes(0),
                 code_hash: r.bytes(1),
             })
             .collect())
@@ -471,7 +472,7 @@ impl Store {
     pub async fn redeem_code_link(
         &self,
         storefront_id: i64,
-        id: i64,
+        token_hash: &[u8],
         max_tries: i64,
         session_hash: &TokenHash,
         session_expires_at: DateTime<Utc>,
@@ -481,10 +482,10 @@ impl Store {
         let Some(row) = tx
             .query_opt(
                 "UPDATE sign_in_tokens SET used_at = $2
-                 WHERE id = $1 AND used_at IS NULL AND expires_at > $2 AND code_hash IS NOT NULL
+                 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND code_hash IS NOT NULL
                    AND code_tries < $3 AND storefront_id = $4
                  RETURNING account_id, redirect_path",
-                &params![id, now, max_tries, storefront_id],
+                &params![token_hash, now, max_tries, storefront_id],
             )
             .await?
         else {

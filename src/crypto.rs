@@ -14,7 +14,7 @@ use rand::RngCore;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hmac;
 
-use crate::domain::{OpaqueToken, Secret};
+use crate::domain::{OpaqueToken, Secret, TokenHash};
 
 /// The application's keys. Cheap to clone.
 #[derive(Clone)]
@@ -218,30 +218,32 @@ impl Keys {
     }
 
     /// The 6-digit sign-in code that goes with a customer's link (SPEC §11): derived from the
-    /// link's token with a key of its own, so the Mailer computes it from the sealed token and
-    /// no code is stored anywhere. Whoever has the code has seen the link's email.
-    pub fn sign_in_code(&self, token: &OpaqueToken) -> SignInCode {
+    /// link's token hash with a key of its own, so the Mailer computes it from the sealed token,
+    /// the portal checks it against the link's row, and no code is stored anywhere. Whoever has
+    /// the code has seen the link's email (or has the server key).
+    pub fn sign_in_code(&self, token_hash: &TokenHash) -> SignInCode {
         let mut message = b"sign-in code v1|".to_vec();
-        message.extend_from_slice(token.as_bytes());
+        message.extend_from_slice(&token_hash.0);
         let tag = hmac::sign(&self.code, &message);
         let head: [u8; 8] = tag.as_ref()[..8].try_into().expect("8 of 32 bytes");
         // 2^64 is so much larger than 10^6 that the remainder's bias is below 10^-13.
         SignInCode(format!("{:06}", u64::from_be_bytes(head) % 1_000_000))
     }
 
-    /// What a link's row keeps of its code: a keyed hash of the code together with the random
-    /// value of the browser that asked for the link (its sign-in cookie), so the code is
-    /// worth nothing in another browser.
-    pub fn sign_in_code_hash(&self, binding: &[u8], code: &str) -> Vec<u8> {
-        hmac::sign(&self.code, &code_message(binding, code))
-            .as_ref()
-            .to_vec()
+    /// Constant-time check of a typed code against the code of the link with this token hash.
+    pub fn sign_in_code_matches(&self, token_hash: &TokenHash, typed: &str) -> bool {
+        let expected = self.sign_in_code(token_hash);
+        let (a, b) = (expected.0.as_bytes(), typed.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
-    /// Constant-time check of a typed code, in the browser holding `binding`, against a row's
-    /// hash.
-    pub fn sign_in_code_matches(&self, binding: &[u8], code: &str, stored: &[u8]) -> bool {
-        hmac::verify(&self.code, &code_message(binding, code), stored).is_ok()
+    /// What a link's row keeps of the browser that asked for it: a keyed hash of the random
+    /// value in that browser's sign-in cookie. The code is tried only against the links whose
+    /// binding is the trying browser's, so it is worth nothing in another browser.
+    pub fn sign_in_binding(&self, binding: &[u8]) -> Vec<u8> {
+        let mut message = b"sign-in code binding v1|".to_vec();
+        message.extend_from_slice(binding);
+        hmac::sign(&self.code, &message).as_ref().to_vec()
     }
 
     /// The CSRF token that goes with a CSRF cookie value (double-submit, signed).
@@ -256,15 +258,6 @@ impl Keys {
             Err(_) => false,
         }
     }
-}
-
-/// The message a code's hash is taken of: the binding, length-prefixed, then the code.
-fn code_message(binding: &[u8], code: &str) -> Vec<u8> {
-    let mut message = b"sign-in code binding v1|".to_vec();
-    message.extend_from_slice(&(binding.len() as u32).to_be_bytes());
-    message.extend_from_slice(binding);
-    message.extend_from_slice(code.as_bytes());
-    message
 }
 
 /// A sign-in code (six digits). `Debug` never prints it.
@@ -387,20 +380,31 @@ mod tests {
     }
 
     #[test]
-    fn sign_in_codes_are_six_digits_bound_to_the_browser() {
+    fn sign_in_codes_are_six_digits_derived_from_the_link() {
         let k = keys("a-secret-of-at-least-thirty-two-chars");
-        let t = OpaqueToken::generate();
+        let t = OpaqueToken::generate().hash();
         let code = k.sign_in_code(&t);
         assert_eq!(code.expose().len(), 6);
         assert!(code.expose().bytes().all(|b| b.is_ascii_digit()));
         assert_eq!(k.sign_in_code(&t), code, "derived, not random");
         assert_eq!(format!("{code:?}"), "SignInCode([redacted])");
-        let hash = k.sign_in_code_hash(b"browser-a", code.expose());
-        assert!(k.sign_in_code_matches(b"browser-a", code.expose(), &hash));
-        assert!(!k.sign_in_code_matches(b"browser-b", code.expose(), &hash));
-        assert!(!k.sign_in_code_matches(b"", code.expose(), &hash));
-        let other = keys("another-secret-of-thirty-two-chars-long");
-        assert!(!other.sign_in_code_matches(b"browser-a", code.expose(), &hash));
+        assert!(k.sign_in_code_matches(&t, code.expose()));
+        let wrong = format!(
+            "{:06}",
+            (code.expose().parse::<u32>().unwrap() + 1) % 1_000_000
+        );
+        assert!(!k.sign_in_code_matches(&t, &wrong));
+        assert!(!k.sign_in_code_matches(&t, &code.expose()[..5]));
+        let other_key = keys("another-secret-of-thirty-two-chars-long");
+        assert_eq!(k.sign_in_binding(b"browser-a").len(), 32);
+        assert_ne!(
+            k.sign_in_binding(b"browser-a"),
+            k.sign_in_binding(b"browser-b")
+        );
+        assert_ne!(
+            k.sign_in_binding(b"browser-a"),
+            other_key.sign_in_binding(b"browser-a")
+        );
     }
 
     #[test]

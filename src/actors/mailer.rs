@@ -437,7 +437,7 @@ impl MailWork {
                 .ok_or("the link's token cannot be opened (was the secret key changed?)")?;
             let code = match data {
                 crate::domain::EmailData::SignIn(g) if g.code => {
-                    Some(svc.keys.sign_in_code(&opened))
+                    Some(svc.keys.sign_in_code(&opened.hash()))
                 }
                 _ => None,
             };

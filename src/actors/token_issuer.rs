@@ -109,26 +109,14 @@ impl TokenIssuer {
         requested_by: RequestedBy,
         redirect: Option<String>,
     ) -> LinkRequest {
-        let token = OpaqueToken::generate();
-        Self::link_request_for(svc, storefront, who, requested_by, redirect, &token)
-    }
-
-    /// A link request for this storefront with the given token.
-    fn link_request_for(
-        svc: &Services,
-        storefront: &Storefront,
-        who: LinkFor,
-        requested_by: RequestedBy,
-        redirect: Option<String>,
-        token: &OpaqueToken,
-    ) -> LinkRequest {
         let now = svc.now();
         let cfg = &svc.config;
+        let token = OpaqueToken::generate();
         LinkRequest {
             storefront_id: storefront.id,
             who,
             token_hash: token.hash(),
-            sealed_token: svc.keys.seal_token(token),
+            sealed_token: svc.keys.seal_token(&token),
             requested_by,
             redirect_path: redirect,
             expires_at: now + Duration::minutes(cfg.sign_in.link_ttl_minutes as i64),
@@ -139,7 +127,7 @@ impl TokenIssuer {
             facility_ids: Vec::new(),
             relay_after: cfg.relay_after(),
             unmatched: None,
-            code_hash: None,
+            code_binding: None,
         }
     }
 }
@@ -192,20 +180,17 @@ impl Handler<RequestLink> for TokenIssuer {
     type Result = ResponseFuture<Result<IssueOutcome, AppError>>;
 
     fn handle(&mut self, msg: RequestLink, _: &mut Context<Self>) -> Self::Result {
-        let token = OpaqueToken::generate();
-        let mut request = Self::link_request_for(
+        let mut request = Self::link_request(
             &self.svc,
             &msg.storefront,
             LinkFor::Email(msg.email.clone()),
             RequestedBy::Customer,
             msg.redirect,
-            &token,
         );
-        if let Some(binding) = &msg.binding {
-            let keys = &self.svc.keys;
-            let code = keys.sign_in_code(&token);
-            request.code_hash = Some(keys.sign_in_code_hash(binding, code.expose()));
-        }
+        request.code_binding = msg
+            .binding
+            .as_deref()
+            .map(|b| self.svc.keys.sign_in_binding(b));
         request.limit = Some(sign_in_limit(&self.svc, msg.client_ip, msg.device));
         request.unmatched = Some(Unmatched {
             email_hash: self.svc.keys.address_hash(&msg.email.key()),

@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::actors::{Actors, RequestLink, RequestStaffLink, ask};
 use crate::crypto::DeviceClaim;
-use crate::domain::{EmailAddress, OpaqueToken};
+use crate::domain::{EmailAddress, OpaqueToken, TokenHash};
 use crate::error::AppError;
 use crate::services::Services;
 use crate::store::{
@@ -123,6 +123,15 @@ pub async fn redeem(
     storefront_id: i64,
     token: &OpaqueToken,
 ) -> Result<Option<RedeemedSession>, AppError> {
+    redeem_hash(svc, storefront_id, &token.hash()).await
+}
+
+/// Consumes the customer's link with this token hash and starts a session.
+async fn redeem_hash(
+    svc: &Services,
+    storefront_id: i64,
+    token_hash: &TokenHash,
+) -> Result<Option<RedeemedSession>, AppError> {
     let now = svc.now();
     let session = OpaqueToken::generate();
     let expires_at = now + Duration::hours(svc.config.sign_in.session_hours as i64);
@@ -130,7 +139,7 @@ pub async fn redeem(
         .store
         .redeem_token(
             Audience::Customer(storefront_id),
-            &token.hash(),
+            token_hash,
             &session.hash(),
             expires_at,
             now,
@@ -144,16 +153,17 @@ pub async fn redeem(
     }))
 }
 
-/// Wrong sign-in codes a link takes: the fifth uses it up (SPEC §11). With a 6-digit code
-/// that leaves a guesser 5 in 10^6, and only in the browser that asked.
+/// Codes a link takes: the fifth wrong one uses it up (SPEC §11). With a 6-digit code that
+/// leaves a guesser 5 in 10^6, and only in the browser that asked.
 pub const CODE_TRIES: i64 = 5;
 
 /// A customer types the sign-in code of the link sent to `email`, in the browser whose
-/// sign-in cookie holds `binding` (`None`: it has none). The code is checked, in constant
-/// time, against each live link of the address that carries one; a match uses that link up
-/// (code and link both) and starts a session. Anything else, including the right code in
-/// another browser, is a wrong try on each of those links. `None` when it does not sign in;
-/// an unknown address answers the same.
+/// sign-in cookie holds `binding` (`None`: it has none, and nothing is tried). The try is
+/// counted on each live link of the address asked for in this browser, then the code is
+/// compared (in constant time) with each one's; a match uses that link up (code and link
+/// both) and starts a session, and a wrong fifth try uses its link up. Links asked for in
+/// other browsers are never tried nor counted. `None` when it does not sign in; an unknown
+/// address answers the same.
 pub async fn redeem_code(
     svc: &Services,
     storefront_id: i64,
@@ -161,40 +171,30 @@ pub async fn redeem_code(
     binding: Option<&[u8]>,
     code: &str,
 ) -> Result<Option<RedeemedSession>, AppError> {
-    let now = svc.now();
-    let key = email.key();
-    let links = svc.store.code_links(storefront_id, &key, now).await?;
-    let binding = binding.unwrap_or_default();
-    let matched = links
-        .iter()
-        .find(|l| svc.keys.sign_in_code_matches(binding, code, &l.code_hash));
-    let Some(link) = matched else {
-        if !links.is_empty() {
-            svc.store
-                .count_wrong_code(storefront_id, &key, CODE_TRIES, now)
-                .await?;
-        }
+    let Some(binding) = binding else {
         return Ok(None);
     };
-    let session = OpaqueToken::generate();
-    let expires_at = now + Duration::hours(svc.config.sign_in.session_hours as i64);
-    let redeemed = svc
+    let now = svc.now();
+    let binding = svc.keys.sign_in_binding(binding);
+    let tried = svc
         .store
-        .redeem_code_link(
-            storefront_id,
-            &link.token_hash,
-            CODE_TRIES,
-            &session.hash(),
-            expires_at,
-            now,
-        )
+        .try_sign_in_code(storefront_id, &email.key(), &binding, CODE_TRIES, now)
         .await?;
-    Ok(redeemed.map(|r| RedeemedSession {
-        account_id: r.subject_id,
-        redirect: r.redirect_path,
-        session,
-        expires_at,
-    }))
+    if let Some(hit) = tried
+        .iter()
+        .find(|t| svc.keys.sign_in_code_matches(&t.token_hash, code))
+    {
+        return redeem_hash(svc, storefront_id, &hit.token_hash).await;
+    }
+    let spent: Vec<TokenHash> = tried
+        .into_iter()
+        .filter(|t| t.tries >= CODE_TRIES)
+        .map(|t| t.token_hash)
+        .collect();
+    if !spent.is_empty() {
+        svc.store.end_code_links(storefront_id, &spent, now).await?;
+    }
+    Ok(None)
 }
 
 /// The customer's session behind a cookie value, on this storefront.

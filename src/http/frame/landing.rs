@@ -120,8 +120,13 @@ pub async fn request_link<S: Site>(frame: &mut Frame<S>, body: Body) -> Response
             return frame.page(StatusCode::BAD_REQUEST, &page);
         }
     };
+    // One binding per browser: a second request here keeps the first one's, so the codes
+    // of both emails work in this browser.
+    let binding = Pending::read(frame)
+        .map(|p| p.binding)
+        .unwrap_or_else(OpaqueToken::generate);
     let pending = Pending {
-        binding: OpaqueToken::generate(),
+        binding,
         email: email.clone(),
     };
     let request = LinkAsked {
@@ -157,9 +162,10 @@ pub fn link_sent<S: Site>(frame: &mut Frame<S>) -> Response {
 }
 
 /// `POST /sign-in/code`: the email's sign-in code, typed in the browser that asked for the
-/// link. Signs in as the link would (and uses it up); otherwise "Check your email" again with
-/// the reason, the same for a wrong code, a used or expired link, another browser and an
-/// unknown address.
+/// link. The address and the binding come from this browser's sign-in cookie (the form's
+/// `email` is only shown back). Signs in as the link would (and uses it up); otherwise "Check
+/// your email" again with the reason, the same for a wrong code, a used or expired link,
+/// another browser and an unknown address.
 pub async fn redeem_code<S: Site>(frame: &mut Frame<S>, body: Body) -> Response {
     if let Some(resp) = frame.rate_limited() {
         return resp;
@@ -169,10 +175,10 @@ pub async fn redeem_code<S: Site>(frame: &mut Frame<S>, body: Body) -> Response 
         Err(resp) => return *resp,
     };
     let pending = Pending::read(frame);
-    let shown = form
-        .get("email")
-        .map(printable)
-        .or_else(|| pending.as_ref().map(|p| p.email.to_string()))
+    let shown = pending
+        .as_ref()
+        .map(|p| p.email.to_string())
+        .or_else(|| form.get("email").map(printable))
         .unwrap_or_default();
     let code: String = form
         .get("code")
@@ -194,11 +200,12 @@ pub async fn redeem_code<S: Site>(frame: &mut Frame<S>, body: Body) -> Response 
             "The code has 6 digits: type it as the email shows it.",
         );
     }
-    let Ok(email) = EmailAddress::parse(&shown) else {
+    // Without the cookie of a request made here, nothing is tried (nor counted).
+    let Some(pending) = pending else {
         return retry(frame, WRONG_CODE);
     };
-    let binding = pending.as_ref().map(|p| p.binding.as_bytes().to_vec());
-    match S::redeem_code(frame, &email, binding.as_deref(), &code).await {
+    let binding = pending.binding.as_bytes().to_vec();
+    match S::redeem_code(frame, &pending.email, Some(&binding), &code).await {
         Ok(Some(session)) => {
             let cleared = frame.cookie(S::LINK_COOKIE, "", 0);
             with_cookie(signed_in(frame, session).await, &cleared)

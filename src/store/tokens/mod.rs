@@ -60,9 +60,10 @@ pub struct LinkRequest {
     pub relay_after: Duration,
     /// Recorded when no account matches (customers' own requests).
     pub unmatched: Option<Unmatched>,
-    /// A customer's own request: the keyed hash of the link's sign-in code with the asking
-    /// browser's binding (see `Keys::sign_in_code_hash`); the email then carries the code.
-    pub code_hash: Option<Vec<u8>>,
+    /// A customer's own request from a browser: the keyed hash of the random value in the
+    /// asking browser's sign-in cookie (see `Keys::sign_in_binding`); the email then carries
+    /// the link's sign-in code, which works only in that browser.
+    pub code_binding: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +155,7 @@ impl LinkRequest {
             subject: self.subject.clone(),
             data: self
                 .email
-                .data(account.first_name(), self.code_hash.is_some()),
+                .data(account.first_name(), self.code_binding.is_some()),
             sealed_token: allowed.then(|| self.sealed_token.clone()),
             link_expires_at: Some(self.expires_at),
             facility_ids: self.facility_ids.clone(),
@@ -177,13 +178,13 @@ pub struct LiveToken {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A live customer link that carries a sign-in code.
+/// A code tried on one of the links of the browser that tried it (SPEC §11).
 #[derive(Debug, Clone)]
-pub struct CodeLink {
-    /// The link's token hash (the row's key).
-    pub token_hash: Vec<u8>,
-    /// The keyed hash of the code with the asking browser's binding.
-    pub code_hash: Vec<u8>,
+pub struct CodeTry {
+    /// The link's token hash (its code is derived from it).
+    pub token_hash: TokenHash,
+    /// Codes tried on the link so far, this one included.
+    pub tries: i64,
 }
 
 /// A redeemed link: the session was started.
@@ -254,7 +255,7 @@ impl Store {
             let allowed = verdict == Verdict::Allowed && suppressed.is_none();
             if allowed {
                 tx.execute(
-                    "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at, client_key, code_hash)
+                    "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at, client_key, code_binding)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     &params![
                         r.storefront_id,
@@ -265,7 +266,7 @@ impl Store {
                         now,
                         r.expires_at,
                         bucket,
-                        r.code_hash.clone()
+                        r.code_binding.clone()
                     ],
                 )
                 .await?;
@@ -414,95 +415,58 @@ impl Store {
         Ok(Some(redeemed))
     }
 
-    /// The live customer links of an address on a storefront that carry a sign-in code: each
-    /// link's id and its code's keyed hash (SPEC §11). Only the links that asked for a code
-    /// (customers' own requests) have one; a used, expired or fifth-wrong-try link is not live.
-    pub async fn code_links(
+    /// A sign-in code is tried in a browser: counts one try on each live link of the address
+    /// whose binding is that browser's and that has tries left, and returns them. Counting
+    /// before the code is compared caps the tries even when many arrive at once; links of
+    /// other browsers are never touched, so nobody can spend a customer's tries.
+    pub async fn try_sign_in_code(
         &self,
         storefront_id: i64,
         email_key: &str,
+        binding: &[u8],
+        max_tries: i64,
         now: DateTime<Utc>,
-    ) -> DbResult<Vec<CodeLink>> {
+    ) -> DbResult<Vec<CodeTry>> {
         let rows = self
             .db()
             .query(
-                "SELECT t.token_hash, t.code_hash FROM sign_in_tokens t
-                 JOIN accounts a ON a.id = t.account_id
-                 WHERE a.storefront_id = $1 AND a.email_key = $2 AND t.storefront_id = $1
-                   AND t.used_at IS NULL AND t.expires_at > $3 AND t.code_hash IS NOT NULL
-                 ORDER BY t.created_at",
-                &params![storefront_id, email_key, now],
+                "UPDATE sign_in_tokens SET code_tries = code_tries + 1
+                 WHERE account_id IN (SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2)
+                   AND storefront_id = $1 AND code_binding = $3
+                   AND used_at IS NULL AND expires_at > $4 AND code_tries < $5
+                 RETURNING token_hash, code_tries",
+                &params![storefront_id, email_key, binding, now, max_tries],
             )
             .await?;
         Ok(rows
             .iter()
-            .map(|r| CodeLink {
-                token_hash: r.bytes(0),
-                code_hash: r.bytes(1),
+            .map(|r| CodeTry {
+                token_hash: TokenHash(r.bytes(0).try_into().unwrap_or([0; 32])),
+                tries: r.i64(1),
             })
             .collect())
     }
 
-    /// A wrong sign-in code for an address: one more wrong try on each of its live links with a
-    /// code; the try that reaches `max_tries` uses the link up (its code and its link both).
-    /// Returns how many links it counted on.
-    pub async fn count_wrong_code(
+    /// Ends the links whose last code try was wrong and was their last (used up: the link
+    /// with its code). Returns how many.
+    pub async fn end_code_links(
         &self,
         storefront_id: i64,
-        email_key: &str,
-        max_tries: i64,
+        token_hashes: &[TokenHash],
         now: DateTime<Utc>,
     ) -> DbResult<u64> {
-        self.db()
-            .execute(
-                "UPDATE sign_in_tokens
-                 SET code_tries = code_tries + 1,
-                     used_at = CASE WHEN code_tries + 1 >= $4 THEN $3 ELSE used_at END
-                 WHERE storefront_id = $1 AND used_at IS NULL AND expires_at > $3
-                   AND code_hash IS NOT NULL
-                   AND account_id IN (SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2)",
-                &params![storefront_id, email_key, now, max_tries],
-            )
-            .await
-    }
-
-    /// Uses a customer's link up by its code (the link goes with it) and starts the session in
-    /// the same transaction; `None` when the link is no longer live (used, expired, or out of
-    /// tries). Of many concurrent calls, one gets `Some`.
-    pub async fn redeem_code_link(
-        &self,
-        storefront_id: i64,
-        token_hash: &[u8],
-        max_tries: i64,
-        session_hash: &TokenHash,
-        session_expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> DbResult<Option<Redeemed>> {
-        let mut tx = self.db().begin().await?;
-        let Some(row) = tx
-            .query_opt(
-                "UPDATE sign_in_tokens SET used_at = $2
-                 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND code_hash IS NOT NULL
-                   AND code_tries < $3 AND storefront_id = $4
-                 RETURNING account_id, redirect_path",
-                &params![token_hash, now, max_tries, storefront_id],
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        let redeemed = Redeemed {
-            subject_id: row.i64(0),
-            redirect_path: row.opt_string(1),
-        };
-        let session = NewSession {
-            hash: session_hash,
-            expires_at: session_expires_at,
-        };
-        let audience = Audience::Customer(storefront_id);
-        start_session(&mut *tx, audience, redeemed.subject_id, &session, now).await?;
-        tx.commit().await?;
-        Ok(Some(redeemed))
+        let mut ended = 0;
+        for hash in token_hashes {
+            ended += self
+                .db()
+                .execute(
+                    "UPDATE sign_in_tokens SET used_at = $3
+                     WHERE token_hash = $1 AND storefront_id = $2 AND used_at IS NULL",
+                    &params![&hash.0, storefront_id, now],
+                )
+                .await?;
+        }
+        Ok(ended)
     }
 
     /// Deletes unmatched sign-in records older than 30 days. Returns how many.

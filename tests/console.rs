@@ -364,9 +364,14 @@ both_backends! {
         assert_eq!(resent.status, 303);
         let after = browser.follow(&resent).await;
         assert!(after.text().contains("A new portal link is on its way"));
-        // The customer gets it, and it signs them in.
+        // The customer gets it, and it signs them in. No browser asked for it, so it carries
+        // no sign-in code (a code works only in the browser that asked), in neither part.
         let mail = app.mailbox.wait_for("alex@example.com").await;
         let link = sign_in_link(&mail);
+        let html = mail.html_body().unwrap();
+        for part in [mail.text_body(), html] {
+            assert!(!part.contains("enter this code"), "no sign-in code: {part}");
+        }
         let customer = app.browser();
         let landing = customer.get_url(&link).await;
         let signed_in = customer.submit(&landing, "form", &[]).await;

@@ -1174,7 +1174,8 @@ Knobs:
 
 - **Sign-in links end to end.** Each client is a browser of its own (cookie jar, keep-alive,
   no redirects): `GET /s/demo/sign-in`, read the hidden `csrf_token`, `POST /s/demo/sign-in` with
-  an address that has an account; the answer must be 200 "Check your email", anything else is an
+  an address that has an account; the answer must be the 303 to "Check your email" (`/sign-in/sent`,
+  not fetched: reloading it sends nothing), anything else is an
   error. A link counts when the SMTP server has its email. *Links/s end to end* = emails received
   / (first measured POST → last email's arrival); *POST/s* = POSTs answered / the issuing period;
   *to inbox* = email arrival − POST sent. Every email requested must arrive, or the run fails.

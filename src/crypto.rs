@@ -14,7 +14,7 @@ use rand::RngCore;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hmac;
 
-use crate::domain::{OpaqueToken, Secret};
+use crate::domain::{OpaqueToken, Secret, TokenHash};
 
 /// The application's keys. Cheap to clone.
 #[derive(Clone)]
@@ -23,6 +23,7 @@ pub struct Keys {
     csrf: hmac::Key,
     device: hmac::Key,
     verp: hmac::Key,
+    code: hmac::Key,
 }
 
 impl std::fmt::Debug for Keys {
@@ -51,6 +52,7 @@ impl Keys {
         let csrf_bytes = derive(b"latchkey csrf key");
         let device_bytes = derive(b"latchkey device key");
         let verp_bytes = derive(b"latchkey verp key");
+        let code_bytes = derive(b"latchkey sign-in code key");
         let seal = LessSafeKey::new(
             UnboundKey::new(&aead::CHACHA20_POLY1305, seal_bytes.as_ref()).expect("32-byte key"),
         );
@@ -59,6 +61,7 @@ impl Keys {
             csrf: hmac::Key::new(hmac::HMAC_SHA256, csrf_bytes.as_ref()),
             device: hmac::Key::new(hmac::HMAC_SHA256, device_bytes.as_ref()),
             verp: hmac::Key::new(hmac::HMAC_SHA256, verp_bytes.as_ref()),
+            code: hmac::Key::new(hmac::HMAC_SHA256, code_bytes.as_ref()),
         }
     }
 
@@ -214,6 +217,35 @@ impl Keys {
         })
     }
 
+    /// The 6-digit sign-in code that goes with a customer's link (SPEC §11): derived from the
+    /// link's token hash with a key of its own, so the Mailer computes it from the sealed token,
+    /// the portal checks it against the link's row, and no code is stored anywhere. Whoever has
+    /// the code has seen the link's email (or has the server key).
+    pub fn sign_in_code(&self, token_hash: &TokenHash) -> SignInCode {
+        let mut message = b"sign-in code v1|".to_vec();
+        message.extend_from_slice(&token_hash.0);
+        let tag = hmac::sign(&self.code, &message);
+        let head: [u8; 8] = tag.as_ref()[..8].try_into().expect("8 of 32 bytes");
+        // 2^64 is so much larger than 10^6 that the remainder's bias is below 10^-13.
+        SignInCode(format!("{:06}", u64::from_be_bytes(head) % 1_000_000))
+    }
+
+    /// Constant-time check of a typed code against the code of the link with this token hash.
+    pub fn sign_in_code_matches(&self, token_hash: &TokenHash, typed: &str) -> bool {
+        let expected = self.sign_in_code(token_hash);
+        let (a, b) = (expected.0.as_bytes(), typed.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// What a link's row keeps of the browser that asked for it: a keyed hash of the random
+    /// value in that browser's sign-in cookie. The code is tried only against the links whose
+    /// binding is the trying browser's, so it is worth nothing in another browser.
+    pub fn sign_in_binding(&self, binding: &[u8]) -> Vec<u8> {
+        let mut message = b"sign-in code binding v1|".to_vec();
+        message.extend_from_slice(binding);
+        hmac::sign(&self.code, &message).as_ref().to_vec()
+    }
+
     /// The CSRF token that goes with a CSRF cookie value (double-submit, signed).
     pub fn csrf_token(&self, cookie_value: &str) -> String {
         URL_SAFE_NO_PAD.encode(hmac::sign(&self.csrf, cookie_value.as_bytes()))
@@ -225,6 +257,22 @@ impl Keys {
             Ok(tag) => hmac::verify(&self.csrf, cookie_value.as_bytes(), &tag).is_ok(),
             Err(_) => false,
         }
+    }
+}
+
+/// A sign-in code (six digits). `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignInCode(String);
+
+impl SignInCode {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SignInCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignInCode([redacted])")
     }
 }
 
@@ -329,6 +377,34 @@ mod tests {
         let mut tampered = sealed.clone();
         tampered[20] ^= 1;
         assert_eq!(k.open_token(&tampered), None);
+    }
+
+    #[test]
+    fn sign_in_codes_are_six_digits_derived_from_the_link() {
+        let k = keys("a-secret-of-at-least-thirty-two-chars");
+        let t = OpaqueToken::generate().hash();
+        let code = k.sign_in_code(&t);
+        assert_eq!(code.expose().len(), 6);
+        assert!(code.expose().bytes().all(|b| b.is_ascii_digit()));
+        assert_eq!(k.sign_in_code(&t), code, "derived, not random");
+        assert_eq!(format!("{code:?}"), "SignInCode([redacted])");
+        assert!(k.sign_in_code_matches(&t, code.expose()));
+        let wrong = format!(
+            "{:06}",
+            (code.expose().parse::<u32>().unwrap() + 1) % 1_000_000
+        );
+        assert!(!k.sign_in_code_matches(&t, &wrong));
+        assert!(!k.sign_in_code_matches(&t, &code.expose()[..5]));
+        let other_key = keys("another-secret-of-thirty-two-chars-long");
+        assert_eq!(k.sign_in_binding(b"browser-a").len(), 32);
+        assert_ne!(
+            k.sign_in_binding(b"browser-a"),
+            k.sign_in_binding(b"browser-b")
+        );
+        assert_ne!(
+            k.sign_in_binding(b"browser-a"),
+            other_key.sign_in_binding(b"browser-a")
+        );
     }
 
     #[test]

@@ -80,7 +80,14 @@ impl Reply {
         assert!(message.len() > 10, "a sentence for a person: {body}");
         for key in body.as_object().unwrap().keys() {
             assert!(
-                ["code", "message", "fields", "sign_in_url"].contains(&key.as_str()),
+                [
+                    "code",
+                    "message",
+                    "fields",
+                    "sign_in_url",
+                    "sign_in_link_sent"
+                ]
+                .contains(&key.as_str()),
                 "unexpected {key} in {body}"
             );
         }
@@ -979,6 +986,7 @@ async fn the_openapi_document_is_valid_openapi_3() {
                         json!({ "code": code, "message": "A sentence." }),
                         json!({ "code": code, "message": "A sentence.", "fields": { "name": "Required." } }),
                         json!({ "code": code, "message": "A sentence.", "sign_in_url": "http://127.0.0.1/s/demo/sign-in" }),
+                        json!({ "code": code, "message": "A sentence.", "sign_in_url": "http://127.0.0.1/s/demo/sign-in", "sign_in_link_sent": true }),
                     ];
                     assert!(
                         candidates.iter().any(|c| doc.valid(schema, c)),
@@ -1723,6 +1731,60 @@ both_backends! {
 // ---------------------------------------------------------------------------------------------
 
 both_backends! {
+    async fn a_taken_email_at_sign_up_is_sent_a_sign_in_link_within_the_usual_limits(backend: Backend) {
+        let app = Setup::new(backend).with_smtp().start().await;
+        let api = Api::new(&app, &key(&app, "demo").await);
+        let taken = json!({ "email": "ALEX@example.com", "full_name": "Alex Again" });
+
+        // 409 email_taken, and the address is sent a sign-in link at once: the answer says so.
+        let err = api.post("/accounts", &taken).await.error(409, "email_taken");
+        assert_eq!(err["sign_in_link_sent"], true, "{err}");
+        let message = err["message"].as_str().unwrap();
+        assert!(message.starts_with("You already have an account: we have sent you a sign-in link."), "{message}");
+        assert_eq!(err["sign_in_url"], app.url("/s/demo/sign-in").as_str());
+
+        // The link arrives at the test's SMTP server and signs the customer in. No browser
+        // asked for it, so the email carries no sign-in code.
+        let mail = app.mailbox.wait_for("alex@example.com").await;
+        let text = mail.text_body();
+        assert!(
+            !text.lines().any(|l| l.trim().len() == 6 && l.trim().bytes().all(|b| b.is_ascii_digit())),
+            "no code: {text}"
+        );
+        let browser = app.browser();
+        let landing = browser.get_url(&sign_in_link(&mail)).await;
+        let signed_in = browser.submit(&landing, "form", &[]).await;
+        assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+        assert_eq!(browser.follow(&signed_in).await.h1(), "Hi, Alex");
+        assert_eq!(app.count("SELECT COUNT(*) FROM accounts WHERE email_key = 'alex@example.com'", &[]).await, 1);
+
+        // The usual limits hold: 5 links per 15 minutes from one client, the sign-up caller
+        // counted as one. The sixth is recorded as suppressed and the answer says none was
+        // sent, and tells the customer to ask for a link on the portal.
+        for n in 2..=5 {
+            let err = api.post("/accounts", &taken).await.error(409, "email_taken");
+            assert_eq!(err["sign_in_link_sent"], true, "link {n}: {err}");
+        }
+        app.mailbox.wait_for_n("alex@example.com", 5).await;
+        let err = api.post("/accounts", &taken).await.error(409, "email_taken");
+        assert_eq!(err["sign_in_link_sent"], false, "{err}");
+        let message = err["message"].as_str().unwrap();
+        assert!(!message.contains("we have sent"), "{message}");
+        assert!(message.contains(&app.url("/s/demo/sign-in")), "{message}");
+        let suppressed = app
+            .count("SELECT COUNT(*) FROM deliveries WHERE recipient = 'alex@example.com' AND status = 'suppressed'", &[])
+            .await;
+        assert_eq!(suppressed, 1);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(app.mailbox.to("alex@example.com").len(), 5, "nothing more was sent");
+
+        // After the window, a taken address is sent a link again.
+        app.clock.advance(chrono::Duration::minutes(16));
+        let err = api.post("/accounts", &taken).await.error(409, "email_taken");
+        assert_eq!(err["sign_in_link_sent"], true, "{err}");
+        app.mailbox.wait_for_n("alex@example.com", 6).await;
+    }
+
     async fn sign_up_creates_the_account_and_a_taken_email_is_409_with_sign_in_advice(backend: Backend) {
         let app = TestApp::start(backend).await;
         let api = Api::new(&app, &key(&app, "demo").await);
@@ -1758,12 +1820,13 @@ both_backends! {
         assert_eq!(dashboard.h1(), "Hi, Jordan");
         assert!(dashboard.text().contains("6-seat cart #22"), "{}", dashboard.text());
 
-        // The address is taken (in any case): 409 email_taken, telling the customer to sign in
-        // to the portal by a link sent to that address.
+        // The address is taken (in any case): 409 email_taken, and the address is sent a
+        // sign-in link to the portal at once (the answer says so).
         let before = counts(&app).await;
         for email in ["alex@example.com", "ALEX@Example.COM", "jordan.lee@example.com"] {
             let reply = api.post("/accounts", &json!({ "email": email, "full_name": "Someone Else" })).await;
             let err = reply.error(409, "email_taken");
+            assert_eq!(err["sign_in_link_sent"], true, "{err}");
             let message = err["message"].as_str().unwrap();
             let lower = message.to_lowercase();
             assert!(lower.contains("sign in") && lower.contains("portal") && lower.contains("link"), "{message}");

@@ -230,8 +230,8 @@ both_backends! {
         // answers as it does for an address with no account.
         let browser = app.browser();
         let page = browser.get("/s/demo/sign-in").await;
-        let suppressed = browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
-        let fresh = browser.submit(&page, "form[action$='/sign-in']", &[("email", "nobody@example.com")]).await;
+        let suppressed = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        let fresh = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "nobody@example.com")]).await;
         assert_eq!(suppressed.status, fresh.status);
         assert_eq!(
             suppressed.text().replace("alex@example.com", "ADDRESS"),

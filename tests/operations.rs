@@ -26,7 +26,9 @@ both_backends! {
         let metrics = browser.get_url(&app.ops_url("/metrics")).await;
         assert_eq!(metrics.status, 200);
         for expected in [
-            "latchkey_http_requests_total{route=\"sign_in\",method=\"POST\",status=\"200\"} 1",
+            // POST-redirect-GET: the request answers 303, and Check your email is a GET.
+            "latchkey_http_requests_total{route=\"sign_in\",method=\"POST\",status=\"303\"} 1",
+            "latchkey_http_requests_total{route=\"sign_in\",method=\"GET\",status=\"200\"} 2",
             "latchkey_mail_sends_total{status=\"sent\"} 1",
             "latchkey_sign_in_requests_total{outcome=\"queued\"} 1",
             "latchkey_mail_send_duration_seconds_count 1",
@@ -68,7 +70,13 @@ both_backends! {
             .send()
             .await
             .unwrap();
-        assert_eq!(sent.status(), 200);
+        // Check your email is reached by POST-redirect-GET, at the root of the custom host too.
+        assert_eq!(sent.status(), 303);
+        assert_eq!(sent.headers()["location"], "/sign-in/sent");
+        let check = get("/sign-in/sent").await.unwrap();
+        assert_eq!(check.status(), 200);
+        let check = check.text().await.unwrap();
+        assert!(check.contains("Check your email") && check.contains("action=\"/sign-in/code\""), "{check}");
         let link = sign_in_link(&app.mailbox.wait_for("alex@example.com").await);
         assert!(link.starts_with("http://portal.harborview.example/auth/"), "{link}");
         let path = link.trim_start_matches("http://portal.harborview.example");

@@ -706,7 +706,7 @@ async fn a_database_outage_shows_try_again_and_loses_nothing() {
     let page = browser.get("/s/demo/sign-in").await;
     proxy.set_down(true);
     let during = browser
-        .submit(
+        .submit_followed(
             &page,
             "form[action$='/sign-in']",
             &[("email", "alex@example.com")],
@@ -719,7 +719,7 @@ async fn a_database_outage_shows_try_again_and_loses_nothing() {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let after = browser
-            .submit(
+            .submit_followed(
                 &page,
                 "form[action$='/sign-in']",
                 &[("email", "alex@example.com")],

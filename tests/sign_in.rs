@@ -33,7 +33,7 @@ both_backends! {
         assert_eq!(names, ["csrf_token", "email"]);
         assert!(page.select_text("button").contains(&"Send sign-in link".to_string()));
 
-        let sent = browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        let sent = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         assert_eq!(sent.status, 200);
         assert_eq!(sent.h1(), "Check your email");
 
@@ -129,8 +129,8 @@ both_backends! {
         let app = TestApp::start(backend).await;
         let browser = app.browser();
         let page = browser.get("/s/demo/sign-in").await;
-        let unknown = browser.submit(&page, "form[action$='/sign-in']", &[("email", "nobody@example.com")]).await;
-        let known = browser.submit(&page, "form[action$='/sign-in']", &[("email", "sam@example.com")]).await;
+        let unknown = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "nobody@example.com")]).await;
+        let known = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "sam@example.com")]).await;
         assert_eq!(unknown.status, known.status);
         assert_eq!(
             unknown.text().replace("nobody@example.com", "ADDRESS"),
@@ -154,7 +154,7 @@ both_backends! {
         let app = TestApp::start(backend).await;
         let browser = app.browser();
         let page = browser.get("/s/demo/sign-in").await;
-        browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         let link = sign_in_link(&app.mailbox.wait_for("alex@example.com").await);
         let token = token_of(&link);
         let delivery = app.latest_delivery_to("alex@example.com").await;
@@ -193,7 +193,7 @@ both_backends! {
         let app = TestApp::start(backend).await;
         let browser = app.browser();
         let page = browser.get("/s/demo/sign-in").await;
-        browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         let link = sign_in_link(&app.mailbox.wait_for("alex@example.com").await);
         app.clock.advance(Minutes::minutes(59));
         let landing = browser.get_url(&link).await;
@@ -227,7 +227,7 @@ both_backends! {
         let browser = app.browser();
         let page = browser.get("/s/demo/sign-in").await;
         for _ in 0..6 {
-            let sent = browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+            let sent = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
             assert_eq!(sent.status, 200);
             assert_eq!(sent.h1(), "Check your email");
         }
@@ -243,7 +243,7 @@ both_backends! {
 
         // After the window, links flow again.
         app.clock.advance(Minutes::minutes(16));
-        browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         app.mailbox.wait_for_n("alex@example.com", 6).await;
     }
 
@@ -257,7 +257,7 @@ both_backends! {
         }
         let posts = browsers
             .iter()
-            .map(|(b, page)| b.submit(page, "form[action$='/sign-in']", &[("email", "alex@example.com")]));
+            .map(|(b, page)| b.submit_followed(page, "form[action$='/sign-in']", &[("email", "alex@example.com")]));
         for page in futures::future::join_all(posts).await {
             assert_eq!(page.status, 200);
         }
@@ -279,7 +279,7 @@ both_backends! {
         let page = browser.get("/s/demo/sign-in").await;
         let mut statuses = Vec::new();
         for _ in 0..6 {
-            statuses.push(browser.submit(&page, "form[action$='/sign-in']", &[("email", "nobody@example.com")]).await);
+            statuses.push(browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "nobody@example.com")]).await);
         }
         let codes: Vec<u16> = statuses.iter().map(|p| p.status).collect();
         assert_eq!(&codes[..3], [200, 200, 200]);
@@ -295,7 +295,7 @@ both_backends! {
         let app = TestApp::start(backend).await;
         let browser = app.browser();
         let page = browser.get("/s/demo/sign-in").await;
-        browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         let link = sign_in_link(&app.mailbox.wait_for("alex@example.com").await);
         let mut prepared = Vec::new();
         for _ in 0..50 {
@@ -334,7 +334,7 @@ both_backends! {
 
         let browser = app.browser();
         let page = browser.get("/s/demo/sign-in").await;
-        browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         let link = sign_in_link(&app.mailbox.wait_for("alex@example.com").await);
         let foreign = link.replace("/s/demo/", "/s/other/");
         assert_eq!(browser.get_url(&foreign).await.status, 410);
@@ -463,7 +463,7 @@ both_backends! {
         let browser = app.browser();
         let redirect = browser.get("/s/demo/dashboard").await;
         let page = browser.follow(&redirect).await;
-        let sent = browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        let sent = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         assert_eq!(sent.status, 200);
         let link = sign_in_link(&app.mailbox.wait_for("alex@example.com").await);
         let landing = browser.get_url(&link).await;

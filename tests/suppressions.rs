@@ -58,7 +58,7 @@ both_backends! {
         // The next link to the address is recorded, not sent; the page the customer sees is
         // the same as for any other address.
         let page = browser.get("/s/demo/sign-in").await;
-        let answer = browser.submit(&page, "form[action$='/sign-in']", &[("email", "ALEX@example.com")]).await;
+        let answer = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "ALEX@example.com")]).await;
         assert_eq!(answer.status, 200);
         let next = app.latest_delivery_to("alex@example.com").await;
         assert_ne!(next.id, id);

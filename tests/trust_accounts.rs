@@ -107,7 +107,7 @@ both_backends! {
         app.mailbox.wait_for_n("alex@example.com", to_old + 1).await;
         let fresh = app.browser();
         let sign_in = fresh.get("/s/demo/sign-in").await;
-        fresh.submit(&sign_in, "form[action$='/sign-in']", &[("email", NEW)]).await;
+        fresh.submit_followed(&sign_in, "form[action$='/sign-in']", &[("email", NEW)]).await;
         assert_eq!(app.count("SELECT COUNT(*) FROM deliveries WHERE recipient = $1 AND kind = 'sign_in'", &[NEW.into()]).await, 0);
 
         // The link's page never uses it up (mail scanners): opened twice, still nothing changed.
@@ -165,7 +165,7 @@ both_backends! {
         link_for(&app, NEW).await;
         let fresh = app.browser();
         let sign_in = fresh.get("/s/demo/sign-in").await;
-        fresh.submit(&sign_in, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        fresh.submit_followed(&sign_in, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         assert_eq!(app.count(to_old_links, &[]).await, before_old);
     }
 
@@ -363,7 +363,7 @@ both_backends! {
                 let before = app.mailbox.to(email).len();
                 let other = app.browser();
                 let page = other.get("/console/sign-in").await;
-                other.submit(&page, "form[action='/console/sign-in']", &[("email", email)]).await;
+                other.submit_followed(&page, "form[action='/console/sign-in']", &[("email", email)]).await;
                 app.mailbox
                     .nth(email, before + 1)
                     .await

@@ -74,7 +74,7 @@ async fn location_after_sign_in(app: &TestApp, sign_in_path: &str, next: Option<
         fields.push(("next", next));
     }
     let sent = browser
-        .submit(&page, "form[action$='/sign-in']", &fields)
+        .submit_followed(&page, "form[action$='/sign-in']", &fields)
         .await;
     assert!(sent.status < 400, "{}: {}", sent.status, sent.body);
     let link = sign_in_link(&app.mailbox.nth("alex@example.com", before + 1).await);

@@ -30,7 +30,7 @@ fn admin(app: &TestApp, args: &[&str]) -> (bool, String) {
 async fn request_console_link(app: &TestApp, browser: &Browser, email: &str) -> i64 {
     let page = browser.get("/console/sign-in").await;
     let sent = browser
-        .submit(
+        .submit_followed(
             &page,
             "form[action='/console/sign-in']",
             &[("email", email)],

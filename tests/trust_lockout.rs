@@ -32,7 +32,7 @@ fn from(app: &TestApp, ip: &str) -> Browser {
 async fn ask_on(app: &TestApp, slug: &str, browser: &Browser, email: &str) -> i64 {
     let page = browser.get(&format!("/s/{slug}/sign-in")).await;
     let sent = browser
-        .submit(&page, "form[action$='/sign-in']", &[("email", email)])
+        .submit_followed(&page, "form[action$='/sign-in']", &[("email", email)])
         .await;
     assert_eq!(sent.status, 200, "{}", sent.body);
     assert_eq!(sent.h1(), "Check your email");
@@ -47,7 +47,7 @@ async fn ask(app: &TestApp, browser: &Browser, email: &str) -> i64 {
 async fn ask_console(app: &TestApp, browser: &Browser, email: &str) -> i64 {
     let page = browser.get("/console/sign-in").await;
     let sent = browser
-        .submit(
+        .submit_followed(
             &page,
             "form[action='/console/sign-in']",
             &[("email", email)],
@@ -380,7 +380,7 @@ both_backends! {
         }
         let posts = browsers
             .iter()
-            .map(|(b, page)| b.submit(page, "form[action$='/sign-in']", &[("email", ALEX)]));
+            .map(|(b, page)| b.submit_followed(page, "form[action$='/sign-in']", &[("email", ALEX)]));
         for page in futures::future::join_all(posts).await {
             assert_eq!(page.status, 200);
             assert_eq!(page.h1(), "Check your email");
@@ -402,7 +402,7 @@ both_backends! {
         }
         let posts = browsers
             .iter()
-            .map(|(b, page)| b.submit(page, "form[action='/console/sign-in']", &[("email", STAN)]));
+            .map(|(b, page)| b.submit_followed(page, "form[action='/console/sign-in']", &[("email", STAN)]));
         for page in futures::future::join_all(posts).await {
             assert_eq!(page.status, 200);
         }

@@ -510,7 +510,7 @@ both_backends! {
         let staff = app.browser();
         let page = staff.get("/console/sign-in").await;
         let sent = staff
-            .submit(&page, "form[action='/console/sign-in']", &[("email", "olivia@harborview.example")])
+            .submit_followed(&page, "form[action='/console/sign-in']", &[("email", "olivia@harborview.example")])
             .await;
         assert_eq!(sent.status, 200);
         let mail = app.mailbox.wait_for("olivia@harborview.example").await;

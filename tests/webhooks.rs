@@ -640,7 +640,7 @@ async fn console_sign_in(app: &TestApp, email: &str) -> Browser {
     let before = app.mailbox.to(email).len();
     let page = browser.get("/console/sign-in").await;
     let sent = browser
-        .submit(
+        .submit_followed(
             &page,
             "form[action='/console/sign-in']",
             &[("email", email)],

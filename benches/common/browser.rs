@@ -96,25 +96,39 @@ impl Browser {
             .ok_or_else(|| "GET sign-in: no csrf_token in the page".to_string())
     }
 
-    /// POST a sign-in form; `Ok` when the answer is 200 "Check your email".
+    /// POST a sign-in form; `Ok` when the answer is the redirect to "Check your email"
+    /// (POST-redirect-GET). The page itself is not fetched: its GET sends nothing.
     pub async fn post_sign_in(
         &self,
         form_path: &str,
         csrf: &str,
         email: &str,
     ) -> Result<(), ErrorKind> {
-        let (status, body) = self
-            .post(
-                form_path,
-                &[("csrf_token", csrf), ("email", email)],
-                "POST sign-in",
-            )
-            .await?;
-        if status != 200 {
-            return Err(format!("POST sign-in: HTTP {status}"));
+        let what = "POST sign-in";
+        let resp = self
+            .http
+            .post(self.url(form_path))
+            .form(&[("csrf_token", csrf), ("email", email)])
+            .send()
+            .await
+            .map_err(|e| request_error(what, e))?;
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        resp.bytes()
+            .await
+            .map_err(|e| request_error(&format!("{what} (body)"), e))?;
+        if status != 303 {
+            return Err(format!("{what}: HTTP {status}"));
         }
-        if !body.contains("Check your email") {
-            return Err("POST sign-in: 200 without \"Check your email\"".into());
+        if !location.ends_with("/sign-in/sent") {
+            return Err(format!(
+                "{what}: 303 to {location:?}, not to Check your email"
+            ));
         }
         Ok(())
     }

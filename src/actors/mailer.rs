@@ -442,12 +442,18 @@ impl MailWork {
             if expires <= svc.now() {
                 return Err("link expired before delivery".into());
             }
-            let token = claimed
+            let opened = claimed
                 .sealed_token
                 .as_deref()
                 .and_then(|s| svc.keys.open_token(s))
-                .ok_or("the link's token cannot be opened (was the secret key changed?)")?
-                .encode();
+                .ok_or("the link's token cannot be opened (was the secret key changed?)")?;
+            let code = match data {
+                crate::domain::EmailData::SignIn(g) if g.code => {
+                    Some(svc.keys.sign_in_code(&opened.hash()))
+                }
+                _ => None,
+            };
+            let token = opened.encode();
             let url = match data.kind() {
                 DeliveryKind::StaffSignIn => links::console(&svc.config, ConsoleLink::Auth(&token)),
                 DeliveryKind::ConfirmEmail => {
@@ -458,6 +464,7 @@ impl MailWork {
             Some(MagicLink {
                 url,
                 minutes: (expires - claimed.created_at).num_minutes().max(1),
+                code,
             })
         } else {
             None

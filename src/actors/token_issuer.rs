@@ -127,6 +127,7 @@ impl TokenIssuer {
             facility_ids: Vec::new(),
             relay_after: cfg.relay_after(),
             unmatched: None,
+            code_binding: None,
         }
     }
 }
@@ -157,10 +158,11 @@ impl Actor for TokenIssuer {
     type Context = Context<Self>;
 }
 
-/// A customer asks for a link on the sign-in page. The answer is the same whether or not
-/// the address has an account.
+/// A customer asks for a link on the sign-in page (or signs up again through the API with a
+/// taken address). The portal answers the same whether or not the address has an account;
+/// the outcome is for the API's answer.
 #[derive(Message)]
-#[rtype(result = "Result<(), AppError>")]
+#[rtype(result = "Result<IssueOutcome, AppError>")]
 pub struct RequestLink {
     pub storefront: Arc<Storefront>,
     pub email: EmailAddress,
@@ -169,10 +171,13 @@ pub struct RequestLink {
     pub client_ip: Option<std::net::IpAddr>,
     /// The browser's device cookie for this storefront, if it carries one.
     pub device: Option<DeviceClaim>,
+    /// The random value of the asking browser's sign-in cookie: the link's code then works
+    /// in that browser only (SPEC §11).
+    pub binding: Option<Vec<u8>>,
 }
 
 impl Handler<RequestLink> for TokenIssuer {
-    type Result = ResponseFuture<Result<(), AppError>>;
+    type Result = ResponseFuture<Result<IssueOutcome, AppError>>;
 
     fn handle(&mut self, msg: RequestLink, _: &mut Context<Self>) -> Self::Result {
         let mut request = Self::link_request(
@@ -182,13 +187,17 @@ impl Handler<RequestLink> for TokenIssuer {
             RequestedBy::Customer,
             msg.redirect,
         );
+        request.code_binding = msg
+            .binding
+            .as_deref()
+            .map(|b| self.svc.keys.sign_in_binding(b));
         request.limit = Some(sign_in_limit(&self.svc, msg.client_ip, msg.device));
         request.unmatched = Some(Unmatched {
             email_hash: self.svc.keys.address_hash(&msg.email.key()),
             client_ip: msg.client_ip.map(|ip| ip.to_string()),
         });
         let links = self.links.clone();
-        Box::pin(async move { links.issue(request).await.map(|_| ()) })
+        Box::pin(async move { links.issue(request).await })
     }
 }
 
@@ -262,6 +271,7 @@ impl Handler<RequestStaffLink> for TokenIssuer {
                     crate::mail::staff_sign_in_subject(&cfg.console_from_name),
                     EmailData::StaffSignIn(Greeting {
                         first_name: crate::store::first_name(&staff.full_name, &staff.email),
+                        code: false,
                     }),
                     cfg.relay_after(),
                 )

@@ -101,6 +101,10 @@ pub struct WebhookDisabled {
 pub struct Greeting {
     #[serde(default)]
     pub first_name: String,
+    /// A customer's own sign-in link also carries the sign-in code (SPEC §11), which the
+    /// Mailer derives from the link's token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub code: bool,
 }
 
 /// A booking confirmation: the rental and its period, as the portal shows them.
@@ -304,12 +308,15 @@ mod tests {
         let all = [
             EmailData::SignIn(Greeting {
                 first_name: "Ana".into(),
+                code: true,
             }),
             EmailData::StaffSignIn(Greeting {
                 first_name: "Sam".into(),
+                code: false,
             }),
             EmailData::ConfirmEmail(Greeting {
                 first_name: "Ana".into(),
+                code: false,
             }),
             EmailData::BookingConfirmation(Booking {
                 first_name: "Ana".into(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use askama::Template;
 use warp::reply::Response;
 
-use super::frame::{Body, Frame, SignInForm, Site, Wording, see_other};
+use super::frame::{Body, Frame, LinkSent, SignInForm, Site, Wording, see_other};
 use crate::crypto::DeviceScope;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
@@ -29,6 +29,8 @@ pub enum PortalRoute {
     Home,
     SignInPage(String),
     SignIn(Body),
+    LinkSent,
+    SignInCode(Body),
     AuthPage(String),
     Auth(String, Body),
     Dashboard,
@@ -117,6 +119,7 @@ struct CheckEmailPage {
     page: PageCommon,
     email: String,
     minutes: u32,
+    code_error: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -163,6 +166,8 @@ impl Site for PortalSite {
     const SESSION_COOKIE: &'static str = "lk_session";
     const DEVICE_COOKIE: &'static str = "lk_device";
     const HOME: &'static str = "/dashboard";
+    const LINK_COOKIE: &'static str = "lk_sign_in";
+    const SIGN_IN_CODE: bool = true;
     const WORDING: Wording = Wording {
         too_many: "You have made too many requests in a short time. Wait a minute, then try again.",
         form_too_large: "The form you sent is far larger than any of ours. Nothing was changed.",
@@ -218,6 +223,16 @@ impl Site for PortalSite {
         sign_in::request_link(&portal.state.actors, &portal.site.storefront, asked).await
     }
 
+    async fn redeem_code(
+        portal: &Portal,
+        email: &EmailAddress,
+        binding: Option<&[u8]>,
+        code: &str,
+    ) -> Result<Option<RedeemedSession>, AppError> {
+        let sf = portal.site.storefront.id;
+        sign_in::redeem_code(&portal.state.svc, sf, email, binding, code).await
+    }
+
     async fn check_link(portal: &Portal, token: OpaqueToken) -> Result<bool, AppError> {
         sign_in::link_is_live(&portal.state.svc, portal.site.storefront.id, &token).await
     }
@@ -262,11 +277,12 @@ impl Site for PortalSite {
         }
     }
 
-    fn link_sent_page(portal: &mut Portal, email: &EmailAddress) -> impl Template + use<> {
+    fn link_sent_page(portal: &mut Portal, sent: LinkSent) -> impl Template + use<> {
         CheckEmailPage {
             page: PageCommon::new(portal, false, ""),
-            email: email.to_string(),
+            email: sent.email,
             minutes: portal.state.svc.config.sign_in.link_ttl_minutes,
+            code_error: sent.code_error,
         }
     }
 

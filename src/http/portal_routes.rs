@@ -29,6 +29,17 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
         .and(warp::post())
         .and(body(FORM_LIMIT))
         .map(PortalRoute::SignIn);
+    let link_sent = warp::path(links::SIGN_IN)
+        .and(warp::path(landing::SENT_PATH))
+        .and(end())
+        .and(warp::get())
+        .map(|| PortalRoute::LinkSent);
+    let sign_in_code = warp::path(links::SIGN_IN)
+        .and(warp::path(landing::CODE_PATH))
+        .and(end())
+        .and(warp::post())
+        .and(body(FORM_LIMIT))
+        .map(PortalRoute::SignInCode);
     let auth_page = warp::path(links::AUTH)
         .and(warp::path::param::<String>())
         .and(end())
@@ -114,6 +125,10 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
         .unify()
         .or(sign_in)
         .unify()
+        .or(link_sent)
+        .unify()
+        .or(sign_in_code)
+        .unify()
         .or(auth_page)
         .unify()
         .or(auth)
@@ -157,6 +172,8 @@ pub async fn dispatch(
         PortalRoute::Home => home(&mut portal).await,
         PortalRoute::SignInPage(query) => landing::sign_in_page(&mut portal, &query),
         PortalRoute::SignIn(body) => landing::request_link(&mut portal, body).await,
+        PortalRoute::LinkSent => landing::link_sent(&mut portal),
+        PortalRoute::SignInCode(body) => landing::redeem_code(&mut portal, body).await,
         PortalRoute::AuthPage(token) => landing::landing(&mut portal, &token).await,
         PortalRoute::Auth(token, body) => landing::redeem(&mut portal, &token, body).await,
         PortalRoute::Dashboard => rentals::dashboard(&mut portal).await,

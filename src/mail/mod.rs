@@ -25,6 +25,8 @@ pub enum EmailContent {
         first_name: String,
         link: String,
         minutes: i64,
+        /// The sign-in code, for a customer's own request.
+        code: Option<String>,
     },
     BookingConfirmation {
         first_name: String,
@@ -107,6 +109,7 @@ struct SignInText<'a> {
     first_name: &'a str,
     link: &'a str,
     minutes: i64,
+    code: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -116,6 +119,7 @@ struct SignInHtml<'a> {
     first_name: &'a str,
     link: &'a str,
     minutes: i64,
+    code: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -266,12 +270,14 @@ pub fn render(
             first_name,
             link,
             minutes,
+            code,
         } => (
             SignInText {
                 storefront_name,
                 first_name,
                 link,
                 minutes: *minutes,
+                code: code.as_deref(),
             }
             .render()?,
             SignInHtml {
@@ -279,6 +285,7 @@ pub fn render(
                 first_name,
                 link,
                 minutes: *minutes,
+                code: code.as_deref(),
             }
             .render()?,
         ),
@@ -495,6 +502,9 @@ pub fn payment_failed_subject(storefront_name: &str, invoice_number: &str) -> St
 pub struct MagicLink {
     pub url: String,
     pub minutes: i64,
+    /// A customer's own sign-in link: the code that finishes the sign-in in the browser that
+    /// asked (SPEC §11).
+    pub code: Option<crate::crypto::SignInCode>,
 }
 
 impl EmailContent {
@@ -510,15 +520,16 @@ impl EmailContent {
         };
         Ok(match data {
             EmailData::SignIn(_) => {
-                let MagicLink { url, minutes } = carried(link)?;
+                let MagicLink { url, minutes, code } = carried(link)?;
                 EmailContent::SignIn {
                     first_name,
                     link: url,
                     minutes,
+                    code: code.map(|c| c.expose().to_string()),
                 }
             }
             EmailData::StaffSignIn(_) => {
-                let MagicLink { url, minutes } = carried(link)?;
+                let MagicLink { url, minutes, .. } = carried(link)?;
                 EmailContent::StaffSignIn {
                     first_name,
                     link: url,
@@ -526,7 +537,7 @@ impl EmailContent {
                 }
             }
             EmailData::BookingConfirmation(b) => {
-                let MagicLink { url, minutes } = carried(link)?;
+                let MagicLink { url, minutes, .. } = carried(link)?;
                 EmailContent::BookingConfirmation {
                     first_name,
                     link: url,
@@ -537,7 +548,7 @@ impl EmailContent {
                 }
             }
             EmailData::ConfirmEmail(_) => {
-                let MagicLink { url, minutes } = carried(link)?;
+                let MagicLink { url, minutes, .. } = carried(link)?;
                 EmailContent::ConfirmEmail {
                     first_name,
                     link: url,
@@ -698,8 +709,11 @@ mod tests {
             first_name: "<b>Alex</b>".into(),
             link: "http://127.0.0.1:8080/s/demo/auth/abc".into(),
             minutes: 60,
+            code: Some("042917".into()),
         };
         let (text, html) = render("Harborview <Rentals>", &content).unwrap();
+        assert!(text.contains("042917"), "{text}");
+        assert!(html.contains("042917"), "{html}");
         assert!(text.contains("Hi <b>Alex</b>,"));
         assert!(text.contains("http://127.0.0.1:8080/s/demo/auth/abc"));
         assert!(text.contains("60 minutes"));

@@ -55,6 +55,7 @@ pub async fn save_profile(
                 confirm_email_subject(&storefront.name),
                 EmailData::ConfirmEmail(Greeting {
                     first_name: account.first_name(),
+                    code: false,
                 }),
                 svc.config.relay_after(),
             )

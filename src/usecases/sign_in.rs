@@ -12,10 +12,12 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::actors::{Actors, RequestLink, RequestStaffLink, ask};
 use crate::crypto::DeviceClaim;
-use crate::domain::{EmailAddress, OpaqueToken};
+use crate::domain::{EmailAddress, OpaqueToken, TokenHash};
 use crate::error::AppError;
 use crate::services::Services;
-use crate::store::{Account, Audience, SessionInfo, StaffSession, StaffUser, Storefront};
+use crate::store::{
+    Account, Audience, IssueOutcome, SessionInfo, StaffSession, StaffUser, Storefront,
+};
 
 /// A link redeemed: the session started for the browser.
 #[derive(Debug)]
@@ -37,6 +39,9 @@ pub struct LinkAsked {
     pub client_ip: Option<IpAddr>,
     /// The browser's device cookie, if it carries one.
     pub device: Option<DeviceClaim>,
+    /// The random value of the sign-in cookie set with this request (customers only): the
+    /// email's code signs in only the browser holding it (SPEC §11).
+    pub binding: Option<Vec<u8>>,
 }
 
 /// A customer asks for a sign-in link. The answer is the same whether or not the address has
@@ -52,8 +57,30 @@ pub async fn request_link(
         redirect: asked.next,
         client_ip: asked.client_ip,
         device: asked.device,
+        binding: asked.binding,
     };
-    ask(&actors.token_issuer, request).await
+    ask(&actors.token_issuer, request).await.map(|_| ())
+}
+
+/// A sign-up through the API with an address that has an account on the storefront: that
+/// address gets a sign-in link (SPEC §11), held to the usual limits like a request from the
+/// sign-in page (counted for the account in the bucket of a client with no known address,
+/// and in its ceiling). Returns whether a link was sent.
+pub async fn link_for_taken_address(
+    actors: &Actors,
+    storefront: &Arc<Storefront>,
+    email: EmailAddress,
+) -> Result<bool, AppError> {
+    let request = RequestLink {
+        storefront: storefront.clone(),
+        email,
+        redirect: None,
+        client_ip: None,
+        device: None,
+        binding: None,
+    };
+    let outcome = ask(&actors.token_issuer, request).await?;
+    Ok(matches!(outcome, IssueOutcome::Queued { .. }))
 }
 
 /// Whether a customer's link is live (unused, unexpired) on this storefront.
@@ -96,6 +123,15 @@ pub async fn redeem(
     storefront_id: i64,
     token: &OpaqueToken,
 ) -> Result<Option<RedeemedSession>, AppError> {
+    redeem_hash(svc, storefront_id, &token.hash()).await
+}
+
+/// Consumes the customer's link with this token hash and starts a session.
+async fn redeem_hash(
+    svc: &Services,
+    storefront_id: i64,
+    token_hash: &TokenHash,
+) -> Result<Option<RedeemedSession>, AppError> {
     let now = svc.now();
     let session = OpaqueToken::generate();
     let expires_at = now + Duration::hours(svc.config.sign_in.session_hours as i64);
@@ -103,7 +139,7 @@ pub async fn redeem(
         .store
         .redeem_token(
             Audience::Customer(storefront_id),
-            &token.hash(),
+            token_hash,
             &session.hash(),
             expires_at,
             now,
@@ -115,6 +151,50 @@ pub async fn redeem(
         session,
         expires_at,
     }))
+}
+
+/// Codes a link takes: the fifth wrong one uses it up (SPEC §11). With a 6-digit code that
+/// leaves a guesser 5 in 10^6, and only in the browser that asked.
+pub const CODE_TRIES: i64 = 5;
+
+/// A customer types the sign-in code of the link sent to `email`, in the browser whose
+/// sign-in cookie holds `binding` (`None`: it has none, and nothing is tried). The try is
+/// counted on each live link of the address asked for in this browser, then the code is
+/// compared (in constant time) with each one's; a match uses that link up (code and link
+/// both) and starts a session, and a wrong fifth try uses its link up. Links asked for in
+/// other browsers are never tried nor counted. `None` when it does not sign in; an unknown
+/// address answers the same.
+pub async fn redeem_code(
+    svc: &Services,
+    storefront_id: i64,
+    email: &EmailAddress,
+    binding: Option<&[u8]>,
+    code: &str,
+) -> Result<Option<RedeemedSession>, AppError> {
+    let Some(binding) = binding else {
+        return Ok(None);
+    };
+    let now = svc.now();
+    let binding = svc.keys.sign_in_binding(binding);
+    let tried = svc
+        .store
+        .try_sign_in_code(storefront_id, &email.key(), &binding, CODE_TRIES, now)
+        .await?;
+    if let Some(hit) = tried
+        .iter()
+        .find(|t| svc.keys.sign_in_code_matches(&t.token_hash, code))
+    {
+        return redeem_hash(svc, storefront_id, &hit.token_hash).await;
+    }
+    let spent: Vec<TokenHash> = tried
+        .into_iter()
+        .filter(|t| t.tries >= CODE_TRIES)
+        .map(|t| t.token_hash)
+        .collect();
+    if !spent.is_empty() {
+        svc.store.end_code_links(storefront_id, &spent, now).await?;
+    }
+    Ok(None)
 }
 
 /// The customer's session behind a cookie value, on this storefront.

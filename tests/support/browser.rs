@@ -259,6 +259,22 @@ impl Browser {
     }
 
     /// Follows a redirect response (GET to its Location).
+    /// Submits a form and, when the answer is a redirect, follows it (as a browser does after
+    /// a POST): "Check your email" is reached by POST-redirect-GET.
+    pub async fn submit_followed(
+        &self,
+        page: &Page,
+        selector: &str,
+        overrides: &[(&str, &str)],
+    ) -> Page {
+        let answer = self.submit(page, selector, overrides).await;
+        if (300..400).contains(&answer.status) {
+            self.follow(&answer).await
+        } else {
+            answer
+        }
+    }
+
     pub async fn follow(&self, page: &Page) -> Page {
         let location = page
             .location()

@@ -566,7 +566,7 @@ impl TestApp {
     pub async fn request_link(&self, browser: &Browser, email: &str) -> i64 {
         let page = browser.get("/s/demo/sign-in").await;
         let sent = browser
-            .submit(&page, "form[action$='/sign-in']", &[("email", email)])
+            .submit_followed(&page, "form[action$='/sign-in']", &[("email", email)])
             .await;
         assert_eq!(sent.status, 200, "{}", sent.body);
         self.latest_delivery_to(email).await.id
@@ -584,7 +584,7 @@ impl TestApp {
         let before = self.mailbox.to(email).len();
         let page = browser.get("/s/demo/sign-in").await;
         let sent = browser
-            .submit(&page, "form[action$='/sign-in']", &[("email", email)])
+            .submit_followed(&page, "form[action$='/sign-in']", &[("email", email)])
             .await;
         assert_eq!(sent.status, 200, "{}", sent.body);
         assert!(sent.text().contains("Check your email"));

@@ -110,7 +110,7 @@ pub struct LinkQueued {
 
 /// Create a customer's portal account (storefront sign-up)
 ///
-/// Creates the portal account and links the listed contacts (which must exist and not be linked yet), all or nothing. Nothing is emailed: the customer signs in with a magic link from the portal's sign-in page, or send a booking confirmation. When the address already has an account (compared without regard to case) the answer is 409 `email_taken`, whose `message` tells the customer to sign in to the portal by a link sent to that address, and whose `sign_in_url` is the portal's sign-in page.
+/// Creates the portal account and links the listed contacts (which must exist and not be linked yet), all or nothing. Nothing is emailed: the customer signs in with a magic link from the portal's sign-in page, or send a booking confirmation. When the address already has an account (compared without regard to case) the answer is 409 `email_taken` and that address is sent a sign-in link at once, held to the portal's sign-in limits: `sign_in_link_sent` says whether it was (`false` when over a limit); `message` is for the customer ("You already have an account: we have sent you a sign-in link.", or, when none was sent, to sign in by a link from the portal), and `sign_in_url` is the portal's sign-in page.
 #[utoipa::path(
     post,
     path = "/accounts",
@@ -132,7 +132,7 @@ pub struct LinkQueued {
         (status = 201, description = "The account, with the contacts linked.", body = View),
         (status = 400, response = BadJson),
         (status = 401, response = Unauthorized),
-        (status = 409, description = "`email_taken`: an account already uses this address (show `message` to the customer; `sign_in_url` is the portal's sign-in page). `conflict`: a listed contact is linked to an account already. Nothing was created. `idempotency_key_in_use`: the first request with this `Idempotency-Key` is still running.", body = inline(error_doc::EmailTakenOrConflict)),
+        (status = 409, description = "`email_taken`: an account already uses this address; it was sent a sign-in link when `sign_in_link_sent` is true (show `message` to the customer; `sign_in_url` is the portal's sign-in page). `conflict`: a listed contact is linked to an account already. Nothing was created. `idempotency_key_in_use`: the first request with this `Idempotency-Key` is still running.", body = inline(error_doc::EmailTakenOrConflict)),
         (status = 413, response = TooLarge),
         (status = 422, description = "Invalid fields (or `Idempotency-Key`), or `unknown_contact`: a listed contact does not exist, or `idempotency_key_reused`: the key was sent with another request. Nothing was created.", body = inline(error_doc::SignUpRefused)),
         (status = 500, response = Internal),
@@ -169,8 +169,15 @@ pub async fn create(state: &HttpState, caller: &Caller, body: Value) -> Result<R
             contact_refs,
         } => (account, contact_refs),
         SignUp::EmailTaken => {
+            let sent = crate::usecases::sign_in::link_for_taken_address(
+                &state.actors,
+                &caller.storefront,
+                input.email,
+            )
+            .await?;
             return Err(ApiError::EmailTaken {
                 sign_in_url: svc.portal_link(&caller.storefront, PortalLink::SignIn),
+                sign_in_link_sent: sent,
             });
         }
         SignUp::UnknownContact(r) => return Err(ApiError::UnknownContact(r)),

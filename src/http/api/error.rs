@@ -96,6 +96,8 @@ struct ErrorBody<'a> {
     fields: Option<&'a Fields>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sign_in_url: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sign_in_link_sent: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -115,6 +117,8 @@ pub enum ApiError {
     MethodNotAllowed,
     EmailTaken {
         sign_in_url: String,
+        /// Whether the address was sent a sign-in link (not when over the sign-in limits).
+        sign_in_link_sent: bool,
     },
     Conflict(String),
     TooLarge {
@@ -210,7 +214,13 @@ impl ApiError {
             }
             ApiError::NotFound(m) | ApiError::Conflict(m) => m.clone(),
             ApiError::MethodNotAllowed => "This path does not accept this method.".into(),
-            ApiError::EmailTaken { sign_in_url } => format!(
+            ApiError::EmailTaken {
+                sign_in_url,
+                sign_in_link_sent: true,
+            } => format!(
+                "You already have an account: we have sent you a sign-in link. Open it to sign in to the customer portal, or ask for a new link at {sign_in_url}"
+            ),
+            ApiError::EmailTaken { sign_in_url, .. } => format!(
                 "An account already uses this email address. Sign in to the customer portal with a link sent to that address: {sign_in_url}"
             ),
             ApiError::TooLarge { limit } => format!(
@@ -266,7 +276,13 @@ impl ApiError {
                 _ => None,
             },
             sign_in_url: match &self {
-                ApiError::EmailTaken { sign_in_url } => Some(sign_in_url),
+                ApiError::EmailTaken { sign_in_url, .. } => Some(sign_in_url),
+                _ => None,
+            },
+            sign_in_link_sent: match &self {
+                ApiError::EmailTaken {
+                    sign_in_link_sent, ..
+                } => Some(*sign_in_link_sent),
                 _ => None,
             },
         };

@@ -46,6 +46,12 @@ impl PartialSchema for Error {
                 text("`email_taken` only: the storefront portal's sign-in page.")
                     .format(custom_format("uri")),
             )
+            .property(
+                "sign_in_link_sent",
+                ObjectBuilder::new().schema_type(Type::Boolean).description(Some(
+                    "`email_taken` only: whether the address was just sent a sign-in link (`false` when over the sign-in limits).",
+                )),
+            )
             .description(Some("Every error answer."))
             .into()
     }
@@ -81,10 +87,11 @@ impl PartialSchema for EmailTakenError {
             .item(
                 part()
                     .required("sign_in_url")
+                    .required("sign_in_link_sent")
                     .property("code", codes(&[ErrorCode::EmailTaken])),
             )
             .description(Some(
-                "`message` is for the customer: it tells them to sign in to the portal with a link sent to that address.",
+                "`message` is for the customer: that a sign-in link was sent (`sign_in_link_sent`), or else to sign in to the portal with a link sent to that address.",
             ))
             .into()
     }

@@ -36,6 +36,7 @@ pub enum ConsoleRoute {
     Home,
     SignInPage(String),
     SignIn(Body),
+    LinkSent,
     AuthPage(String),
     Auth(String, Body),
     SignOut(Body),
@@ -68,6 +69,9 @@ pub fn route() -> impl Filter<Extract = (ConsoleRoute,), Error = warp::Rejection
         .and(raw_query())
         .map(ConsoleRoute::SignInPage);
     let sign_in = warp::path!("sign-in").and(post()).map(ConsoleRoute::SignIn);
+    let link_sent = warp::path!("sign-in" / "sent")
+        .and(get())
+        .map(|| ConsoleRoute::LinkSent);
     let auth_page = warp::path(links::AUTH)
         .and(warp::path::param::<String>())
         .and(warp::path::end())
@@ -152,6 +156,8 @@ pub fn route() -> impl Filter<Extract = (ConsoleRoute,), Error = warp::Rejection
         .unify()
         .or(sign_in)
         .unify()
+        .or(link_sent)
+        .unify()
         .or(auth_page)
         .unify()
         .or(auth)
@@ -212,6 +218,7 @@ pub async fn dispatch(route: ConsoleRoute, state: Arc<HttpState>, info: RequestI
         ConsoleRoute::Home => storefronts::home(c).await,
         ConsoleRoute::SignInPage(q) => landing::sign_in_page(c, &q),
         ConsoleRoute::SignIn(body) => landing::request_link(c, body).await,
+        ConsoleRoute::LinkSent => landing::link_sent(c),
         ConsoleRoute::AuthPage(token) => landing::landing(c, &token).await,
         ConsoleRoute::Auth(token, body) => landing::redeem(c, &token, body).await,
         ConsoleRoute::SignOut(body) => landing::sign_out(c, body).await,

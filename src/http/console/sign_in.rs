@@ -8,7 +8,7 @@ use super::{Console, ConsoleCommon, ConsoleSite, MessagePage};
 use crate::crypto::DeviceScope;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
-use crate::http::frame::{SignInForm, Site, Wording};
+use crate::http::frame::{LinkSent, SignInForm, Site, Wording};
 use crate::store::StaffUser;
 use crate::usecases::sign_in::{self, LinkAsked, RedeemedSession};
 
@@ -45,6 +45,9 @@ impl Site for ConsoleSite {
     const SESSION_COOKIE: &'static str = "lk_console";
     const DEVICE_COOKIE: &'static str = "lk_console_device";
     const HOME: &'static str = "";
+    const LINK_COOKIE: &'static str = "lk_console_sign_in";
+    // Console links need no code: staff open them where they read their email.
+    const SIGN_IN_CODE: bool = false;
     const WORDING: Wording = Wording {
         too_many: "Wait a minute, then try again.",
         form_too_large: "The form is far larger than any of ours. Nothing was changed.",
@@ -138,7 +141,16 @@ impl Site for ConsoleSite {
         }
     }
 
-    fn link_sent_page(c: &mut Console, _email: &EmailAddress) -> impl Template + use<> {
+    async fn redeem_code(
+        _: &Console,
+        _: &EmailAddress,
+        _: Option<&[u8]>,
+        _: &str,
+    ) -> Result<Option<RedeemedSession>, AppError> {
+        Ok(None)
+    }
+
+    fn link_sent_page(c: &mut Console, _sent: LinkSent) -> impl Template + use<> {
         MessagePage {
             c: c.common(),
             heading: "Check your email".into(),

@@ -1,6 +1,11 @@
 //! Magic-link sign-in for both sites: the sign-in form and its request for a link, the landing
 //! of the link, and sign-out.
 //!
+//! Asking for a link answers with a redirect to the "Check your email" page (POST-redirect-GET:
+//! reloading it sends nothing), which reads the address from a short-lived cookie set with the
+//! request. On the portal that cookie also holds a random value that binds the email's sign-in
+//! code to this browser (SPEC §11): `POST /sign-in/code` signs in with the code only here.
+//!
 //! Opening a link never uses it up (mail scanners open links): `GET /auth/{token}` shows a page
 //! that posts itself, and `POST /auth/{token}` redeems it once, sets the session and device
 //! cookies and redirects. A link never silently switches identities either (SPEC §8): when the
@@ -12,12 +17,53 @@
 use http::StatusCode;
 use warp::reply::Response;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use super::form::{Body, Form};
 use super::pages::{see_other, with_cookie};
 use super::{Frame, Site};
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
-use crate::usecases::sign_in::LinkAsked;
+use crate::usecases::sign_in::{LinkAsked, RedeemedSession};
+
+/// Below the sign-in page: the "Check your email" page, and where its code form posts.
+pub const SENT_PATH: &str = "sent";
+pub const CODE_PATH: &str = "code";
+
+/// What the "Check your email" page shows.
+pub struct LinkSent {
+    /// The address the link was asked for.
+    pub email: String,
+    /// Why the code typed did not sign in.
+    pub code_error: Option<&'static str>,
+}
+
+/// The request a "Check your email" page is about, read from its cookie: the address, and
+/// the random value its sign-in code is bound to.
+struct Pending {
+    binding: OpaqueToken,
+    email: EmailAddress,
+}
+
+impl Pending {
+    fn cookie_value(&self) -> String {
+        format!(
+            "{}.{}",
+            self.binding.encode(),
+            URL_SAFE_NO_PAD.encode(self.email.as_str())
+        )
+    }
+
+    fn read<S: Site>(frame: &Frame<S>) -> Option<Self> {
+        let (binding, email) = frame.info.cookie(S::LINK_COOKIE)?.split_once('.')?;
+        let email = String::from_utf8(URL_SAFE_NO_PAD.decode(email).ok()?).ok()?;
+        Some(Self {
+            binding: OpaqueToken::parse(binding).ok()?,
+            email: EmailAddress::parse(&email).ok()?,
+        })
+    }
+}
 
 /// The form field that confirms the switch.
 pub const CONFIRM_FIELD: &str = "switch";
@@ -74,19 +120,126 @@ pub async fn request_link<S: Site>(frame: &mut Frame<S>, body: Body) -> Response
             return frame.page(StatusCode::BAD_REQUEST, &page);
         }
     };
-    let request = LinkAsked {
+    // One binding per browser: a second request here keeps the first one's, so the codes
+    // of both emails work in this browser.
+    let binding = Pending::read(frame)
+        .map(|p| p.binding)
+        .unwrap_or_else(OpaqueToken::generate);
+    let pending = Pending {
+        binding,
         email: email.clone(),
+    };
+    let request = LinkAsked {
+        email,
         next,
         client_ip: frame.client_ip(),
         device: frame.device_claim(),
+        binding: S::SIGN_IN_CODE.then(|| pending.binding.as_bytes().to_vec()),
     };
     match S::request_link(frame, request).await {
         Ok(()) => {
-            let page = S::link_sent_page(frame, &email);
-            frame.page(StatusCode::OK, &page)
+            let max_age = frame.state.svc.config.sign_in.link_ttl_minutes as i64 * 60;
+            let cookie = frame.cookie(S::LINK_COOKIE, &pending.cookie_value(), max_age);
+            let sent = format!("{}/sign-in/{SENT_PATH}", frame.base);
+            with_cookie(see_other(&sent), &cookie)
         }
         Err(e) => frame.failed(&e),
     }
+}
+
+/// `GET /sign-in/sent`: "Check your email" for the link this browser asked for last (sends
+/// nothing); without one, the sign-in page.
+pub fn link_sent<S: Site>(frame: &mut Frame<S>) -> Response {
+    let Some(pending) = Pending::read(frame) else {
+        return see_other(&format!("{}/sign-in", frame.base));
+    };
+    let sent = LinkSent {
+        email: pending.email.to_string(),
+        code_error: None,
+    };
+    let page = S::link_sent_page(frame, sent);
+    frame.page(StatusCode::OK, &page)
+}
+
+/// `POST /sign-in/code`: the email's sign-in code, typed in the browser that asked for the
+/// link. The address and the binding come from this browser's sign-in cookie (the form's
+/// `email` is only shown back). Signs in as the link would (and uses it up); otherwise "Check
+/// your email" again with the reason, the same for a wrong code, a used or expired link,
+/// another browser and an unknown address.
+pub async fn redeem_code<S: Site>(frame: &mut Frame<S>, body: Body) -> Response {
+    if let Some(resp) = frame.rate_limited() {
+        return resp;
+    }
+    let form = match frame.read_form(body) {
+        Ok(f) => f,
+        Err(resp) => return *resp,
+    };
+    let pending = Pending::read(frame);
+    let shown = pending
+        .as_ref()
+        .map(|p| p.email.to_string())
+        .or_else(|| form.get("email").map(printable))
+        .unwrap_or_default();
+    let code: String = form
+        .get("code")
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    let retry = |frame: &mut Frame<S>, error: &'static str| {
+        let sent = LinkSent {
+            email: shown.clone(),
+            code_error: Some(error),
+        };
+        let page = S::link_sent_page(frame, sent);
+        frame.page(StatusCode::BAD_REQUEST, &page)
+    };
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return retry(
+            frame,
+            "The code has 6 digits: type it as the email shows it.",
+        );
+    }
+    // Without the cookie of a request made here, nothing is tried (nor counted).
+    let Some(pending) = pending else {
+        return retry(frame, WRONG_CODE);
+    };
+    let binding = pending.binding.as_bytes().to_vec();
+    match S::redeem_code(frame, &pending.email, Some(&binding), &code).await {
+        Ok(Some(session)) => {
+            let cleared = frame.cookie(S::LINK_COOKIE, "", 0);
+            with_cookie(signed_in(frame, session).await, &cleared)
+        }
+        Ok(None) => retry(frame, WRONG_CODE),
+        Err(e) => frame.failed(&e),
+    }
+}
+
+/// Why a code of the right shape did not sign in (the same for every reason).
+const WRONG_CODE: &str = "That code did not sign you in. It may be mistyped, used or expired, or from a link asked for in another browser; after 5 wrong codes the link stops working. Check the code, or ask for a new link.";
+
+/// A link or code was used: ends the session this browser had, sets the session and device
+/// cookies and goes where the link says.
+async fn signed_in<S: Site>(frame: &mut Frame<S>, session: RedeemedSession) -> Response {
+    let previous = frame.info.cookie(S::SESSION_COOKIE).map(str::to_string);
+    let target = format!(
+        "{}{}",
+        frame.base,
+        session
+            .redirect
+            .as_deref()
+            .and_then(S::safe_next)
+            .unwrap_or_else(|| S::HOME.to_string())
+    );
+    let cookie = frame.session_cookie(&session.session, session.expires_at);
+    if let Some(previous) = previous
+        && let Err(e) = S::end_session(frame, previous).await
+    {
+        let site = S::NAME;
+        tracing::warn!(site, error = %e, "could not end the session the link replaced");
+    }
+    let device = frame.device_cookie(session.account_id);
+    with_cookie(with_cookie(see_other(&target), &cookie), &device)
 }
 
 /// Who is signed in here and whom the link is for, when they are not the same; `None` when the
@@ -153,7 +306,6 @@ pub async fn redeem<S: Site>(frame: &mut Frame<S>, raw_token: &str, body: Body) 
     let Ok(token) = OpaqueToken::parse(raw_token) else {
         return frame.link_expired();
     };
-    let previous = frame.info.cookie(S::SESSION_COOKIE).map(str::to_string);
     match other_owner(frame, &token).await {
         Ok(Some((current, owner))) if form.get(CONFIRM_FIELD) != Some("1") => {
             let action = format!("{}/auth/{raw_token}", frame.base);
@@ -163,26 +315,7 @@ pub async fn redeem<S: Site>(frame: &mut Frame<S>, raw_token: &str, body: Body) 
         Err(e) => return frame.failed(&e),
     }
     match S::redeem_link(frame, token).await {
-        Ok(Some(session)) => {
-            let target = format!(
-                "{}{}",
-                frame.base,
-                session
-                    .redirect
-                    .as_deref()
-                    .and_then(S::safe_next)
-                    .unwrap_or_else(|| S::HOME.to_string())
-            );
-            let cookie = frame.session_cookie(&session.session, session.expires_at);
-            if let Some(previous) = previous
-                && let Err(e) = S::end_session(frame, previous).await
-            {
-                let site = S::NAME;
-                tracing::warn!(site, error = %e, "could not end the session the link replaced");
-            }
-            let device = frame.device_cookie(session.account_id);
-            with_cookie(with_cookie(see_other(&target), &cookie), &device)
-        }
+        Ok(Some(session)) => signed_in(frame, session).await,
         Ok(None) => frame.link_expired(),
         Err(e) => frame.failed(&e),
     }

@@ -28,7 +28,7 @@ use warp::reply::Response;
 
 pub use errors::Wording;
 pub use form::{Body, FORM_LIMIT, Form, body};
-pub use landing::SignInForm;
+pub use landing::{LinkSent, SignInForm};
 pub use pages::{not_found_page, plain_error, render, see_other, with_cookie};
 pub use ratelimit::IpLimiter;
 pub use request::{ClientSocket, MountedAtRoot, RequestInfo, raw_query, request_info};
@@ -52,6 +52,11 @@ pub trait Site: Sized + Send + Sync {
     const DEVICE_COOKIE: &'static str;
     /// Where a sign-in lands, below the frame's base, when its link names no page.
     const HOME: &'static str;
+    /// The short-lived cookie that carries a link request to its "Check your email" page.
+    const LINK_COOKIE: &'static str;
+    /// Whether a link asked for here also carries a sign-in code bound to the asking browser
+    /// (the portal's, SPEC §11).
+    const SIGN_IN_CODE: bool;
     /// The texts of the frame's pages.
     const WORDING: Wording;
 
@@ -101,6 +106,14 @@ pub trait Site: Sized + Send + Sync {
         frame: &Frame<Self>,
         token: OpaqueToken,
     ) -> impl Future<Output = Result<Option<RedeemedSession>, AppError>> + Send;
+    /// Uses a link up by its sign-in code, typed in the browser whose link cookie holds
+    /// `binding`, and starts its session (`None` where there are no codes).
+    fn redeem_code(
+        frame: &Frame<Self>,
+        email: &crate::domain::EmailAddress,
+        binding: Option<&[u8]>,
+        code: &str,
+    ) -> impl Future<Output = Result<Option<RedeemedSession>, AppError>> + Send;
 
     /// A heading, a message and perhaps a link: the site's error and notice page.
     fn message_page(
@@ -112,10 +125,7 @@ pub trait Site: Sized + Send + Sync {
     /// The sign-in form.
     fn sign_in_page(frame: &mut Frame<Self>, form: SignInForm) -> impl Template + use<Self>;
     /// "Check your email" after a link was asked for.
-    fn link_sent_page(
-        frame: &mut Frame<Self>,
-        email: &crate::domain::EmailAddress,
-    ) -> impl Template + use<Self>;
+    fn link_sent_page(frame: &mut Frame<Self>, sent: LinkSent) -> impl Template + use<Self>;
     /// The landing page that posts the link (`action`) by itself.
     fn landing_page(frame: &mut Frame<Self>, action: String) -> impl Template + use<Self>;
     /// "Continue as / Stay signed in as": the link is for someone else than `current`.

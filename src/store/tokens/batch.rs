@@ -86,6 +86,7 @@ struct TokenRows {
     created: Vec<Option<DateTime<Utc>>>,
     expires: Vec<Option<DateTime<Utc>>>,
     client_key: Vec<Option<Vec<u8>>>,
+    code_binding: Vec<Option<Vec<u8>>>,
 }
 
 impl TokenRows {
@@ -97,6 +98,7 @@ impl TokenRows {
         now: DateTime<Utc>,
     ) {
         self.client_key.push(bucket);
+        self.code_binding.push(r.code_binding.clone());
         self.hash.push(Some(r.token_hash.0.to_vec()));
         self.storefront.push(Some(r.storefront_id));
         self.account.push(Some(account.id));
@@ -327,6 +329,7 @@ impl Store {
             }
         }
         let tok_client_keys = Value::Blobs(std::mem::take(&mut tok.client_key));
+        let tok_code_bindings = Value::Blobs(std::mem::take(&mut tok.code_binding));
         let mut values = tok.into_values();
         values.extend(del.into_values());
         values.push(Value::Ts(now));
@@ -338,11 +341,12 @@ impl Store {
             Value::I64s(extra_facility),
         ]);
         values.push(tok_client_keys);
+        values.push(tok_code_bindings);
         let inserted = tx
             .query_and_commit(
                 "WITH tok AS (
-                     INSERT INTO sign_in_tokens (token_hash, storefront_id, account_id, requested_by, redirect_path, created_at, expires_at, client_key)
-                     SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $25::bytea[])),
+                     INSERT INTO sign_in_tokens (token_hash, storefront_id, account_id, requested_by, redirect_path, created_at, expires_at, client_key, code_binding)
+                     SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $25::bytea[], $26::bytea[])),
                  del AS (
                      INSERT INTO deliveries (storefront_id, account_id, kind, recipient, subject, status, last_error, payload,
                          sealed_token, link_expires_at, created_at, updated_at, next_attempt_at, relay_at)

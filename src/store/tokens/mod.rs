@@ -60,6 +60,10 @@ pub struct LinkRequest {
     pub relay_after: Duration,
     /// Recorded when no account matches (customers' own requests).
     pub unmatched: Option<Unmatched>,
+    /// A customer's own request from a browser: the keyed hash of the random value in the
+    /// asking browser's sign-in cookie (see `Keys::sign_in_binding`); the email then carries
+    /// the link's sign-in code, which works only in that browser.
+    pub code_binding: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,9 +103,9 @@ pub enum LinkEmail {
 }
 
 impl LinkEmail {
-    fn data(&self, first_name: String) -> EmailData {
+    fn data(&self, first_name: String, code: bool) -> EmailData {
         match self {
-            LinkEmail::SignIn => EmailData::SignIn(Greeting { first_name }),
+            LinkEmail::SignIn => EmailData::SignIn(Greeting { first_name, code }),
             LinkEmail::BookingConfirmation(rental) => EmailData::BookingConfirmation(Booking {
                 first_name,
                 rental: rental.clone(),
@@ -149,7 +153,9 @@ impl LinkRequest {
             account_id: Some(account.id),
             recipient: account.email.clone(),
             subject: self.subject.clone(),
-            data: self.email.data(account.first_name()),
+            data: self
+                .email
+                .data(account.first_name(), self.code_binding.is_some()),
             sealed_token: allowed.then(|| self.sealed_token.clone()),
             link_expires_at: Some(self.expires_at),
             facility_ids: self.facility_ids.clone(),
@@ -170,6 +176,15 @@ pub struct LiveToken {
     /// The account, or the staff user, it signs in.
     pub subject_id: i64,
     pub expires_at: DateTime<Utc>,
+}
+
+/// A code tried on one of the links of the browser that tried it (SPEC §11).
+#[derive(Debug, Clone)]
+pub struct CodeTry {
+    /// The link's token hash (its code is derived from it).
+    pub token_hash: TokenHash,
+    /// Codes tried on the link so far, this one included.
+    pub tries: i64,
 }
 
 /// A redeemed link: the session was started.
@@ -240,8 +255,8 @@ impl Store {
             let allowed = verdict == Verdict::Allowed && suppressed.is_none();
             if allowed {
                 tx.execute(
-                    "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at, client_key)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO sign_in_tokens (storefront_id, account_id, token_hash, requested_by, redirect_path, created_at, expires_at, client_key, code_binding)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     &params![
                         r.storefront_id,
                         account.id,
@@ -250,7 +265,8 @@ impl Store {
                         r.redirect_path.clone(),
                         now,
                         r.expires_at,
-                        bucket
+                        bucket,
+                        r.code_binding.clone()
                     ],
                 )
                 .await?;
@@ -397,6 +413,60 @@ impl Store {
         start_session(&mut *tx, audience, redeemed.subject_id, &session, now).await?;
         tx.commit().await?;
         Ok(Some(redeemed))
+    }
+
+    /// A sign-in code is tried in a browser: counts one try on each live link of the address
+    /// whose binding is that browser's and that has tries left, and returns them. Counting
+    /// before the code is compared caps the tries even when many arrive at once; links of
+    /// other browsers are never touched, so nobody can spend a customer's tries.
+    pub async fn try_sign_in_code(
+        &self,
+        storefront_id: i64,
+        email_key: &str,
+        binding: &[u8],
+        max_tries: i64,
+        now: DateTime<Utc>,
+    ) -> DbResult<Vec<CodeTry>> {
+        let rows = self
+            .db()
+            .query(
+                "UPDATE sign_in_tokens SET code_tries = code_tries + 1
+                 WHERE account_id IN (SELECT id FROM accounts WHERE storefront_id = $1 AND email_key = $2)
+                   AND storefront_id = $1 AND code_binding = $3
+                   AND used_at IS NULL AND expires_at > $4 AND code_tries < $5
+                 RETURNING token_hash, code_tries",
+                &params![storefront_id, email_key, binding, now, max_tries],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| CodeTry {
+                token_hash: TokenHash(r.bytes(0).try_into().unwrap_or([0; 32])),
+                tries: r.i64(1),
+            })
+            .collect())
+    }
+
+    /// Ends the links whose last code try was wrong and was their last (used up: the link
+    /// with its code). Returns how many.
+    pub async fn end_code_links(
+        &self,
+        storefront_id: i64,
+        token_hashes: &[TokenHash],
+        now: DateTime<Utc>,
+    ) -> DbResult<u64> {
+        let mut ended = 0;
+        for hash in token_hashes {
+            ended += self
+                .db()
+                .execute(
+                    "UPDATE sign_in_tokens SET used_at = $3
+                     WHERE token_hash = $1 AND storefront_id = $2 AND used_at IS NULL",
+                    &params![&hash.0, storefront_id, now],
+                )
+                .await?;
+        }
+        Ok(ended)
     }
 
     /// Deletes unmatched sign-in records older than 30 days. Returns how many.

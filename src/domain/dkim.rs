@@ -295,7 +295,10 @@ mod tests {
     fn bad_keys_are_refused_without_repeating_them() {
         assert_eq!(DkimKey::parse("hello").unwrap_err(), DkimKeyError::NotPem);
         assert_eq!(DkimKey::parse("").unwrap_err(), DkimKeyError::NotPem);
-        let broken = fixture("rsa2048.pkcs1.pem").replace("A", "B");
+        // The first line of base64 (the DER header) damaged, the PEM frame intact.
+        let pem = fixture("rsa2048.pkcs1.pem");
+        let first = pem.lines().nth(1).unwrap();
+        let broken = pem.replacen(first, &"B".repeat(first.len()), 1);
         assert_eq!(
             DkimKey::parse(&broken).unwrap_err(),
             DkimKeyError::Unreadable

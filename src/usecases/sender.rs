@@ -15,6 +15,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::crypto::Keys;
+use crate::error::AppError;
+use crate::services::Services;
 use crate::domain::dkim::{DkimAlgorithm, DkimKey, DkimRecord, DnsName, check_alignment};
 use crate::domain::{EmailAddress, Secret};
 use crate::mail::dkim_signer;
@@ -304,4 +306,32 @@ pub async fn seal_plaintext_keys(store: &Store, keys: &Keys, now: DateTime<Utc>)
         );
     }
     Ok(sealed_now)
+}
+
+/// The storefront's sender settings as they are now (read afresh: the cache may be behind a
+/// change just made), `None` if it no longer exists.
+pub async fn read(svc: &Services, storefront_id: i64) -> Result<Option<SenderView>, AppError> {
+    Ok(svc
+        .store
+        .storefront(storefront_id)
+        .await?
+        .map(|sf| view(&svc.keys, &sf)))
+}
+
+/// [`change`] for a running application: this process's storefront cache forgets the old
+/// settings at once (other processes' caches within their 30 seconds).
+pub async fn apply(
+    svc: &Services,
+    storefront_id: i64,
+    c: &SenderChange,
+    audit: (&str, serde_json::Value),
+) -> Result<SenderView, SenderError> {
+    let sf = svc
+        .store
+        .storefront(storefront_id)
+        .await?
+        .ok_or(SenderError::Gone)?;
+    let sf = change(&svc.store, &svc.keys, &sf, c, audit, svc.now()).await?;
+    svc.storefronts.clear();
+    Ok(view(&svc.keys, &sf))
 }

@@ -356,9 +356,7 @@ async fn build(
     // secret key). Refused loudly if it cannot be done, rather than running with them.
     crate::usecases::sender::seal_plaintext_keys(&store, &keys, options.clock.now())
         .await
-        .map_err(|e| {
-            StartError::Database(format!("cannot seal the plaintext DKIM keys: {e}"))
-        })?;
+        .map_err(|e| StartError::Database(format!("cannot seal the plaintext DKIM keys: {e}")))?;
     if matches!(db_kind, DatabaseKind::Sqlite(_))
         && config.demo_on_first_start
         && options.web
@@ -542,7 +540,9 @@ pub fn webhook_queue_prefix(config: &Config) -> String {
 pub fn keys(config: &Config) -> Result<Keys, StartError> {
     match &config.secret_key {
         Some(secret) => Ok(Keys::from_secret(secret)),
-        None => Keys::load_or_create(&config.data_dir).map_err(|e| StartError::Other(e.to_string())),
+        None => {
+            Keys::load_or_create(&config.data_dir).map_err(|e| StartError::Other(e.to_string()))
+        }
     }
 }
 

@@ -353,9 +353,9 @@ async fn run_admin(store: &Store, keys: &Keys, command: Admin) -> Result<(), Str
                 (None, None) => return Err(required("--rent-url")),
             };
             let reply_to = match (reply_to, no_reply_to) {
-                (Some(r), _) => {
-                    Some(Some(EmailAddress::parse(&r).map_err(|e| format!("--reply-to: {e}"))?))
-                }
+                (Some(r), _) => Some(Some(
+                    EmailAddress::parse(&r).map_err(|e| format!("--reply-to: {e}"))?,
+                )),
                 (None, true) => Some(None),
                 (None, false) => None,
             };
@@ -368,7 +368,10 @@ async fn run_admin(store: &Store, keys: &Keys, command: Admin) -> Result<(), Str
             let key = match dkim_private_key_file {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path).map_err(|e| {
-                        format!("--dkim-private-key-file: cannot read {}: {e}", path.display())
+                        format!(
+                            "--dkim-private-key-file: cannot read {}: {e}",
+                            path.display()
+                        )
                     })?;
                     Some(
                         DkimKey::parse(&text)

@@ -80,8 +80,8 @@ impl DkimKey {
     pub fn parse(text: &str) -> Result<Self, DkimKeyError> {
         let text = text.trim();
         if text.contains("-----BEGIN RSA PRIVATE KEY-----") {
-            let key = rsa::RsaPrivateKey::from_pkcs1_pem(text)
-                .map_err(|_| DkimKeyError::Unreadable)?;
+            let key =
+                rsa::RsaPrivateKey::from_pkcs1_pem(text).map_err(|_| DkimKeyError::Unreadable)?;
             return Self::from_rsa(key);
         }
         if text.contains("-----BEGIN PRIVATE KEY-----") {
@@ -322,7 +322,10 @@ mod tests {
         assert_eq!(r.name, "portal2026._domainkey.harborview.example");
         assert_eq!(
             r.value,
-            format!("v=DKIM1; k=ed25519; p={}", fixture("ed25519.pub.b64").trim())
+            format!(
+                "v=DKIM1; k=ed25519; p={}",
+                fixture("ed25519.pub.b64").trim()
+            )
         );
     }
 

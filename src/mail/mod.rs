@@ -579,6 +579,19 @@ impl EmailContent {
     }
 }
 
+/// The headers the DKIM signature covers (one that an email lacks is signed as absent). Not
+/// `Content-Type`: lettre keeps a multipart message's in the body part, where its signer does
+/// not look, so it would sign the header as absent and receivers would fail the signature.
+const SIGNED_HEADERS: [&str; 7] = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "MIME-Version",
+];
+
 /// What signs a storefront's emails: its DKIM domain and selector and the opened key.
 #[derive(Debug, Clone)]
 pub struct DkimSigner {
@@ -600,7 +613,10 @@ pub enum DkimProblem {
 }
 
 /// Opens the storefront's sealed DKIM key: `None` when it has no DKIM.
-pub fn dkim_signer(keys: &Keys, storefront: &Storefront) -> Result<Option<DkimSigner>, DkimProblem> {
+pub fn dkim_signer(
+    keys: &Keys,
+    storefront: &Storefront,
+) -> Result<Option<DkimSigner>, DkimProblem> {
     let Some(dkim) = &storefront.dkim else {
         return Ok(None);
     };
@@ -691,14 +707,34 @@ pub fn build_message(
         )
         .map_err(|e| MailError::Build(e.to_string()))?;
     if let Some(dkim) = dkim {
-        use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+        use lettre::message::dkim::{
+            DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+            DkimSigningKey,
+        };
         let algorithm = match dkim.key.algorithm() {
             DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
             DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
         };
         let key = DkimSigningKey::new(dkim.key.signing_form().expose(), algorithm)
             .map_err(|e| MailError::Build(format!("DKIM key: {e}")))?;
-        let config = DkimConfig::default_config(dkim.selector.clone(), dkim.domain.clone(), key);
+        // relaxed/relaxed, not lettre's default simple/relaxed: lettre hashes its
+        // DKIM-Signature header folded as it is before the signature is added, and the
+        // signature moves `b=` to a line of its own, so with simple header canonicalization a
+        // receiver hashes other whitespace and the signature fails (tests/sender.rs verifies
+        // it independently). Relaxed canonicalization unfolds, so both agree.
+        let config = DkimConfig::new(
+            dkim.selector.clone(),
+            dkim.domain.clone(),
+            key,
+            SIGNED_HEADERS
+                .iter()
+                .map(|h| HeaderName::new_from_ascii_str(h))
+                .collect(),
+            DkimCanonicalization {
+                header: DkimCanonicalizationType::Relaxed,
+                body: DkimCanonicalizationType::Relaxed,
+            },
+        );
         message.sign(&config);
     }
     Ok(message)

@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 
 use super::Store;
+use super::audit::insert_audit;
 use super::db::{Conn, DbResult, Row, qualified};
 use super::page::{Page, keyset, keyset_params, page_of};
 use super::upsert::{Upserted, insert_or_update};
-use super::audit::insert_audit;
 use crate::domain::dkim::DkimAlgorithm;
 use crate::domain::{EmailAddress, Secret};
 use crate::params;

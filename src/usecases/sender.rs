@@ -15,11 +15,11 @@
 use chrono::{DateTime, Utc};
 
 use crate::crypto::Keys;
-use crate::error::AppError;
-use crate::services::Services;
 use crate::domain::dkim::{DkimAlgorithm, DkimKey, DkimRecord, DnsName, check_alignment};
 use crate::domain::{EmailAddress, Secret};
+use crate::error::AppError;
 use crate::mail::dkim_signer;
+use crate::services::Services;
 use crate::store::{
     DbError, DbResult, DkimSettings, SealedDkimKey, SenderSettings, Store, Storefront,
 };
@@ -281,7 +281,11 @@ pub async fn change(
 /// migrations): each is replaced by its sealed form, with its public key when it loads. One
 /// that does not load is sealed all the same (no plaintext stays) and shows as misconfigured.
 /// Answers how many were sealed.
-pub async fn seal_plaintext_keys(store: &Store, keys: &Keys, now: DateTime<Utc>) -> DbResult<usize> {
+pub async fn seal_plaintext_keys(
+    store: &Store,
+    keys: &Keys,
+    now: DateTime<Utc>,
+) -> DbResult<usize> {
     let mut sealed_now = 0;
     for (id, text) in store.plaintext_dkim_keys().await? {
         let key = match DkimKey::parse(text.expose()) {

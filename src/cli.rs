@@ -54,7 +54,7 @@ enum Command {
     /// Create storefronts, staff users and API keys.
     Admin {
         #[command(subcommand)]
-        command: Admin,
+        command: Box<Admin>,
     },
 }
 
@@ -224,7 +224,7 @@ pub fn run() -> ExitCode {
             admin::migrate(&store, &keys)
                 .await
                 .map_err(|e| e.to_string())?;
-            run_admin(&store, &keys, command).await
+            run_admin(&store, &keys, *command).await
         }),
     };
     match result {

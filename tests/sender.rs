@@ -585,6 +585,41 @@ both_backends! {
         // So does the command line (with the application's secret).
         let out = ok(latchkey(&app, &["admin", "storefront", "--slug", "demo"], None));
         assert!(out.contains("DKIM is misconfigured"), "{out}");
+        // So does the console, on the storefront's page.
+        let demo_id = app.store().storefront_by_slug("demo").await.unwrap().unwrap().id;
+        let owner = "olivia@harborview.example";
+        app.store()
+            .create_staff(
+                Some(demo_id),
+                &latchkey::domain::EmailAddress::parse(owner).unwrap(),
+                "Olivia Owner",
+                latchkey::store::Role::Owner,
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        let staff = app.browser();
+        let page = staff.get("/console/sign-in").await;
+        let sent = staff
+            .submit(&page, "form[action='/console/sign-in']", &[("email", owner)])
+            .await;
+        assert_eq!(sent.status, 200);
+        let link = app
+            .mailbox
+            .wait_for(owner)
+            .await
+            .links()
+            .into_iter()
+            .find(|l| l.contains("/console/auth/"))
+            .expect("a console link");
+        let landing = staff.get_url(&link).await;
+        let signed_in = staff.submit(&landing, "form", &[]).await;
+        assert_eq!(signed_in.status, 303);
+        let page = staff.get("/console/s/demo").await;
+        assert_eq!(page.status, 200);
+        let text = page.text();
+        assert!(text.contains("DKIM is misconfigured") && text.contains("secret key"), "{text}");
+
         // The email fails with the reason, nothing is sent, the application keeps running.
         let browser = app.browser();
         let id = app.request_link(&browser, "alex@example.com").await;
@@ -597,6 +632,8 @@ both_backends! {
         assert_eq!((status, &body["dkim"]["status"]), (200, &json!("active")), "{body}");
         let raw = signed_in_email(&app).await;
         verify_dkim(&raw, fixture("ed25519.pub.b64").trim()).unwrap();
+        let page = staff.get("/console/s/demo").await;
+        assert!(!page.text().contains("DKIM is misconfigured"));
     }
 
     async fn a_plaintext_key_of_an_earlier_version_is_sealed_at_start(backend: Backend) {

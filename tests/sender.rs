@@ -465,6 +465,8 @@ both_backends! {
             assert_eq!(status, 422, "{field}: {body}");
             assert!(body["fields"][field].is_string(), "{field}: {body}");
         }
+        let (status, body) = demo.patch(json!({})).await;
+        assert_eq!((status, body["fields"]["body"].is_string()), (422, true), "{body}");
         let (status, body) = demo.patch(json!({"from_email": "not an address"})).await;
         assert_eq!((status, body["fields"]["from_email"].is_string()), (422, true), "{body}");
         assert_eq!(raw_key_columns(&app).await, (None, None), "nothing was stored");

@@ -278,13 +278,14 @@ pub async fn get(state: &HttpState, caller: &Caller) -> Result<Response, ApiErro
     request_body(
         content = Input,
         content_type = "application/json",
+        // A real (throwaway, published) Ed25519 key, so the example works as sent.
         example = json!({
             "from_name": "Harborview Rentals",
             "reply_to": "office@harborview.example",
             "dkim": {
                 "domain": "harborview.example",
                 "selector": "portal2026",
-                "private_key": "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI…\n-----END PRIVATE KEY-----\n"
+                "private_key": "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAB+7BN4SRyoOo6bFcrcY1bWAYHTZi63juiuRnzYu5M5\n-----END PRIVATE KEY-----\n"
             }
         }),
     ),
@@ -292,9 +293,10 @@ pub async fn get(state: &HttpState, caller: &Caller) -> Result<Response, ApiErro
         (status = 200, description = "The sender settings as they are now.", body = View),
         (status = 400, response = BadJson),
         (status = 401, response = Unauthorized),
-        (status = 409, description = "`idempotency_key_in_use`: the first request with this `Idempotency-Key` is still running.", body = inline(error_doc::KeyInUse)),
+        (status = 409, description = "`idempotency_key_in_use`: the first request with this `Idempotency-Key` is still running.", body = inline(error_doc::KeyInUse),
+            headers(("Retry-After" = inline(error_doc::RetryAfter), description = "Seconds to wait before retrying."))),
         (status = 413, response = TooLarge),
-        (status = 422, description = "Invalid fields (a private key that does not load, a DKIM domain that does not fit the sender address, DKIM fields missing the first time) or `Idempotency-Key`, or `idempotency_key_reused`: the key was sent with another request. Nothing was changed.", body = inline(error_doc::KeyRefused)),
+        (status = 422, description = "Nothing to change (an empty object), invalid fields (a private key that does not load, a DKIM domain that does not fit the sender address, DKIM fields missing the first time) or `Idempotency-Key`, or `idempotency_key_reused`: the key was sent with another request. Nothing was changed.", body = inline(error_doc::InvalidOrKeyRefused)),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     ),
@@ -319,6 +321,14 @@ pub async fn patch(state: &HttpState, caller: &Caller, body: Value) -> Result<Re
             },
         },
     };
+    if change.is_empty() {
+        // Most likely a client bug (a misspelt field is refused as unknown already); nothing
+        // to change is not worth an audit entry.
+        return Err(ApiError::field(
+            "body",
+            "Give at least one of from_name, from_email, reply_to, dkim.",
+        ));
+    }
     let audit = json!({ "api_key_id": caller.key.id, "api_key": caller.key.name });
     let view = sender::apply(
         &state.svc,

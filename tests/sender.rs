@@ -13,8 +13,12 @@ use std::process::{Output, Stdio};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
+use latchkey_testkit::ReceivedEmail;
 use serde_json::{Value, json};
 use support::*;
+
+/// The bounce domain of the VERP envelope senders.
+const BOUNCE_DOMAIN: &str = "bounces.latchkey.test";
 
 fn fixture_path(name: &str) -> String {
     format!("{}/tests/fixtures/dkim/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -156,14 +160,20 @@ fn assert_sealed(sealed: &[u8], pem: &str) {
     }
 }
 
-/// Sends a sign-in link to the demo's customer and returns the raw message received.
-async fn signed_in_email(app: &TestApp) -> Vec<u8> {
+/// Sends a sign-in link to the demo's customer and returns the email received (envelope and
+/// raw message).
+async fn sign_in_email(app: &TestApp) -> ReceivedEmail {
     app.app().services.storefronts.clear();
     let before = app.mailbox.to("alex@example.com").len();
     let browser = app.browser();
     let id = app.request_link(&browser, "alex@example.com").await;
     app.wait_for_status(id, "sent").await;
-    app.mailbox.nth("alex@example.com", before + 1).await.data
+    app.mailbox.nth("alex@example.com", before + 1).await
+}
+
+/// [`sign_in_email`]'s raw message.
+async fn signed_in_email(app: &TestApp) -> Vec<u8> {
+    sign_in_email(app).await.data
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,7 +367,12 @@ fn verify_dkim(raw: &[u8], public_key: &str) -> Result<Verified, String> {
 
 both_backends! {
     async fn the_admin_command_stores_the_key_sealed_and_emails_are_signed(backend: Backend) {
-        let app = TestApp::start_with(Setup::new(backend).with_smtp()).await;
+        // With a bounce domain, so the emails carry a VERP envelope sender as in production.
+        let app = Setup::new(backend)
+            .with_smtp()
+            .config(|c| c.bounces.domain = Some(BOUNCE_DOMAIN.into()))
+            .start()
+            .await;
         let pem = fixture("rsa2048.pkcs8.pem");
         let public = fixture("rsa2048.pkcs8.pub.b64");
         let out = ok(latchkey(&app, &[
@@ -386,9 +401,27 @@ both_backends! {
         assert_eq!(sf.from_email.as_str(), "portal@harborview.example");
         assert_eq!(sf.reply_to.as_deref(), Some("office@harborview.example"));
         // The email is signed, and the signature verifies with the published key.
-        let raw = signed_in_email(&app).await;
+        let email = sign_in_email(&app).await;
+        let raw = email.data.clone();
         let v = verify_dkim(&raw, public.trim()).unwrap_or_else(|e| panic!("{e}:\n{}", String::from_utf8_lossy(&raw)));
         assert_eq!((v.tag("d"), v.tag("s"), v.tag("a")), ("harborview.example", "portal2026", "rsa-sha256"));
+        // relaxed/relaxed over the headers that reach the receiver as signed (not Content-Type,
+        // which lettre keeps out of the signer's sight).
+        assert_eq!(v.tag("c"), "relaxed/relaxed");
+        assert_eq!(
+            v.tag("h").to_ascii_lowercase(),
+            "from:to:subject:date:message-id:reply-to:mime-version"
+        );
+        // VERP: the envelope sender is the delivery's bounce address, and the Return-Path header
+        // a receiving server adds on top with it leaves the signature intact.
+        assert!(
+            email.mail_from.starts_with("bounces+") && email.mail_from.ends_with(&format!("@{BOUNCE_DOMAIN}")),
+            "{}",
+            email.mail_from
+        );
+        assert!(!String::from_utf8_lossy(&raw).contains("bounces+"), "VERP is the envelope's only");
+        let delivered = [format!("Return-Path: <{}>\r\n", email.mail_from).into_bytes(), raw.clone()].concat();
+        verify_dkim(&delivered, public.trim()).unwrap_or_else(|e| panic!("{e} with a Return-Path"));
         // Not with another key (the verifier is no rubber stamp).
         assert!(verify_dkim(&raw, fixture("rsa2048.pkcs1.pub.b64").trim()).is_err());
         let text = String::from_utf8_lossy(&raw);

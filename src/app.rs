@@ -351,12 +351,12 @@ async fn build(
             .await
             .map_err(|e| StartError::Database(e.to_string()))?;
     }
-    let keys = match &config.secret_key {
-        Some(secret) => Keys::from_secret(secret),
-        None => {
-            Keys::load_or_create(&config.data_dir).map_err(|e| StartError::Other(e.to_string()))?
-        }
-    };
+    let keys = keys(&config)?;
+    // DKIM keys an earlier version stored in plaintext are sealed now (SQL cannot: it has no
+    // secret key). Refused loudly if it cannot be done, rather than running with them.
+    crate::usecases::sender::seal_plaintext_keys(&store, &keys, options.clock.now())
+        .await
+        .map_err(|e| StartError::Database(format!("cannot seal the plaintext DKIM keys: {e}")))?;
     if matches!(db_kind, DatabaseKind::Sqlite(_))
         && config.demo_on_first_start
         && options.web
@@ -534,6 +534,16 @@ async fn build(
 /// The webhook queue's name (RabbitMQ): the mail queue's prefix and `.webhooks`.
 pub fn webhook_queue_prefix(config: &Config) -> String {
     format!("{}.webhooks", config.queue.prefix)
+}
+
+/// The application's keys: from `secret_key`, or (the embedded default) `data_dir/secret.key`.
+pub fn keys(config: &Config) -> Result<Keys, StartError> {
+    match &config.secret_key {
+        Some(secret) => Ok(Keys::from_secret(secret)),
+        None => {
+            Keys::load_or_create(&config.data_dir).map_err(|e| StartError::Other(e.to_string()))
+        }
+    }
 }
 
 fn hostname() -> String {

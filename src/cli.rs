@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{App, AppOptions};
 use crate::config::Config;
+use crate::crypto::Keys;
 use crate::store::Store;
+use crate::usecases::sender::{self, SenderError, SenderView};
 use crate::usecases::{admin, api_keys};
 
 #[derive(Debug, Parser)]
@@ -52,30 +54,51 @@ enum Command {
     /// Create storefronts, staff users and API keys.
     Admin {
         #[command(subcommand)]
-        command: Admin,
+        command: Box<Admin>,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum Admin {
-    /// Create or update a storefront (by slug).
+    /// Create or update a storefront (by slug), with its sender settings and DKIM signing.
+    /// When updating, what is left out stays as it is.
     Storefront {
         #[arg(long)]
         slug: String,
+        /// Its name (required when creating).
         #[arg(long)]
-        name: String,
-        /// The sender address of its emails.
+        name: Option<String>,
+        /// The sender address of its emails (required when creating).
         #[arg(long)]
-        from_email: String,
+        from_email: Option<String>,
         /// The sender name (default: the storefront's name).
         #[arg(long)]
         from_name: Option<String>,
-        /// Where "Rent a unit" leads.
+        /// The Reply-To address of its emails.
         #[arg(long)]
-        rent_url: String,
+        reply_to: Option<String>,
+        /// Remove the Reply-To address.
+        #[arg(long, conflicts_with = "reply_to")]
+        no_reply_to: bool,
+        /// Where "Rent a unit" leads (required when creating).
+        #[arg(long)]
+        rent_url: Option<String>,
         /// A host of its own, serving the portal at `/`.
         #[arg(long)]
         custom_host: Option<String>,
+        /// The DKIM signing domain (`d=`): the sender's domain or a parent of it.
+        #[arg(long)]
+        dkim_domain: Option<String>,
+        /// The DKIM selector (`s=`): the DNS record is `{selector}._domainkey.{domain}`.
+        #[arg(long)]
+        dkim_selector: Option<String>,
+        /// A PEM file with the DKIM private key (RSA or Ed25519, PKCS#1 or PKCS#8), stored
+        /// sealed with the secret key; the DNS record to publish is printed.
+        #[arg(long)]
+        dkim_private_key_file: Option<PathBuf>,
+        /// Stop signing with DKIM (the stored key is deleted).
+        #[arg(long, conflicts_with_all = ["dkim_domain", "dkim_selector", "dkim_private_key_file"])]
+        remove_dkim: bool,
     },
     /// List the storefronts.
     Storefronts,
@@ -167,8 +190,11 @@ pub fn run() -> ExitCode {
             },
         )
         .map_err(|e| e.to_string()),
-        Command::Migrate => one_shot(config, |store, _| async move {
-            let applied = admin::migrate(&store).await.map_err(|e| e.to_string())?;
+        Command::Migrate => one_shot(config, |store, config| async move {
+            let keys = crate::app::keys(&config).map_err(|e| e.to_string())?;
+            let applied = admin::migrate(&store, &keys)
+                .await
+                .map_err(|e| e.to_string())?;
             if applied.is_empty() {
                 println!("The database is up to date.");
             } else {
@@ -176,8 +202,11 @@ pub fn run() -> ExitCode {
             }
             Ok(())
         }),
-        Command::Demo => one_shot(config, |store, _| async move {
-            admin::migrate(&store).await.map_err(|e| e.to_string())?;
+        Command::Demo => one_shot(config, |store, config| async move {
+            let keys = crate::app::keys(&config).map_err(|e| e.to_string())?;
+            admin::migrate(&store, &keys)
+                .await
+                .map_err(|e| e.to_string())?;
             let demo = admin::load_demo(&store).await.map_err(|e| e.to_string())?;
             println!(
                 "Demo storefront `{}` is ready: customers {}.",
@@ -190,9 +219,12 @@ pub fn run() -> ExitCode {
             println!("{}", config.describe());
             Ok(())
         }
-        Command::Admin { command } => one_shot(config, |store, _| async move {
-            admin::migrate(&store).await.map_err(|e| e.to_string())?;
-            run_admin(&store, command).await
+        Command::Admin { command } => one_shot(config, |store, config| async move {
+            let keys = crate::app::keys(&config).map_err(|e| e.to_string())?;
+            admin::migrate(&store, &keys)
+                .await
+                .map_err(|e| e.to_string())?;
+            run_admin(&store, &keys, *command).await
         }),
     };
     match result {
@@ -221,6 +253,46 @@ where
     })
 }
 
+/// A refused sender setting, named by its option.
+fn cli_sender_error(e: SenderError) -> String {
+    match e {
+        SenderError::Invalid { field, problem } => {
+            let flag = match field {
+                "from_name" => "--from-name",
+                "from_email" => "--from-email",
+                "reply_to" => "--reply-to",
+                "dkim.domain" => "--dkim-domain",
+                "dkim.selector" => "--dkim-selector",
+                "dkim.private_key" => "--dkim-private-key-file",
+                other => other,
+            };
+            format!("{flag}: {problem}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The sender settings, and the DNS record to publish when DKIM is set.
+fn print_sender(v: &SenderView) {
+    println!("Sender: {} <{}>", v.from_name, v.from_email);
+    if let Some(r) = &v.reply_to {
+        println!("Reply-To: {r}");
+    }
+    match &v.dkim {
+        None => println!("DKIM: off"),
+        Some(d) => {
+            println!("DKIM: d={} s={}", d.domain, d.selector);
+            if let Some(problem) = &d.problem {
+                println!("DKIM is misconfigured: {problem}");
+            }
+            if let Some(record) = &d.record {
+                println!("Publish this DNS TXT record:");
+                println!("{} IN TXT \"{}\"", record.name, record.value);
+            }
+        }
+    }
+}
+
 async fn storefront_id(store: &Store, slug: &str) -> Result<i64, String> {
     admin::storefront_by_slug(store, slug)
         .await
@@ -229,42 +301,156 @@ async fn storefront_id(store: &Store, slug: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("no storefront `{slug}`"))
 }
 
-async fn run_admin(store: &Store, command: Admin) -> Result<(), String> {
+async fn run_admin(store: &Store, keys: &Keys, command: Admin) -> Result<(), String> {
+    use crate::domain::dkim::{DkimKey, DnsName};
     use crate::domain::{EmailAddress, StorefrontSlug};
-    use crate::store::{NewStorefront, Role};
+    use crate::store::{NewStorefront, Role, Storefront};
+    use crate::usecases::sender::{DkimChange, SenderChange};
     match command {
         Admin::Storefront {
             slug,
             name,
             from_email,
             from_name,
+            reply_to,
+            no_reply_to,
             rent_url,
             custom_host,
+            dkim_domain,
+            dkim_selector,
+            dkim_private_key_file,
+            remove_dkim,
         } => {
             let slug = StorefrontSlug::parse(&slug).map_err(|e| format!("--slug: {e}"))?;
-            let from =
-                EmailAddress::parse(&from_email).map_err(|e| format!("--from-email: {e}"))?;
-            let rent = url::Url::parse(&rent_url).map_err(|e| format!("--rent-url: {e}"))?;
-            if !matches!(rent.scheme(), "http" | "https") {
-                return Err("--rent-url: must be an http(s) URL".into());
-            }
+            let existing = admin::storefront_by_slug(store, slug.as_str())
+                .await
+                .map_err(|e| e.to_string())?;
+            let required = |flag: &str| format!("{flag}: required when creating a storefront");
+            let name = match (name, &existing) {
+                (Some(n), _) => n,
+                (None, Some(sf)) => sf.name.clone(),
+                (None, None) => return Err(required("--name")),
+            };
             if name.trim().is_empty() || name.chars().any(char::is_control) {
                 return Err("--name: must be a name on one line".into());
             }
+            let from = match (from_email, &existing) {
+                (Some(e), _) => {
+                    Some(EmailAddress::parse(&e).map_err(|e| format!("--from-email: {e}"))?)
+                }
+                (None, Some(_)) => None,
+                (None, None) => return Err(required("--from-email")),
+            };
+            let rent_url = match (rent_url, &existing) {
+                (Some(u), _) => {
+                    let rent = url::Url::parse(&u).map_err(|e| format!("--rent-url: {e}"))?;
+                    if !matches!(rent.scheme(), "http" | "https") {
+                        return Err("--rent-url: must be an http(s) URL".into());
+                    }
+                    rent.to_string()
+                }
+                (None, Some(sf)) => sf.rent_url.clone(),
+                (None, None) => return Err(required("--rent-url")),
+            };
+            let reply_to = match (reply_to, no_reply_to) {
+                (Some(r), _) => Some(Some(
+                    EmailAddress::parse(&r).map_err(|e| format!("--reply-to: {e}"))?,
+                )),
+                (None, true) => Some(None),
+                (None, false) => None,
+            };
+            let dns = |flag: &str, v: Option<String>| {
+                v.map(|v| DnsName::parse(&v).map_err(|e| format!("{flag}: {e}")))
+                    .transpose()
+            };
+            let domain = dns("--dkim-domain", dkim_domain)?;
+            let selector = dns("--dkim-selector", dkim_selector)?;
+            let key = match dkim_private_key_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        format!(
+                            "--dkim-private-key-file: cannot read {}: {e}",
+                            path.display()
+                        )
+                    })?;
+                    Some(
+                        DkimKey::parse(&text)
+                            .map_err(|e| format!("--dkim-private-key-file: {e}"))?,
+                    )
+                }
+                None => None,
+            };
+            let dkim = match (remove_dkim, &domain, &selector, &key) {
+                (true, ..) => DkimChange::Remove,
+                (false, None, None, None) => DkimChange::Keep,
+                _ => DkimChange::Set {
+                    domain,
+                    selector,
+                    key,
+                },
+            };
+            let change = SenderChange {
+                // The sender name follows a new storefront's name unless given.
+                from_name: from_name.or_else(|| existing.is_none().then(|| name.clone())),
+                from_email: from.clone(),
+                reply_to,
+                dkim,
+            };
+            // The sender settings are checked before anything is written.
+            let current = existing.clone().unwrap_or_else(|| Storefront {
+                id: 0,
+                slug: slug.to_string(),
+                name: name.clone(),
+                from_name: name.clone(),
+                from_email: from.clone().expect("required when creating"),
+                reply_to: None,
+                rent_url: rent_url.clone(),
+                custom_host: None,
+                acss_debit: false,
+                dkim: None,
+            });
+            sender::check(keys, &current, &change).map_err(cli_sender_error)?;
             let id = admin::put_storefront(
                 store,
                 &NewStorefront {
                     slug: slug.to_string(),
-                    from_name: from_name.unwrap_or_else(|| name.clone()),
+                    from_name: existing
+                        .as_ref()
+                        .map(|sf| sf.from_name.clone())
+                        .unwrap_or_else(|| name.clone()),
                     name,
-                    from_email: from,
-                    rent_url: rent.to_string(),
-                    custom_host: custom_host.map(|h| h.to_ascii_lowercase()),
+                    from_email: from
+                        .clone()
+                        .or_else(|| existing.as_ref().map(|sf| sf.from_email.clone()))
+                        .expect("required when creating"),
+                    rent_url,
+                    custom_host: custom_host
+                        .map(|h| h.to_ascii_lowercase())
+                        .or_else(|| existing.as_ref().and_then(|sf| sf.custom_host.clone())),
                 },
             )
             .await
             .map_err(|e| e.to_string())?;
+            let sf = admin::storefront_by_slug(store, slug.as_str())
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("the storefront was not written")?;
+            let sf = if change.is_empty() {
+                sf
+            } else {
+                sender::change(
+                    store,
+                    keys,
+                    &sf,
+                    &change,
+                    ("cli_sender_changed", serde_json::json!({})),
+                    chrono::Utc::now(),
+                )
+                .await
+                .map_err(cli_sender_error)?
+            };
             println!("Storefront `{slug}` (#{id}) is ready: its portal is at /s/{slug}/.");
+            print_sender(&sender::view(keys, &sf));
         }
         Admin::Storefronts => {
             for sf in admin::storefronts(store).await.map_err(|e| e.to_string())? {

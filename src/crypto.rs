@@ -1,6 +1,7 @@
 //! Keys derived from the server secret: sealing link tokens for the Mailer, CSRF tokens, the
 //! signed device cookie of browsers that signed in before, the keyed hash of a client's
-//! address that the sign-in limits count by, and the MAC of the VERP bounce addresses.
+//! address that the sign-in limits count by, the MAC of the VERP bounce addresses, and the
+//! sealing of storefronts' DKIM private keys (stored encrypted, never in plaintext).
 //!
 //! The secret comes from `secret_key` (every web and worker node shares it). On the embedded
 //! default without one, a random secret is generated once into `data_dir/secret.key`.
@@ -41,8 +42,11 @@ pub struct KeyFileError {
 
 const SEAL_AAD: &[u8] = b"latchkey sign-in token v1";
 /// Webhook signing secrets are sealed with the same key under their own label, so a sealed
-/// secret never opens as a sign-in token or the other way round.
+/// secret never opens as a sign-in token or the other way round; DKIM keys likewise, under a
+/// label that also names their storefront ([`dkim_aad`]).
 const SECRET_AAD: &[u8] = b"latchkey webhook secret v1";
+const NONCE_LEN: usize = 12;
+const AEAD_TAG_LEN: usize = 16;
 
 impl Keys {
     pub fn from_secret(secret: &Secret<String>) -> Self {
@@ -85,66 +89,75 @@ impl Keys {
 
     /// Seals a token for the delivery row: nonce ‖ ciphertext ‖ tag.
     pub fn seal_token(&self, token: &OpaqueToken) -> Vec<u8> {
-        let mut nonce = [0u8; 12];
-        rand::rng().fill_bytes(&mut nonce);
-        let mut buf = token.as_bytes().to_vec();
-        self.seal
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(SEAL_AAD),
-                &mut buf,
-            )
-            .expect("sealing cannot fail for 32 bytes");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        out
+        self.seal_with(SEAL_AAD, token.as_bytes())
     }
 
     /// Opens a sealed token; `None` if it was sealed with another key or tampered with.
     pub fn open_token(&self, sealed: &[u8]) -> Option<OpaqueToken> {
-        if sealed.len() != 12 + 32 + 16 {
+        if sealed.len() != NONCE_LEN + 32 + AEAD_TAG_LEN {
             return None;
         }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed[..12]).ok()?;
-        let mut buf = sealed[12..].to_vec();
-        let plain = self
-            .seal
-            .open_in_place(nonce, Aad::from(SEAL_AAD), &mut buf)
-            .ok()?;
-        let bytes: [u8; 32] = plain.try_into().ok()?;
+        let bytes: [u8; 32] = self.open_with(SEAL_AAD, sealed)?.try_into().ok()?;
         Some(OpaqueToken::from_bytes(bytes))
     }
 
     /// Seals a secret the product must read back (a webhook's signing secret): nonce ‖
     /// ciphertext ‖ tag.
     pub fn seal_secret(&self, secret: &str) -> Vec<u8> {
-        let mut nonce = [0u8; 12];
+        self.seal_with(SECRET_AAD, secret.as_bytes())
+    }
+
+    /// Opens a sealed secret; `None` if it was sealed with another key or tampered with.
+    pub fn open_secret(&self, sealed: &[u8]) -> Option<Secret<String>> {
+        let plain = self.open_with(SECRET_AAD, sealed)?;
+        String::from_utf8(plain).ok().map(Secret::new)
+    }
+
+    /// Seals a storefront's DKIM private key for its row: nonce ‖ ciphertext ‖ tag, with the
+    /// storefront's id bound in (a sealed key copied to another storefront does not open).
+    pub fn seal_dkim_key(&self, storefront_id: i64, key: &Secret<String>) -> Vec<u8> {
+        self.seal_with(&dkim_aad(storefront_id), key.expose().as_bytes())
+    }
+
+    /// Opens a sealed DKIM key; `None` if it was sealed with another secret (or for another
+    /// storefront) or tampered with.
+    pub fn open_dkim_key(&self, storefront_id: i64, sealed: &[u8]) -> Option<Secret<String>> {
+        let plain = self.open_with(&dkim_aad(storefront_id), sealed)?;
+        String::from_utf8(plain).ok().map(Secret::new)
+    }
+
+    /// ChaCha20-Poly1305 under the seal key with a random nonce: nonce ‖ ciphertext ‖ tag. The
+    /// `aad` says what the plaintext is, so one kind of sealed value never opens as another.
+    fn seal_with(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let mut buf = secret.as_bytes().to_vec();
+        let mut buf = plain.to_vec();
         self.seal
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(SECRET_AAD),
+                Aad::from(aad),
                 &mut buf,
             )
-            .expect("sealing cannot fail for a short secret");
+            .expect("sealing fails only for plaintexts of 256 GiB");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
         out
     }
 
-    /// Opens a sealed secret; `None` if it was sealed with another key or tampered with.
-    pub fn open_secret(&self, sealed: &[u8]) -> Option<Secret<String>> {
-        if sealed.len() < 12 + 16 {
+    /// Opens what [`Self::seal_with`] sealed under the same `aad`; `None` if it was sealed with
+    /// another key or label, tampered with, or too short.
+    fn open_with(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN + AEAD_TAG_LEN {
             return None;
         }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed[..12]).ok()?;
-        let mut buf = sealed[12..].to_vec();
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = ciphertext.to_vec();
         let plain = self
             .seal
-            .open_in_place(nonce, Aad::from(SECRET_AAD), &mut buf)
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
             .ok()?;
-        String::from_utf8(plain.to_vec()).ok().map(Secret::new)
+        Some(plain.to_vec())
     }
 
     /// A keyed hash of an email address (for records that must not hold the address itself).
@@ -276,6 +289,10 @@ impl std::fmt::Debug for SignInCode {
     }
 }
 
+fn dkim_aad(storefront_id: i64) -> Vec<u8> {
+    format!("latchkey dkim key v1|{storefront_id}").into_bytes()
+}
+
 const BUCKET_LEN: usize = 16;
 const DEVICE_ID_LEN: usize = 16;
 const TAG_LEN: usize = 32;
@@ -405,6 +422,22 @@ mod tests {
             k.sign_in_binding(b"browser-a"),
             other_key.sign_in_binding(b"browser-a")
         );
+    }
+
+    #[test]
+    fn sealed_dkim_keys_open_only_with_the_same_key_and_storefront() {
+        let k = keys("a-secret-of-at-least-thirty-two-chars!!");
+        let pem = Secret::new("-----BEGIN PRIVATE KEY-----\nMC4CAQAw\n".to_string());
+        let sealed = k.seal_dkim_key(7, &pem);
+        assert!(!sealed.windows(10).any(|w| w == b"BEGIN PRIV"));
+        assert_eq!(k.open_dkim_key(7, &sealed), Some(pem.clone()));
+        assert_eq!(k.open_dkim_key(8, &sealed), None, "another storefront");
+        let other = keys("another-secret-of-thirty-two-chars-long");
+        assert_eq!(other.open_dkim_key(7, &sealed), None);
+        let mut tampered = sealed.clone();
+        tampered[14] ^= 1;
+        assert_eq!(k.open_dkim_key(7, &tampered), None);
+        assert_eq!(k.open_dkim_key(7, &sealed[..20]), None);
     }
 
     #[test]

@@ -1091,7 +1091,7 @@ async fn the_openapi_document_is_valid_openapi_3() {
 
 /// The order of the walk: records before what names them and reads them back, sends before the
 /// log reads them.
-const WALK_ORDER: [&str; 30] = [
+const WALK_ORDER: [&str; 32] = [
     "getOpenApi",
     "putFacility",
     "listFacilities",
@@ -1123,6 +1123,9 @@ const WALK_ORDER: [&str; 30] = [
     "deleteWebhookEndpoint",
     "listSuppressions",
     "getSuppression",
+    // Sender settings (issue 11): last, so the emails above go out as before.
+    "getSender",
+    "updateSender",
 ];
 
 both_backends! {
@@ -1235,11 +1238,11 @@ both_backends! {
                 assert_eq!(counts(&app).await, before, "{name} with {what} changed something");
             }
         }
-        // 4. Every POST with an Idempotency-Key: a repeat gets the first answer again (when it is
+        // 4. Every POST (and PATCH) with an Idempotency-Key: a repeat gets the first answer again (when it is
         //    kept), the key with another request is refused, a malformed key is refused, and a
         //    key whose first request is still running answers 409.
         let sf = storefront_id(&app, "demo").await;
-        for op in ops.iter().filter(|op| op.method == "post") {
+        for op in ops.iter().filter(|op| op.method == "post" || op.method == "patch") {
             let name = op.name();
             let example = op.example_path(&doc);
             let key = unique("key");

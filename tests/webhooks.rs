@@ -895,6 +895,84 @@ both_backends! {
 }
 
 both_backends! {
+    async fn a_failed_debit_is_one_signed_invoice_payment_failed_event(backend: Backend) {
+        use latchkey_testkit::PaymentMethodKind;
+        let app = Setup::new(backend)
+            .with_stripe()
+            .with_smtp()
+            .config(|c| c.webhooks.allow_private_targets = true)
+            .start()
+            .await;
+        let _queues = WebhookQueues::of(&app);
+        let receiver = Receiver::start(&[]).await;
+        let key = api_key(&app, "demo").await;
+        let (endpoint, secret) =
+            endpoint_for(&app, &key, &receiver.url, &["invoice.paid", "invoice.payment_failed"]).await;
+        let stripe = app.fake_stripe();
+        let browser = app.browser();
+        app.sign_in(&browser, "alex@example.com").await;
+        let alex = app.rows("SELECT id FROM accounts WHERE email = 'alex@example.com'", &[]).await[0].i64(0);
+
+        // Paid by pre-authorized debit: the Checkout completes with the money still on its way
+        // (processing, which is no event).
+        let id = app.invoice_id("INV-1042").await;
+        let billing = browser.get("/s/demo/billing?status=pending").await;
+        let checkout = browser
+            .submit(&billing, &format!("form[action='/s/demo/billing/invoices/{id}/pay']"), &[])
+            .await
+            .location()
+            .unwrap();
+        let session = checkout.rsplit('/').next().unwrap().to_string();
+        let completed =
+            stripe.complete_payment_with(&session, PaymentMethodKind::acss_debit("TD Canada Trust", "6789"));
+        assert_eq!(completed["data"]["object"]["payment_status"], "unpaid");
+        assert_eq!(app.send_webhook(&completed).await.status(), 200);
+        let pi = app.rows("SELECT payment_intent_id FROM invoices WHERE id = $1", &[id.into()]).await[0]
+            .opt_string(0)
+            .expect("the debit's PaymentIntent");
+        app.app().relay_webhooks_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(receiver.received().is_empty(), "processing is no event");
+
+        // The bank refuses the debit: Stripe says so twice over, each event twice (its retries).
+        let failed = stripe.payment_intent_payment_failed_event(&session);
+        assert_eq!(failed["type"], "payment_intent.payment_failed");
+        for event in [&failed, &failed, &stripe.async_payment_failed_event(&session)] {
+            assert_eq!(app.send_webhook(event).await.status(), 200);
+        }
+        let pending = app.rows("SELECT status FROM invoices WHERE id = $1", &[id.into()]).await;
+        assert_eq!(pending[0].string(0), "pending");
+        app.app().relay_webhooks_once().await.unwrap();
+        let got = receiver.wait_for(1).await;
+        let event = verify(&secret, &got[0], app.clock_now().timestamp());
+        assert_eq!(event["type"], "invoice.payment_failed");
+        assert_eq!(event["storefront"], "demo");
+        assert!(event["id"].as_str().unwrap().starts_with("evt_"));
+        assert_eq!(event["data"]["invoice_id"], id);
+        assert_eq!(event["data"]["ref"], "INV-1042");
+        assert_eq!(event["data"]["status"], "pending", "waiting for payment again");
+        assert_eq!(event["data"]["amount"], json!({"minor": 12900, "currency": "USD"}));
+        assert_eq!(event["data"]["paid_at"], Value::Null);
+        assert_eq!(event["data"]["account_id"], alex);
+        // The PaymentIntent that failed (the invoice itself no longer names it: its next
+        // Checkout is a new attempt).
+        assert_eq!(event["data"]["payment_intent"], pi.as_str(), "{event}");
+        let d = wait_for_tries(&app, &key, endpoint, 1).await;
+        assert_eq!((d["status"].as_str(), d["event_id"].as_str()), (Some("delivered"), event["id"].as_str()), "{d}");
+
+        // Once: the repeats and the session's own failure event tell nobody again.
+        app.clock.advance(Span::hours(1));
+        app.app().relay_webhooks_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(receiver.received().len(), 1, "one invoice.payment_failed, no invoice.paid");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM webhook_events WHERE type = 'invoice.payment_failed'", &[]).await,
+            1
+        );
+    }
+}
+
+both_backends! {
     async fn a_confirmed_email_change_is_an_event_and_an_unconfirmed_one_is_not(backend: Backend) {
         const NEW: &str = "alex.new@example.com";
         let app = start(backend).await;

@@ -21,7 +21,7 @@ use crate::domain::EmailAddress;
 use crate::error::AppError;
 use crate::links::{self, ConsoleLink, PortalLink};
 use crate::mail::bounce::verp_address;
-use crate::mail::{EmailContent, MagicLink, Transport, build_message, render};
+use crate::mail::{EmailContent, MagicLink, Transport, build_message, dkim_signer, render};
 use crate::metrics::StatusLabel;
 use crate::queue::{MailMessage, MailQueue};
 use crate::services::Services;
@@ -481,12 +481,15 @@ impl MailWork {
             .bounces
             .domain_for(slug)
             .map(|domain| verp_address(&svc.keys, claimed.id, domain));
+        // A DKIM key that cannot be opened fails the email (with the reason) rather than
+        // sending it unsigned: the operator published a record and expects signatures.
+        let dkim = dkim_signer(&svc.keys, &sender).map_err(|e| e.to_string())?;
         let message = build_message(
             &sender,
+            dkim.as_ref(),
             &to,
             &claimed.subject,
-            text,
-            html,
+            (text, html),
             claimed.id,
             return_path.as_deref(),
         )

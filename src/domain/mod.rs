@@ -2,6 +2,7 @@
 //! re-checks it.
 
 pub mod clock;
+pub mod dkim;
 pub mod email;
 pub mod emails;
 pub mod events;

@@ -11,7 +11,9 @@ use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 
+use crate::crypto::Keys;
 use crate::display;
+use crate::domain::dkim::{DkimAlgorithm, DkimKey, DkimKeyError};
 pub use crate::domain::emails::FacilityContact;
 use crate::domain::{EmailAddress, EmailData, Money};
 use crate::store::Storefront;
@@ -588,18 +590,72 @@ impl EmailContent {
     }
 }
 
+/// The headers the DKIM signature covers (one that an email lacks is signed as absent). Not
+/// `Content-Type`: lettre keeps a multipart message's in the body part, where its signer does
+/// not look, so it would sign the header as absent and receivers would fail the signature.
+const SIGNED_HEADERS: [&str; 7] = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "MIME-Version",
+];
+
+/// What signs a storefront's emails: its DKIM domain and selector and the opened key.
+#[derive(Debug, Clone)]
+pub struct DkimSigner {
+    pub domain: String,
+    pub selector: String,
+    pub key: DkimKey,
+}
+
+/// Why a storefront's DKIM key cannot sign: its emails fail with this as the reason, and the
+/// console and API call DKIM misconfigured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DkimProblem {
+    #[error(
+        "the storefront's DKIM private key cannot be opened with this server's secret key (was `secret_key` changed?); set the key again with `latchkey admin storefront --dkim-private-key-file` or PATCH /api/v1/sender"
+    )]
+    Sealed,
+    #[error("the storefront's DKIM private key does not load: {0}")]
+    Key(DkimKeyError),
+}
+
+/// Opens the storefront's sealed DKIM key: `None` when it has no DKIM.
+pub fn dkim_signer(
+    keys: &Keys,
+    storefront: &Storefront,
+) -> Result<Option<DkimSigner>, DkimProblem> {
+    let Some(dkim) = &storefront.dkim else {
+        return Ok(None);
+    };
+    let text = keys
+        .open_dkim_key(storefront.id, &dkim.key.sealed)
+        .ok_or(DkimProblem::Sealed)?;
+    let key = DkimKey::parse(text.expose()).map_err(DkimProblem::Key)?;
+    Ok(Some(DkimSigner {
+        domain: dkim.domain.clone(),
+        selector: dkim.selector.clone(),
+        key,
+    }))
+}
+
 /// Builds the MIME message from the storefront's sender, with `X-Latchkey-Delivery` naming the
-/// delivery row, and signs it with the storefront's DKIM key when it has one.
+/// delivery row, from its text and HTML parts (as [`render`] makes them), and signs it
+/// with the storefront's DKIM key when it has one (`dkim`, opened by [`dkim_signer`]).
 ///
 /// `return_path` is the envelope sender (SMTP `MAIL FROM`, which the receiving server records
 /// as `Return-Path` and sends bounces to): the delivery's VERP address when a bounce domain
-/// applies ([`bounce::verp_address`]); `None` keeps the `From` address.
+/// applies ([`bounce::verp_address`]); `None` keeps the `From` address. It is not a header of
+/// the message, so it is outside the DKIM signature and cannot break it.
 pub fn build_message(
     storefront: &Storefront,
+    dkim: Option<&DkimSigner>,
     recipient: &EmailAddress,
     subject: &str,
-    text: String,
-    html: String,
+    (text, html): (String, String),
     delivery_id: i64,
     return_path: Option<&str>,
 ) -> Result<Message, MailError> {
@@ -661,19 +717,34 @@ pub fn build_message(
                 ),
         )
         .map_err(|e| MailError::Build(e.to_string()))?;
-    if let Some(dkim) = &storefront.dkim {
-        let algorithm = if dkim.private_key_pem.expose().contains("RSA PRIVATE KEY") {
-            lettre::message::dkim::DkimSigningAlgorithm::Rsa
-        } else {
-            lettre::message::dkim::DkimSigningAlgorithm::Ed25519
+    if let Some(dkim) = dkim {
+        use lettre::message::dkim::{
+            DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+            DkimSigningKey,
         };
-        let key =
-            lettre::message::dkim::DkimSigningKey::new(dkim.private_key_pem.expose(), algorithm)
-                .map_err(|e| MailError::Build(format!("DKIM key: {e}")))?;
-        let config = lettre::message::dkim::DkimConfig::default_config(
+        let algorithm = match dkim.key.algorithm() {
+            DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
+            DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
+        };
+        let key = DkimSigningKey::new(dkim.key.signing_form().expose(), algorithm)
+            .map_err(|e| MailError::Build(format!("DKIM key: {e}")))?;
+        // relaxed/relaxed, not lettre's default simple/relaxed: lettre hashes its
+        // DKIM-Signature header folded as it is before the signature is added, and the
+        // signature moves `b=` to a line of its own, so with simple header canonicalization a
+        // receiver hashes other whitespace and the signature fails (tests/sender.rs verifies
+        // it independently). Relaxed canonicalization unfolds, so both agree.
+        let config = DkimConfig::new(
             dkim.selector.clone(),
             dkim.domain.clone(),
             key,
+            SIGNED_HEADERS
+                .iter()
+                .map(|h| HeaderName::new_from_ascii_str(h))
+                .collect(),
+            DkimCanonicalization {
+                header: DkimCanonicalizationType::Relaxed,
+                body: DkimCanonicalizationType::Relaxed,
+            },
         );
         message.sign(&config);
     }
@@ -722,10 +793,10 @@ mod tests {
         assert!(html.contains("Harborview &#60;Rentals&#62;"));
         let msg = build_message(
             &storefront(),
+            None,
             &address("alex@example.com"),
             "Subject",
-            text,
-            html,
+            (text, html),
             42,
             None,
         )
@@ -742,48 +813,89 @@ mod tests {
         assert!(!raw.contains("DKIM-Signature"));
     }
 
-    #[test]
-    fn signs_with_the_storefronts_dkim_key() {
-        use base64::Engine;
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/dkim/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn keys(secret: &str) -> Keys {
+        Keys::from_secret(&crate::domain::Secret::new(secret.to_string()))
+    }
+
+    fn with_dkim(keys: &Keys, pem: &str) -> Storefront {
         let mut sf = storefront();
+        let key = DkimKey::parse(pem).unwrap();
         sf.dkim = Some(crate::store::DkimSettings {
             domain: "harborview.example".into(),
             selector: "portal2026".into(),
-            private_key_pem: crate::domain::Secret::new(
-                base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
-            ),
+            key: crate::store::SealedDkimKey {
+                sealed: keys.seal_dkim_key(sf.id, &crate::domain::Secret::new(pem.to_string())),
+                algorithm: Some(key.algorithm()),
+                public_key: Some(key.public_key().to_string()),
+            },
         });
-        let msg = build_message(
-            &sf,
-            &address("alex@example.com"),
-            "Subject",
-            "text".into(),
-            "<p>html</p>".into(),
-            7,
-            None,
-        )
-        .unwrap();
-        let raw = String::from_utf8(msg.formatted()).unwrap();
-        let header = raw
-            .lines()
+        sf
+    }
+
+    fn dkim_header(raw: &str) -> String {
+        raw.lines()
             .skip_while(|l| !l.starts_with("DKIM-Signature:"))
             .take_while(|l| {
                 l.starts_with("DKIM-Signature:") || l.starts_with(' ') || l.starts_with('\t')
             })
-            .collect::<String>();
-        assert!(header.contains("d=harborview.example"), "{raw}");
-        assert!(header.contains("s=portal2026"), "{raw}");
-        assert!(header.contains("a=ed25519-sha256"), "{raw}");
+            .collect::<String>()
+    }
+
+    #[test]
+    fn signs_with_the_storefronts_dkim_key() {
+        let k = keys("a-secret-of-at-least-thirty-two-chars!!");
+        for (pem, a) in [
+            ("ed25519.pem", "a=ed25519-sha256"),
+            ("rsa2048.pkcs8.pem", "a=rsa-sha256"),
+            ("rsa2048.pkcs1.pem", "a=rsa-sha256"),
+        ] {
+            let sf = with_dkim(&k, &fixture(pem));
+            let signer = dkim_signer(&k, &sf).unwrap().unwrap();
+            let msg = build_message(
+                &sf,
+                Some(&signer),
+                &address("alex@example.com"),
+                "Subject",
+                ("text".into(), "<p>html</p>".into()),
+                7,
+                None,
+            )
+            .unwrap();
+            let raw = String::from_utf8(msg.formatted()).unwrap();
+            let header = dkim_header(&raw);
+            assert!(header.contains("d=harborview.example"), "{raw}");
+            assert!(header.contains("s=portal2026"), "{raw}");
+            assert!(header.contains(a), "{pem}: {raw}");
+        }
+    }
+
+    #[test]
+    fn a_key_sealed_with_another_secret_is_a_dkim_problem() {
+        let sf = with_dkim(
+            &keys("a-secret-of-at-least-thirty-two-chars!!"),
+            &fixture("ed25519.pem"),
+        );
+        let other = keys("another-secret-of-thirty-two-chars-long");
+        assert_eq!(dkim_signer(&other, &sf).unwrap_err(), DkimProblem::Sealed);
+        assert!(dkim_signer(&other, &storefront()).unwrap().is_none());
     }
 
     #[test]
     fn the_return_path_is_the_envelope_sender_and_from_stays() {
         let msg = build_message(
             &storefront(),
+            None,
             &address("alex@example.com"),
             "Subject",
-            "text".into(),
-            "<p>html</p>".into(),
+            ("text".into(), "<p>html</p>".into()),
             42,
             Some("bounces+42-0123456789ab@bounces.latchkey.example"),
         )
@@ -810,10 +922,10 @@ mod tests {
         assert!(
             build_message(
                 &storefront(),
+                None,
                 &address("alex@example.com"),
                 "Subject",
-                "text".into(),
-                "html".into(),
+                ("text".into(), "html".into()),
                 42,
                 Some("not an address"),
             )

@@ -160,11 +160,13 @@ async fn emit(
 }
 
 /// `invoice.paid` or `invoice.payment_failed` for an invoice, inside the transaction that
-/// changed it.
+/// changed it. `payment_intent` names the PaymentIntent the change was about when the invoice
+/// no longer does (a failed one is cleared from it, so that its next Checkout starts afresh).
 pub(crate) async fn emit_invoice_event(
     conn: &mut dyn Conn,
     invoice_id: i64,
     event_type: EventType,
+    payment_intent: Option<&str>,
     now: DateTime<Utc>,
 ) -> DbResult<()> {
     let Some(r) = conn
@@ -187,7 +189,7 @@ pub(crate) async fn emit_invoice_event(
         "amount": {"minor": r.i64(4), "currency": r.string(5)},
         "status": r.string(6),
         "paid_at": r.opt_ts(7).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
-        "payment_intent": r.opt_string(8),
+        "payment_intent": r.opt_string(8).or_else(|| payment_intent.map(str::to_string)),
         "account_id": r.opt_i64(9),
     });
     emit_event(conn, NewEvent::new(r.i64(0), event_type, data), now).await?;

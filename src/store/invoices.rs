@@ -419,8 +419,14 @@ impl Store {
         let delivery = if updated == 0 {
             None
         } else {
-            super::events::emit_invoice_event(&mut *tx, invoice_id, EventType::InvoicePaid, now)
-                .await?;
+            super::events::emit_invoice_event(
+                &mut *tx,
+                invoice_id,
+                EventType::InvoicePaid,
+                None,
+                now,
+            )
+            .await?;
             email_owner(&mut *tx, invoice_id, receipt, now).await?
         };
         tx.commit().await?;
@@ -446,6 +452,18 @@ impl Store {
                  payment_intent_id = NULL, updated_at = $2
              WHERE id = $1 AND status = 'processing'";
         let mut tx = self.db().begin().await?;
+        // The PaymentIntent that failed, for the event: the one Stripe named, else the one the
+        // invoice held (the update clears it).
+        let failed_intent = match payment_intent {
+            Some(pi) => Some(pi.to_string()),
+            None => tx
+                .query_opt(
+                    "SELECT payment_intent_id FROM invoices WHERE id = $1",
+                    &params![invoice_id],
+                )
+                .await?
+                .and_then(|r| r.opt_string(0)),
+        };
         let updated = match payment_intent {
             Some(pi) => {
                 tx.execute(
@@ -463,6 +481,7 @@ impl Store {
                 &mut *tx,
                 invoice_id,
                 EventType::InvoicePaymentFailed,
+                failed_intent.as_deref(),
                 now,
             )
             .await?;

@@ -69,6 +69,10 @@ const POSTGRES: &[(&str, &str)] = &[
         include_str!("../../migrations/postgres/0015_webhooks.sql"),
     ),
     (
+        "0017_dkim_sealed",
+        include_str!("../../migrations/postgres/0017_dkim_sealed.sql"),
+    ),
+    (
         "0018_sign_in_code",
         include_str!("../../migrations/postgres/0018_sign_in_code.sql"),
     ),
@@ -133,6 +137,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0015_webhooks",
         include_str!("../../migrations/sqlite/0015_webhooks.sql"),
+    ),
+    (
+        "0017_dkim_sealed",
+        include_str!("../../migrations/sqlite/0017_dkim_sealed.sql"),
     ),
     (
         "0018_sign_in_code",

@@ -5,9 +5,11 @@
 use chrono::{DateTime, Utc};
 
 use super::Store;
+use super::audit::insert_audit;
 use super::db::{Conn, DbResult, Row, qualified};
 use super::page::{Page, keyset, keyset_params, page_of};
 use super::upsert::{Upserted, insert_or_update};
+use crate::domain::dkim::DkimAlgorithm;
 use crate::domain::{EmailAddress, Secret};
 use crate::params;
 
@@ -25,21 +27,46 @@ pub struct Storefront {
     pub dkim: Option<DkimSettings>,
 }
 
+/// A storefront's DKIM signing: domain (`d=`), selector (`s=`) and the private key as stored,
+/// sealed with the secret key ([`crate::crypto::Keys::seal_dkim_key`]).
 #[derive(Debug, Clone)]
 pub struct DkimSettings {
     pub domain: String,
     pub selector: String,
-    pub private_key_pem: Secret<String>,
+    pub key: SealedDkimKey,
 }
 
-const STOREFRONT_COLUMNS: &str = "id, slug, name, from_name, from_email, reply_to, rent_url, custom_host, acss_debit, dkim_domain, dkim_selector, dkim_private_key";
+/// A sealed DKIM private key, with its algorithm and public key (the DNS record's `k=` and
+/// `p=`; public by nature). Those two are `None` only for a key stored in plaintext by an
+/// earlier version that did not load when it was sealed.
+#[derive(Clone)]
+pub struct SealedDkimKey {
+    pub sealed: Vec<u8>,
+    pub algorithm: Option<DkimAlgorithm>,
+    pub public_key: Option<String>,
+}
+
+impl std::fmt::Debug for SealedDkimKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedDkimKey")
+            .field("sealed", &"[sealed]")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+const STOREFRONT_COLUMNS: &str = "id, slug, name, from_name, from_email, reply_to, rent_url, custom_host, acss_debit, dkim_domain, dkim_selector, dkim_key_sealed, dkim_key_type, dkim_public_key";
 
 fn storefront_from(r: &Row) -> Storefront {
-    let dkim = match (r.opt_string(9), r.opt_string(10), r.opt_string(11)) {
-        (Some(domain), Some(selector), Some(key)) => Some(DkimSettings {
+    let dkim = match (r.opt_string(9), r.opt_string(10), r.opt_bytes(11)) {
+        (Some(domain), Some(selector), Some(sealed)) => Some(DkimSettings {
             domain,
             selector,
-            private_key_pem: Secret::new(key),
+            key: SealedDkimKey {
+                sealed,
+                algorithm: r.opt_string(12).as_deref().and_then(DkimAlgorithm::parse),
+                public_key: r.opt_string(13),
+            },
         }),
         _ => None,
     };
@@ -55,6 +82,15 @@ fn storefront_from(r: &Row) -> Storefront {
         acss_debit: r.bool(8),
         dkim,
     }
+}
+
+/// A storefront's sender settings as they are to be written, all of them.
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
+    pub from_name: String,
+    pub from_email: EmailAddress,
+    pub reply_to: Option<EmailAddress>,
+    pub dkim: Option<DkimSettings>,
 }
 
 /// What is needed to create a storefront.
@@ -204,6 +240,95 @@ impl Store {
             )
             .await?;
         Ok(row.i64(0))
+    }
+
+    /// Replaces the storefront's sender settings (with an audit entry, in one transaction);
+    /// the storefront as it is now, `None` if it does not exist.
+    pub async fn update_sender(
+        &self,
+        storefront_id: i64,
+        s: &SenderSettings,
+        audit: (&str, serde_json::Value),
+        now: DateTime<Utc>,
+    ) -> DbResult<Option<Storefront>> {
+        let mut tx = self.db().begin().await?;
+        let (domain, selector, sealed, key_type, public_key) = match &s.dkim {
+            Some(d) => (
+                Some(d.domain.clone()),
+                Some(d.selector.clone()),
+                Some(d.key.sealed.clone()),
+                d.key.algorithm.map(|a| a.as_str().to_string()),
+                d.key.public_key.clone(),
+            ),
+            None => (None, None, None, None, None),
+        };
+        let changed = tx
+            .execute(
+                "UPDATE storefronts SET from_name = $2, from_email = $3, reply_to = $4,
+                     dkim_domain = $5, dkim_selector = $6, dkim_key_sealed = $7, dkim_key_type = $8,
+                     dkim_public_key = $9, dkim_private_key = NULL, updated_at = $10
+                 WHERE id = $1",
+                &params![
+                    storefront_id,
+                    s.from_name.as_str(),
+                    s.from_email.as_str(),
+                    s.reply_to.as_ref().map(|r| r.as_str().to_string()),
+                    domain,
+                    selector,
+                    sealed,
+                    key_type,
+                    public_key,
+                    now
+                ],
+            )
+            .await?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        insert_audit(&mut *tx, Some(storefront_id), None, audit.0, &audit.1, now).await?;
+        let sql = format!("SELECT {STOREFRONT_COLUMNS} FROM storefronts WHERE id = $1");
+        let row = tx.query_one(&sql, &params![storefront_id]).await?;
+        tx.commit().await?;
+        Ok(Some(storefront_from(&row)))
+    }
+
+    /// DKIM private keys an earlier version stored in plaintext, by storefront id.
+    pub async fn plaintext_dkim_keys(&self) -> DbResult<Vec<(i64, Secret<String>)>> {
+        Ok(self
+            .db()
+            .query(
+                "SELECT id, dkim_private_key FROM storefronts WHERE dkim_private_key IS NOT NULL ORDER BY id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.i64(0), Secret::new(r.string(1))))
+            .collect())
+    }
+
+    /// Replaces a plaintext DKIM key by its sealed form (if it is still there).
+    pub async fn seal_plaintext_dkim_key(
+        &self,
+        storefront_id: i64,
+        key: &SealedDkimKey,
+        now: DateTime<Utc>,
+    ) -> DbResult<bool> {
+        let changed = self
+            .db()
+            .execute(
+                "UPDATE storefronts SET dkim_key_sealed = $2, dkim_key_type = $3, dkim_public_key = $4,
+                     dkim_private_key = NULL, updated_at = $5
+                 WHERE id = $1 AND dkim_private_key IS NOT NULL",
+                &params![
+                    storefront_id,
+                    key.sealed.clone(),
+                    key.algorithm.map(|a| a.as_str().to_string()),
+                    key.public_key.clone(),
+                    now
+                ],
+            )
+            .await?;
+        Ok(changed > 0)
     }
 
     /// Whether any storefront exists (the embedded default loads the demo when none does).

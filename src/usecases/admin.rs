@@ -1,15 +1,19 @@
 //! What `latchkey` does from the command line besides running: migrations, the demo
-//! storefront, storefronts and staff users. These run on a bare [`Store`] (no actors, no
+//! storefront, storefronts (their sender settings: `super::sender`) and staff users. These run on a bare [`Store`] (no actors, no
 //! queue) and answer in the store's own errors, which the command line prints as they are.
 
 use chrono::Utc;
 
+use crate::crypto::Keys;
 use crate::domain::EmailAddress;
 use crate::store::{DbResult, DemoSummary, NewStorefront, Role, StaffUser, Store, Storefront};
 
-/// Applies the migrations not applied yet; returns their names.
-pub async fn migrate(store: &Store) -> DbResult<Vec<String>> {
-    store.migrate().await
+/// Applies the migrations not applied yet, then seals the DKIM keys an earlier version stored
+/// in plaintext ([`super::sender::seal_plaintext_keys`]); returns the migrations' names.
+pub async fn migrate(store: &Store, keys: &Keys) -> DbResult<Vec<String>> {
+    let applied = store.migrate().await?;
+    super::sender::seal_plaintext_keys(store, keys, Utc::now()).await?;
+    Ok(applied)
 }
 
 /// Loads the demo storefront (idempotent).

@@ -27,6 +27,7 @@ pub mod bounces;
 pub mod deliveries;
 pub mod idempotency;
 pub mod records;
+pub mod sender;
 pub mod sign_in;
 pub mod support;
 pub mod suppressions;

@@ -11,7 +11,9 @@ use super::error_doc::{
     BadJson, EmailTakenError, Error, Internal, TooLarge, Unauthorized, Unavailable, ValidationError,
 };
 use super::fields::{PageLimit, REF_MAX};
-use super::{KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records, suppressions, webhooks};
+use super::{
+    KEY_LENGTH, KEY_PREFIX, accounts, deliveries, records, sender, suppressions, webhooks,
+};
 use crate::usecases::idempotency::KEPT_FOR_HOURS;
 
 #[derive(OpenApi)]
@@ -23,6 +25,7 @@ use crate::usecases::idempotency::KEPT_FOR_HOURS;
         (name = "Customers", description = "Portal accounts (created and read back) and the emails that sign customers in."),
         (name = "Deliveries", description = "Every email sent, with its attempts, and the suppression list: the addresses that get no more email after a hard bounce or a spam complaint."),
         (name = "Webhooks", description = "Signed events posted to your endpoints."),
+        (name = "Sender", description = "The name and address your emails come from, and their DKIM signing."),
         (name = "Meta"),
     ),
     paths(
@@ -56,6 +59,8 @@ use crate::usecases::idempotency::KEPT_FOR_HOURS;
         webhooks::deliveries,
         suppressions::list,
         suppressions::detail,
+        sender::get,
+        sender::patch,
         openapi,
     ),
     components(
@@ -117,7 +122,7 @@ impl Modify for Prose {
 
 **Lists** are keyset-paged, newest first: `limit` (1 to {}, default {}) records a page, and the answer's `next`, passed as `before`, gives the next (older) page; `next` is null on the last page. A record created while you page heads the next first page and is not on the pages that follow; none is listed twice or skipped.
 
-**Retries**: every POST takes an `Idempotency-Key` header: the first answer with a key is kept for {} hours and a repeat of the same request with it gets that answer again (`Idempotent-Replayed: true`) without a second email or account. The same key with another request is 422 `idempotency_key_reused`; a repeat while the first is still running is 409 `idempotency_key_in_use`. PUT is idempotent by reference and needs no key.
+**Retries**: every POST (and PATCH) takes an `Idempotency-Key` header: the first answer with a key is kept for {} hours and a repeat of the same request with it gets that answer again (`Idempotent-Replayed: true`) without a second email or account. The same key with another request is 422 `idempotency_key_reused`; a repeat while the first is still running is 409 `idempotency_key_in_use`. PUT is idempotent by reference and needs no key.
 
 **Errors** are JSON `{{\"code\", \"message\"}}` with a stable snake_case `code`; validation errors add `fields`. Unknown paths under /api/v1 answer 404 `not_found`, a known path with another method 405 `method_not_allowed`.
 
@@ -161,21 +166,22 @@ mod tests {
         let doc = document();
         let mut posts = 0;
         for (path, item) in doc.paths.paths.iter() {
-            let Some(post) = &item.post else { continue };
-            posts += 1;
-            let header = post.parameters.iter().flatten().find(|p| {
-                matches!(p, RefOr::T(p) if p.name == super::super::idempotency::HEADER
+            for post in [&item.post, &item.patch].into_iter().flatten() {
+                posts += 1;
+                let header = post.parameters.iter().flatten().find(|p| {
+                    matches!(p, RefOr::T(p) if p.name == super::super::idempotency::HEADER
                     && p.parameter_in == ParameterIn::Header)
-            });
-            assert!(
-                header.is_some(),
-                "POST {path} does not document Idempotency-Key"
-            );
-            for status in ["409", "422"] {
+                });
                 assert!(
-                    post.responses.responses.contains_key(status),
-                    "POST {path} does not document its {status}"
+                    header.is_some(),
+                    "POST {path} does not document Idempotency-Key"
                 );
+                for status in ["409", "422"] {
+                    assert!(
+                        post.responses.responses.contains_key(status),
+                        "POST {path} does not document its {status}"
+                    );
+                }
             }
         }
         assert!(posts >= 3, "{posts}");

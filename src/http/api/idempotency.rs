@@ -1,5 +1,5 @@
-//! `Idempotency-Key` on every POST of the API (the IETF httpapi draft "The Idempotency-Key HTTP
-//! Header Field", as Stripe has it): a POST with a key claims the key for the caller's
+//! `Idempotency-Key` on every POST and PATCH of the API (the IETF httpapi draft "The
+//! Idempotency-Key HTTP Header Field", as Stripe has it): a POST with a key claims the key for the caller's
 //! storefront before it runs; its answer is kept for 24 hours and a repeat gets it back,
 //! marked `Idempotent-Replayed: true`, without a second effect.
 //!

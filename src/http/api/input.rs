@@ -126,6 +126,25 @@ impl<'a> Object<'a> {
         T::read(value, &name, p)
     }
 
+    /// A field that may be left out (`None`), or set to `null` to clear it (`Some(None)`; for
+    /// text, `""` too), or given. An invalid value is a problem in `p` (and reads as cleared,
+    /// so the caller must check `p` before using it).
+    pub fn nullable<T: FromJson>(
+        &mut self,
+        key: &'static str,
+        p: &mut Problems,
+    ) -> Option<Option<T>> {
+        let name = self.name(key);
+        self.read.push(key);
+        let value = self.map.get(key)?;
+        if value.is_null()
+            || (T::BLANK_IS_ABSENT && value.as_str().is_some_and(|s| s.trim().is_empty()))
+        {
+            return Some(None);
+        }
+        Some(T::read(value, &name, p))
+    }
+
     /// Flags the fields nothing read (a typo would otherwise be ignored silently).
     fn finish(self, p: &mut Problems) {
         for key in self.map.keys() {
@@ -264,6 +283,30 @@ mod tests {
                 .is_none()
         );
         assert!(p.has("a"));
+    }
+
+    #[test]
+    fn nullable_fields_tell_absent_from_null() {
+        struct Patch {
+            b: Option<Option<Title>>,
+        }
+        impl Request for Patch {
+            fn read(o: &mut Object, p: &mut Problems) -> Option<Self> {
+                Some(Self {
+                    b: o.nullable("b", p),
+                })
+            }
+        }
+        let read = |body: Value| {
+            let mut p = Problems::default();
+            let patch = Patch::from_body(&body, &mut p).unwrap().unwrap();
+            (patch.b.map(|b| b.map(Title::into_string)), p.is_empty())
+        };
+        assert_eq!(read(json!({})), (None, true));
+        assert_eq!(read(json!({"b": null})), (Some(None), true));
+        assert_eq!(read(json!({"b": " "})), (Some(None), true));
+        assert_eq!(read(json!({"b": "x"})), (Some(Some("x".into())), true));
+        assert!(!read(json!({"b": 5})).1, "an invalid value is a problem");
     }
 
     #[test]

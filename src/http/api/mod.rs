@@ -8,7 +8,7 @@
 //! route table is read from it (`router.rs`). Routes are matched first (unknown paths and
 //! methods answer JSON 404/405 here, never the portal's pages), then the key is checked before
 //! the body is read; errors become responses in one place, [`ApiError::into_response`]. Every
-//! POST goes through `idempotency.rs` (its `Idempotency-Key`) on its way to its handler; lists
+//! POST (and PATCH) goes through `idempotency.rs` (its `Idempotency-Key`) on its way to its handler; lists
 //! share the keyset paging of `paging.rs`.
 
 mod accounts;
@@ -23,6 +23,7 @@ mod input;
 mod paging;
 mod records;
 mod router;
+mod sender;
 mod suppressions;
 mod webhooks;
 
@@ -121,7 +122,7 @@ async fn dispatch(
     let answer = match op {
         Op::GetOpenApi => Ok(document(&api.document)),
         op => match authenticate(&api.state, &headers).await {
-            Ok(caller) if method == Method::POST => {
+            Ok(caller) if method == Method::POST || method == Method::PATCH => {
                 idempotency::post(api.state.clone(), caller, op, param, query, &headers, body).await
             }
             Ok(caller) => endpoint(op, &api.state, &caller, &param, &query, body).await,
@@ -249,6 +250,11 @@ async fn endpoint(
             body.discard().await;
             suppressions::detail(state, caller, param).await
         }
+        Op::GetSender => {
+            body.discard().await;
+            sender::get(state, caller).await
+        }
+        Op::UpdateSender => sender::patch(state, caller, body.json().await?).await,
     }
 }
 
@@ -262,7 +268,8 @@ fn reads_body(op: Op) -> bool {
         | Op::PutRentalAgreement
         | Op::CreateAccount
         | Op::CreateWebhookEndpoint
-        | Op::UpdateWebhookEndpoint => true,
+        | Op::UpdateWebhookEndpoint
+        | Op::UpdateSender => true,
         Op::GetOpenApi
         | Op::SendBookingConfirmation
         | Op::ResendPortalLink
@@ -284,7 +291,8 @@ fn reads_body(op: Op) -> bool {
         | Op::SendWebhookTest
         | Op::ListWebhookDeliveries
         | Op::ListSuppressions
-        | Op::GetSuppression => false,
+        | Op::GetSuppression
+        | Op::GetSender => false,
     }
 }
 

@@ -41,10 +41,13 @@ pub enum Op {
     ListWebhookDeliveries,
     ListSuppressions,
     GetSuppression,
+    // Sender settings (issue 11).
+    GetSender,
+    UpdateSender,
 }
 
 impl Op {
-    const ALL: [Op; 30] = [
+    const ALL: [Op; 32] = [
         Op::GetOpenApi,
         Op::PutFacility,
         Op::PutContact,
@@ -76,6 +79,9 @@ impl Op {
         Op::ListWebhookDeliveries,
         Op::ListSuppressions,
         Op::GetSuppression,
+        // Sender settings (issue 11).
+        Op::GetSender,
+        Op::UpdateSender,
     ];
 
     /// The `operationId` that documents it.
@@ -112,6 +118,9 @@ impl Op {
             Op::ListWebhookDeliveries => "listWebhookDeliveries",
             Op::ListSuppressions => "listSuppressions",
             Op::GetSuppression => "getSuppression",
+            // Sender settings (issue 11).
+            Op::GetSender => "getSender",
+            Op::UpdateSender => "updateSender",
         }
     }
 }

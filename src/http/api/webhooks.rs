@@ -460,7 +460,10 @@ pub async fn get(state: &HttpState, caller: &Caller, id: &str) -> Result<Respons
     operation_id = "updateWebhookEndpoint",
     tag = "Webhooks",
     security(("apiKey" = [])),
-    params(("id" = inline(Id), Path, description = "The endpoint's id.", example = 1)),
+    params(
+        ("id" = inline(Id), Path, description = "The endpoint's id.", example = 1),
+        IdempotencyHeader,
+    ),
     request_body(
         content = UpdateInput,
         content_type = "application/json",
@@ -471,8 +474,10 @@ pub async fn get(state: &HttpState, caller: &Caller, id: &str) -> Result<Respons
         (status = 400, response = BadJson),
         (status = 401, response = Unauthorized),
         (status = 404, description = "Your storefront has no endpoint with this id.", body = inline(error_doc::NotFound)),
+        (status = 409, description = "`idempotency_key_in_use`: the first request with this `Idempotency-Key` is still running.", body = inline(error_doc::KeyInUse),
+            headers(("Retry-After" = inline(error_doc::RetryAfter), description = "Seconds to wait before retrying."))),
         (status = 413, response = TooLarge),
-        (status = 422, description = "Invalid fields.", body = inline(error_doc::Invalid)),
+        (status = 422, description = "`validation`: invalid fields or `Idempotency-Key`; `idempotency_key_reused`: the key was sent with another request. Nothing was changed.", body = inline(error_doc::InvalidOrKeyRefused)),
         (status = 500, response = Internal),
         (status = 503, response = Unavailable),
     ),

@@ -1,5 +1,6 @@
 //! The console's home (the storefronts a staff member sees, or straight to their own) and a
-//! storefront's page: its facilities, each with its Emails tab, and the customer search.
+//! storefront's page: its facilities, each with its Emails tab, the customer search, and an
+//! alert when its DKIM key cannot sign.
 
 use askama::Template;
 use http::StatusCode;
@@ -8,7 +9,7 @@ use warp::reply::Response;
 use super::{Console, ConsoleCommon};
 use crate::http::frame::{Form, see_other};
 use crate::store::Role;
-use crate::usecases::records;
+use crate::usecases::{records, sender};
 
 #[derive(Template)]
 #[template(path = "console/home.html")]
@@ -30,6 +31,8 @@ struct StorefrontPage {
     customers: Vec<(i64, String, String)>,
     show_audit: bool,
     show_webhooks: bool,
+    /// Why the storefront's DKIM key cannot sign (its emails fail until it is set again).
+    dkim_problem: Option<String>,
 }
 
 /// `GET /console`: the storefronts this staff member sees (a storefront's own staff go straight
@@ -83,6 +86,9 @@ pub(super) async fn storefront(c: &mut Console, slug: &str, query: &str) -> Resp
             .collect(),
         show_audit: matches!(staff.role, Role::Support | Role::Owner),
         show_webhooks: staff.role.can_see_webhooks(),
+        dkim_problem: sender::view(&c.state.svc.keys, &sf)
+            .dkim
+            .and_then(|d| d.problem),
     };
     c.page(StatusCode::OK, &page)
 }

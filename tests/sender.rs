@@ -636,7 +636,7 @@ both_backends! {
         let staff = app.browser();
         let page = staff.get("/console/sign-in").await;
         let sent = staff
-            .submit(&page, "form[action='/console/sign-in']", &[("email", owner)])
+            .submit_followed(&page, "form[action='/console/sign-in']", &[("email", owner)])
             .await;
         assert_eq!(sent.status, 200);
         let link = app

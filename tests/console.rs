@@ -345,7 +345,7 @@ both_backends! {
             assert_eq!(merge_status, if support == 303 { 404 } else { 403 }, "{email} merge");
             let buttons = record.select_text("button");
             assert_eq!(buttons.contains(&"Resend the portal link".to_string()), resend != 403, "{email}");
-            assert_eq!(buttons.contains(&"Merge".to_string()), support == 303, "{email}");
+            assert_eq!(buttons.contains(&"Review the merge".to_string()), support == 303, "{email}");
         }
     }
 
@@ -443,7 +443,61 @@ both_backends! {
 
         let alex = account_id(&app, "alex@example.com").await;
         let record = support.get(&format!("/console/s/demo/customers/{alex}")).await;
-        let merged = support.submit(&record, "form[action$='/merge']", &[("other_account_id", &work.id.to_string())]).await;
+        let preview = support.submit(&record, "form[action$='/merge']", &[("other_account_id", &work.id.to_string())]).await;
+        // The first step shows what moves and changes nothing.
+        assert_eq!(preview.status, 200);
+        assert_eq!(preview.h1(), format!("Merge account #{} into #{alex}?", work.id));
+        assert!(preview.text().contains("alex.work@example.com"), "{}", preview.text());
+        assert_eq!(preview.select_text("li[data-moves=contacts]"), ["1 linked contact"]);
+        assert_eq!(preview.select_text("li[data-moves=invoices]"), ["1 invoice (with their contacts)"]);
+        assert_eq!(preview.select_text("li[data-moves=rentals]"), ["0 rentals (with their contacts)"]);
+        assert_eq!(preview.select_text("li[data-ends=sessions]"), [format!("1 signed-in session of #{}", work.id)]);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM accounts WHERE id = {}", work.id), &[]).await, 1);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM contacts WHERE account_id = {}", work.id), &[]).await, 1);
+        assert_eq!(work_browser.get("/s/demo/dashboard").await.status, 200, "the other account is still signed in");
+        assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'merge_accounts'", &[]).await, 0);
+        // A forged confirmation (not the server's tag, or the tag with another account) merges nothing.
+        let form = |p: &Page, name: &str| p.html().select(&scraper::Selector::parse(&format!("form[action$='/merge'] input[name={name}]")).unwrap()).next().unwrap().value().attr("value").unwrap().to_string();
+        let (csrf, issued, tag) = (preview.csrf(), form(&preview, "issued"), form(&preview, "confirm"));
+        let confirm = |other: i64, issued: String, tag: String| {
+            let support = &support;
+            let csrf = csrf.clone();
+            async move {
+                support.post_form(&format!("/console/s/demo/customers/{alex}/merge"), &[
+                    ("csrf_token".into(), csrf), ("other_account_id".into(), other.to_string()),
+                    ("issued".into(), issued), ("confirm".into(), tag),
+                ]).await
+            }
+        };
+        assert_eq!(confirm(work.id, issued.clone(), "AAAA".into()).await.status, 409);
+        let later = (issued.parse::<i64>().unwrap() + 1).to_string();
+        assert_eq!(confirm(work.id, later, tag.clone()).await.status, 409);
+        let sam_account = account_id(&app, "sam@example.com").await;
+        assert_eq!(confirm(sam_account, issued.clone(), tag.clone()).await.status, 409);
+        // Without the CSRF token, the console's rules refuse it.
+        let no_csrf = support.post_form(&format!("/console/s/demo/customers/{alex}/merge"), &[
+            ("other_account_id".into(), work.id.to_string()), ("issued".into(), issued.clone()), ("confirm".into(), tag.clone()),
+        ]).await;
+        assert_eq!(no_csrf.status, 403);
+        // A stale one: the work account got another invoice since the preview.
+        db.execute(
+            "INSERT INTO invoices (storefront_id, facility_id, contact_id, external_ref, number, description, amount_minor, currency, issued_on, due_on, status, created_at, updated_at)
+             VALUES ($1, $2, $3, 'INV-W-2', 'INV-W-2', 'Cart rental, work', 4500, 'USD', $4, $4, 'pending', $5, $5)",
+            &[sf.into(), marina.into(), work_contact.into(), now.date_naive().into(), now.into()],
+        ).await.unwrap();
+        let stale = confirm(work.id, issued.clone(), tag.clone()).await;
+        assert_eq!(stale.status, 409);
+        assert!(stale.text().contains("Nothing was merged"), "{}", stale.text());
+        assert_eq!(stale.select_text("li[data-moves=invoices]"), ["2 invoices (with their contacts)"]);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM accounts WHERE id = {}", work.id), &[]).await, 1);
+        // A preview older than 15 minutes is out of date too.
+        app.clock.advance(chrono::Duration::minutes(16));
+        assert_eq!(support.submit(&stale, "form[action$='/merge']", &[]).await.status, 409);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM accounts WHERE id = {}", work.id), &[]).await, 1);
+        // The confirmation of a fresh preview merges.
+        let preview = support.submit(&record, "form[action$='/merge']", &[("other_account_id", &work.id.to_string())]).await;
+        assert_eq!(preview.status, 200);
+        let merged = support.submit(&preview, "form[action$='/merge']", &[]).await;
         assert_eq!(merged.status, 303);
         let after = support.follow(&merged).await;
         assert!(after.text().contains(&format!("Account #{} was merged into this one.", work.id)));

@@ -92,6 +92,26 @@ pub struct MergeReport {
     pub stripe_customer_moved: bool,
 }
 
+/// What merging an account into another would move and end, read before asking to confirm
+/// ([`Store::merge_preview`]): the merge itself moves the contacts (and with them their
+/// rentals and invoices), the emails and the payment methods, ends the sessions and links,
+/// and moves the Stripe customer when the survivor has none.
+#[derive(Debug, Clone)]
+pub struct MergePreview {
+    /// The account that would stay.
+    pub survivor: Account,
+    /// The account that would be merged and removed.
+    pub merged: Account,
+    pub contacts: u64,
+    pub rentals: u64,
+    pub invoices: u64,
+    pub deliveries: u64,
+    pub payment_methods: u64,
+    pub sessions: u64,
+    pub links: u64,
+    pub stripe_customer_moves: bool,
+}
+
 /// An account as the API shows it: with the references of its contacts.
 #[derive(Debug, Clone)]
 pub struct AccountRecord {
@@ -391,6 +411,53 @@ impl Store {
             deliveries,
             last_link_resent_at: last,
             invoices,
+        }))
+    }
+
+    /// What merging `merged` into `survivor` (both of the storefront) would move and end;
+    /// `None` when either is not the storefront's or they are the same account. Changes nothing.
+    pub async fn merge_preview(
+        &self,
+        storefront_id: i64,
+        survivor: i64,
+        merged: i64,
+    ) -> DbResult<Option<MergePreview>> {
+        if survivor == merged {
+            return Ok(None);
+        }
+        let (Some(keep), Some(gone)) = (
+            self.account(storefront_id, survivor).await?,
+            self.account(storefront_id, merged).await?,
+        ) else {
+            return Ok(None);
+        };
+        let row = self
+            .db()
+            .query_one(
+                "SELECT
+                   (SELECT COUNT(*) FROM contacts WHERE account_id = $1),
+                   (SELECT COUNT(*) FROM rentals r JOIN contacts c ON c.id = r.contact_id WHERE c.account_id = $1),
+                   (SELECT COUNT(*) FROM invoices i JOIN contacts c ON c.id = i.contact_id WHERE c.account_id = $1),
+                   (SELECT COUNT(*) FROM deliveries WHERE account_id = $1),
+                   (SELECT COUNT(*) FROM payment_methods WHERE account_id = $1),
+                   (SELECT COUNT(*) FROM sessions WHERE account_id = $1),
+                   (SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1)",
+                &params![merged],
+            )
+            .await?;
+        let n = |i: usize| row.i64(i).max(0) as u64;
+        Ok(Some(MergePreview {
+            contacts: n(0),
+            rentals: n(1),
+            invoices: n(2),
+            deliveries: n(3),
+            payment_methods: n(4),
+            sessions: n(5),
+            links: n(6),
+            stripe_customer_moves: keep.stripe_customer_id.is_none()
+                && gone.stripe_customer_id.is_some(),
+            merged: gone,
+            survivor: keep,
         }))
     }
 

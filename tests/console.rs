@@ -526,6 +526,57 @@ both_backends! {
         assert!(details[1].contains("CON-MR-2002"), "{details:?}");
     }
 
+    async fn staff_browse_customers_newest_first_and_find_them_by_part_of_a_name_or_address(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        staff(&app).await;
+        let store = app.store();
+        let sf = store.storefront_by_slug("demo").await.unwrap().unwrap().id;
+        let now = Utc::now();
+        // 52 more customers, one of them with wildcards in the name.
+        for i in 0..51 {
+            let email = EmailAddress::parse(&format!("renter{i:02}@Boats.example")).unwrap();
+            store.create_account(sf, &email, &format!("Renter {i:02}"), "", now).await.unwrap();
+        }
+        store.create_account(sf, &EmailAddress::parse("deals@example.org").unwrap(), "50%_off Ltd", "", now).await.unwrap();
+        let browser = app.browser();
+        console_sign_in(&app, &browser, "stan@harborview.example").await;
+        let names = |p: &Page| p.select_text("ul.customers li a");
+
+        // No query: every customer, newest first, 50 to a page.
+        let first = browser.get("/console/s/demo").await;
+        let page1 = names(&first);
+        assert_eq!(page1.len(), 50, "{page1:?}");
+        assert_eq!(page1[0], "50%_off Ltd");
+        assert_eq!(page1[1], "Renter 50");
+        let doc = first.html();
+        let older = doc.select(&scraper::Selector::parse("a.button").unwrap())
+            .find(|a| a.text().any(|t| t.contains("Older customers")))
+            .and_then(|a| a.value().attr("href"))
+            .expect("a link to older customers")
+            .to_string();
+        let second = browser.get(&older).await;
+        assert_eq!(names(&second), ["Renter 01", "Renter 00", "Sam Rivera", "Alex Martin"]);
+        assert!(!second.text().contains("Older customers"));
+
+        // Part of a name or of an address, without regard to case.
+        let q = |q: &str| {
+            let browser = &browser;
+            let url = format!("/console/s/demo/customers?q={}", url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>());
+            async move { names(&browser.get(&url).await) }
+        };
+        assert_eq!(q("MARTIN").await, ["Alex Martin"]);
+        assert_eq!(q("riv").await, ["Sam Rivera"]);
+        assert_eq!(q("SAM@EXAM").await, ["Sam Rivera"]);
+        assert_eq!(q("@example.").await, ["50%_off Ltd", "Sam Rivera", "Alex Martin"]);
+        assert_eq!(q("boats.EXAMPLE").await.len(), 50);
+        // Wildcards typed are plain characters.
+        assert_eq!(q("%_").await, ["50%_off Ltd"]);
+        assert!(q("r_nter").await.is_empty());
+        assert!(q("ri%a").await.is_empty());
+        let none = browser.get("/console/s/demo/customers?q=nobody").await;
+        assert!(none.text().contains("No customer's name or email address contains “nobody”."), "{}", none.text());
+    }
+
     async fn the_emails_tab_pages_by_keyset(backend: Backend) {
         let app = TestApp::start(backend).await;
         staff(&app).await;

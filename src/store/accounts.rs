@@ -356,28 +356,44 @@ impl Store {
         })
     }
 
-    /// Customers whose email or name contains `q` (case-insensitive), at most 50.
-    pub async fn search_customers(&self, storefront_id: i64, q: &str) -> DbResult<Vec<Account>> {
-        let pattern = format!(
-            "%{}%",
-            q.trim()
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1
-             AND (email_key LIKE $2 ESCAPE '\\' OR lower(full_name) LIKE $2 ESCAPE '\\')
-             ORDER BY full_name, id LIMIT 50"
-        );
-        Ok(self
-            .db()
-            .query(&sql, &params![storefront_id, pattern])
-            .await?
-            .iter()
-            .map(account_from)
-            .collect())
+    /// A page of the storefront's customers for the console, newest first, keyset-paged by id
+    /// like the API's pages; with `q`, only those whose name or email address contains it
+    /// (without regard to case, `%` and `_` matching themselves). The page walks the
+    /// `(storefront_id, id)` index down from the cursor and stops at `limit + 1` matches, so
+    /// browsing costs what one index range does; a query that matches few accounts reads the
+    /// storefront's accounts until it has found a page (no trigram index: SQLite has none, and
+    /// a storefront has thousands of accounts, not millions).
+    pub async fn customers_page(
+        &self,
+        storefront_id: i64,
+        q: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> DbResult<Page<Account>> {
+        let q = q.trim();
+        let cols = qualified(ACCOUNT_COLUMNS, "a");
+        let mut params = keyset_params(storefront_id, before, limit);
+        let filter = if q.is_empty() {
+            String::new()
+        } else {
+            let like = self.dialect().ilike();
+            params.push(super::db::contains_pattern(q).into());
+            format!("a.email {like} $4 ESCAPE '\\' OR a.full_name {like} $4 ESCAPE '\\'")
+        };
+        let sql = if filter.is_empty() {
+            format!("SELECT {cols} FROM accounts a {}", keyset("a"))
+        } else {
+            format!(
+                "SELECT {cols} FROM accounts a WHERE ({filter}) AND {}",
+                keyset("a").trim_start_matches("WHERE ")
+            )
+        };
+        let rows = self.db().query(&sql, &params).await?;
+        Ok(page_of(
+            rows.iter().map(account_from).collect(),
+            limit,
+            |a| a.id,
+        ))
     }
 
     /// Everything the customer record shows.

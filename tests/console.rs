@@ -250,6 +250,14 @@ both_backends! {
         assert_eq!(only_failed.select_text("tbody td[data-label=Status]"), ["failed"]);
         let sams = browser.get(&format!("/console/s/demo/facilities/{downtown}/emails?recipient=SAM%40example.com")).await;
         assert_eq!(sams.select_text("tbody td[data-label=Status]"), ["suppressed", "failed"]);
+        // Part of an address, without regard to case.
+        let part = browser.get(&format!("/console/s/demo/facilities/{downtown}/emails?recipient=SAM%40")).await;
+        assert_eq!(part.select_text("tbody td[data-label=Status]"), ["suppressed", "failed"]);
+        let part = browser.get(&format!("/console/s/demo/facilities/{downtown}/emails?recipient=e.COM&status=sent")).await;
+        assert_eq!(part.select_text("tbody td[data-label=Recipient]"), ["alex@example.com"]);
+        let wildcard = browser.get(&format!("/console/s/demo/facilities/{downtown}/emails?recipient=a_ex")).await;
+        assert!(wildcard.select_text("tbody td[data-label=Status]").is_empty());
+        assert_eq!(wildcard.html().select(&scraper::Selector::parse("input#recipient").unwrap()).next().unwrap().value().attr("value"), Some("a_ex"));
 
         // The detail view has every attempt with the server's reply.
         let detail = browser.get(&format!("/console/s/demo/deliveries/{failed}")).await;
@@ -849,11 +857,11 @@ both_backends! {
         let all = DeliveryFilter::default();
         let failed = DeliveryFilter {
             status: Some(DeliveryStatus::Failed),
-            recipient: None,
+            ..Default::default()
         };
         let rare = DeliveryFilter {
-            status: None,
             recipient: Some("rare@example.NET".into()),
+            ..Default::default()
         };
 
         let expected = ids(
@@ -900,9 +908,28 @@ both_backends! {
             assert!(!page.deliveries.is_empty());
             assert_eq!(page.next, None, "{scope:?}");
         }
+        // Part of an address, without regard to case: through the scan windows, the same rows.
+        let part = |text: &str| DeliveryFilter {
+            recipient_contains: Some(text.into()),
+            ..Default::default()
+        };
+        assert_eq!(walk(store, storefront, &part("RARE@")).await, expected);
+        assert_eq!(walk(store, storefront, &part("are@example.n")).await, expected);
+        // `_` and `%` typed match themselves (as wildcards, "r_re" and "r%@" would match).
+        assert_eq!(walk(store, storefront, &part("r_re")).await, Vec::<i64>::new());
+        assert_eq!(walk(store, storefront, &part("r%@")).await, Vec::<i64>::new());
+        let expected_r1 = ids(
+            "SELECT d.id FROM deliveries d JOIN delivery_facilities f ON f.delivery_id = d.id
+             WHERE f.facility_id = $1 AND d.recipient LIKE 'r1%@example.net' ORDER BY d.id DESC",
+            vec![Value::I64(downtown)],
+        )
+        .await;
+        assert!(expected_r1.len() > 1_000);
+        assert_eq!(walk(store, facility, &part("R1")).await, expected_r1);
         let rare_failed = DeliveryFilter {
             status: Some(DeliveryStatus::Failed),
             recipient: rare.recipient.clone(),
+            ..Default::default()
         };
         assert_eq!(walk(store, storefront, &rare_failed).await, Vec::<i64>::new());
         // A cursor deep in the log answers the rows below it.

@@ -257,7 +257,8 @@ async fn console_emails_tab_follows_a_delivery_without_reloading() {
         .expect("query")
         .expect("the demo storefront")
         .id;
-    app.store()
+    let owner = app
+        .store()
         .create_staff(
             Some(demo),
             &EmailAddress::parse(OWNER).expect("an address"),
@@ -383,6 +384,53 @@ async fn console_emails_tab_follows_a_delivery_without_reloading() {
     }
     b.check_page(page).await;
     b.screenshot(6, "emails-sent").await;
+
+    // 6b. The audit log at 1,280 px: sentences, no sideways scrolling, even with long details
+    // (a long webhook URL, a merge's report) and with them opened.
+    let long_url = format!("https://hooks.crm.example/{}", "segment/".repeat(30));
+    for (action, details) in [
+        (
+            "webhook_endpoint_created",
+            json!({"endpoint_id": 1, "url": long_url, "event_types": ["delivery.sent", "delivery.failed", "delivery.bounced", "account.created"]}),
+        ),
+        (
+            "merge_accounts",
+            json!({"into_account_id": 7, "merged_account_id": 12, "merged_email": "alex.work@example.com", "merged_name": "Alex Martin", "moved": {"contacts": 1, "deliveries": 3, "payment_methods": 0, "sessions_ended": 1, "links_ended": 2, "stripe_customer_moved": false}}),
+        ),
+    ] {
+        app.store()
+            .audit(
+                Some(demo),
+                Some(&owner),
+                action,
+                details,
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("an audit entry");
+    }
+    let page = "audit log";
+    b.goto(page, &app.url("/console/s/demo/audit")).await;
+    b.wait_for_h1(page, "Audit log").await;
+    let sentences = b.texts(page, "li.audit-entry p.audit-sentence").await;
+    if sentences.len() != 2
+        || !sentences[0].ends_with(
+            "Olivia Owner (owner) merged account #12 (Alex Martin, alex.work@example.com) into #7",
+        )
+        || !sentences[1].contains(&format!(
+            "Olivia Owner (owner) added webhook endpoint {long_url}"
+        ))
+    {
+        b.fail(
+            page,
+            format!("the audit log should read as sentences: {sentences:?}"),
+        );
+    }
+    b.check_page(page).await;
+    b.js(page, "document.querySelectorAll('li.audit-entry details').forEach(d => d.open = true); return null")
+        .await;
+    b.check_page(page).await;
+    b.screenshot(7, "audit-log").await;
     browser.close().await;
     drop(driver);
 

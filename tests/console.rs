@@ -526,12 +526,21 @@ both_backends! {
         // The audit log has both, with who and what.
         let audit = support.get("/console/s/demo/audit").await;
         assert_eq!(audit.status, 200);
-        let actions = audit.select_text("td[data-label=What]");
-        assert_eq!(actions, ["merge accounts", "link contact"]);
-        assert!(audit.select_text("td[data-label=Who]").iter().all(|w| w.contains("Sue Support")));
-        let details = audit.select_text("td[data-label=Details]");
-        assert!(details[0].contains("alex.work@example.com") && details[0].contains("\"contacts\":1"), "{details:?}");
+        // Each entry reads as a sentence; the raw record is folded away in a <details>.
+        let sentences = audit.select_text("li.audit-entry p.audit-sentence");
+        assert_eq!(sentences.len(), 2, "{sentences:?}");
+        assert!(sentences[0].ends_with(&format!("Sue Support (support) merged account #{} (Alex Martin, alex.work@example.com) into #{alex}", work.id)), "{sentences:?}");
+        assert!(sentences[1].ends_with(&format!("Sue Support (support) linked contact CON-MR-2002 (Harborview Carts, Marina) to account #{sam}")), "{sentences:?}");
+        let details = audit.select_text("li.audit-entry details pre.audit-details");
+        assert!(details[0].contains("alex.work@example.com") && details[0].contains("\"contacts\": 1"), "{details:?}");
         assert!(details[1].contains("CON-MR-2002"), "{details:?}");
+        assert!(audit.html().select(&scraper::Selector::parse("table, details[open]").unwrap()).next().is_none(), "no table, details closed");
+        // A staff resend names the address the link went to.
+        let sams_record = support.get(&format!("/console/s/demo/customers/{sam}")).await;
+        assert_eq!(support.submit(&sams_record, "form[action$='/resend']", &[]).await.status, 303);
+        let audit = support.get("/console/s/demo/audit").await;
+        let newest = audit.select_text("li.audit-entry p.audit-sentence")[0].clone();
+        assert!(newest.ends_with("Sue Support (support) resent a sign-in link to sam@example.com"), "{newest}");
     }
 
     async fn staff_browse_customers_newest_first_and_find_them_by_part_of_a_name_or_address(backend: Backend) {

@@ -64,14 +64,9 @@ pub async fn resend_portal_link(
 ) -> Result<ResendOutcome, AppError> {
     let now = svc.now();
     let cooldown = chrono::Duration::seconds(svc.config.resend_cooldown_seconds as i64);
-    if svc
-        .store
-        .account(storefront.id, account_id)
-        .await?
-        .is_none()
-    {
+    let Some(account) = svc.store.account(storefront.id, account_id).await? else {
         return Ok(ResendOutcome::NoSuchAccount);
-    }
+    };
     let slot = CooldownSlot::LinkResend { account_id };
     if let Err(last) = svc
         .store
@@ -105,6 +100,7 @@ pub async fn resend_portal_link(
     };
     let mut details = actor.describe();
     details["account_id"] = account_id.into();
+    details["email"] = account.email.as_str().into();
     details["delivery_id"] = delivery_id.into();
     svc.store
         .audit(

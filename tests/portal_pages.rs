@@ -91,6 +91,24 @@ both_backends! {
         }
     }
 
+    async fn the_demo_agreement_and_its_invoices_agree_on_the_due_day(backend: Backend) {
+        use chrono::Datelike;
+        let app = TestApp::start(backend).await;
+        let alex = signed_in(&app, "alex@example.com").await;
+        let id = rental_id(&app, "RNT-DT-B112").await;
+        let pdf = alex.get(&format!("/s/demo/rentals/{id}/agreement.pdf")).await;
+        let said = pdf.body.split("due on the ").nth(1).expect("the agreement names the due day");
+        let day: u32 = said.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap();
+        let rows = app.rows(
+            "SELECT i.due_on FROM invoices i JOIN rentals r ON r.id = i.rental_id WHERE r.external_ref = 'RNT-DT-B112'",
+            &[],
+        ).await;
+        assert!(rows.len() >= 2);
+        for r in &rows {
+            assert_eq!(r.date(0).day(), day, "the agreement says the {said:.4}, an invoice is due {}", r.date(0));
+        }
+    }
+
     async fn the_agreement_downloads_for_its_owner_only(backend: Backend) {
         let app = TestApp::start(backend).await;
         let alex = signed_in(&app, "alex@example.com").await;

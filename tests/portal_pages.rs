@@ -119,6 +119,10 @@ both_backends! {
         assert_eq!(pdf.headers["content-disposition"], "attachment; filename=\"agreement-B-112.pdf\"");
         assert!(pdf.body.starts_with("%PDF-1.4"));
         assert!(pdf.body.contains("Alex Martin"));
+        // Written in the font's WinAnsiEncoding (code page 1252): × is 0xD7, — is 0x97, not "?".
+        assert!(pdf.bytes.windows(7).any(|w| w == b"10\xD710, "), "{}", pdf.body);
+        assert!(pdf.bytes.windows(3).any(|w| w == b" \x97 "), "{}", pdf.body);
+        assert!(!pdf.body.contains("10?10") && !pdf.body.contains("10x10"));
         // A rental without an agreement, and someone else's.
         let cart = rental_id(&app, "RNT-MR-C14").await;
         assert_eq!(alex.get(&format!("/s/demo/rentals/{cart}/agreement.pdf")).await.status, 404);

@@ -543,6 +543,34 @@ both_backends! {
         assert!(newest.ends_with("Sue Support (support) resent a sign-in link to sam@example.com"), "{newest}");
     }
 
+    async fn the_link_a_contact_form_shows_only_when_a_contact_is_left_to_link(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        staff(&app).await;
+        let sam = account_id(&app, "sam@example.com").await;
+        let support = app.browser();
+        console_sign_in(&app, &support, "sue@latchkey.example").await;
+        let has = |p: &Page, selector: &str| p.html().select(&scraper::Selector::parse(selector).unwrap()).next().is_some();
+        // Every demo contact is linked: a sentence, no empty dropdown.
+        assert_eq!(app.count("SELECT COUNT(*) FROM contacts WHERE account_id IS NULL", &[]).await, 0);
+        let record = support.get(&format!("/console/s/demo/customers/{sam}")).await;
+        assert!(!has(&record, "select#contact_id") && !has(&record, "form[action$='/link']"));
+        assert_eq!(record.select_text("#nothing-to-link"), ["Every contact of Harborview Rentals is linked to an account: there is none left to link."]);
+        // An unlinked contact arrives: the form offers it.
+        let store = app.store();
+        let sf = store.storefront_by_slug("demo").await.unwrap().unwrap().id;
+        let marina = facility_id(&app, "FAC-MR").await;
+        store.db().execute(
+            "INSERT INTO contacts (storefront_id, facility_id, external_ref, full_name, email, created_at, updated_at)
+             VALUES ($1, $2, 'CON-MR-2002', 'Sam Rivera', 'sam@example.com', $3, $3)",
+            &[sf.into(), marina.into(), Utc::now().into()],
+        ).await.unwrap();
+        let record = support.get(&format!("/console/s/demo/customers/{sam}")).await;
+        assert!(!has(&record, "#nothing-to-link"));
+        let options = record.select_text("select#contact_id option");
+        assert_eq!(options.len(), 1);
+        assert!(options[0].contains("CON-MR-2002"), "{options:?}");
+    }
+
     async fn staff_browse_customers_newest_first_and_find_them_by_part_of_a_name_or_address(backend: Backend) {
         let app = TestApp::start(backend).await;
         staff(&app).await;

@@ -335,6 +335,8 @@ async fn console_emails_tab_follows_a_delivery_without_reloading() {
     )
     .await;
     b.expect_same_page(page).await;
+    // The change was said in the page's polite live region, for screen readers.
+    b.expect_announced(page, id).await;
     b.screenshot(5, "emails-deferred").await;
 
     // 6. The mail server is back: the next retry goes out and the page shows it sent, with
@@ -353,6 +355,7 @@ async fn console_emails_tab_follows_a_delivery_without_reloading() {
     .await;
     b.expect_same_page(page).await;
     let shown = b.delivery_row(page, id).await;
+    b.expect_announced(page, id).await;
     let stored = app.wait_for_status(id, "sent").await;
     // The last error stays on record after the email goes out.
     let stored_error = stored.last_error.unwrap_or_default();
@@ -1068,6 +1071,39 @@ impl Browser {
     }
 
     /// The marker set on `window` is still there: the page was neither reloaded nor left.
+    /// The Emails tab's live region (polite) says the row's current status and attempts, as
+    /// console.js announces a change (row and region read at once, between two polls).
+    async fn expect_announced(&self, page: &str, id: i64) {
+        let facts = self
+            .js(
+                page,
+                &format!(
+                    "const r = document.getElementById('delivery-announcer');
+                     const row = document.querySelector('tr[data-delivery=\"{id}\"]');
+                     if (!r || !row) {{ return null; }}
+                     return [r.getAttribute('aria-live'), r.getAttribute('role'), r.textContent,
+                             row.getAttribute('data-status'),
+                             row.querySelector('[data-field=attempts]').textContent.trim()]"
+                ),
+            )
+            .await;
+        let status = facts[3].as_str().unwrap_or("?");
+        let attempts = facts[4].as_str().unwrap_or("?");
+        let expected = format!(
+            "Email to alex@example.com is now {status} ({attempts} attempt{}).",
+            if attempts == "1" { "" } else { "s" }
+        );
+        let said: Option<Vec<Value>> = facts
+            .as_array()
+            .map(|a| a.iter().take(3).cloned().collect());
+        if said != Some(vec![json!("polite"), json!("status"), json!(expected)]) {
+            self.fail(
+                page,
+                format!("the live region should say {expected:?}: {facts}"),
+            );
+        }
+    }
+
     async fn expect_same_page(&self, page: &str) {
         let marker = self
             .js(page, "return window.__latchkeyMarker || null")

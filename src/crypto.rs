@@ -259,6 +259,26 @@ impl Keys {
         hmac::sign(&self.code, &message).as_ref().to_vec()
     }
 
+    /// A tag that vouches for what a confirmation page showed (`shown`: every value the
+    /// confirmation acts on, written by the page that asks), so that the form's answer can be
+    /// checked against the state it was asked about. Only this server can make one.
+    pub fn confirmation_tag(&self, shown: &str) -> String {
+        URL_SAFE_NO_PAD.encode(hmac::sign(
+            &self.csrf,
+            format!("confirm v1|{shown}").as_bytes(),
+        ))
+    }
+
+    /// Constant-time check of a confirmation tag against what the page shows now.
+    pub fn confirmation_valid(&self, shown: &str, submitted: &str) -> bool {
+        match URL_SAFE_NO_PAD.decode(submitted) {
+            Ok(tag) => {
+                hmac::verify(&self.csrf, format!("confirm v1|{shown}").as_bytes(), &tag).is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The CSRF token that goes with a CSRF cookie value (double-submit, signed).
     pub fn csrf_token(&self, cookie_value: &str) -> String {
         URL_SAFE_NO_PAD.encode(hmac::sign(&self.csrf, cookie_value.as_bytes()))

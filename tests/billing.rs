@@ -69,6 +69,10 @@ both_backends! {
         let browser = signed_in_alex(&app).await;
         let billing = browser.get("/s/demo/billing").await;
         assert!(billing.text().contains("Online payment is not available right now"));
+        // A neutral notice, not an error: nothing went wrong, and nobody can fix it on this page.
+        let notice = billing.html().select(&scraper::Selector::parse("#payments-unavailable").unwrap()).next().map(|e| e.value().classes().map(str::to_string).collect::<Vec<_>>());
+        assert_eq!(notice, Some(vec!["info".to_string()]));
+        assert!(billing.html().select(&scraper::Selector::parse(".alert, [role=alert]").unwrap()).next().is_none());
         assert!(billing.select_text("button").iter().all(|b| !b.starts_with("Pay")));
         assert!(!billing.text().contains("Add a payment method"));
         // The demo's card on file is shown, without a Remove button that could not work.

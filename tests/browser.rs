@@ -257,7 +257,8 @@ async fn console_emails_tab_follows_a_delivery_without_reloading() {
         .expect("query")
         .expect("the demo storefront")
         .id;
-    app.store()
+    let owner = app
+        .store()
         .create_staff(
             Some(demo),
             &EmailAddress::parse(OWNER).expect("an address"),
@@ -334,6 +335,8 @@ async fn console_emails_tab_follows_a_delivery_without_reloading() {
     )
     .await;
     b.expect_same_page(page).await;
+    // The change was said in the page's polite live region, for screen readers.
+    b.expect_announced(page, id).await;
     b.screenshot(5, "emails-deferred").await;
 
     // 6. The mail server is back: the next retry goes out and the page shows it sent, with
@@ -352,6 +355,7 @@ async fn console_emails_tab_follows_a_delivery_without_reloading() {
     .await;
     b.expect_same_page(page).await;
     let shown = b.delivery_row(page, id).await;
+    b.expect_announced(page, id).await;
     let stored = app.wait_for_status(id, "sent").await;
     // The last error stays on record after the email goes out.
     let stored_error = stored.last_error.unwrap_or_default();
@@ -383,6 +387,53 @@ async fn console_emails_tab_follows_a_delivery_without_reloading() {
     }
     b.check_page(page).await;
     b.screenshot(6, "emails-sent").await;
+
+    // 6b. The audit log at 1,280 px: sentences, no sideways scrolling, even with long details
+    // (a long webhook URL, a merge's report) and with them opened.
+    let long_url = format!("https://hooks.crm.example/{}", "segment/".repeat(30));
+    for (action, details) in [
+        (
+            "webhook_endpoint_created",
+            json!({"endpoint_id": 1, "url": long_url, "event_types": ["delivery.sent", "delivery.failed", "delivery.bounced", "account.created"]}),
+        ),
+        (
+            "merge_accounts",
+            json!({"into_account_id": 7, "merged_account_id": 12, "merged_email": "alex.work@example.com", "merged_name": "Alex Martin", "moved": {"contacts": 1, "deliveries": 3, "payment_methods": 0, "sessions_ended": 1, "links_ended": 2, "stripe_customer_moved": false}}),
+        ),
+    ] {
+        app.store()
+            .audit(
+                Some(demo),
+                Some(&owner),
+                action,
+                details,
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("an audit entry");
+    }
+    let page = "audit log";
+    b.goto(page, &app.url("/console/s/demo/audit")).await;
+    b.wait_for_h1(page, "Audit log").await;
+    let sentences = b.texts(page, "li.audit-entry p.audit-sentence").await;
+    if sentences.len() != 2
+        || !sentences[0].ends_with(
+            "Olivia Owner (owner) merged account #12 (Alex Martin, alex.work@example.com) into #7",
+        )
+        || !sentences[1].contains(&format!(
+            "Olivia Owner (owner) added webhook endpoint {long_url}"
+        ))
+    {
+        b.fail(
+            page,
+            format!("the audit log should read as sentences: {sentences:?}"),
+        );
+    }
+    b.check_page(page).await;
+    b.js(page, "document.querySelectorAll('li.audit-entry details').forEach(d => d.open = true); return null")
+        .await;
+    b.check_page(page).await;
+    b.screenshot(7, "audit-log").await;
     browser.close().await;
     drop(driver);
 
@@ -1020,6 +1071,39 @@ impl Browser {
     }
 
     /// The marker set on `window` is still there: the page was neither reloaded nor left.
+    /// The Emails tab's live region (polite) says the row's current status and attempts, as
+    /// console.js announces a change (row and region read at once, between two polls).
+    async fn expect_announced(&self, page: &str, id: i64) {
+        let facts = self
+            .js(
+                page,
+                &format!(
+                    "const r = document.getElementById('delivery-announcer');
+                     const row = document.querySelector('tr[data-delivery=\"{id}\"]');
+                     if (!r || !row) {{ return null; }}
+                     return [r.getAttribute('aria-live'), r.getAttribute('role'), r.textContent,
+                             row.getAttribute('data-status'),
+                             row.querySelector('[data-field=attempts]').textContent.trim()]"
+                ),
+            )
+            .await;
+        let status = facts[3].as_str().unwrap_or("?");
+        let attempts = facts[4].as_str().unwrap_or("?");
+        let expected = format!(
+            "Email to alex@example.com is now {status} ({attempts} attempt{}).",
+            if attempts == "1" { "" } else { "s" }
+        );
+        let said: Option<Vec<Value>> = facts
+            .as_array()
+            .map(|a| a.iter().take(3).cloned().collect());
+        if said != Some(vec![json!("polite"), json!("status"), json!(expected)]) {
+            self.fail(
+                page,
+                format!("the live region should say {expected:?}: {facts}"),
+            );
+        }
+    }
+
     async fn expect_same_page(&self, page: &str) {
         let marker = self
             .js(page, "return window.__latchkeyMarker || null")

@@ -250,6 +250,14 @@ both_backends! {
         assert_eq!(only_failed.select_text("tbody td[data-label=Status]"), ["failed"]);
         let sams = browser.get(&format!("/console/s/demo/facilities/{downtown}/emails?recipient=SAM%40example.com")).await;
         assert_eq!(sams.select_text("tbody td[data-label=Status]"), ["suppressed", "failed"]);
+        // Part of an address, without regard to case.
+        let part = browser.get(&format!("/console/s/demo/facilities/{downtown}/emails?recipient=SAM%40")).await;
+        assert_eq!(part.select_text("tbody td[data-label=Status]"), ["suppressed", "failed"]);
+        let part = browser.get(&format!("/console/s/demo/facilities/{downtown}/emails?recipient=e.COM&status=sent")).await;
+        assert_eq!(part.select_text("tbody td[data-label=Recipient]"), ["alex@example.com"]);
+        let wildcard = browser.get(&format!("/console/s/demo/facilities/{downtown}/emails?recipient=a_ex")).await;
+        assert!(wildcard.select_text("tbody td[data-label=Status]").is_empty());
+        assert_eq!(wildcard.html().select(&scraper::Selector::parse("input#recipient").unwrap()).next().unwrap().value().attr("value"), Some("a_ex"));
 
         // The detail view has every attempt with the server's reply.
         let detail = browser.get(&format!("/console/s/demo/deliveries/{failed}")).await;
@@ -345,7 +353,7 @@ both_backends! {
             assert_eq!(merge_status, if support == 303 { 404 } else { 403 }, "{email} merge");
             let buttons = record.select_text("button");
             assert_eq!(buttons.contains(&"Resend the portal link".to_string()), resend != 403, "{email}");
-            assert_eq!(buttons.contains(&"Merge".to_string()), support == 303, "{email}");
+            assert_eq!(buttons.contains(&"Review the merge".to_string()), support == 303, "{email}");
         }
     }
 
@@ -448,7 +456,61 @@ both_backends! {
 
         let alex = account_id(&app, "alex@example.com").await;
         let record = support.get(&format!("/console/s/demo/customers/{alex}")).await;
-        let merged = support.submit(&record, "form[action$='/merge']", &[("other_account_id", &work.id.to_string())]).await;
+        let preview = support.submit(&record, "form[action$='/merge']", &[("other_account_id", &work.id.to_string())]).await;
+        // The first step shows what moves and changes nothing.
+        assert_eq!(preview.status, 200);
+        assert_eq!(preview.h1(), format!("Merge account #{} into #{alex}?", work.id));
+        assert!(preview.text().contains("alex.work@example.com"), "{}", preview.text());
+        assert_eq!(preview.select_text("li[data-moves=contacts]"), ["1 linked contact"]);
+        assert_eq!(preview.select_text("li[data-moves=invoices]"), ["1 invoice (with their contacts)"]);
+        assert_eq!(preview.select_text("li[data-moves=rentals]"), ["0 rentals (with their contacts)"]);
+        assert_eq!(preview.select_text("li[data-ends=sessions]"), [format!("1 signed-in session of #{}", work.id)]);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM accounts WHERE id = {}", work.id), &[]).await, 1);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM contacts WHERE account_id = {}", work.id), &[]).await, 1);
+        assert_eq!(work_browser.get("/s/demo/dashboard").await.status, 200, "the other account is still signed in");
+        assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'merge_accounts'", &[]).await, 0);
+        // A forged confirmation (not the server's tag, or the tag with another account) merges nothing.
+        let form = |p: &Page, name: &str| p.html().select(&scraper::Selector::parse(&format!("form[action$='/merge'] input[name={name}]")).unwrap()).next().unwrap().value().attr("value").unwrap().to_string();
+        let (csrf, issued, tag) = (preview.csrf(), form(&preview, "issued"), form(&preview, "confirm"));
+        let confirm = |other: i64, issued: String, tag: String| {
+            let support = &support;
+            let csrf = csrf.clone();
+            async move {
+                support.post_form(&format!("/console/s/demo/customers/{alex}/merge"), &[
+                    ("csrf_token".into(), csrf), ("other_account_id".into(), other.to_string()),
+                    ("issued".into(), issued), ("confirm".into(), tag),
+                ]).await
+            }
+        };
+        assert_eq!(confirm(work.id, issued.clone(), "AAAA".into()).await.status, 409);
+        let later = (issued.parse::<i64>().unwrap() + 1).to_string();
+        assert_eq!(confirm(work.id, later, tag.clone()).await.status, 409);
+        let sam_account = account_id(&app, "sam@example.com").await;
+        assert_eq!(confirm(sam_account, issued.clone(), tag.clone()).await.status, 409);
+        // Without the CSRF token, the console's rules refuse it.
+        let no_csrf = support.post_form(&format!("/console/s/demo/customers/{alex}/merge"), &[
+            ("other_account_id".into(), work.id.to_string()), ("issued".into(), issued.clone()), ("confirm".into(), tag.clone()),
+        ]).await;
+        assert_eq!(no_csrf.status, 403);
+        // A stale one: the work account got another invoice since the preview.
+        db.execute(
+            "INSERT INTO invoices (storefront_id, facility_id, contact_id, external_ref, number, description, amount_minor, currency, issued_on, due_on, status, created_at, updated_at)
+             VALUES ($1, $2, $3, 'INV-W-2', 'INV-W-2', 'Cart rental, work', 4500, 'USD', $4, $4, 'pending', $5, $5)",
+            &[sf.into(), marina.into(), work_contact.into(), now.date_naive().into(), now.into()],
+        ).await.unwrap();
+        let stale = confirm(work.id, issued.clone(), tag.clone()).await;
+        assert_eq!(stale.status, 409);
+        assert!(stale.text().contains("Nothing was merged"), "{}", stale.text());
+        assert_eq!(stale.select_text("li[data-moves=invoices]"), ["2 invoices (with their contacts)"]);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM accounts WHERE id = {}", work.id), &[]).await, 1);
+        // A preview older than 15 minutes is out of date too.
+        app.clock.advance(chrono::Duration::minutes(16));
+        assert_eq!(support.submit(&stale, "form[action$='/merge']", &[]).await.status, 409);
+        assert_eq!(app.count(&format!("SELECT COUNT(*) FROM accounts WHERE id = {}", work.id), &[]).await, 1);
+        // The confirmation of a fresh preview merges.
+        let preview = support.submit(&record, "form[action$='/merge']", &[("other_account_id", &work.id.to_string())]).await;
+        assert_eq!(preview.status, 200);
+        let merged = support.submit(&preview, "form[action$='/merge']", &[]).await;
         assert_eq!(merged.status, 303);
         let after = support.follow(&merged).await;
         assert!(after.text().contains(&format!("Account #{} was merged into this one.", work.id)));
@@ -469,12 +531,100 @@ both_backends! {
         // The audit log has both, with who and what.
         let audit = support.get("/console/s/demo/audit").await;
         assert_eq!(audit.status, 200);
-        let actions = audit.select_text("td[data-label=What]");
-        assert_eq!(actions, ["merge accounts", "link contact"]);
-        assert!(audit.select_text("td[data-label=Who]").iter().all(|w| w.contains("Sue Support")));
-        let details = audit.select_text("td[data-label=Details]");
-        assert!(details[0].contains("alex.work@example.com") && details[0].contains("\"contacts\":1"), "{details:?}");
+        // Each entry reads as a sentence; the raw record is folded away in a <details>.
+        let sentences = audit.select_text("li.audit-entry p.audit-sentence");
+        assert_eq!(sentences.len(), 2, "{sentences:?}");
+        assert!(sentences[0].ends_with(&format!("Sue Support (support) merged account #{} (Alex Martin, alex.work@example.com) into #{alex}", work.id)), "{sentences:?}");
+        assert!(sentences[1].ends_with(&format!("Sue Support (support) linked contact CON-MR-2002 (Harborview Carts, Marina) to account #{sam}")), "{sentences:?}");
+        let details = audit.select_text("li.audit-entry details pre.audit-details");
+        assert!(details[0].contains("alex.work@example.com") && details[0].contains("\"contacts\": 1"), "{details:?}");
         assert!(details[1].contains("CON-MR-2002"), "{details:?}");
+        assert!(audit.html().select(&scraper::Selector::parse("table, details[open]").unwrap()).next().is_none(), "no table, details closed");
+        // A staff resend names the address the link went to.
+        let sams_record = support.get(&format!("/console/s/demo/customers/{sam}")).await;
+        assert_eq!(support.submit(&sams_record, "form[action$='/resend']", &[]).await.status, 303);
+        let audit = support.get("/console/s/demo/audit").await;
+        let newest = audit.select_text("li.audit-entry p.audit-sentence")[0].clone();
+        assert!(newest.ends_with("Sue Support (support) resent a sign-in link to sam@example.com"), "{newest}");
+    }
+
+    async fn the_link_a_contact_form_shows_only_when_a_contact_is_left_to_link(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        staff(&app).await;
+        let sam = account_id(&app, "sam@example.com").await;
+        let support = app.browser();
+        console_sign_in(&app, &support, "sue@latchkey.example").await;
+        let has = |p: &Page, selector: &str| p.html().select(&scraper::Selector::parse(selector).unwrap()).next().is_some();
+        // Every demo contact is linked: a sentence, no empty dropdown.
+        assert_eq!(app.count("SELECT COUNT(*) FROM contacts WHERE account_id IS NULL", &[]).await, 0);
+        let record = support.get(&format!("/console/s/demo/customers/{sam}")).await;
+        assert!(!has(&record, "select#contact_id") && !has(&record, "form[action$='/link']"));
+        assert_eq!(record.select_text("#nothing-to-link"), ["Every contact of Harborview Rentals is linked to an account: there is none left to link."]);
+        // An unlinked contact arrives: the form offers it.
+        let store = app.store();
+        let sf = store.storefront_by_slug("demo").await.unwrap().unwrap().id;
+        let marina = facility_id(&app, "FAC-MR").await;
+        store.db().execute(
+            "INSERT INTO contacts (storefront_id, facility_id, external_ref, full_name, email, created_at, updated_at)
+             VALUES ($1, $2, 'CON-MR-2002', 'Sam Rivera', 'sam@example.com', $3, $3)",
+            &[sf.into(), marina.into(), Utc::now().into()],
+        ).await.unwrap();
+        let record = support.get(&format!("/console/s/demo/customers/{sam}")).await;
+        assert!(!has(&record, "#nothing-to-link"));
+        let options = record.select_text("select#contact_id option");
+        assert_eq!(options.len(), 1);
+        assert!(options[0].contains("CON-MR-2002"), "{options:?}");
+    }
+
+    async fn staff_browse_customers_newest_first_and_find_them_by_part_of_a_name_or_address(backend: Backend) {
+        let app = TestApp::start(backend).await;
+        staff(&app).await;
+        let store = app.store();
+        let sf = store.storefront_by_slug("demo").await.unwrap().unwrap().id;
+        let now = Utc::now();
+        // 52 more customers, one of them with wildcards in the name.
+        for i in 0..51 {
+            let email = EmailAddress::parse(&format!("renter{i:02}@Boats.example")).unwrap();
+            store.create_account(sf, &email, &format!("Renter {i:02}"), "", now).await.unwrap();
+        }
+        store.create_account(sf, &EmailAddress::parse("deals@example.org").unwrap(), "50%_off Ltd", "", now).await.unwrap();
+        let browser = app.browser();
+        console_sign_in(&app, &browser, "stan@harborview.example").await;
+        let names = |p: &Page| p.select_text("ul.customers li a");
+
+        // No query: every customer, newest first, 50 to a page.
+        let first = browser.get("/console/s/demo").await;
+        let page1 = names(&first);
+        assert_eq!(page1.len(), 50, "{page1:?}");
+        assert_eq!(page1[0], "50%_off Ltd");
+        assert_eq!(page1[1], "Renter 50");
+        let doc = first.html();
+        let older = doc.select(&scraper::Selector::parse("a.button").unwrap())
+            .find(|a| a.text().any(|t| t.contains("Older customers")))
+            .and_then(|a| a.value().attr("href"))
+            .expect("a link to older customers")
+            .to_string();
+        let second = browser.get(&older).await;
+        assert_eq!(names(&second), ["Renter 01", "Renter 00", "Sam Rivera", "Alex Martin"]);
+        assert!(!second.text().contains("Older customers"));
+
+        // Part of a name or of an address, without regard to case.
+        let q = |q: &str| {
+            let browser = &browser;
+            let url = format!("/console/s/demo/customers?q={}", url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>());
+            async move { names(&browser.get(&url).await) }
+        };
+        assert_eq!(q("MARTIN").await, ["Alex Martin"]);
+        assert_eq!(q("riv").await, ["Sam Rivera"]);
+        assert_eq!(q("SAM@EXAM").await, ["Sam Rivera"]);
+        assert_eq!(q("@example.").await, ["50%_off Ltd", "Sam Rivera", "Alex Martin"]);
+        assert_eq!(q("boats.EXAMPLE").await.len(), 50);
+        // Wildcards typed are plain characters.
+        assert_eq!(q("%_").await, ["50%_off Ltd"]);
+        assert!(q("r_nter").await.is_empty());
+        assert!(q("ri%a").await.is_empty());
+        let none = browser.get("/console/s/demo/customers?q=nobody").await;
+        assert!(none.text().contains("No customer's name or email address contains “nobody”."), "{}", none.text());
     }
 
     async fn the_emails_tab_pages_by_keyset(backend: Backend) {
@@ -749,11 +899,11 @@ both_backends! {
         let all = DeliveryFilter::default();
         let failed = DeliveryFilter {
             status: Some(DeliveryStatus::Failed),
-            recipient: None,
+            ..Default::default()
         };
         let rare = DeliveryFilter {
-            status: None,
             recipient: Some("rare@example.NET".into()),
+            ..Default::default()
         };
 
         let expected = ids(
@@ -800,9 +950,28 @@ both_backends! {
             assert!(!page.deliveries.is_empty());
             assert_eq!(page.next, None, "{scope:?}");
         }
+        // Part of an address, without regard to case: through the scan windows, the same rows.
+        let part = |text: &str| DeliveryFilter {
+            recipient_contains: Some(text.into()),
+            ..Default::default()
+        };
+        assert_eq!(walk(store, storefront, &part("RARE@")).await, expected);
+        assert_eq!(walk(store, storefront, &part("are@example.n")).await, expected);
+        // `_` and `%` typed match themselves (as wildcards, "r_re" and "r%@" would match).
+        assert_eq!(walk(store, storefront, &part("r_re")).await, Vec::<i64>::new());
+        assert_eq!(walk(store, storefront, &part("r%@")).await, Vec::<i64>::new());
+        let expected_r1 = ids(
+            "SELECT d.id FROM deliveries d JOIN delivery_facilities f ON f.delivery_id = d.id
+             WHERE f.facility_id = $1 AND d.recipient LIKE 'r1%@example.net' ORDER BY d.id DESC",
+            vec![Value::I64(downtown)],
+        )
+        .await;
+        assert!(expected_r1.len() > 1_000);
+        assert_eq!(walk(store, facility, &part("R1")).await, expected_r1);
         let rare_failed = DeliveryFilter {
             status: Some(DeliveryStatus::Failed),
             recipient: rare.recipient.clone(),
+            ..Default::default()
         };
         assert_eq!(walk(store, storefront, &rare_failed).await, Vec::<i64>::new());
         // A cursor deep in the log answers the rows below it.

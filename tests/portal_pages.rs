@@ -91,6 +91,24 @@ both_backends! {
         }
     }
 
+    async fn the_demo_agreement_and_its_invoices_agree_on_the_due_day(backend: Backend) {
+        use chrono::Datelike;
+        let app = TestApp::start(backend).await;
+        let alex = signed_in(&app, "alex@example.com").await;
+        let id = rental_id(&app, "RNT-DT-B112").await;
+        let pdf = alex.get(&format!("/s/demo/rentals/{id}/agreement.pdf")).await;
+        let said = pdf.body.split("due on the ").nth(1).expect("the agreement names the due day");
+        let day: u32 = said.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap();
+        let rows = app.rows(
+            "SELECT i.due_on FROM invoices i JOIN rentals r ON r.id = i.rental_id WHERE r.external_ref = 'RNT-DT-B112'",
+            &[],
+        ).await;
+        assert!(rows.len() >= 2);
+        for r in &rows {
+            assert_eq!(r.date(0).day(), day, "the agreement says the {said:.4}, an invoice is due {}", r.date(0));
+        }
+    }
+
     async fn the_agreement_downloads_for_its_owner_only(backend: Backend) {
         let app = TestApp::start(backend).await;
         let alex = signed_in(&app, "alex@example.com").await;
@@ -101,6 +119,10 @@ both_backends! {
         assert_eq!(pdf.headers["content-disposition"], "attachment; filename=\"agreement-B-112.pdf\"");
         assert!(pdf.body.starts_with("%PDF-1.4"));
         assert!(pdf.body.contains("Alex Martin"));
+        // Written in the font's WinAnsiEncoding (code page 1252): × is 0xD7, — is 0x97, not "?".
+        assert!(pdf.bytes.windows(7).any(|w| w == b"10\xD710, "), "{}", pdf.body);
+        assert!(pdf.bytes.windows(3).any(|w| w == b" \x97 "), "{}", pdf.body);
+        assert!(!pdf.body.contains("10?10") && !pdf.body.contains("10x10"));
         // A rental without an agreement, and someone else's.
         let cart = rental_id(&app, "RNT-MR-C14").await;
         assert_eq!(alex.get(&format!("/s/demo/rentals/{cart}/agreement.pdf")).await.status, 404);

@@ -92,6 +92,26 @@ pub struct MergeReport {
     pub stripe_customer_moved: bool,
 }
 
+/// What merging an account into another would move and end, read before asking to confirm
+/// ([`Store::merge_preview`]): the merge itself moves the contacts (and with them their
+/// rentals and invoices), the emails and the payment methods, ends the sessions and links,
+/// and moves the Stripe customer when the survivor has none.
+#[derive(Debug, Clone)]
+pub struct MergePreview {
+    /// The account that would stay.
+    pub survivor: Account,
+    /// The account that would be merged and removed.
+    pub merged: Account,
+    pub contacts: u64,
+    pub rentals: u64,
+    pub invoices: u64,
+    pub deliveries: u64,
+    pub payment_methods: u64,
+    pub sessions: u64,
+    pub links: u64,
+    pub stripe_customer_moves: bool,
+}
+
 /// An account as the API shows it: with the references of its contacts.
 #[derive(Debug, Clone)]
 pub struct AccountRecord {
@@ -336,28 +356,44 @@ impl Store {
         })
     }
 
-    /// Customers whose email or name contains `q` (case-insensitive), at most 50.
-    pub async fn search_customers(&self, storefront_id: i64, q: &str) -> DbResult<Vec<Account>> {
-        let pattern = format!(
-            "%{}%",
-            q.trim()
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1
-             AND (email_key LIKE $2 ESCAPE '\\' OR lower(full_name) LIKE $2 ESCAPE '\\')
-             ORDER BY full_name, id LIMIT 50"
-        );
-        Ok(self
-            .db()
-            .query(&sql, &params![storefront_id, pattern])
-            .await?
-            .iter()
-            .map(account_from)
-            .collect())
+    /// A page of the storefront's customers for the console, newest first, keyset-paged by id
+    /// like the API's pages; with `q`, only those whose name or email address contains it
+    /// (without regard to case, `%` and `_` matching themselves). The page walks the
+    /// `(storefront_id, id)` index down from the cursor and stops at `limit + 1` matches, so
+    /// browsing costs what one index range does; a query that matches few accounts reads the
+    /// storefront's accounts until it has found a page (no trigram index: SQLite has none, and
+    /// a storefront has thousands of accounts, not millions).
+    pub async fn customers_page(
+        &self,
+        storefront_id: i64,
+        q: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> DbResult<Page<Account>> {
+        let q = q.trim();
+        let cols = qualified(ACCOUNT_COLUMNS, "a");
+        let mut params = keyset_params(storefront_id, before, limit);
+        let filter = if q.is_empty() {
+            String::new()
+        } else {
+            let like = self.dialect().ilike();
+            params.push(super::db::contains_pattern(q).into());
+            format!("a.email {like} $4 ESCAPE '\\' OR a.full_name {like} $4 ESCAPE '\\'")
+        };
+        let sql = if filter.is_empty() {
+            format!("SELECT {cols} FROM accounts a {}", keyset("a"))
+        } else {
+            format!(
+                "SELECT {cols} FROM accounts a WHERE ({filter}) AND {}",
+                keyset("a").trim_start_matches("WHERE ")
+            )
+        };
+        let rows = self.db().query(&sql, &params).await?;
+        Ok(page_of(
+            rows.iter().map(account_from).collect(),
+            limit,
+            |a| a.id,
+        ))
     }
 
     /// Everything the customer record shows.
@@ -391,6 +427,53 @@ impl Store {
             deliveries,
             last_link_resent_at: last,
             invoices,
+        }))
+    }
+
+    /// What merging `merged` into `survivor` (both of the storefront) would move and end;
+    /// `None` when either is not the storefront's or they are the same account. Changes nothing.
+    pub async fn merge_preview(
+        &self,
+        storefront_id: i64,
+        survivor: i64,
+        merged: i64,
+    ) -> DbResult<Option<MergePreview>> {
+        if survivor == merged {
+            return Ok(None);
+        }
+        let (Some(keep), Some(gone)) = (
+            self.account(storefront_id, survivor).await?,
+            self.account(storefront_id, merged).await?,
+        ) else {
+            return Ok(None);
+        };
+        let row = self
+            .db()
+            .query_one(
+                "SELECT
+                   (SELECT COUNT(*) FROM contacts WHERE account_id = $1),
+                   (SELECT COUNT(*) FROM rentals r JOIN contacts c ON c.id = r.contact_id WHERE c.account_id = $1),
+                   (SELECT COUNT(*) FROM invoices i JOIN contacts c ON c.id = i.contact_id WHERE c.account_id = $1),
+                   (SELECT COUNT(*) FROM deliveries WHERE account_id = $1),
+                   (SELECT COUNT(*) FROM payment_methods WHERE account_id = $1),
+                   (SELECT COUNT(*) FROM sessions WHERE account_id = $1),
+                   (SELECT COUNT(*) FROM sign_in_tokens WHERE account_id = $1)",
+                &params![merged],
+            )
+            .await?;
+        let n = |i: usize| row.i64(i).max(0) as u64;
+        Ok(Some(MergePreview {
+            contacts: n(0),
+            rentals: n(1),
+            invoices: n(2),
+            deliveries: n(3),
+            payment_methods: n(4),
+            sessions: n(5),
+            links: n(6),
+            stripe_customer_moves: keep.stripe_customer_id.is_none()
+                && gone.stripe_customer_id.is_some(),
+            merged: gone,
+            survivor: keep,
         }))
     }
 

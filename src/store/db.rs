@@ -15,6 +15,32 @@ pub enum Dialect {
     Sqlite,
 }
 
+impl Dialect {
+    /// The case-insensitive `LIKE` of the dialect: `ILIKE` on PostgreSQL (Unicode case folding);
+    /// SQLite's `LIKE` ignores case already (ASCII letters only).
+    pub fn ilike(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "ILIKE",
+            Dialect::Sqlite => "LIKE",
+        }
+    }
+}
+
+/// The pattern that matches any text containing `text`, for `… LIKE $n ESCAPE '\'`: `%`, `_`
+/// and `\` typed by a person match themselves, not any text.
+pub fn contains_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for ch in text.chars() {
+        if matches!(ch, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('%');
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The database could not be reached (pool timeout, connection refused or lost).
@@ -332,6 +358,15 @@ impl dyn Database {
 }
 
 /// A column list with each column qualified by a table alias: `a.id, a.email` for `id, email`.
+#[cfg(test)]
+mod pattern_tests {
+    #[test]
+    fn wildcards_typed_by_a_person_match_themselves() {
+        assert_eq!(super::contains_pattern("sam"), "%sam%");
+        assert_eq!(super::contains_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+}
+
 pub fn qualified(columns: &str, alias: &str) -> String {
     columns
         .split(", ")

@@ -169,6 +169,17 @@ async fn upsert_invoice(
     Ok(())
 }
 
+/// The day of the month the demo's rent is due: its agreement says so, and its invoices are
+/// due then.
+const RENT_DUE_DAY: u32 = 15;
+
+/// The due date of a demo invoice issued on the first of a month.
+fn due_on(month_start: NaiveDate) -> NaiveDate {
+    month_start
+        .with_day(RENT_DUE_DAY)
+        .expect("a day every month has")
+}
+
 fn first_of_month(d: NaiveDate, months_back: u32) -> NaiveDate {
     let mut y = d.year();
     let mut m = d.month() as i32 - months_back as i32;
@@ -356,7 +367,7 @@ impl Store {
             "Unit B-112, monthly rent",
             12_900,
             this_month,
-            this_month + Duration::days(14),
+            due_on(this_month),
             "pending",
             now,
         )
@@ -371,7 +382,7 @@ impl Store {
             "Unit B-112, monthly rent",
             12_900,
             last_month,
-            last_month + Duration::days(14),
+            due_on(last_month),
             "paid",
             now,
         )
@@ -386,7 +397,7 @@ impl Store {
             "Unit A-07, final month",
             5_900,
             first_of_month(today, 10),
-            first_of_month(today, 10) + Duration::days(14),
+            due_on(first_of_month(today, 10)),
             "paid",
             now,
         )
@@ -401,7 +412,7 @@ impl Store {
             "Unit C-03, final month",
             7_900,
             first_of_month(today, 3),
-            first_of_month(today, 3) + Duration::days(14),
+            due_on(first_of_month(today, 3)),
             "paid",
             now,
         )
@@ -410,10 +421,11 @@ impl Store {
             "Harborview Self Storage - Rental Agreement",
             &[
                 "Tenant: Alex Martin".to_string(),
-                "Unit: B-112, 10x10, Harborview Self Storage, Downtown".to_string(),
+                "Unit: B-112, 10×10, Harborview Self Storage, Downtown".to_string(),
                 format!("Start date: {unit_start}"),
-                "Rent: $129.00 per month, due on the 1st".to_string(),
-                "Signed electronically by Alex Martin.".to_string(),
+                format!("Rent: $129.00 per month, due on the {RENT_DUE_DAY}th"),
+                "Signed electronically by Alex Martin — a copy is in the customer portal."
+                    .to_string(),
             ],
         );
         // A card on file, so the Payment method section is filled in too.

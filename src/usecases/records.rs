@@ -121,19 +121,20 @@ pub async fn storefronts(svc: &Services) -> Result<Vec<Storefront>, AppError> {
     Ok(svc.store.storefronts().await?)
 }
 
-/// A storefront's console page: its facilities, and the customers matching `q` (none when
-/// `q` is empty).
+/// A storefront's console page: its facilities, and a page of its customers, newest first
+/// (those whose name or email address contains `q`, when given), older ones from `before`.
 pub async fn storefront_page(
     svc: &Services,
     storefront_id: i64,
     q: &str,
-) -> Result<(Vec<Facility>, Vec<Account>), AppError> {
+    before: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<Facility>, Page<Account>), AppError> {
     let facilities = svc.store.facilities(storefront_id).await?;
-    let customers = if q.is_empty() {
-        Vec::new()
-    } else {
-        svc.store.search_customers(storefront_id, q).await?
-    };
+    let customers = svc
+        .store
+        .customers_page(storefront_id, q, before, limit)
+        .await?;
     Ok((facilities, customers))
 }
 

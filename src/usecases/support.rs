@@ -14,8 +14,8 @@ use crate::error::AppError;
 use crate::mail::booking_subject;
 use crate::services::Services;
 use crate::store::{
-    Account, AuditEntry, ContactView, CooldownSlot, IssueOutcome, MergeReport, RequestedBy,
-    StaffUser, Storefront,
+    Account, AuditEntry, ContactView, CooldownSlot, IssueOutcome, MergePreview, MergeReport,
+    RequestedBy, StaffUser, Storefront,
 };
 
 /// Who asks: a staff member in the console, or the operator's system through an API key.
@@ -64,14 +64,9 @@ pub async fn resend_portal_link(
 ) -> Result<ResendOutcome, AppError> {
     let now = svc.now();
     let cooldown = chrono::Duration::seconds(svc.config.resend_cooldown_seconds as i64);
-    if svc
-        .store
-        .account(storefront.id, account_id)
-        .await?
-        .is_none()
-    {
+    let Some(account) = svc.store.account(storefront.id, account_id).await? else {
         return Ok(ResendOutcome::NoSuchAccount);
-    }
+    };
     let slot = CooldownSlot::LinkResend { account_id };
     if let Err(last) = svc
         .store
@@ -105,6 +100,7 @@ pub async fn resend_portal_link(
     };
     let mut details = actor.describe();
     details["account_id"] = account_id.into();
+    details["email"] = account.email.as_str().into();
     details["delivery_id"] = delivery_id.into();
     svc.store
         .audit(
@@ -229,19 +225,117 @@ pub async fn link_contact(
         .await?)
 }
 
-/// Merges account `merged` into `survivor`; `None` when either is not of the storefront (or
-/// they are the same account).
+/// How long a merge's preview may be confirmed.
+const MERGE_CONFIRM_SECONDS: i64 = 15 * 60;
+
+/// A merge's preview and what its Confirm button posts back: when it was shown and the tag
+/// that vouches for what it showed.
+#[derive(Debug, Clone)]
+pub struct MergeAsk {
+    pub preview: MergePreview,
+    pub issued: i64,
+    pub tag: String,
+}
+
+/// What a merge's confirmation did.
+#[derive(Debug, Clone)]
+pub enum MergeOutcome {
+    Merged(Account, MergeReport),
+    /// The confirmation is not one this server made for these accounts, by this staff member,
+    /// for what they hold now, in the last 15 minutes: nothing merged; here is the preview again.
+    Refused(MergeAsk),
+    /// Either account is not of the storefront (or they are the same account).
+    NotFound,
+}
+
+/// Every value the preview showed that the merge acts on, with who was asked and when.
+fn merge_shown(
+    storefront_id: i64,
+    survivor: i64,
+    p: &MergePreview,
+    by: &StaffUser,
+    issued: i64,
+) -> String {
+    format!(
+        "merge|{storefront_id}|{survivor}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{issued}",
+        p.merged.id,
+        p.merged.email.key(),
+        p.contacts,
+        p.rentals,
+        p.invoices,
+        p.deliveries,
+        p.payment_methods,
+        p.stripe_customer_moves,
+        by.id
+    )
+}
+
+/// What merging account `merged` into `survivor` would move, to show before asking to confirm;
+/// `None` when either is not of the storefront (or they are the same account). Changes nothing.
+pub async fn preview_merge(
+    svc: &Services,
+    storefront_id: i64,
+    survivor: i64,
+    merged: i64,
+    by: &StaffUser,
+) -> Result<Option<MergeAsk>, AppError> {
+    let Some(preview) = svc
+        .store
+        .merge_preview(storefront_id, survivor, merged)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let issued = svc.now().timestamp();
+    let tag =
+        svc.keys
+            .confirmation_tag(&merge_shown(storefront_id, survivor, &preview, by, issued));
+    Ok(Some(MergeAsk {
+        preview,
+        issued,
+        tag,
+    }))
+}
+
+/// Merges account `merged` into `survivor` when the confirmation (`issued`, `tag`) is the one
+/// [`preview_merge`] gave this staff member within 15 minutes and the accounts still hold what
+/// it showed; otherwise nothing is merged and a fresh preview comes back.
 pub async fn merge_accounts(
     svc: &Services,
     storefront_id: i64,
     survivor: i64,
     merged: i64,
     by: &StaffUser,
-) -> Result<Option<(Account, MergeReport)>, AppError> {
-    Ok(svc
+    issued: i64,
+    tag: &str,
+) -> Result<MergeOutcome, AppError> {
+    let Some(preview) = svc
         .store
-        .merge_accounts(storefront_id, survivor, merged, by, svc.now())
-        .await?)
+        .merge_preview(storefront_id, survivor, merged)
+        .await?
+    else {
+        return Ok(MergeOutcome::NotFound);
+    };
+    let age = svc.now().timestamp() - issued;
+    let shown = merge_shown(storefront_id, survivor, &preview, by, issued);
+    if !(-60..=MERGE_CONFIRM_SECONDS).contains(&age) || !svc.keys.confirmation_valid(&shown, tag) {
+        return Ok(
+            match preview_merge(svc, storefront_id, survivor, merged, by).await? {
+                Some(ask) => MergeOutcome::Refused(ask),
+                None => MergeOutcome::NotFound,
+            },
+        );
+    }
+    Ok(
+        match svc
+            .store
+            .merge_accounts(storefront_id, survivor, merged, by, svc.now())
+            .await?
+        {
+            Some((account, report)) => MergeOutcome::Merged(account, report),
+            None => MergeOutcome::NotFound,
+        },
+    )
 }
 
 /// The newest entries of the audit log: one storefront's, or every storefront's (`None`).

@@ -15,7 +15,10 @@ pub struct Page {
     pub url: String,
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
+    /// The body as text (invalid UTF-8 replaced).
     pub body: String,
+    /// The body as sent (a PDF's bytes).
+    pub bytes: Vec<u8>,
 }
 
 impl Page {
@@ -191,12 +194,13 @@ impl Browser {
         let url = resp.url().to_string();
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.text().await.unwrap_or_default();
+        let bytes = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
         Page {
             url,
             status,
             headers,
-            body,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
         }
     }
 

@@ -266,6 +266,7 @@ pub async fn list(state: &HttpState, caller: &Caller, query: &str) -> Result<Res
     let filter = DeliveryFilter {
         status: q.status,
         recipient: q.recipient,
+        recipient_contains: None,
     };
     let sf = caller.storefront.id;
     let page = deliveries::storefront_page(&state.svc, sf, scope, &filter, q.before, q.limit)

@@ -12,7 +12,20 @@ use crate::usecases::support;
 #[template(path = "console/audit.html")]
 struct AuditPage {
     c: ConsoleCommon,
-    entries: Vec<(String, String, String, String)>,
+    entries: Vec<Entry>,
+}
+
+/// An audit entry as the log reads: when, the sentence, and the raw record on demand.
+struct Entry {
+    /// `2026-03-05T14:02:09Z`, for `<time datetime>`.
+    at: String,
+    time: String,
+    sentence: String,
+    /// Who, as recorded (with the staff member's address), and the action's name.
+    actor: String,
+    action: String,
+    /// The details, pretty-printed JSON.
+    details: String,
 }
 
 /// `GET /console/audit` (platform support) or `/console/s/{slug}/audit` (support or the owner).
@@ -40,13 +53,16 @@ pub(super) async fn audit(c: &mut Console, slug: Option<&str>) -> Response {
                 c: c.common(),
                 entries: entries
                     .into_iter()
-                    .map(|e| {
-                        (
-                            crate::display::timestamp(e.created_at),
-                            e.actor,
-                            e.action.replace('_', " "),
-                            e.details.to_string(),
-                        )
+                    .map(|e| Entry {
+                        at: e
+                            .created_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        time: crate::display::timestamp(e.created_at),
+                        sentence: crate::display::audit_sentence(&e.actor, &e.action, &e.details),
+                        details: serde_json::to_string_pretty(&e.details)
+                            .unwrap_or_else(|_| e.details.to_string()),
+                        actor: e.actor,
+                        action: e.action,
                     })
                     .collect(),
             };

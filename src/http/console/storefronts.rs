@@ -29,6 +29,8 @@ struct StorefrontPage {
     q: String,
     searched: bool,
     customers: Vec<(i64, String, String)>,
+    /// The link to the next (older) page of customers, with the query kept.
+    older: Option<String>,
     show_audit: bool,
     show_webhooks: bool,
     /// Why the storefront's DKIM key cannot sign (its emails fail until it is set again).
@@ -61,7 +63,11 @@ pub(super) async fn home(c: &mut Console) -> Response {
     c.page(StatusCode::OK, &page)
 }
 
-/// `GET /console/s/{slug}` (and `/customers`): the facilities, and customers found by `?q=`.
+/// Customers a page of the storefront's page lists.
+const CUSTOMERS_PAGE: i64 = 50;
+
+/// `GET /console/s/{slug}` (and `/customers`): the facilities, and the customers, newest first,
+/// 50 to a page (`?before=`), only those whose name or address contains `?q=` when given.
 pub(super) async fn storefront(c: &mut Console, slug: &str, query: &str) -> Response {
     let (staff, sf) = match c.storefront(slug).await {
         Ok(x) => x,
@@ -69,10 +75,20 @@ pub(super) async fn storefront(c: &mut Console, slug: &str, query: &str) -> Resp
     };
     let form = Form::parse(query.as_bytes()).unwrap_or_default();
     let q = form.get("q").unwrap_or("").trim().to_string();
-    let (facilities, customers) = match records::storefront_page(&c.state.svc, sf.id, &q).await {
+    let before = form.get("before").and_then(|b| b.parse::<i64>().ok());
+    let loaded = records::storefront_page(&c.state.svc, sf.id, &q, before, CUSTOMERS_PAGE).await;
+    let (facilities, customers) = match loaded {
         Ok(x) => x,
         Err(e) => return c.failed(&e),
     };
+    let older = customers.next.map(|cursor| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if !q.is_empty() {
+            query.append_pair("q", &q);
+        }
+        query.append_pair("before", &cursor.to_string());
+        format!("/console/s/{}/customers?{}", sf.slug, query.finish())
+    });
     let page = StorefrontPage {
         c: c.common(),
         slug: sf.slug.clone(),
@@ -81,9 +97,11 @@ pub(super) async fn storefront(c: &mut Console, slug: &str, query: &str) -> Resp
         searched: !q.is_empty(),
         q,
         customers: customers
+            .items
             .into_iter()
             .map(|a| (a.id, a.full_name, a.email.to_string()))
             .collect(),
+        older,
         show_audit: matches!(staff.role, Role::Support | Role::Owner),
         show_webhooks: staff.role.can_see_webhooks(),
         dkim_problem: sender::view(&c.state.svc.keys, &sf)

@@ -11,8 +11,12 @@ use crate::store::db::{DbResult, Value, qualified};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryFilter {
     pub status: Option<DeliveryStatus>,
-    /// The recipient, matched whole and without regard to case.
+    /// The recipient, matched whole and without regard to case (through the recipient index).
     pub recipient: Option<String>,
+    /// Part of the recipient's address, without regard to case (`%` and `_` match
+    /// themselves): read in the scope's scan windows like the status filter, so a page costs
+    /// at most [`SCAN_LIMIT`] rows of the scope, and a rare match comes with a cursor to go on.
+    pub recipient_contains: Option<String>,
 }
 
 /// Where the delivery list is taken from.
@@ -79,31 +83,43 @@ impl Store {
                 id,
             ),
         };
+        // Part of an address: one more condition on the scan window's rows (the statement
+        // without it stays the one the first page has always run).
+        let contains = filter
+            .recipient_contains
+            .as_deref()
+            .map(str::trim)
+            .filter(|part| !part.is_empty());
+        let recipient_part = match contains {
+            Some(_) => format!(
+                "\n                 AND d.recipient {} $6 ESCAPE '\\'",
+                self.dialect().ilike()
+            ),
+            None => String::new(),
+        };
         // One row even when nothing matches, carrying how far the scan went.
         let sql = format!(
             "WITH scan AS ({scope_ids}),
              picked AS (
                  {scope_rows}
-                 AND ($4 = '' OR d.status = $4)
+                 AND ($4 = '' OR d.status = $4){recipient_part}
                  ORDER BY d.id DESC LIMIT $5)
              SELECT {cols}, s.low, s.n
              FROM (SELECT MIN(id) AS low, COUNT(*) AS n FROM scan) AS s
              LEFT JOIN picked p ON TRUE
              ORDER BY p.id DESC"
         );
-        let rows = self
-            .db()
-            .query(
-                &sql,
-                &[
-                    Value::from(scope_id),
-                    Value::from(before.unwrap_or(i64::MAX)),
-                    Value::from(SCAN_LIMIT),
-                    Value::from(filter.status.map(|s| s.as_str()).unwrap_or("")),
-                    Value::from(limit + 1),
-                ],
-            )
-            .await?;
+        let mut params = vec![
+            Value::from(scope_id),
+            Value::from(before.unwrap_or(i64::MAX)),
+            Value::from(SCAN_LIMIT),
+            Value::from(filter.status.map(|s| s.as_str()).unwrap_or("")),
+            Value::from(limit + 1),
+        ];
+        if let Some(part) = contains {
+            params.push(Value::from(crate::store::db::contains_pattern(part)));
+        }
+        let rows = self.db().query(&sql, &params).await?;
         let (low, scanned) = rows
             .first()
             .map(|r| (r.opt_i64(14), r.i64(15)))

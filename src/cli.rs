@@ -76,6 +76,10 @@ enum Admin {
         /// A host of its own, serving the portal at `/`.
         #[arg(long)]
         custom_host: Option<String>,
+        /// The language of its pages and emails for customers who chose none: a folder of
+        /// `locales/` (`en`, `fr-CA`). Unchanged when omitted; `en` for a new storefront.
+        #[arg(long)]
+        language: Option<String>,
     },
     /// List the storefronts.
     Storefronts,
@@ -240,7 +244,22 @@ async fn run_admin(store: &Store, command: Admin) -> Result<(), String> {
             from_name,
             rent_url,
             custom_host,
+            language,
         } => {
+            let catalog = crate::i18n::Catalog::load().map_err(|e| e.to_string())?;
+            let language = match language {
+                Some(tag) => match catalog.get(&tag) {
+                    Some(l) => Some(l.tag().to_string()),
+                    None => {
+                        let known: Vec<&str> = catalog.tags().collect();
+                        return Err(format!(
+                            "--language: `{tag}` is not one of the languages shipped ({})",
+                            known.join(", ")
+                        ));
+                    }
+                },
+                None => None,
+            };
             let slug = StorefrontSlug::parse(&slug).map_err(|e| format!("--slug: {e}"))?;
             let from =
                 EmailAddress::parse(&from_email).map_err(|e| format!("--from-email: {e}"))?;
@@ -264,6 +283,11 @@ async fn run_admin(store: &Store, command: Admin) -> Result<(), String> {
             )
             .await
             .map_err(|e| e.to_string())?;
+            if let Some(tag) = &language {
+                admin::set_storefront_language(store, id, tag)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             println!("Storefront `{slug}` (#{id}) is ready: its portal is at /s/{slug}/.");
         }
         Admin::Storefronts => {

@@ -53,6 +53,7 @@ impl Services {
             custom_host: None,
             acss_debit: false,
             dkim: None,
+            language: crate::i18n::DEFAULT.to_string(),
         }
     }
 

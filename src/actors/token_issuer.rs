@@ -262,6 +262,7 @@ impl Handler<RequestStaffLink> for TokenIssuer {
                     crate::mail::staff_sign_in_subject(&cfg.console_from_name),
                     EmailData::StaffSignIn(Greeting {
                         first_name: crate::store::first_name(&staff.full_name, &staff.email),
+                        sent_by_staff: false,
                     }),
                     cfg.relay_after(),
                 )

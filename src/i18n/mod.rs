@@ -294,6 +294,31 @@ macro_rules! number_arg {
 }
 number_arg!(i32, i64, u32, u64, usize);
 
+/// A text argument HTML-escaped (numbers are left as they are).
+struct Escaped(FluentValue<'static>);
+
+impl Arg for Escaped {
+    fn value(&self) -> FluentValue<'static> {
+        match &self.0 {
+            FluentValue::String(s) => {
+                let mut out = String::with_capacity(s.len());
+                for c in s.chars() {
+                    match c {
+                        '&' => out.push_str("&amp;"),
+                        '<' => out.push_str("&lt;"),
+                        '>' => out.push_str("&gt;"),
+                        '"' => out.push_str("&quot;"),
+                        '\'' => out.push_str("&#39;"),
+                        c => out.push(c),
+                    }
+                }
+                FluentValue::from(out)
+            }
+            other => other.clone(),
+        }
+    }
+}
+
 impl Lang {
     /// The BCP 47 tag (`<html lang>`, the `lk_lang` cookie, the `language` columns).
     pub fn tag(&self) -> &str {
@@ -352,6 +377,42 @@ impl Lang {
             fluent.set(name.to_string(), value.value());
         }
         self.text(id, Some(&fluent))
+    }
+
+    /// A message with markup of its own (`<strong>`), for `|safe` in a template: the
+    /// arguments are escaped here, the message's text is ours.
+    pub fn html(&self, id: &str, name: &str, value: impl Arg) -> String {
+        self.args(id, &[(name, &Escaped(value.value()))])
+    }
+
+    /// [`Lang::html`] with two arguments.
+    pub fn html2(&self, id: &str, n1: &str, v1: impl Arg, n2: &str, v2: impl Arg) -> String {
+        self.args(
+            id,
+            &[(n1, &Escaped(v1.value())), (n2, &Escaped(v2.value()))],
+        )
+    }
+
+    /// [`Lang::html`] with three arguments.
+    #[allow(clippy::too_many_arguments)]
+    pub fn html3(
+        &self,
+        id: &str,
+        n1: &str,
+        v1: impl Arg,
+        n2: &str,
+        v2: impl Arg,
+        n3: &str,
+        v3: impl Arg,
+    ) -> String {
+        self.args(
+            id,
+            &[
+                (n1, &Escaped(v1.value())),
+                (n2, &Escaped(v2.value())),
+                (n3, &Escaped(v3.value())),
+            ],
+        )
     }
 
     /// Whether this language or its fallback has a message.

@@ -104,3 +104,21 @@ fn a_missing_message_falls_back_to_english_then_its_id() {
     );
     assert!(c.get("fr-CA").unwrap().has("money"));
 }
+
+#[test]
+fn markup_messages_escape_their_arguments() {
+    let c = catalog();
+    let en = c.get("en").unwrap();
+    let out = en.html2(
+        "switch-current",
+        "name",
+        "<b>Al</b>",
+        "email",
+        "a&b@example.com",
+    );
+    assert!(
+        out.contains("<strong>&lt;b&gt;Al&lt;/b&gt;</strong>"),
+        "{out}"
+    );
+    assert!(out.contains("a&amp;b@example.com"), "{out}");
+}

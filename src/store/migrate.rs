@@ -68,6 +68,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0015_webhooks",
         include_str!("../../migrations/postgres/0015_webhooks.sql"),
     ),
+    (
+        "0019_languages",
+        include_str!("../../migrations/postgres/0019_languages.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -129,6 +133,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0015_webhooks",
         include_str!("../../migrations/sqlite/0015_webhooks.sql"),
+    ),
+    (
+        "0019_languages",
+        include_str!("../../migrations/sqlite/0019_languages.sql"),
     ),
 ];
 

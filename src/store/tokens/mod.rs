@@ -99,9 +99,12 @@ pub enum LinkEmail {
 }
 
 impl LinkEmail {
-    fn data(&self, first_name: String) -> EmailData {
+    fn data(&self, first_name: String, requested_by: RequestedBy) -> EmailData {
         match self {
-            LinkEmail::SignIn => EmailData::SignIn(Greeting { first_name }),
+            LinkEmail::SignIn => EmailData::SignIn(Greeting {
+                first_name,
+                sent_by_staff: requested_by == RequestedBy::Staff,
+            }),
             LinkEmail::BookingConfirmation(rental) => EmailData::BookingConfirmation(Booking {
                 first_name,
                 rental: rental.clone(),
@@ -149,7 +152,7 @@ impl LinkRequest {
             account_id: Some(account.id),
             recipient: account.email.clone(),
             subject: self.subject.clone(),
-            data: self.email.data(account.first_name()),
+            data: self.email.data(account.first_name(), self.requested_by),
             sealed_token: allowed.then(|| self.sealed_token.clone()),
             link_expires_at: Some(self.expires_at),
             facility_ids: self.facility_ids.clone(),

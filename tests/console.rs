@@ -366,6 +366,11 @@ both_backends! {
         assert!(after.text().contains("A new portal link is on its way"));
         // The customer gets it, and it signs them in.
         let mail = app.mailbox.wait_for("alex@example.com").await;
+        // Staff sent it: it does not tell Alex "if you did not ask for this link".
+        for part in [mail.text_body(), mail.html_body().unwrap_or_default()] {
+            assert!(!part.contains("did not ask for this link"), "{part}");
+            assert!(part.contains("team sent you this link"), "{part}");
+        }
         let link = sign_in_link(&mail);
         let customer = app.browser();
         let landing = customer.get_url(&link).await;

@@ -134,3 +134,25 @@ switch-link = The sign-in link you opened is for <strong>{ $name }</strong> ({ $
 switch-continuing = Continuing signs { $name } out of this browser.
 switch-continue = Continue as { $name }
 switch-stay = Stay signed in as { $name }
+
+## Signing in
+
+sign-in-title = Customer portal
+sign-in-intro = Enter the email address you used when you rented with us. We will email you a link that signs you in: no password needed.
+sign-in-send = Send sign-in link
+signed-out = You are signed out.
+check-email-title = Check your email
+check-email-sent = If <strong>{ $email }</strong> belongs to an account, we have sent it a sign-in link. The link works once and expires in { $minutes ->
+    [one] { $minutes } minute
+   *[other] { $minutes } minutes
+}.
+check-email-nothing = Nothing arrived after a few minutes? Check your spam folder, make sure the address is the one you rented with, or <a href="{ $base }/sign-in">ask for a new link</a>.
+link-expired-title = Link expired
+link-expired = This sign-in link has expired or has already been used. Links work once and only for { $minutes ->
+    [one] { $minutes } minute
+   *[other] { $minutes } minutes
+}. Enter your email to get a new one.
+landing-title = Signing you in
+landing-heading = Signing you in…
+landing-hint = If nothing happens, press the button.
+landing-button = Sign in

@@ -5,9 +5,9 @@ date-length = long
 # Un montant : $amount est déjà formaté (129,00), $currency est son code ISO.
 money = { $currency ->
     [CAD] { $amount } $
-    [USD] { $amount } $ US
-    [AUD] { $amount } $ AU
-    [NZD] { $amount } $ NZ
+    [USD] { $amount } $ US
+    [AUD] { $amount } $ AU
+    [NZD] { $amount } $ NZ
     [EUR] { $amount } €
     [GBP] { $amount } £
    *[other] { $amount } { $currency }

@@ -137,3 +137,25 @@ switch-link = Le lien de connexion que vous avez ouvert est pour <strong>{ $name
 switch-continuing = Continuer déconnecte { $name } de ce navigateur.
 switch-continue = Continuer en tant que { $name }
 switch-stay = Rester connecté en tant que { $name }
+
+## Connexion
+
+sign-in-title = Portail client
+sign-in-intro = Entrez l’adresse courriel utilisée lors de votre location. Nous vous enverrons par courriel un lien qui vous connecte : aucun mot de passe requis.
+sign-in-send = Recevoir un lien de connexion
+signed-out = Vous êtes déconnecté.
+check-email-title = Consultez vos courriels
+check-email-sent = Si <strong>{ $email }</strong> correspond à un compte, nous lui avons envoyé un lien de connexion. Le lien fonctionne une seule fois et expire dans { $minutes ->
+    [one] { $minutes } minute
+   *[other] { $minutes } minutes
+}.
+check-email-nothing = Rien reçu après quelques minutes? Vérifiez vos courriels indésirables, assurez-vous que l’adresse est celle utilisée lors de votre location, ou <a href="{ $base }/sign-in">demandez un nouveau lien</a>.
+link-expired-title = Lien expiré
+link-expired = Ce lien de connexion a expiré ou a déjà été utilisé. Les liens fonctionnent une seule fois et seulement pendant { $minutes ->
+    [one] { $minutes } minute
+   *[other] { $minutes } minutes
+}. Entrez votre courriel pour en recevoir un nouveau.
+landing-title = Connexion en cours
+landing-heading = Connexion en cours…
+landing-hint = Si rien ne se passe, appuyez sur le bouton.
+landing-button = Se connecter

@@ -179,7 +179,7 @@ struct SignInPage {
     email: String,
     error: Option<String>,
     next: Option<String>,
-    notice: Option<&'static str>,
+    notice: Option<String>,
 }
 
 #[derive(Template)]

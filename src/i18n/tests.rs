@@ -23,7 +23,7 @@ fn every_language_shipped_has_every_message_of_the_default_one() {
 fn english_and_french_ship() {
     let c = catalog();
     let tags: Vec<&str> = c.tags().collect();
-    assert_eq!(tags, ["en", "fr-CA"]);
+    assert!(tags.contains(&"en") && tags.contains(&"fr-CA"), "{tags:?}");
 }
 
 #[test]
@@ -41,7 +41,7 @@ fn amounts_follow_the_language() {
     assert_eq!(c.get("en").unwrap().money(&m), m.to_string());
     assert_eq!(c.get("en").unwrap().money(&m), "$129.00 CAD");
     assert_eq!(c.get("fr-CA").unwrap().money(&m), "129,00\u{a0}$");
-    let big = Money::new(123_456_78, "CAD").unwrap();
+    let big = Money::new(12_345_678, "CAD").unwrap();
     assert_eq!(c.get("en").unwrap().money(&big), "$123,456.78 CAD");
     assert_eq!(
         c.get("fr-CA").unwrap().money(&big),

@@ -19,7 +19,7 @@ struct SignInPage {
     c: ConsoleCommon,
     email: String,
     error: Option<String>,
-    notice: Option<&'static str>,
+    notice: Option<String>,
     expired: bool,
 }
 

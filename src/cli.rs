@@ -292,7 +292,10 @@ async fn run_admin(store: &Store, command: Admin) -> Result<(), String> {
         }
         Admin::Storefronts => {
             for sf in admin::storefronts(store).await.map_err(|e| e.to_string())? {
-                println!("{}\t{}\t{}", sf.slug, sf.name, sf.from_email);
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    sf.slug, sf.name, sf.from_email, sf.language
+                );
             }
         }
         Admin::Staff {

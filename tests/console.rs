@@ -558,7 +558,30 @@ fn the_admin_command_creates_storefronts_staff_and_api_keys() {
         ])
         .contains("/s/lakeside/")
     );
-    assert!(ok(&["admin", "storefronts"]).contains("Lakeside Storage"));
+    assert!(ok(&["admin", "storefronts"]).contains("Lakeside Storage\thello@lakeside.example\ten"));
+    // Its default language: one of locales/, kept when the option is left out.
+    let lakeside = [
+        "admin",
+        "storefront",
+        "--slug",
+        "lakeside",
+        "--name",
+        "Lakeside Storage",
+        "--from-email",
+        "hello@lakeside.example",
+        "--rent-url",
+        "https://lakeside.example/rent",
+    ];
+    ok(&[&lakeside[..], &["--language", "fr-CA"]].concat());
+    assert!(ok(&["admin", "storefronts"]).contains("hello@lakeside.example\tfr-CA"));
+    let refused = run(&[&lakeside[..], &["--language", "de"]].concat());
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("--language: `de` is not one of the languages shipped")
+    );
+    ok(&lakeside);
+    assert!(ok(&["admin", "storefronts"]).contains("hello@lakeside.example\tfr-CA"));
     assert!(
         ok(&[
             "admin",

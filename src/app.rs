@@ -419,6 +419,9 @@ async fn build(
         metrics: Arc::new(Metrics::new()),
         worker_name: format!("{}:{}", hostname(), std::process::id()),
         webhook_nudge: Arc::default(),
+        languages: Arc::new(
+            crate::i18n::Catalog::load().map_err(|e| StartError::Other(e.to_string()))?,
+        ),
     });
     let mailer = Mailer::new(services.clone(), transport, workers).start();
     let payments = Arc::new(

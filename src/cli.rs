@@ -99,6 +99,10 @@ enum Admin {
         /// Stop signing with DKIM (the stored key is deleted).
         #[arg(long, conflicts_with_all = ["dkim_domain", "dkim_selector", "dkim_private_key_file"])]
         remove_dkim: bool,
+        /// The language of its pages and emails for customers who chose none: a folder of
+        /// `locales/` (`en`, `fr-CA`). Unchanged when omitted; `en` for a new storefront.
+        #[arg(long)]
+        language: Option<String>,
     },
     /// List the storefronts.
     Storefronts,
@@ -320,7 +324,22 @@ async fn run_admin(store: &Store, keys: &Keys, command: Admin) -> Result<(), Str
             dkim_selector,
             dkim_private_key_file,
             remove_dkim,
+            language,
         } => {
+            let catalog = crate::i18n::Catalog::load().map_err(|e| e.to_string())?;
+            let language = match language {
+                Some(tag) => match catalog.get(&tag) {
+                    Some(l) => Some(l.tag().to_string()),
+                    None => {
+                        let known: Vec<&str> = catalog.tags().collect();
+                        return Err(format!(
+                            "--language: `{tag}` is not one of the languages shipped ({})",
+                            known.join(", ")
+                        ));
+                    }
+                },
+                None => None,
+            };
             let slug = StorefrontSlug::parse(&slug).map_err(|e| format!("--slug: {e}"))?;
             let existing = admin::storefront_by_slug(store, slug.as_str())
                 .await
@@ -408,6 +427,7 @@ async fn run_admin(store: &Store, keys: &Keys, command: Admin) -> Result<(), Str
                 custom_host: None,
                 acss_debit: false,
                 dkim: None,
+                language: "en".into(),
             });
             sender::check(keys, &current, &change).map_err(cli_sender_error)?;
             let id = admin::put_storefront(
@@ -431,6 +451,11 @@ async fn run_admin(store: &Store, keys: &Keys, command: Admin) -> Result<(), Str
             )
             .await
             .map_err(|e| e.to_string())?;
+            if let Some(tag) = &language {
+                admin::set_storefront_language(store, id, tag)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             let sf = admin::storefront_by_slug(store, slug.as_str())
                 .await
                 .map_err(|e| e.to_string())?
@@ -454,7 +479,10 @@ async fn run_admin(store: &Store, keys: &Keys, command: Admin) -> Result<(), Str
         }
         Admin::Storefronts => {
             for sf in admin::storefronts(store).await.map_err(|e| e.to_string())? {
-                println!("{}\t{}\t{}", sf.slug, sf.name, sf.from_email);
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    sf.slug, sf.name, sf.from_email, sf.language
+                );
             }
         }
         Admin::Staff {

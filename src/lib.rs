@@ -16,6 +16,7 @@ pub mod display;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod i18n;
 pub mod links;
 pub mod mail;
 pub mod metrics;

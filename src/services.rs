@@ -30,6 +30,8 @@ pub struct Services {
     pub worker_name: String,
     /// Wakes the webhook relay: a change that may have written events committed.
     pub webhook_nudge: Arc<tokio::sync::Notify>,
+    /// The languages of pages and emails (SPEC §10).
+    pub languages: Arc<crate::i18n::Catalog>,
 }
 
 impl Services {
@@ -51,6 +53,7 @@ impl Services {
             custom_host: None,
             acss_debit: false,
             dkim: None,
+            language: crate::i18n::DEFAULT.to_string(),
         }
     }
 

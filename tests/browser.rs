@@ -214,6 +214,89 @@ async fn walk_through_the_portal(window: Window) {
     drop(driver);
 }
 
+/// The phone window of the French walk (its own screenshots).
+const PHONE_FR: Window = Window {
+    name: "phone-fr-CA",
+    ..PHONE
+};
+
+/// The same walk in French (Canada) on a phone: the footer's switcher chooses French on the
+/// sign-in page, and every page after it reads French, dates and amounts included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_walks_through_the_portal_in_french() {
+    let (chromium, chromedriver) = browser_binaries();
+    let app = TestApp::start(Backend::Embedded).await;
+    let driver = Chromedriver::start(&chromedriver);
+    let browser = Browser::open(&driver, &chromium, PHONE_FR).await;
+    let b = &browser;
+
+    // 1. The sign-in page, switched to French from its footer.
+    let page = "sign-in";
+    b.goto(page, &app.url("/s/demo/sign-in")).await;
+    b.wait_for_h1(page, "Customer portal").await;
+    b.click_link(page, "Français").await;
+    b.wait_for_h1(page, "Portail client").await;
+    let lang = b.js(page, "return document.documentElement.lang").await;
+    if lang != json!("fr-CA") {
+        b.fail(page, format!("<html lang> is {lang}"));
+    }
+    b.check_page(page).await;
+    b.screenshot(1, page).await;
+
+    // 2. Ask for a link.
+    let label = b
+        .find(
+            page,
+            Locator::XPath("//label[normalize-space()='Courriel']"),
+        )
+        .await;
+    b.click(page, &label).await;
+    b.type_keys(page, "alex@example.com").await;
+    b.press(page, Key::Enter).await;
+    let page = "check-email";
+    b.wait_for_h1(page, "Consultez vos courriels").await;
+    b.check_page(page).await;
+    b.screenshot(2, page).await;
+
+    // 3. The dashboard, then a rental.
+    let page = "dashboard";
+    let link = sign_in_link(&app.mailbox.wait_for("alex@example.com").await);
+    b.goto(page, &link).await;
+    b.wait_for_h1(page, "Bonjour, Alex").await;
+    b.expect_text(page, "Vos locations").await;
+    b.expect_text(page, " par mois").await;
+    b.check_page(page).await;
+    b.screenshot(3, page).await;
+    let page = "rental";
+    b.click_link(page, "Unit B-112, 10×10").await;
+    b.wait_for_h1(page, "Unit B-112, 10×10").await;
+    b.expect_text(page, "Votre réservation").await;
+    b.expect_text(page, "Depuis le ").await;
+    b.check_page(page).await;
+    b.screenshot(4, page).await;
+
+    // 4. Billing.
+    let page = "billing";
+    b.click_link(page, "Facturation").await;
+    b.wait_for_h1(page, "Facturation").await;
+    b.expect_text(page, "Le paiement en ligne n’est pas disponible")
+        .await;
+    b.expect_text(page, "À payer").await;
+    b.check_page(page).await;
+    b.screenshot(5, page).await;
+
+    // 5. Account.
+    let page = "account";
+    b.click_link(page, "Compte").await;
+    b.wait_for_h1(page, "Compte").await;
+    b.expect_text(page, "Langue").await;
+    b.check_page(page).await;
+    b.screenshot(6, page).await;
+
+    browser.close().await;
+    drop(driver);
+}
+
 /// The operator console's owner of the demo storefront, who signs in in the console tests.
 const OWNER: &str = "olivia@harborview.example";
 

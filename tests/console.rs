@@ -375,6 +375,11 @@ both_backends! {
         // The customer gets it, and it signs them in. No browser asked for it, so it carries
         // no sign-in code (a code works only in the browser that asked), in neither part.
         let mail = app.mailbox.wait_for("alex@example.com").await;
+        // Staff sent it: it does not tell Alex "if you did not ask for this link".
+        for part in [mail.text_body(), mail.html_body().unwrap_or_default()] {
+            assert!(!part.contains("did not ask for this link"), "{part}");
+            assert!(part.contains("team sent you this link"), "{part}");
+        }
         let link = sign_in_link(&mail);
         let html = mail.html_body().unwrap();
         for part in [mail.text_body(), html] {
@@ -708,7 +713,30 @@ fn the_admin_command_creates_storefronts_staff_and_api_keys() {
         ])
         .contains("/s/lakeside/")
     );
-    assert!(ok(&["admin", "storefronts"]).contains("Lakeside Storage"));
+    assert!(ok(&["admin", "storefronts"]).contains("Lakeside Storage\thello@lakeside.example\ten"));
+    // Its default language: one of locales/, kept when the option is left out.
+    let lakeside = [
+        "admin",
+        "storefront",
+        "--slug",
+        "lakeside",
+        "--name",
+        "Lakeside Storage",
+        "--from-email",
+        "hello@lakeside.example",
+        "--rent-url",
+        "https://lakeside.example/rent",
+    ];
+    ok(&[&lakeside[..], &["--language", "fr-CA"]].concat());
+    assert!(ok(&["admin", "storefronts"]).contains("hello@lakeside.example\tfr-CA"));
+    let refused = run(&[&lakeside[..], &["--language", "de"]].concat());
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("--language: `de` is not one of the languages shipped")
+    );
+    ok(&lakeside);
+    assert!(ok(&["admin", "storefronts"]).contains("hello@lakeside.example\tfr-CA"));
     assert!(
         ok(&[
             "admin",

@@ -192,9 +192,10 @@ both_backends! {
                 ("full_name".to_string(), "Alex Martin".to_string()),
                 ("email".to_string(), "alex@example.com".to_string()),
                 ("phone".to_string(), "+1 207-555-0111".to_string()),
+                ("language".to_string(), String::new()),
             ]
         );
-        assert_eq!(page.select_text("label"), ["Full name", "Email", "Phone"]);
+        assert_eq!(page.select_text("label"), ["Full name", "Email", "Phone", "Language"]);
         assert!(page.select_text("button").contains(&"Save changes".to_string()));
 
         let before = alex_row(&app).await;

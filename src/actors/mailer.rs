@@ -463,7 +463,7 @@ impl MailWork {
             };
             Some(MagicLink {
                 url,
-                minutes: (expires - claimed.created_at).num_minutes().max(1),
+                minutes: crate::domain::link_minutes(expires - claimed.created_at),
                 code,
             })
         } else {
@@ -471,8 +471,32 @@ impl MailWork {
         };
         let printed = link.as_ref().map(|l| l.url.clone());
         let to = claimed.recipient.clone();
-        let content = EmailContent::new(data, link, to.as_str())?;
-        let (text, html) = render(&sender.name, &content).map_err(|e| e.to_string())?;
+        // The reader's language: the account's, else the storefront's. Staff and owners read
+        // English (the console's language).
+        let catalog = &svc.languages;
+        let lang = match (claimed.kind, claimed.account_id) {
+            (DeliveryKind::StaffSignIn | DeliveryKind::WebhookDisabled, _) => {
+                catalog.default_lang().clone()
+            }
+            (_, Some(account_id)) => {
+                let account = svc
+                    .store
+                    .account(claimed.storefront_id, account_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let chosen = account.and_then(|a| a.language);
+                catalog
+                    .for_account(chosen.as_deref(), &sender.language)
+                    .clone()
+            }
+            (_, None) => catalog.for_account(None, &sender.language).clone(),
+        };
+        let today = svc.now().date_naive();
+        let content = EmailContent::new(data, link, to.as_str(), &lang, today)?;
+        let subject = content
+            .subject(&lang, &sender.name)
+            .unwrap_or_else(|| claimed.subject.clone());
+        let (text, html) = render(&lang, &sender.name, &content).map_err(|e| e.to_string())?;
         // Bounces come back to the delivery's VERP address at the storefront's bounce domain
         // (the console's emails: the global one).
         let slug = (claimed.kind != DeliveryKind::StaffSignIn).then_some(sender.slug.as_str());
@@ -488,7 +512,7 @@ impl MailWork {
             &sender,
             dkim.as_ref(),
             &to,
-            &claimed.subject,
+            &subject,
             (text, html),
             claimed.id,
             return_path.as_deref(),

@@ -272,6 +272,7 @@ impl Handler<RequestStaffLink> for TokenIssuer {
                     EmailData::StaffSignIn(Greeting {
                         first_name: crate::store::first_name(&staff.full_name, &staff.email),
                         code: false,
+                        sent_by_staff: false,
                     }),
                     cfg.relay_after(),
                 )

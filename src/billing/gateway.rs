@@ -89,6 +89,8 @@ pub struct PaymentCheckout<'a> {
     pub description: &'a str,
     pub success_url: &'a str,
     pub cancel_url: &'a str,
+    /// The language Checkout opens in: the portal page's tag (`en`, `fr-CA`).
+    pub locale: &'a str,
 }
 
 /// What a setup Checkout is for (adding a payment method).
@@ -104,6 +106,18 @@ pub struct SetupCheckout<'a> {
     pub currency: &'a str,
     pub success_url: &'a str,
     pub cancel_url: &'a str,
+    /// The language Checkout opens in: the portal page's tag (`en`, `fr-CA`).
+    pub locale: &'a str,
+}
+
+/// Checkout's `locale` for one of our language tags; `auto` (the browser's) for a language
+/// Stripe does not have.
+fn checkout_locale(tag: &str) -> stripe_shared::CheckoutSessionLocale {
+    use stripe_shared::CheckoutSessionLocale;
+    match tag.parse::<CheckoutSessionLocale>() {
+        Ok(CheckoutSessionLocale::Unknown(_)) | Err(_) => CheckoutSessionLocale::Auto,
+        Ok(locale) => locale,
+    }
 }
 
 fn provider(e: stripe::StripeError) -> ProviderError {
@@ -235,6 +249,7 @@ impl Gateway {
                     .payment_intent_data(intent)
                     .success_url(p.success_url)
                     .cancel_url(p.cancel_url)
+                    .locale(checkout_locale(p.locale))
                     .customize()
                     .request_strategy(idempotent(p.idempotency_key)?)
                     .send(&self.client),
@@ -263,7 +278,8 @@ impl Gateway {
                 s.account_id.to_string(),
             )]))
             .success_url(s.success_url)
-            .cancel_url(s.cancel_url);
+            .cancel_url(s.cancel_url)
+            .locale(checkout_locale(s.locale));
         let currency = if s.acss_debit { "cad" } else { s.currency };
         request = request.currency(
             stripe_types::Currency::from_str(&currency.to_ascii_lowercase())

@@ -25,6 +25,19 @@ pub enum InvalidEmail {
     Malformed,
 }
 
+impl InvalidEmail {
+    /// The id of the message that says this on a page (`locales/*/portal.ftl`); the API keeps
+    /// the English text above.
+    pub fn message_id(self) -> &'static str {
+        match self {
+            InvalidEmail::Empty => "email-empty",
+            InvalidEmail::ControlCharacter => "email-control-character",
+            InvalidEmail::TooLong => "email-too-long",
+            InvalidEmail::Malformed => "email-malformed",
+        }
+    }
+}
+
 const LOCAL_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
 
 impl EmailAddress {

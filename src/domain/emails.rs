@@ -105,6 +105,10 @@ pub struct Greeting {
     /// Mailer derives from the link's token.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub code: bool,
+    /// A sign-in link sent by staff (a resend from the console), not asked for by the
+    /// customer: the email says so instead of "if you did not ask for this link".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sent_by_staff: bool,
 }
 
 /// A booking confirmation: the rental and its period, as the portal shows them.
@@ -122,8 +126,15 @@ pub struct BookedRental {
     pub rental_id: i64,
     pub label: String,
     pub facility: String,
-    /// The period as the portal writes it (`crate::display::rental_period`).
+    /// The period as the portal writes it in English (`crate::display::rental_period`): what
+    /// the rows written before languages carry, and what an email says without the days below.
     pub dates: String,
+    /// The first day, so the email writes the period in its reader's language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_on: Option<NaiveDate>,
+    /// The last day, if the rental has one (read only with `starts_on`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_on: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,14 +320,17 @@ mod tests {
             EmailData::SignIn(Greeting {
                 first_name: "Ana".into(),
                 code: true,
+                sent_by_staff: false,
             }),
             EmailData::StaffSignIn(Greeting {
                 first_name: "Sam".into(),
                 code: false,
+                sent_by_staff: false,
             }),
             EmailData::ConfirmEmail(Greeting {
                 first_name: "Ana".into(),
                 code: false,
+                sent_by_staff: false,
             }),
             EmailData::BookingConfirmation(Booking {
                 first_name: "Ana".into(),
@@ -325,6 +339,8 @@ mod tests {
                     label: "Unit 12".into(),
                     facility: "Harborview".into(),
                     dates: "From Mar 5, 2026".into(),
+                    starts_on: None,
+                    ends_on: None,
                 },
             }),
             EmailData::EmailChanged(EmailChanged {

@@ -21,4 +21,4 @@ pub use emails::{DeliveryKind, EmailData};
 pub use money::Money;
 pub use secret::{Secret, SecretUrl};
 pub use slug::StorefrontSlug;
-pub use token::{OpaqueToken, TokenHash};
+pub use token::{OpaqueToken, TokenHash, link_minutes};

@@ -99,3 +99,28 @@ mod tests {
         }
     }
 }
+
+/// How many minutes a link lasts, as every page and email says it: its lifetime rounded to the
+/// nearest minute, at least one. A link created a few milliseconds after its expiry was set
+/// still reads 60 minutes, not 59.
+pub fn link_minutes(lifetime: chrono::Duration) -> i64 {
+    ((lifetime.num_milliseconds() + 30_000) / 60_000).max(1)
+}
+
+#[cfg(test)]
+mod lifetime_tests {
+    use super::link_minutes;
+    use chrono::Duration;
+
+    #[test]
+    fn a_link_lifetime_reads_in_whole_minutes_rounded() {
+        assert_eq!(link_minutes(Duration::minutes(60)), 60);
+        assert_eq!(
+            link_minutes(Duration::minutes(60) - Duration::milliseconds(40)),
+            60
+        );
+        assert_eq!(link_minutes(Duration::seconds(89)), 1);
+        assert_eq!(link_minutes(Duration::seconds(91)), 2);
+        assert_eq!(link_minutes(Duration::seconds(5)), 1);
+    }
+}

@@ -10,6 +10,7 @@ use warp::reply::Response;
 use super::frame::{Body, FORM_LIMIT, Form, body, see_other, with_cookie};
 use super::portal::{PageCommon, Portal, PortalRoute};
 use crate::domain::{EmailAddress, OpaqueToken};
+use crate::i18n::Lang;
 use crate::links;
 use crate::store::ProfileChange;
 use crate::usecases::account::{EmailConfirmed, ProfileSaved, confirm_email, save_profile};
@@ -39,7 +40,7 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
 
 struct Field {
     name: &'static str,
-    label: &'static str,
+    label: String,
     kind: &'static str,
     autocomplete: &'static str,
     max: usize,
@@ -54,9 +55,15 @@ struct AccountPage {
     page: PageCommon,
     fields: Vec<Field>,
     has_errors: bool,
-    notice: Option<&'static str>,
+    notice: Option<String>,
     /// A new address waiting for its confirmation link to be used.
     pending_email: Option<String>,
+    /// The account's language (a tag), empty to follow the storefront.
+    language: String,
+    /// The name of the storefront's language (the "follow the storefront" choice).
+    storefront_language: String,
+    /// (tag, name) of each language shipped.
+    languages: Vec<(String, String)>,
 }
 
 const NAME_MAX: usize = 100;
@@ -71,12 +78,12 @@ fn shown(value: &str) -> String {
         .collect()
 }
 
-fn fields(full_name: &str, email: &str, phone: &str) -> Vec<Field> {
+fn fields(t: &Lang, full_name: &str, email: &str, phone: &str) -> Vec<Field> {
     let (full_name, email, phone) = (shown(full_name), shown(email), shown(phone));
     vec![
         Field {
             name: "full_name",
-            label: "Full name",
+            label: t.msg("account-full-name"),
             kind: "text",
             autocomplete: "name",
             max: NAME_MAX,
@@ -86,7 +93,7 @@ fn fields(full_name: &str, email: &str, phone: &str) -> Vec<Field> {
         },
         Field {
             name: "email",
-            label: "Email",
+            label: t.msg("account-email"),
             kind: "email",
             autocomplete: "email",
             max: 254,
@@ -96,7 +103,7 @@ fn fields(full_name: &str, email: &str, phone: &str) -> Vec<Field> {
         },
         Field {
             name: "phone",
-            label: "Phone",
+            label: t.msg("account-phone"),
             kind: "tel",
             autocomplete: "tel",
             max: PHONE_MAX,
@@ -113,6 +120,7 @@ async fn show(
     account_id: i64,
     fields: Vec<Field>,
     notice: Option<&'static str>,
+    language: Option<String>,
 ) -> Response {
     let sf = portal.site.storefront.id;
     let pending_email = match account::pending_email_change(&portal.state.svc, sf, account_id).await
@@ -121,12 +129,23 @@ async fn show(
         Err(e) => return portal.failed(&e),
     };
     let has_errors = fields.iter().any(|f| f.error.is_some());
+    let page = PageCommon::new(portal, true, "account");
+    let catalog = &portal.state.svc.languages;
     let page = AccountPage {
-        page: PageCommon::new(portal, true, "account"),
         fields,
         has_errors,
-        notice,
+        notice: notice.map(|id| page.t.msg(id)),
         pending_email,
+        language: language.unwrap_or_default(),
+        storefront_language: catalog
+            .for_account(None, &portal.site.storefront.language)
+            .name(),
+        languages: catalog
+            .tags()
+            .filter_map(|tag| catalog.get(tag))
+            .map(|l| (l.tag().to_string(), l.name()))
+            .collect(),
+        page,
     };
     portal.page(status, &page)
 }
@@ -140,44 +159,51 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
     let a = &session.account;
     let query = Form::parse(query.as_bytes()).unwrap_or_default();
     let notice = if query.get("email_confirmed").is_some() {
-        Some("Your new email address is confirmed. Every other browser was signed out.")
+        Some("account-email-confirmed")
     } else {
-        query.get("saved").map(|_| "Your details were saved.")
+        query.get("saved").map(|_| "account-saved")
     };
+    let t = portal.site.lang.clone();
     show(
         portal,
         StatusCode::OK,
         a.id,
-        fields(&a.full_name, a.email.as_str(), &a.phone),
+        fields(&t, &a.full_name, a.email.as_str(), &a.phone),
         notice,
+        a.language.clone(),
     )
     .await
 }
 
 /// Checks the three fields; `Err` carries the form with each error beside its field.
-fn validate(full_name: &str, email: &str, phone: &str) -> Result<ProfileChange, Vec<Field>> {
-    let mut form = fields(full_name, email, phone);
+fn validate(
+    t: &Lang,
+    full_name: &str,
+    email: &str,
+    phone: &str,
+) -> Result<ProfileChange, Vec<Field>> {
+    let mut form = fields(t, full_name, email, phone);
     let name = full_name.trim();
     if name.is_empty() {
-        form[0].error = Some("Enter your full name.".into());
+        form[0].error = Some(t.msg("account-name-empty"));
     } else if name.chars().count() > NAME_MAX {
-        form[0].error = Some(format!("Use at most {NAME_MAX} characters."));
+        form[0].error = Some(t.arg("field-too-long", "max", NAME_MAX));
     } else if crate::domain::text::has_hidden(name) {
-        form[0].error = Some("A name cannot contain line breaks or control characters.".into());
+        form[0].error = Some(t.msg("account-name-control"));
     }
     let parsed = EmailAddress::parse(email);
     if let Err(e) = &parsed {
-        form[1].error = Some(e.to_string());
+        form[1].error = Some(t.msg(e.message_id()));
     }
     let phone = phone.trim();
     if phone.chars().count() > PHONE_MAX {
-        form[2].error = Some(format!("Use at most {PHONE_MAX} characters."));
+        form[2].error = Some(t.arg("field-too-long", "max", PHONE_MAX));
     } else if !phone
         .chars()
         .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '+' | '-' | '(' | ')' | '.'))
         || (!phone.is_empty() && phone.chars().filter(|c| c.is_ascii_digit()).count() < 4)
     {
-        form[2].error = Some("Enter a phone number with digits, spaces, +, - or brackets.".into());
+        form[2].error = Some(t.msg("account-phone-invalid"));
     }
     match parsed {
         Ok(email) if form.iter().all(|f| f.error.is_none()) => Ok(ProfileChange {
@@ -205,7 +231,42 @@ pub async fn save(portal: &mut Portal, body: Body) -> Response {
         form.get("email").unwrap_or(""),
         form.get("phone").unwrap_or(""),
     );
-    let change = match validate(name, email, phone) {
+    // The language select: a shipped language, or empty to follow the storefront. A form
+    // without the field (an older page) leaves the language as it was.
+    let language = match form.get("language") {
+        None => session.account.language.clone(),
+        Some("") => None,
+        Some(tag) => match portal.state.svc.languages.get(tag) {
+            Some(l) => Some(l.tag().to_string()),
+            None => session.account.language.clone(),
+        },
+    };
+    if language != session.account.language {
+        let set = account::set_language(
+            &portal.state.svc,
+            portal.site.storefront.id,
+            account_id,
+            language.as_deref(),
+        )
+        .await;
+        if let Err(e) = set {
+            return portal.failed(&e);
+        }
+        // This answer already speaks the new language.
+        let catalog = &portal.state.svc.languages;
+        portal.site.lang = match &language {
+            Some(tag) => catalog
+                .for_account(Some(tag), &portal.site.storefront.language)
+                .clone(),
+            None => catalog.for_visitor(
+                portal.info.cookie(crate::i18n::COOKIE),
+                portal.info.accept_language.as_deref(),
+                &portal.site.storefront.language,
+            ),
+        };
+    }
+    let t = portal.site.lang.clone();
+    let change = match validate(&t, name, email, phone) {
         Ok(c) => c,
         Err(fields) => {
             return show(
@@ -214,6 +275,7 @@ pub async fn save(portal: &mut Portal, body: Body) -> Response {
                 account_id,
                 fields,
                 None,
+                language,
             )
             .await;
         }
@@ -226,25 +288,28 @@ pub async fn save(portal: &mut Portal, body: Body) -> Response {
             see_other(&format!("{}/account?saved=email", portal.base))
         }
         Ok(ProfileSaved::EmailTaken) => {
-            let mut fields = fields(name, email, phone);
-            fields[1].error = Some(
-                "Another account already uses this email address. Use a different address, or sign in with that one."
-                    .into(),
-            );
-            show(portal, StatusCode::CONFLICT, account_id, fields, None).await
+            let mut fields = fields(&t, name, email, phone);
+            fields[1].error = Some(t.msg("account-email-taken"));
+            show(
+                portal,
+                StatusCode::CONFLICT,
+                account_id,
+                fields,
+                None,
+                language,
+            )
+            .await
         }
         Ok(ProfileSaved::TooManyChanges) => {
-            let mut fields = fields(name, email, phone);
-            fields[1].error = Some(
-                "You have asked to change your address too many times in a short while. Wait a few minutes, then try again."
-                    .into(),
-            );
+            let mut fields = fields(&t, name, email, phone);
+            fields[1].error = Some(t.msg("account-email-too-many"));
             show(
                 portal,
                 StatusCode::TOO_MANY_REQUESTS,
                 account_id,
                 fields,
                 None,
+                language,
             )
             .await
         }
@@ -348,31 +413,32 @@ pub async fn confirm(portal: &mut Portal, raw_token: &str, body: Body) -> Respon
             ..
         }) => {
             let still = current.map(|s| s.account.full_name).unwrap_or_default();
+            let t = portal.site.lang.clone();
             let back = Some((
                 format!("{}/dashboard", portal.base),
-                "Back to the dashboard".to_string(),
+                t.msg("back-to-dashboard"),
             ));
             portal.message(
                 StatusCode::OK,
-                "Your new address is confirmed",
-                &format!(
-                    "Sign-in links for that account now go to {new_email}. This browser is still signed in as {still}."
+                &t.msg("confirmed-other-heading"),
+                &t.arg2(
+                    "confirmed-other",
+                    "email",
+                    new_email.to_string(),
+                    "name",
+                    still,
                 ),
                 back,
             )
         }
         Ok(EmailConfirmed::Expired) => portal.link_expired(),
         Ok(EmailConfirmed::Taken { new_email }) => {
-            let back = Some((
-                format!("{}/account", portal.base),
-                "Back to your account".to_string(),
-            ));
+            let t = portal.site.lang.clone();
+            let back = Some((format!("{}/account", portal.base), t.msg("back-to-account")));
             portal.message(
                 StatusCode::CONFLICT,
-                "That address is taken",
-                &format!(
-                    "Another account now uses {new_email}. Nothing was changed: your account keeps its current address. Choose a different address on your Account page."
-                ),
+                &t.msg("confirm-taken-heading"),
+                &t.arg("confirm-taken", "email", new_email.to_string()),
                 back,
             )
         }
@@ -386,6 +452,9 @@ mod tests {
 
     #[test]
     fn refuses_bad_fields_one_by_one() {
+        let catalog = crate::i18n::Catalog::load().unwrap();
+        let t = catalog.default_lang();
+        let validate = |n: &str, e: &str, p: &str| validate(t, n, e, p);
         assert!(validate("Alex Martin", "alex@example.com", "+1 207-555-0111").is_ok());
         assert!(validate("Alex Martin", "alex@example.com", "").is_ok());
         let bad = |n: &str, e: &str, p: &str| {

@@ -8,6 +8,7 @@ use super::frame::{Body, Form, see_other};
 use super::portal::{PageCommon, Portal};
 use super::rentals::{InvoiceView, invoice_view};
 use crate::billing::BillingError;
+use crate::i18n::Lang;
 use crate::store::{InvoiceFilter, PaymentMethod};
 use crate::usecases::{billing, records};
 
@@ -16,19 +17,23 @@ struct MethodView {
     description: String,
 }
 
-fn method_view(m: &PaymentMethod) -> MethodView {
+fn method_view(t: &Lang, m: &PaymentMethod) -> MethodView {
+    let last4 = m.last4.as_str();
     let description = match m.kind.as_str() {
-        "acss_debit" => format!(
-            "Pre-authorized debit, {} account ending in {}",
-            m.brand, m.last4
-        ),
+        "acss_debit" => t.arg2("method-debit", "bank", m.brand.as_str(), "last4", last4),
         _ => {
             let brand = crate::display::humanize(&m.brand);
             match (m.exp_month, m.exp_year) {
-                (Some(mo), Some(y)) => {
-                    format!("{brand} ending in {}, expires {mo:02}/{y}", m.last4)
-                }
-                _ => format!("{brand} ending in {}", m.last4),
+                (Some(mo), Some(y)) => t.arg3(
+                    "method-card-expires",
+                    "brand",
+                    brand,
+                    "last4",
+                    last4,
+                    "expires",
+                    format!("{mo:02}/{y}"),
+                ),
+                _ => t.arg2("method-card", "brand", brand, "last4", last4),
             }
         }
     };
@@ -42,18 +47,21 @@ fn method_view(m: &PaymentMethod) -> MethodView {
 #[template(path = "billing.html")]
 struct BillingPage {
     page: PageCommon,
-    filters: Vec<(&'static str, &'static str)>,
+    filters: Vec<(&'static str, String)>,
     current: &'static str,
     invoices: Vec<InvoiceView>,
     methods: Vec<MethodView>,
     payments_enabled: bool,
-    notice: Option<&'static str>,
-    alert: Option<&'static str>,
+    notice: Option<String>,
+    alert: Option<String>,
 }
 
-const FILTERS: [(&str, &str); 3] = [("all", "All"), ("pending", "Pending"), ("paid", "Paid")];
-
-const PROVIDER_DOWN: &str = "We could not reach our payment provider. Nothing was charged and nothing was changed. Please try again in a few minutes.";
+/// The filters: (value, message id of the label).
+const FILTERS: [(&str, &str); 3] = [
+    ("all", "billing-filter-all"),
+    ("pending", "billing-filter-pending"),
+    ("paid", "billing-filter-paid"),
+];
 
 /// `GET /billing?status=all|pending|paid` (and the notices after Checkout).
 pub async fn page(portal: &mut Portal, query: &str) -> Response {
@@ -67,27 +75,27 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
         Ok(s) => s,
         Err(resp) => return resp,
     };
+    let t = portal.site.lang.clone();
     let Some(filter) = InvoiceFilter::parse(q.get("status").unwrap_or("all")) else {
         return portal.message(
             StatusCode::BAD_REQUEST,
-            "Unknown filter",
-            "Invoices can be filtered by All, Pending or Paid.",
+            &t.msg("billing-unknown-filter-heading"),
+            &t.msg("billing-unknown-filter"),
             Some((
                 format!("{}/billing", portal.base),
-                "Show all invoices".into(),
+                t.msg("billing-show-all"),
             )),
         );
     };
     let notice = match (q.get("checkout"), q.get("setup"), q.get("removed")) {
-        (Some("success"), _, _) => Some(
-            "Thank you: your payment is being confirmed. The invoice shows Paid as soon as Stripe confirms it.",
-        ),
-        (Some("cancelled"), _, _) => Some("Payment cancelled: nothing was charged."),
-        (_, Some("success"), _) => Some("Your payment method was added."),
-        (_, Some("cancelled"), _) => Some("No payment method was added."),
-        (_, _, Some(_)) => Some("The payment method was removed."),
+        (Some("success"), _, _) => Some("billing-paid-notice"),
+        (Some("cancelled"), _, _) => Some("billing-pay-cancelled"),
+        (_, Some("success"), _) => Some("billing-method-added"),
+        (_, Some("cancelled"), _) => Some("billing-method-not-added"),
+        (_, _, Some(_)) => Some("billing-method-removed"),
         _ => None,
-    };
+    }
+    .map(|id| t.msg(id));
     let enabled = billing::payments_enabled(&portal.state.svc.config);
     // Back from adding a payment method: show it even if Stripe's webhook is not here yet.
     if enabled && q.get("setup") == Some("success") {
@@ -122,12 +130,12 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
     };
     let page = BillingPage {
         page: PageCommon::new(portal, true, "billing"),
-        filters: FILTERS.to_vec(),
+        filters: FILTERS.iter().map(|(v, id)| (*v, t.msg(id))).collect(),
         current: filter.as_str(),
         invoices: invoices
             .iter()
             .map(|i| {
-                let mut view = invoice_view(i);
+                let mut view = invoice_view(&t, i);
                 // Just paid through Checkout, not confirmed yet: being confirmed, not due.
                 if returned
                     && i.status == "pending"
@@ -135,12 +143,12 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
                     && !unpaid.contains(&i.id)
                 {
                     view.status = "processing".into();
-                    view.status_label = "Confirming payment".into();
+                    view.status_label = t.msg("billing-confirming");
                 }
                 view
             })
             .collect(),
-        methods: methods.iter().map(method_view).collect(),
+        methods: methods.iter().map(|m| method_view(&t, m)).collect(),
         payments_enabled: enabled,
         notice,
         alert: None,
@@ -151,38 +159,20 @@ pub async fn page(portal: &mut Portal, query: &str) -> Response {
 /// A failed billing action as a page: 404 for what is not the customer's, a clear message
 /// when payment is off or Stripe is unreachable.
 fn failure(portal: &mut Portal, e: BillingError) -> Response {
-    let back = Some((
-        format!("{}/billing", portal.base),
-        "Back to Billing".to_string(),
-    ));
+    let t = portal.site.lang.clone();
+    let back = Some((format!("{}/billing", portal.base), t.msg("billing-back")));
+    let mut say = |status, id: &str| {
+        let (heading, text) = (t.msg(&format!("{id}-heading")), t.msg(id));
+        portal.message(status, &heading, &text, back.clone())
+    };
     match e {
         BillingError::NotFound => portal.not_found(),
-        BillingError::NotConfigured => portal.message(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Online payment is not available",
-            "Online payment is not available right now. To pay an invoice, contact your facility.",
-            back,
-        ),
-        BillingError::Processing => portal.message(
-            StatusCode::CONFLICT,
-            "Payment on its way",
-            "The payment of this invoice is being processed: a pre-authorized debit takes a few business days. The invoice shows Paid once your bank confirms it; nothing more to do.",
-            back,
-        ),
-        BillingError::NotPayable => portal.message(
-            StatusCode::CONFLICT,
-            "Nothing to pay",
-            "This invoice is not waiting for payment.",
-            back,
-        ),
+        BillingError::NotConfigured => say(StatusCode::SERVICE_UNAVAILABLE, "billing-payments-off"),
+        BillingError::Processing => say(StatusCode::CONFLICT, "billing-processing"),
+        BillingError::NotPayable => say(StatusCode::CONFLICT, "billing-not-payable"),
         BillingError::Provider(p) => {
             tracing::warn!(error = %p, "payment provider unavailable");
-            portal.message(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Payment provider unavailable",
-                PROVIDER_DOWN,
-                back,
-            )
+            say(StatusCode::SERVICE_UNAVAILABLE, "billing-provider-down")
         }
         BillingError::App(e) => portal.failed(&e),
     }
@@ -202,6 +192,7 @@ pub async fn pay(portal: &mut Portal, invoice_id: i64, body: Body) -> Response {
         &portal.site.storefront,
         session.account,
         invoice_id,
+        portal.site.lang.clone(),
     )
     .await;
     match started {
@@ -223,6 +214,7 @@ pub async fn add_method(portal: &mut Portal, body: Body) -> Response {
         &portal.state.payments,
         &portal.site.storefront,
         session.account,
+        portal.site.lang.clone(),
     )
     .await;
     match started {
@@ -251,7 +243,7 @@ pub async fn remove_method(portal: &mut Portal, id: i64, body: Body) -> Response
 #[template(path = "receipt.html")]
 struct ReceiptPage {
     page: PageCommon,
-    heading: &'static str,
+    heading: String,
     invoice: InvoiceView,
 }
 
@@ -268,14 +260,15 @@ pub async fn receipt(portal: &mut Portal, invoice_id: i64) -> Response {
     let found = records::invoice(&portal.state.svc, sf, session.account.id, invoice_id).await;
     match found {
         Ok(Some(invoice)) => {
+            let page = PageCommon::new(portal, true, "billing");
             let page = ReceiptPage {
-                page: PageCommon::new(portal, true, "billing"),
-                heading: if invoice.status == "paid" {
-                    "Receipt for invoice"
+                heading: page.t.msg(if invoice.status == "paid" {
+                    "receipt-heading"
                 } else {
-                    "Invoice"
-                },
-                invoice: invoice_view(&invoice),
+                    "receipt-invoice-heading"
+                }),
+                invoice: invoice_view(&page.t, &invoice),
+                page,
             };
             portal.page(StatusCode::OK, &page)
         }

@@ -9,19 +9,24 @@ use std::sync::Arc;
 use askama::Template;
 use warp::reply::Response;
 
-use super::frame::{Body, Frame, LinkSent, SignInForm, Site, Wording, see_other};
+use super::frame::{Body, Frame, LinkSent, SignInForm, Site, see_other, with_cookie};
 use crate::crypto::DeviceScope;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
+use crate::i18n::Lang;
 use crate::store::{Account, SessionInfo, Storefront};
 use crate::usecases::sign_in::{self, LinkAsked, RedeemedSession};
 
 /// A request to one storefront's portal.
 pub type Portal = Frame<PortalSite>;
 
-/// What the frame needs to know of the portal: the storefront.
+/// What the frame needs to know of the portal: the storefront, and the language of the
+/// request's pages.
 pub struct PortalSite {
     pub storefront: Arc<Storefront>,
+    /// The visitor's language (SPEC §10: the switcher's cookie, else `Accept-Language`, else
+    /// the storefront's), replaced by the account's once a session says whose it is.
+    pub lang: Lang,
 }
 
 /// The portal's routes, matched before the storefront is looked up.
@@ -48,6 +53,8 @@ pub enum PortalRoute {
     SignOutEverywhere(Body),
     ConfirmEmailPage(String),
     ConfirmEmail(String, Body),
+    /// The footer's language switcher: the language's tag and the query (`back=`).
+    Language(String, String),
     /// A request no page took: 404 inside the storefront's layout, with a way back.
     NotFound,
 }
@@ -70,11 +77,42 @@ pub(super) async fn home(portal: &mut Portal) -> Response {
     }
 }
 
-/// The signed-in navigation after Dashboard: (section, path, label).
+/// The signed-in navigation after Dashboard: (section, path, message id of its label).
 pub const SIGNED_IN_NAV: &[(&str, &str, &str)] = &[
-    ("billing", "/billing", "Billing"),
-    ("account", "/account", "Account"),
+    ("billing", "/billing", "nav-billing"),
+    ("account", "/account", "nav-account"),
 ];
+
+/// A language of the footer's switcher.
+pub struct LanguageLink {
+    pub tag: String,
+    pub name: String,
+    pub href: String,
+    pub current: bool,
+}
+
+/// The pages the switcher may come back to (besides those a sign-in lands on).
+const SWITCH_BACK_PAGES: [&str; 2] = ["/sign-in", "/confirm-email"];
+
+/// `GET /language/{tag}?back=/sign-in`: remembers the language in the `lk_lang` cookie and
+/// goes back to the page (a page of this storefront, else its home). A GET, like any link:
+/// it changes nothing but how this browser's signed-out pages read.
+pub(super) fn switch_language(portal: &mut Portal, tag: &str, query: &str) -> Response {
+    let Some(lang) = portal.state.svc.languages.get(tag).cloned() else {
+        return portal.not_found();
+    };
+    let query = super::frame::Form::parse(query.as_bytes()).unwrap_or_default();
+    let back = query
+        .get("back")
+        .and_then(|b| {
+            let mut pages = LANDING_PAGES.to_vec();
+            pages.extend(SWITCH_BACK_PAGES);
+            crate::domain::redirect::local_path(b, &pages)
+        })
+        .unwrap_or_else(|| "/".to_string());
+    let cookie = portal.language_cookie(lang.tag());
+    with_cookie(see_other(&format!("{}{back}", portal.base)), &cookie)
+}
 
 /// What every portal page's layout needs.
 pub struct PageCommon {
@@ -86,11 +124,39 @@ pub struct PageCommon {
     /// Which nav item is current.
     pub section: &'static str,
     /// (section, path, label) of the signed-in navigation after Dashboard.
-    pub extra_nav: Vec<(&'static str, &'static str, &'static str)>,
+    pub extra_nav: Vec<(&'static str, &'static str, String)>,
+    /// The page's language: its words (`{{ page.t.msg("…") }}`), dates and amounts.
+    pub t: Lang,
+    /// The footer's switcher, on signed-out pages (signed in, the Account page chooses).
+    pub languages: Vec<LanguageLink>,
 }
 
 impl PageCommon {
     pub fn new(portal: &mut Portal, signed_in: bool, section: &'static str) -> Self {
+        let t = portal.site.lang.clone();
+        let languages = if signed_in {
+            vec![]
+        } else {
+            let here = portal
+                .info
+                .path
+                .strip_prefix(portal.base.as_str())
+                .unwrap_or("/")
+                .to_string();
+            let back =
+                percent_encoding::utf8_percent_encode(&here, percent_encoding::NON_ALPHANUMERIC);
+            let catalog = &portal.state.svc.languages;
+            catalog
+                .tags()
+                .filter_map(|tag| catalog.get(tag))
+                .map(|l| LanguageLink {
+                    tag: l.tag().to_string(),
+                    name: l.name(),
+                    href: format!("{}/language/{}?back={back}", portal.base, l.tag()),
+                    current: l.tag() == t.tag(),
+                })
+                .collect()
+        };
         Self {
             storefront_name: portal.site.storefront.name.clone(),
             base: portal.base.clone(),
@@ -98,7 +164,12 @@ impl PageCommon {
             csrf: portal.csrf_token(),
             asset_version: super::ASSET_VERSION.as_str(),
             section,
-            extra_nav: SIGNED_IN_NAV.to_vec(),
+            extra_nav: SIGNED_IN_NAV
+                .iter()
+                .map(|(section, path, id)| (*section, *path, t.msg(id)))
+                .collect(),
+            t,
+            languages,
         }
     }
 }
@@ -110,7 +181,7 @@ struct SignInPage {
     email: String,
     error: Option<String>,
     next: Option<String>,
-    notice: Option<&'static str>,
+    notice: Option<String>,
 }
 
 #[derive(Template)]
@@ -168,24 +239,23 @@ impl Site for PortalSite {
     const HOME: &'static str = "/dashboard";
     const LINK_COOKIE: &'static str = "lk_sign_in";
     const SIGN_IN_CODE: bool = true;
-    const WORDING: Wording = Wording {
-        too_many: "You have made too many requests in a short time. Wait a minute, then try again.",
-        form_too_large: "The form you sent is far larger than any of ours. Nothing was changed.",
-        form_broken: "The form did not arrive whole. Nothing was changed. Please try again.",
-        form_unreadable_after: " Nothing was changed.",
-        form_expired: "The form was not sent from this page or has expired. Nothing was changed. Go back, reload the page and try again.",
-        form_expired_back: Some("Back to the portal"),
-        unavailable: "We could not complete that just now. Nothing was changed. Please try again in a minute.",
-        internal: "Something went wrong on our side. Nothing was changed. Please try again.",
-        not_found: Some((
-            "Page not found",
-            "There is no page at this address. The link may be mistyped, or the page may have moved.",
-            "Back to the portal",
-        )),
-    };
+    const WORDS: &'static str = "portal";
 
     type Identity = SessionInfo;
     type LinkOwner = Account;
+
+    fn lang(portal: &Portal) -> Lang {
+        portal.site.lang.clone()
+    }
+
+    fn signed_in_as(portal: &mut Portal, session: &SessionInfo) {
+        if let Some(tag) = &session.account.language {
+            let catalog = &portal.state.svc.languages;
+            portal.site.lang = catalog
+                .for_account(Some(tag), &portal.site.storefront.language)
+                .clone();
+        }
+    }
 
     fn cookie_path(base: &str) -> String {
         format!("{base}/")

@@ -12,7 +12,7 @@ use warp::reply::Response;
 use super::frame::{
     FORM_LIMIT, Frame, RequestInfo, body, landing, not_found_page, plain_error, raw_query,
 };
-use super::portal::{PortalRoute, PortalSite, home};
+use super::portal::{PortalRoute, PortalSite, home, switch_language};
 use super::{HttpState, account, billing, rentals};
 use crate::links;
 
@@ -99,6 +99,10 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
         .and(warp::post())
         .and(body(FORM_LIMIT))
         .map(PortalRoute::SaveAccount);
+    let language = warp::path!("language" / String)
+        .and(warp::get())
+        .and(raw_query())
+        .map(PortalRoute::Language);
     let customer = history
         .or(rental)
         .unify()
@@ -119,6 +123,8 @@ pub fn route() -> impl Filter<Extract = (PortalRoute,), Error = warp::Rejection>
         .or(save_account)
         .unify()
         .or(account::route())
+        .unify()
+        .or(language)
         .unify()
         .boxed();
     home.or(sign_in_page)
@@ -167,7 +173,12 @@ pub async fn dispatch(
     } else {
         format!("/{}/{}", links::STOREFRONT, storefront.slug)
     };
-    let mut portal = Frame::new(state, info, base, PortalSite { storefront });
+    let lang = state.svc.languages.for_visitor(
+        info.cookie(crate::i18n::COOKIE),
+        info.accept_language.as_deref(),
+        &storefront.language,
+    );
+    let mut portal = Frame::new(state, info, base, PortalSite { storefront, lang });
     let resp = match route {
         PortalRoute::Home => home(&mut portal).await,
         PortalRoute::SignInPage(query) => landing::sign_in_page(&mut portal, &query),
@@ -195,6 +206,7 @@ pub async fn dispatch(
         }
         PortalRoute::ConfirmEmailPage(token) => account::confirm_page(&mut portal, &token).await,
         PortalRoute::ConfirmEmail(token, body) => account::confirm(&mut portal, &token, body).await,
+        PortalRoute::Language(tag, query) => switch_language(&mut portal, &tag, &query),
         PortalRoute::NotFound => portal.not_found(),
     };
     portal.finish(resp)

@@ -5,7 +5,8 @@ use warp::Reply;
 use warp::reply::Response;
 
 use super::portal::{PageCommon, Portal};
-use crate::display::{self, humanize};
+use crate::display::{self, label};
+use crate::i18n::Lang;
 use crate::store::{Facility, Invoice, Rental};
 use crate::usecases::records;
 
@@ -22,12 +23,16 @@ pub(crate) struct RentalView {
 }
 
 /// A rental as the pages show it; `today` decides between "From" and "Since" for an open one.
-pub(crate) fn rental_view(r: Rental, today: chrono::NaiveDate) -> RentalView {
-    let dates = display::rental_period(r.starts_on, r.ends_on, today);
+pub(crate) fn rental_view(t: &Lang, r: Rental, today: chrono::NaiveDate) -> RentalView {
+    let dates = display::rental_period(t, r.starts_on, r.ends_on, today);
     let delivery = if r.delivery_in_progress() {
         r.tracking_url.clone().map(|url| {
             (
-                humanize(r.delivery_status.as_deref().unwrap_or("in progress")),
+                label(
+                    t,
+                    "delivery-status",
+                    r.delivery_status.as_deref().unwrap_or("in_progress"),
+                ),
                 url,
             )
         })
@@ -36,12 +41,12 @@ pub(crate) fn rental_view(r: Rental, today: chrono::NaiveDate) -> RentalView {
     };
     RentalView {
         id: r.id,
-        status_label: humanize(&r.status),
+        status_label: label(t, "rental-status", &r.status),
         status: r.status,
         label: r.label,
         facility: r.facility_name,
         dates,
-        rate: display::rate(&r.rate, &r.rate_period),
+        rate: display::rate(t, &r.rate, &r.rate_period),
         delivery,
         has_agreement: r.has_agreement,
     }
@@ -96,10 +101,14 @@ pub async fn dashboard(portal: &mut Portal) -> Response {
         Err(e) => return portal.failed(&e),
     };
     let any_active = rentals.iter().any(|r| r.status == "active");
+    let page = PageCommon::new(portal, true, "dashboard");
     let page = DashboardPage {
-        page: PageCommon::new(portal, true, "dashboard"),
         first_name: session.account.first_name(),
-        rentals: rentals.into_iter().map(|r| rental_view(r, today)).collect(),
+        rentals: rentals
+            .into_iter()
+            .map(|r| rental_view(&page.t, r, today))
+            .collect(),
+        page,
         any_active,
         rent_url: portal.site.storefront.rent_url.clone(),
         facilities: facilities.into_iter().map(facility_view).collect(),
@@ -126,18 +135,18 @@ pub(crate) struct InvoiceView {
     pub paid_on: Option<String>,
 }
 
-pub(crate) fn invoice_view(i: &Invoice) -> InvoiceView {
+pub(crate) fn invoice_view(t: &Lang, i: &Invoice) -> InvoiceView {
     InvoiceView {
         id: i.id,
         number: i.number.clone(),
         description: i.description.clone(),
         facility: i.facility_name.clone(),
-        issued: display::date(i.issued_on),
-        due: display::date(i.due_on),
-        amount: i.amount.to_string(),
+        issued: t.date(i.issued_on),
+        due: t.date(i.due_on),
+        amount: t.money(&i.amount),
         status: i.status.clone(),
-        status_label: humanize(&i.status),
-        paid_on: i.paid_at.map(|t| display::date(t.date_naive())),
+        status_label: label(t, "invoice-status", &i.status),
+        paid_on: i.paid_at.map(|at| t.date(at.date_naive())),
     }
 }
 
@@ -190,24 +199,23 @@ pub async fn history(portal: &mut Portal) -> Response {
         Ok(x) => x,
         Err(e) => return portal.failed(&e),
     };
+    let page = PageCommon::new(portal, true, "dashboard");
+    let t = &page.t;
     let rentals = rentals
         .into_iter()
         .map(|r| {
             let of_rental = invoices
                 .iter()
                 .filter(|i| i.rental_id == Some(r.id))
-                .map(invoice_view)
+                .map(|i| invoice_view(t, i))
                 .collect();
             HistoryRental::from(PastRental {
-                rental: rental_view(r, today),
+                rental: rental_view(t, r, today),
                 invoices: of_rental,
             })
         })
         .collect();
-    let page = HistoryPage {
-        page: PageCommon::new(portal, true, "dashboard"),
-        rentals,
-    };
+    let page = HistoryPage { page, rentals };
     portal.page(StatusCode::OK, &page)
 }
 
@@ -266,10 +274,11 @@ pub async fn rental(portal: &mut Portal, rental_id: i64) -> Response {
     let sf = portal.site.storefront.id;
     match records::rental(&portal.state.svc, sf, session.account.id, rental_id).await {
         Ok(Some((rental, facility))) => {
+            let page = PageCommon::new(portal, true, "dashboard");
             let page = RentalPage {
-                page: PageCommon::new(portal, true, "dashboard"),
-                r: rental_view(rental, today),
+                r: rental_view(&page.t, rental, today),
                 facility: facility.map(facility_view),
+                page,
             };
             portal.page(StatusCode::OK, &page)
         }

@@ -15,7 +15,8 @@ use crate::crypto::Keys;
 use crate::display;
 use crate::domain::dkim::{DkimAlgorithm, DkimKey, DkimKeyError};
 pub use crate::domain::emails::FacilityContact;
-use crate::domain::{EmailAddress, EmailData, Money};
+use crate::domain::{EmailAddress, EmailData};
+use crate::i18n::Lang;
 use crate::store::Storefront;
 
 pub use transport::{Outbox, SendFailure, SentReply, Transport};
@@ -29,6 +30,8 @@ pub enum EmailContent {
         minutes: i64,
         /// The sign-in code, for a customer's own request.
         code: Option<String>,
+        /// Sent by staff (a resend), not asked for by the customer.
+        by_staff: bool,
     },
     BookingConfirmation {
         first_name: String,
@@ -97,6 +100,7 @@ struct WebhookDisabledText<'a> {
 #[derive(Template)]
 #[template(path = "email/webhook_disabled.html")]
 struct WebhookDisabledHtml<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     url: &'a str,
@@ -107,6 +111,8 @@ struct WebhookDisabledHtml<'a> {
 #[derive(Template)]
 #[template(path = "email/sign_in.txt")]
 struct SignInText<'a> {
+    t: &'a Lang,
+    by_staff: bool,
     storefront_name: &'a str,
     first_name: &'a str,
     link: &'a str,
@@ -117,6 +123,8 @@ struct SignInText<'a> {
 #[derive(Template)]
 #[template(path = "email/sign_in.html")]
 struct SignInHtml<'a> {
+    t: &'a Lang,
+    by_staff: bool,
     storefront_name: &'a str,
     first_name: &'a str,
     link: &'a str,
@@ -127,6 +135,7 @@ struct SignInHtml<'a> {
 #[derive(Template)]
 #[template(path = "email/booking_confirmation.txt")]
 struct BookingText<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     link: &'a str,
@@ -139,6 +148,7 @@ struct BookingText<'a> {
 #[derive(Template)]
 #[template(path = "email/booking_confirmation.html")]
 struct BookingHtml<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     link: &'a str,
@@ -160,6 +170,7 @@ struct StaffSignInText<'a> {
 #[derive(Template)]
 #[template(path = "email/staff_sign_in.html")]
 struct StaffSignInHtml<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     link: &'a str,
@@ -169,6 +180,7 @@ struct StaffSignInHtml<'a> {
 #[derive(Template)]
 #[template(path = "email/email_changed.txt")]
 struct EmailChangedText<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     old_email: &'a str,
@@ -179,6 +191,7 @@ struct EmailChangedText<'a> {
 #[derive(Template)]
 #[template(path = "email/email_changed.html")]
 struct EmailChangedHtml<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     old_email: &'a str,
@@ -189,6 +202,7 @@ struct EmailChangedHtml<'a> {
 #[derive(Template)]
 #[template(path = "email/confirm_email.txt")]
 struct ConfirmEmailText<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     link: &'a str,
@@ -199,6 +213,7 @@ struct ConfirmEmailText<'a> {
 #[derive(Template)]
 #[template(path = "email/confirm_email.html")]
 struct ConfirmEmailHtml<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     link: &'a str,
@@ -209,6 +224,7 @@ struct ConfirmEmailHtml<'a> {
 #[derive(Template)]
 #[template(path = "email/payment_receipt.txt")]
 struct ReceiptText<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     number: &'a str,
@@ -221,6 +237,7 @@ struct ReceiptText<'a> {
 #[derive(Template)]
 #[template(path = "email/payment_receipt.html")]
 struct ReceiptHtml<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     number: &'a str,
@@ -233,6 +250,7 @@ struct ReceiptHtml<'a> {
 #[derive(Template)]
 #[template(path = "email/payment_failed.txt")]
 struct PaymentFailedText<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     number: &'a str,
@@ -245,6 +263,7 @@ struct PaymentFailedText<'a> {
 #[derive(Template)]
 #[template(path = "email/payment_failed.html")]
 struct PaymentFailedHtml<'a> {
+    t: &'a Lang,
     storefront_name: &'a str,
     first_name: &'a str,
     number: &'a str,
@@ -264,6 +283,7 @@ pub enum MailError {
 
 /// The plain-text and HTML bodies.
 pub fn render(
+    t: &Lang,
     storefront_name: &str,
     content: &EmailContent,
 ) -> Result<(String, String), MailError> {
@@ -273,9 +293,12 @@ pub fn render(
             link,
             minutes,
             code,
+            by_staff,
         } => (
             SignInText {
                 storefront_name,
+                t,
+                by_staff: *by_staff,
                 first_name,
                 link,
                 minutes: *minutes,
@@ -284,6 +307,8 @@ pub fn render(
             .render()?,
             SignInHtml {
                 storefront_name,
+                t,
+                by_staff: *by_staff,
                 first_name,
                 link,
                 minutes: *minutes,
@@ -301,6 +326,7 @@ pub fn render(
         } => (
             BookingText {
                 storefront_name,
+                t,
                 first_name,
                 link,
                 minutes: *minutes,
@@ -311,6 +337,7 @@ pub fn render(
             .render()?,
             BookingHtml {
                 storefront_name,
+                t,
                 first_name,
                 link,
                 minutes: *minutes,
@@ -334,6 +361,7 @@ pub fn render(
             .render()?,
             StaffSignInHtml {
                 storefront_name,
+                t,
                 first_name,
                 link,
                 minutes: *minutes,
@@ -348,6 +376,7 @@ pub fn render(
         } => (
             EmailChangedText {
                 storefront_name,
+                t,
                 first_name,
                 old_email,
                 new_email_masked,
@@ -356,6 +385,7 @@ pub fn render(
             .render()?,
             EmailChangedHtml {
                 storefront_name,
+                t,
                 first_name,
                 old_email,
                 new_email_masked,
@@ -371,6 +401,7 @@ pub fn render(
         } => (
             ConfirmEmailText {
                 storefront_name,
+                t,
                 first_name,
                 link,
                 minutes: *minutes,
@@ -379,6 +410,7 @@ pub fn render(
             .render()?,
             ConfirmEmailHtml {
                 storefront_name,
+                t,
                 first_name,
                 link,
                 minutes: *minutes,
@@ -396,6 +428,7 @@ pub fn render(
         } => (
             ReceiptText {
                 storefront_name,
+                t,
                 first_name,
                 number,
                 description,
@@ -406,6 +439,7 @@ pub fn render(
             .render()?,
             ReceiptHtml {
                 storefront_name,
+                t,
                 first_name,
                 number,
                 description,
@@ -425,6 +459,7 @@ pub fn render(
         } => (
             PaymentFailedText {
                 storefront_name,
+                t,
                 first_name,
                 number,
                 description,
@@ -435,6 +470,7 @@ pub fn render(
             .render()?,
             PaymentFailedHtml {
                 storefront_name,
+                t,
                 first_name,
                 number,
                 description,
@@ -460,6 +496,7 @@ pub fn render(
             .render()?,
             WebhookDisabledHtml {
                 storefront_name,
+                t,
                 first_name,
                 url,
                 failing_since,
@@ -470,7 +507,9 @@ pub fn render(
     })
 }
 
-/// The subject line of each kind.
+/// The subject line of each kind as the delivery row records it when it is written: English,
+/// for the console's Emails tab. The message itself carries [`EmailContent::subject`], in its
+/// reader's language (`locales/*/email.ftl`); in English the two read the same.
 pub fn sign_in_subject(storefront_name: &str) -> String {
     format!("Your sign-in link for {storefront_name}")
 }
@@ -511,23 +550,31 @@ pub struct MagicLink {
 
 impl EmailContent {
     /// What an email says: its delivery's data, with its link for the kinds that carry one.
-    /// `recipient` is where it goes (a confirmation names the address it confirms).
-    pub fn new(data: &EmailData, link: Option<MagicLink>, recipient: &str) -> Result<Self, String> {
+    /// `recipient` is where it goes (a confirmation names the address it confirms); dates and
+    /// amounts are written in `t`, the reader's language, as of `today`.
+    pub fn new(
+        data: &EmailData,
+        link: Option<MagicLink>,
+        recipient: &str,
+        t: &Lang,
+        today: chrono::NaiveDate,
+    ) -> Result<Self, String> {
         let first_name = match data.first_name() {
-            "" => "there".to_string(),
+            "" => t.msg("email-no-name"),
             name => name.to_string(),
         };
         let carried = |link: Option<MagicLink>| {
             link.ok_or_else(|| format!("a {} email needs its link", data.kind().as_str()))
         };
         Ok(match data {
-            EmailData::SignIn(_) => {
+            EmailData::SignIn(g) => {
                 let MagicLink { url, minutes, code } = carried(link)?;
                 EmailContent::SignIn {
                     first_name,
                     link: url,
                     minutes,
                     code: code.map(|c| c.expose().to_string()),
+                    by_staff: g.sent_by_staff,
                 }
             }
             EmailData::StaffSignIn(_) => {
@@ -546,7 +593,10 @@ impl EmailContent {
                     minutes,
                     label: b.rental.label.clone(),
                     facility: b.rental.facility.clone(),
-                    dates: b.rental.dates.clone(),
+                    dates: match b.rental.starts_on {
+                        Some(start) => display::rental_period(t, start, b.rental.ends_on, today),
+                        None => b.rental.dates.clone(),
+                    },
                 }
             }
             EmailData::ConfirmEmail(_) => {
@@ -569,15 +619,15 @@ impl EmailContent {
                 number: r.invoice.number.clone(),
                 description: r.invoice.description.clone(),
                 facility: r.invoice.facility.clone(),
-                paid_on: r.paid_on.text(|d| display::date(*d)),
-                amount: r.invoice.amount.text(Money::to_string),
+                paid_on: r.paid_on.text(|d| t.date(*d)),
+                amount: r.invoice.amount.text(|m| t.money(m)),
             },
             EmailData::PaymentFailed(p) => EmailContent::PaymentFailed {
                 first_name,
                 number: p.invoice.number.clone(),
                 description: p.invoice.description.clone(),
                 facility: p.invoice.facility.clone(),
-                amount: p.invoice.amount.text(Money::to_string),
+                amount: p.invoice.amount.text(|m| t.money(m)),
                 billing_url: p.billing_url.clone(),
             },
             EmailData::WebhookDisabled(w) => EmailContent::WebhookDisabled {
@@ -640,6 +690,31 @@ pub fn dkim_signer(
         selector: dkim.selector.clone(),
         key,
     }))
+}
+
+impl EmailContent {
+    /// The subject line in the reader's language.
+    pub fn subject(&self, t: &Lang, storefront_name: &str) -> Option<String> {
+        let sf = storefront_name;
+        Some(match self {
+            EmailContent::SignIn { .. } => t.arg("subject-sign-in", "storefront", sf),
+            EmailContent::BookingConfirmation { label, .. } => {
+                t.arg2("subject-booking", "storefront", sf, "label", label)
+            }
+            EmailContent::EmailChanged { .. } => t.arg("subject-email-changed", "storefront", sf),
+            EmailContent::ConfirmEmail { .. } => t.arg("subject-confirm-email", "storefront", sf),
+            EmailContent::PaymentReceipt { number, .. } => {
+                t.arg2("subject-receipt", "storefront", sf, "number", number)
+            }
+            EmailContent::PaymentFailed { number, .. } => {
+                t.arg2("subject-payment-failed", "storefront", sf, "number", number)
+            }
+            // Staff and owners' emails keep the row's (English) subject.
+            EmailContent::StaffSignIn { .. } | EmailContent::WebhookDisabled { .. } => {
+                return None;
+            }
+        })
+    }
 }
 
 /// Builds the MIME message from the storefront's sender, with `X-Latchkey-Delivery` naming the
@@ -771,7 +846,91 @@ mod tests {
             custom_host: None,
             acss_debit: false,
             dkim: None,
+            language: crate::i18n::DEFAULT.to_string(),
         }
+    }
+
+    fn catalog() -> crate::i18n::Catalog {
+        crate::i18n::Catalog::load().unwrap()
+    }
+
+    fn sign_in(minutes: i64, by_staff: bool) -> EmailContent {
+        EmailContent::SignIn {
+            first_name: "Alex".into(),
+            link: "http://127.0.0.1:8080/s/demo/auth/abc".into(),
+            minutes,
+            code: None,
+            by_staff,
+        }
+    }
+
+    #[test]
+    fn a_one_minute_link_says_one_minute_in_both_languages() {
+        let c = catalog();
+        for tag in ["en", "fr-CA"] {
+            let t = c.get(tag).unwrap();
+            let (text, html) = render(t, "Harborview", &sign_in(1, false)).unwrap();
+            assert!(
+                text.contains("1 minute:") || text.contains("1 minute :"),
+                "{tag}: {text}"
+            );
+            assert!(!text.contains("1 minutes"), "{tag}: {text}");
+            assert!(html.contains("1 minute."), "{tag}: {html}");
+            let (text, _) = render(t, "Harborview", &sign_in(59, false)).unwrap();
+            assert!(text.contains("59 minutes"), "{tag}: {text}");
+        }
+    }
+
+    #[test]
+    fn a_link_staff_sent_does_not_say_you_asked_for_it() {
+        let c = catalog();
+        let en = c.get("en").unwrap();
+        let (text, html) = render(en, "Harborview", &sign_in(60, false)).unwrap();
+        assert!(text.contains("If you did not ask for this link"));
+        assert!(html.contains("If you did not ask for this link"));
+        let (text, html) = render(en, "Harborview", &sign_in(60, true)).unwrap();
+        for part in [&text, &html] {
+            assert!(!part.contains("did not ask for this link"), "{part}");
+            assert!(
+                part.contains("The Harborview team sent you this link."),
+                "{part}"
+            );
+        }
+        let fr = c.get("fr-CA").unwrap();
+        let (text, _) = render(fr, "Harborview", &sign_in(60, true)).unwrap();
+        assert!(
+            text.contains("L’équipe de Harborview vous a envoyé ce lien."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_french_reader_gets_french_in_both_parts() {
+        let c = catalog();
+        let fr = c.get("fr-CA").unwrap();
+        let content = EmailContent::PaymentReceipt {
+            first_name: "Alex".into(),
+            number: "INV-1".into(),
+            description: "Loyer".into(),
+            facility: "Harborview".into(),
+            paid_on: fr.date(chrono::NaiveDate::from_ymd_opt(2026, 4, 1).unwrap()),
+            amount: fr.money(&crate::domain::Money::new(12900, "CAD").unwrap()),
+        };
+        let (text, html) = render(fr, "Harborview", &content).unwrap();
+        for part in [&text, &html] {
+            assert!(part.contains("Merci, Alex"), "{part}");
+            assert!(
+                part.contains("Nous avons bien reçu votre paiement."),
+                "{part}"
+            );
+            assert!(part.contains("1 avril 2026"), "{part}");
+            assert!(part.contains("129,00\u{a0}$"), "{part}");
+        }
+        assert!(html.contains("<html lang=\"fr-CA\">"));
+        assert_eq!(
+            content.subject(fr, "Harborview").unwrap(),
+            "Reçu de la facture INV-1 de Harborview"
+        );
     }
 
     #[test]
@@ -781,8 +940,10 @@ mod tests {
             link: "http://127.0.0.1:8080/s/demo/auth/abc".into(),
             minutes: 60,
             code: Some("042917".into()),
+            by_staff: false,
         };
-        let (text, html) = render("Harborview <Rentals>", &content).unwrap();
+        let c = catalog();
+        let (text, html) = render(c.default_lang(), "Harborview <Rentals>", &content).unwrap();
         assert!(text.contains("042917"), "{text}");
         assert!(html.contains("042917"), "{html}");
         assert!(text.contains("Hi <b>Alex</b>,"));

@@ -216,6 +216,23 @@ impl Store {
     }
 
     /// An account of this storefront (never of another).
+    /// Sets the language the customer chose (`None`: follow the storefront).
+    pub async fn set_account_language(
+        &self,
+        storefront_id: i64,
+        account_id: i64,
+        language: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> DbResult<()> {
+        self.db()
+            .execute(
+                "UPDATE accounts SET language = $3, updated_at = $4 WHERE storefront_id = $1 AND id = $2",
+                &params![storefront_id, account_id, language, now],
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn account(&self, storefront_id: i64, account_id: i64) -> DbResult<Option<Account>> {
         let sql =
             format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE storefront_id = $1 AND id = $2");

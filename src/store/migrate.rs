@@ -76,6 +76,10 @@ const POSTGRES: &[(&str, &str)] = &[
         "0018_sign_in_code",
         include_str!("../../migrations/postgres/0018_sign_in_code.sql"),
     ),
+    (
+        "0019_languages",
+        include_str!("../../migrations/postgres/0019_languages.sql"),
+    ),
 ];
 const SQLITE: &[(&str, &str)] = &[
     (
@@ -145,6 +149,10 @@ const SQLITE: &[(&str, &str)] = &[
     (
         "0018_sign_in_code",
         include_str!("../../migrations/sqlite/0018_sign_in_code.sql"),
+    ),
+    (
+        "0019_languages",
+        include_str!("../../migrations/sqlite/0019_languages.sql"),
     ),
 ];
 

@@ -19,6 +19,8 @@ pub struct Account {
     pub phone: String,
     pub stripe_customer_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The language the customer chose (a tag of `locales/`); `None` follows the storefront.
+    pub language: Option<String>,
 }
 
 impl Account {
@@ -37,10 +39,10 @@ pub fn first_name(full_name: &str, email: &EmailAddress) -> String {
 }
 
 /// How many columns `ACCOUNT_COLUMNS` selects (a query's next column follows them).
-pub(crate) const ACCOUNT_COLUMN_COUNT: usize = 7;
+pub(crate) const ACCOUNT_COLUMN_COUNT: usize = 8;
 
 pub(crate) const ACCOUNT_COLUMNS: &str =
-    "id, storefront_id, email, full_name, phone, stripe_customer_id, created_at";
+    "id, storefront_id, email, full_name, phone, stripe_customer_id, created_at, language";
 
 pub(crate) fn account_from(r: &Row) -> Account {
     Account {
@@ -51,6 +53,7 @@ pub(crate) fn account_from(r: &Row) -> Account {
         phone: r.string(4),
         stripe_customer_id: r.opt_string(5),
         created_at: r.ts(6),
+        language: r.opt_string(7),
     }
 }
 

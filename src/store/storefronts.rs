@@ -25,6 +25,8 @@ pub struct Storefront {
     pub custom_host: Option<String>,
     pub acss_debit: bool,
     pub dkim: Option<DkimSettings>,
+    /// The language of its pages and emails for whoever chose none (a tag of `locales/`).
+    pub language: String,
 }
 
 /// A storefront's DKIM signing: domain (`d=`), selector (`s=`) and the private key as stored,
@@ -55,7 +57,7 @@ impl std::fmt::Debug for SealedDkimKey {
     }
 }
 
-const STOREFRONT_COLUMNS: &str = "id, slug, name, from_name, from_email, reply_to, rent_url, custom_host, acss_debit, dkim_domain, dkim_selector, dkim_key_sealed, dkim_key_type, dkim_public_key";
+const STOREFRONT_COLUMNS: &str = "id, slug, name, from_name, from_email, reply_to, rent_url, custom_host, acss_debit, dkim_domain, dkim_selector, dkim_key_sealed, dkim_key_type, dkim_public_key, language";
 
 fn storefront_from(r: &Row) -> Storefront {
     let dkim = match (r.opt_string(9), r.opt_string(10), r.opt_bytes(11)) {
@@ -81,6 +83,7 @@ fn storefront_from(r: &Row) -> Storefront {
         custom_host: r.opt_string(7),
         acss_debit: r.bool(8),
         dkim,
+        language: r.string(14),
     }
 }
 
@@ -329,6 +332,22 @@ impl Store {
             )
             .await?;
         Ok(changed > 0)
+    }
+
+    /// Sets a storefront's default language (a tag the caller checked against `locales/`).
+    pub async fn set_storefront_language(
+        &self,
+        storefront_id: i64,
+        language: &str,
+        now: DateTime<Utc>,
+    ) -> DbResult<()> {
+        self.db()
+            .execute(
+                "UPDATE storefronts SET language = $2, updated_at = $3 WHERE id = $1",
+                &params![storefront_id, language, now],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Whether any storefront exists (the embedded default loads the demo when none does).

@@ -56,6 +56,7 @@ pub async fn save_profile(
                 EmailData::ConfirmEmail(Greeting {
                     first_name: account.first_name(),
                     code: false,
+                    sent_by_staff: false,
                 }),
                 svc.config.relay_after(),
             )
@@ -199,6 +200,20 @@ pub async fn confirm_email(
             new_email: pending.new_email,
         },
     })
+}
+
+/// The language the customer chose on the Account page (a tag of a shipped language, checked
+/// by the caller), or `None` to follow the storefront's. Their emails use it too.
+pub async fn set_language(
+    svc: &Services,
+    storefront_id: i64,
+    account_id: i64,
+    language: Option<&str>,
+) -> Result<(), AppError> {
+    Ok(svc
+        .store
+        .set_account_language(storefront_id, account_id, language, svc.now())
+        .await?)
 }
 
 /// The address change of the account waiting for confirmation, if any.

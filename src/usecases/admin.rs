@@ -30,6 +30,13 @@ pub async fn put_storefront(store: &Store, storefront: &NewStorefront) -> DbResu
     store.upsert_storefront(storefront, Utc::now()).await
 }
 
+/// Sets a storefront's default language (a tag the caller checked against the catalog).
+pub async fn set_storefront_language(store: &Store, id: i64, language: &str) -> DbResult<()> {
+    store
+        .set_storefront_language(id, language, Utc::now())
+        .await
+}
+
 pub async fn storefronts(store: &Store) -> DbResult<Vec<Storefront>> {
     store.storefronts().await
 }

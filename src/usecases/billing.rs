@@ -17,6 +17,7 @@ use crate::actors::billing_sync::{CONFLICT_PAUSE, Payments};
 use crate::billing::gateway::{PaymentCheckout, SessionStatus, SetupCheckout};
 use crate::billing::{BillingError, ProviderError, WebhookError};
 use crate::domain::webhook::VerifiedPayload;
+use crate::i18n::Lang;
 use crate::links::{PortalLink, Returned};
 use crate::store::{Account, EventState, InvoiceFilter, Storefront};
 
@@ -47,10 +48,13 @@ pub async fn start_payment(
     storefront: &Arc<Storefront>,
     account: Account,
     invoice_id: i64,
+    lang: Lang,
 ) -> Result<String, BillingError> {
     let (work, storefront) = (payments.clone(), storefront.clone());
-    to_the_end(async move { start_payment_now(&work, &storefront, &account, invoice_id).await })
-        .await
+    to_the_end(
+        async move { start_payment_now(&work, &storefront, &account, invoice_id, &lang).await },
+    )
+    .await
 }
 
 /// Back from Checkout: asks Stripe about the account's invoices waiting in a Checkout, so the
@@ -70,9 +74,10 @@ pub async fn start_setup(
     payments: &Arc<Payments>,
     storefront: &Arc<Storefront>,
     account: Account,
+    lang: Lang,
 ) -> Result<String, BillingError> {
     let (work, storefront) = (payments.clone(), storefront.clone());
-    to_the_end(async move { start_setup_now(&work, &storefront, &account).await }).await
+    to_the_end(async move { start_setup_now(&work, &storefront, &account, &lang).await }).await
 }
 
 /// Detaches one of the account's payment methods.
@@ -115,6 +120,7 @@ async fn start_payment_now(
     storefront: &Storefront,
     account: &Account,
     invoice_id: i64,
+    lang: &Lang,
 ) -> Result<String, BillingError> {
     let store = &work.svc.store;
     // Each round either answers or moves the invoice on (a Checkout expired and
@@ -158,7 +164,13 @@ async fn start_payment_now(
                 .portal_link(storefront, PortalLink::CheckoutReturn(r))
         };
         let (success, cancel) = (link(Returned::Success), link(Returned::Cancelled));
-        let description = format!("Invoice {}: {}", invoice.number, invoice.description);
+        let description = lang.arg2(
+            "checkout-description",
+            "number",
+            invoice.number.as_str(),
+            "description",
+            invoice.description.as_str(),
+        );
         let key = format!(
             "{}-invoice-{}-checkout-{}",
             work.scope, invoice.id, invoice.checkout_attempt
@@ -174,6 +186,7 @@ async fn start_payment_now(
                 description: &description,
                 success_url: &success,
                 cancel_url: &cancel,
+                locale: lang.tag(),
             })
             .await
         {
@@ -249,6 +262,7 @@ async fn start_setup_now(
     work: &Payments,
     storefront: &Storefront,
     account: &Account,
+    lang: &Lang,
 ) -> Result<String, BillingError> {
     let gateway = work.gateway()?;
     let customer = work.customer(account).await?;
@@ -274,6 +288,7 @@ async fn start_setup_now(
             currency: &currency,
             success_url: &success,
             cancel_url: &cancel,
+            locale: lang.tag(),
         })
         .await?;
     work.svc

@@ -163,7 +163,9 @@ pub async fn send_booking_confirmation(
             retry_after_seconds: retry_after(last, cooldown, now),
         });
     }
-    let dates = crate::display::rental_period(rental.starts_on, rental.ends_on, now.date_naive());
+    let english = svc.languages.default_lang();
+    let dates =
+        crate::display::rental_period(english, rental.starts_on, rental.ends_on, now.date_naive());
     let issued = ask(
         &actors.token_issuer,
         IssueLink {
@@ -178,6 +180,8 @@ pub async fn send_booking_confirmation(
                     label: rental.label.clone(),
                     facility: rental.facility_name.clone(),
                     dates,
+                    starts_on: Some(rental.starts_on),
+                    ends_on: rental.ends_on,
                 },
                 facility_id: rental.facility_id,
             }),

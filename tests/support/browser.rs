@@ -142,6 +142,14 @@ impl Browser {
         Self::build(base, headers)
     }
 
+    /// A browser whose every request says `Accept-Language: {languages}`.
+    #[allow(dead_code)]
+    pub fn with_accept_language(base: &str, languages: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("accept-language", languages.parse().unwrap());
+        Self::build(base, headers)
+    }
+
     fn build(base: &str, headers: reqwest::header::HeaderMap) -> Self {
         let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         Self {

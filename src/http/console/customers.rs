@@ -103,7 +103,8 @@ pub(super) async fn customer(c: &mut Console, slug: &str, id: i64, query: &str) 
             .invoices
             .iter()
             .map(|i| {
-                let view = crate::http::rentals::invoice_view(i);
+                let en = c.state.svc.languages.default_lang();
+                let view = crate::http::rentals::invoice_view(en, i);
                 (view.number, view.amount, view.status, view.status_label)
             })
             .collect(),

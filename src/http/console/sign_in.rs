@@ -8,7 +8,8 @@ use super::{Console, ConsoleCommon, ConsoleSite, MessagePage};
 use crate::crypto::DeviceScope;
 use crate::domain::{EmailAddress, OpaqueToken};
 use crate::error::AppError;
-use crate::http::frame::{LinkSent, SignInForm, Site, Wording};
+use crate::http::frame::{Frame, LinkSent, SignInForm, Site};
+use crate::i18n::Lang;
 use crate::store::StaffUser;
 use crate::usecases::sign_in::{self, LinkAsked, RedeemedSession};
 
@@ -18,7 +19,7 @@ struct SignInPage {
     c: ConsoleCommon,
     email: String,
     error: Option<String>,
-    notice: Option<&'static str>,
+    notice: Option<String>,
     expired: bool,
 }
 
@@ -48,24 +49,15 @@ impl Site for ConsoleSite {
     const LINK_COOKIE: &'static str = "lk_console_sign_in";
     // Console links need no code: staff open them where they read their email.
     const SIGN_IN_CODE: bool = false;
-    const WORDING: Wording = Wording {
-        too_many: "Wait a minute, then try again.",
-        form_too_large: "The form is far larger than any of ours. Nothing was changed.",
-        form_broken: "Nothing was changed.",
-        form_unreadable_after: "",
-        form_expired: "The form was not sent from this page or has expired. Nothing was changed. Reload the page and try again.",
-        form_expired_back: None,
-        unavailable: "We could not complete that just now. Nothing was changed.",
-        internal: "Something went wrong on our side. Nothing was changed.",
-        not_found: Some((
-            "Not found",
-            "There is nothing here, or it is not yours to see.",
-            "Back to the console",
-        )),
-    };
+    const WORDS: &'static str = "console";
 
     type Identity = StaffUser;
     type LinkOwner = StaffUser;
+
+    /// The console stays English (SPEC §10).
+    fn lang(c: &Frame<Self>) -> Lang {
+        c.state.svc.languages.default_lang().clone()
+    }
 
     fn cookie_path(base: &str) -> String {
         base.to_string()

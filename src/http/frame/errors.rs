@@ -1,42 +1,25 @@
 //! The error pages of the portal and the console, in one place: what each refusal answers
 //! (404, 410, 413, 400, 403, 429 with `Retry-After`, and an [`AppError`] as 503 or 500), in
-//! the site's layout and its [`Wording`]. The details of an unexpected error go to the log;
-//! the page says only that nothing was changed.
+//! the site's layout and words: the Fluent messages `{Site::WORDS}-…` (`locales/*/frame.ftl`)
+//! in the site's language. The details of an unexpected error go to the log; the page says
+//! only that nothing was changed.
 
 use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use super::form::FormRefused;
-use super::pages::{html, not_found_page, render};
+use super::form::{FormError, FormRefused};
+use super::pages::{html, render};
 use super::{Frame, Site};
 use crate::error::AppError;
 
-/// The texts of the frame's pages that a site words its own way.
-pub struct Wording {
-    /// 429, after "Too many requests".
-    pub too_many: &'static str,
-    /// 413, after "That was too much".
-    pub form_too_large: &'static str,
-    /// 400 for a body that did not arrive whole, after "We could not read that form".
-    pub form_broken: &'static str,
-    /// Follows the reason of a 400 for a form that could not be parsed.
-    pub form_unreadable_after: &'static str,
-    /// 403, after "This form has expired".
-    pub form_expired: &'static str,
-    /// The label of the 403's link to the sign-in page, if it has one.
-    pub form_expired_back: Option<&'static str>,
-    /// 503, after "Please try again in a minute".
-    pub unavailable: &'static str,
-    /// 500, after "Something went wrong".
-    pub internal: &'static str,
-    /// 404: heading, message and the label of a link to the site's home; `None` for the plain
-    /// page the router answers with too.
-    pub not_found: Option<(&'static str, &'static str, &'static str)>,
-}
-
 impl<S: Site> Frame<S> {
+    /// One of the site's frame messages (`{WORDS}-{key}`) in the request's language.
+    pub fn word(&self, key: &str) -> String {
+        S::lang(self).msg(&format!("{}-{key}", S::WORDS))
+    }
+
     /// The site's message page with a status.
     pub fn message(
         &mut self,
@@ -54,44 +37,28 @@ impl<S: Site> Frame<S> {
         match e {
             AppError::Unavailable(detail) => {
                 tracing::warn!(site = S::NAME, error = %detail, "dependency unavailable");
-                self.message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Please try again in a minute",
-                    S::WORDING.unavailable,
-                    None,
-                )
+                let (heading, text) = (self.word("unavailable-heading"), self.word("unavailable"));
+                self.message(StatusCode::SERVICE_UNAVAILABLE, &heading, &text, None)
             }
             AppError::Internal(err) => {
                 tracing::error!(site = S::NAME, error = ?err, "request failed");
-                self.message(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    S::WORDING.internal,
-                    None,
-                )
+                let (heading, text) = (self.word("internal-heading"), self.word("internal"));
+                self.message(StatusCode::INTERNAL_SERVER_ERROR, &heading, &text, None)
             }
         }
     }
 
-    /// 404.
+    /// 404, with a way back to the site's home.
     pub fn not_found(&mut self) -> Response {
-        match S::WORDING.not_found {
-            Some((heading, message, back)) => {
-                // On a storefront's own host the base is empty: its home is `/`.
-                let home = if self.base.is_empty() {
-                    "/".to_string()
-                } else {
-                    self.base.clone()
-                };
-                self.message(
-                    StatusCode::NOT_FOUND,
-                    heading,
-                    message,
-                    Some((home, back.to_string())),
-                )
-            }
-            None => not_found_page(),
-        }
+        // On a storefront's own host the base is empty: its home is `/`.
+        let home = if self.base.is_empty() {
+            "/".to_string()
+        } else {
+            self.base.clone()
+        };
+        let (heading, text) = (self.word("not-found-heading"), self.word("not-found"));
+        let back = Some((home, self.word("not-found-back")));
+        self.message(StatusCode::NOT_FOUND, &heading, &text, back)
     }
 
     /// 410: the sign-in link is expired or used.
@@ -100,15 +67,14 @@ impl<S: Site> Frame<S> {
         self.page(StatusCode::GONE, &page)
     }
 
-    /// 429, with the seconds to wait in `Retry-After`.
+    /// 429, with the seconds to wait in `Retry-After`, and the page saying the same wait.
     pub fn too_many(&mut self, wait: Duration) -> Response {
-        let mut resp = self.message(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            S::WORDING.too_many,
-            None,
-        );
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        let seconds = wait.as_secs().max(1);
+        let lang = S::lang(self);
+        let heading = self.word("too-many-heading");
+        let text = lang.arg(&format!("{}-too-many", S::WORDS), "seconds", seconds);
+        let mut resp = self.message(StatusCode::TOO_MANY_REQUESTS, &heading, &text, None);
+        if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
@@ -123,37 +89,41 @@ impl<S: Site> Frame<S> {
 
     /// The page of a refused form: nothing was changed.
     pub(super) fn form_refused(&mut self, why: FormRefused) -> Response {
-        let w = &S::WORDING;
-        match why {
-            FormRefused::TooLarge => self.message(
+        let (status, heading, text) = match why {
+            FormRefused::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "That was too much",
-                w.form_too_large,
-                None,
+                self.word("form-too-large-heading"),
+                self.word("form-too-large"),
             ),
-            FormRefused::Broken => self.message(
+            FormRefused::Broken => (
                 StatusCode::BAD_REQUEST,
-                "We could not read that form",
-                w.form_broken,
-                None,
+                self.word("form-unreadable-heading"),
+                self.word("form-broken"),
             ),
-            FormRefused::Unreadable(e) => self.message(
-                StatusCode::BAD_REQUEST,
-                "We could not read that form",
-                &format!("{e}{}", w.form_unreadable_after),
-                None,
-            ),
-            FormRefused::Expired => {
-                let back = w
-                    .form_expired_back
-                    .map(|label| (format!("{}/sign-in", self.base), label.to_string()));
-                self.message(
-                    StatusCode::FORBIDDEN,
-                    "This form has expired",
-                    w.form_expired,
-                    back,
+            FormRefused::Unreadable(e) => {
+                let lang = S::lang(self);
+                let reason = lang.msg(match e {
+                    FormError::InvalidUtf8 => "form-not-utf8",
+                    FormError::Malformed => "form-malformed",
+                });
+                let id = format!("{}-form-unreadable", S::WORDS);
+                (
+                    StatusCode::BAD_REQUEST,
+                    self.word("form-unreadable-heading"),
+                    lang.arg(&id, "reason", reason),
                 )
             }
-        }
+            FormRefused::Expired => {
+                let lang = S::lang(self);
+                let back_id = format!("{}-form-expired-back", S::WORDS);
+                let back = lang
+                    .has(&back_id)
+                    .then(|| (format!("{}/sign-in", self.base), lang.msg(&back_id)));
+                let (heading, text) =
+                    (self.word("form-expired-heading"), self.word("form-expired"));
+                return self.message(StatusCode::FORBIDDEN, &heading, &text, back);
+            }
+        };
+        self.message(status, &heading, &text, None)
     }
 }

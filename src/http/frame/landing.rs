@@ -75,7 +75,7 @@ pub struct SignInForm {
     pub error: Option<String>,
     /// The page to land on after signing in, already checked.
     pub next: Option<String>,
-    pub notice: Option<&'static str>,
+    pub notice: Option<String>,
 }
 
 /// What a typed address is shown back as: no control characters, no longer than an address.
@@ -90,7 +90,9 @@ pub fn sign_in_page<S: Site>(frame: &mut Frame<S>, query: &str) -> Response {
         email: String::new(),
         error: None,
         next: query.get("next").and_then(S::safe_next),
-        notice: query.get("signed_out").map(|_| "You are signed out."),
+        notice: query
+            .get("signed_out")
+            .map(|_| S::lang(frame).msg("signed-out")),
     };
     let page = S::sign_in_page(frame, form);
     frame.page(StatusCode::OK, &page)
@@ -112,7 +114,7 @@ pub async fn request_link<S: Site>(frame: &mut Frame<S>, body: Body) -> Response
         Err(e) => {
             let form = SignInForm {
                 email: printable(raw),
-                error: Some(e.to_string()),
+                error: Some(S::lang(frame).msg(e.message_id())),
                 next,
                 notice: None,
             };

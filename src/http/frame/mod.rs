@@ -26,7 +26,6 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 use warp::reply::Response;
 
-pub use errors::Wording;
 pub use form::{Body, FORM_LIMIT, Form, body};
 pub use landing::{LinkSent, SignInForm};
 pub use pages::{not_found_page, plain_error, render, see_other, with_cookie};
@@ -37,6 +36,7 @@ use super::HttpState;
 use crate::crypto::{DeviceClaim, DeviceScope, DeviceSubject};
 use crate::domain::OpaqueToken;
 use crate::error::AppError;
+use crate::i18n::Lang;
 use crate::usecases::sign_in::RedeemedSession;
 use csrf::Csrf;
 
@@ -58,12 +58,20 @@ pub trait Site: Sized + Send + Sync {
     /// (the portal's, SPEC §11).
     const SIGN_IN_CODE: bool;
     /// The texts of the frame's pages.
-    const WORDING: Wording;
+    /// The prefix of the frame's messages for this site (`portal`: `portal-too-many`, …).
+    const WORDS: &'static str;
 
     /// Who a session cookie signs in.
     type Identity: Send + Sync;
     /// Whom a sign-in link is for, as the switch question names them.
     type LinkOwner: Send + Sync;
+
+    /// The language of this request's pages.
+    fn lang(frame: &Frame<Self>) -> Lang;
+
+    /// Called once the session is known to be `identity`'s (a signed-in customer's language
+    /// wins over the browser's).
+    fn signed_in_as(_frame: &mut Frame<Self>, _identity: &Self::Identity) {}
 
     /// The path the site's cookies are scoped to, given the frame's base.
     fn cookie_path(base: &str) -> String;
@@ -196,6 +204,11 @@ impl<S: Site> Frame<S> {
         self.cookie(S::SESSION_COOKIE, &session.encode(), max_age)
     }
 
+    /// The `Set-Cookie` value of the language switcher's cookie (a year).
+    pub fn language_cookie(&self, tag: &str) -> String {
+        self.cookie(crate::i18n::COOKIE, tag, 365 * 86_400)
+    }
+
     /// The `Set-Cookie` value that removes the session cookie.
     pub fn clear_session_cookie(&self) -> String {
         self.cookie(S::SESSION_COOKIE, "", 0)
@@ -234,7 +247,10 @@ impl<S: Site> Frame<S> {
     /// or an error page.
     pub async fn signed_in(&mut self, next: &str) -> Result<S::Identity, Response> {
         match self.session().await {
-            Ok(Some(identity)) => Ok(identity),
+            Ok(Some(identity)) => {
+                S::signed_in_as(self, &identity);
+                Ok(identity)
+            }
             Ok(None) => Err(self.to_sign_in(next)),
             Err(e) => Err(self.failed(&e)),
         }

@@ -19,6 +19,10 @@ pub struct RequestInfo {
     pub forwarded_for: Option<String>,
     pub cookies: Vec<(String, String)>,
     pub at_root: bool,
+    /// The browser's `Accept-Language` (a signed-out page's language when no cookie says).
+    pub accept_language: Option<String>,
+    /// The request's path (the language switcher comes back to it).
+    pub path: String,
 }
 
 impl RequestInfo {
@@ -77,15 +81,25 @@ pub fn request_info()
                 .or(warp::any().map(|| None))
                 .unify(),
         )
+        .and(
+            warp::header::optional::<String>("accept-language")
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
+        .and(warp::path::full())
         .map(
             |sock: Option<ClientSocket>,
              root: Option<MountedAtRoot>,
              cookie: Option<String>,
-             xff: Option<String>| RequestInfo {
+             xff: Option<String>,
+             accept_language: Option<String>,
+             path: warp::path::FullPath| RequestInfo {
                 peer: sock.map(|s| s.0.ip()),
                 forwarded_for: xff,
                 cookies: parse_cookies(cookie),
                 at_root: root.is_some(),
+                accept_language,
+                path: path.as_str().to_string(),
             },
         )
 }

@@ -103,9 +103,13 @@ pub enum LinkEmail {
 }
 
 impl LinkEmail {
-    fn data(&self, first_name: String, code: bool) -> EmailData {
+    fn data(&self, first_name: String, requested_by: RequestedBy, code: bool) -> EmailData {
         match self {
-            LinkEmail::SignIn => EmailData::SignIn(Greeting { first_name, code }),
+            LinkEmail::SignIn => EmailData::SignIn(Greeting {
+                first_name,
+                code,
+                sent_by_staff: requested_by == RequestedBy::Staff,
+            }),
             LinkEmail::BookingConfirmation(rental) => EmailData::BookingConfirmation(Booking {
                 first_name,
                 rental: rental.clone(),
@@ -153,9 +157,11 @@ impl LinkRequest {
             account_id: Some(account.id),
             recipient: account.email.clone(),
             subject: self.subject.clone(),
-            data: self
-                .email
-                .data(account.first_name(), self.code_binding.is_some()),
+            data: self.email.data(
+                account.first_name(),
+                self.requested_by,
+                self.code_binding.is_some(),
+            ),
             sealed_token: allowed.then(|| self.sealed_token.clone()),
             link_expires_at: Some(self.expires_at),
             facility_ids: self.facility_ids.clone(),

@@ -58,7 +58,7 @@ async fn sign_in(app: &TestApp, browser: &Browser, email: &str) -> Page {
     let before = app.mailbox.to(email).len();
     let page = browser.get("/s/demo/sign-in").await;
     let sent = browser
-        .submit(&page, "form[action$='/sign-in']", &[("email", email)])
+        .submit_followed(&page, "form[action$='/sign-in']", &[("email", email)])
         .await;
     assert_eq!(sent.status, 200, "{}", sent.body);
     let mail = app.mailbox.nth(email, before + 1).await;
@@ -194,10 +194,17 @@ both_backends! {
         // Its emails too, for an account that chose none.
         let browser = app.browser();
         let page = browser.get("/s/demo/sign-in").await;
-        let sent = browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        let sent = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         assert_eq!(sent.h1(), "Consultez vos courriels");
+        // The sign-in code's field and its email text are French too.
+        assert!(sent.text().contains("Vous avez un code?"), "{}", sent.text());
+        assert!(sent.text().contains("Me connecter avec le code"), "{}", sent.text());
         let mail = app.mailbox.wait_for("alex@example.com").await;
         assert!(mail.text_body().contains("Bonjour Alex,"), "{}", mail.text_body());
+        for part in [mail.text_body(), mail.html_body().unwrap()] {
+            assert!(part.contains("Vous lisez ceci sur un autre appareil?"), "{part}");
+            assert!(!part.contains("Reading this on another device"), "{part}");
+        }
     }
 
     async fn a_signed_in_account_language_beats_the_cookie(backend: Backend) {
@@ -221,7 +228,7 @@ both_backends! {
         // Asked from an English page: the email follows the account, not the page.
         let browser = app.browser();
         let page = browser.get("/s/demo/sign-in").await;
-        let sent = browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        let sent = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         assert_eq!(sent.h1(), "Check your email");
         let mail = app.mailbox.wait_for("alex@example.com").await;
         let subject = mail.subject().unwrap_or_default();
@@ -237,7 +244,7 @@ both_backends! {
         assert!(html.contains("lang=\"fr-CA\""), "{html}");
         // An English account's email, asked the same way, is English and says 60 minutes too.
         let page = browser.get("/s/demo/sign-in").await;
-        browser.submit(&page, "form[action$='/sign-in']", &[("email", "sam@example.com")]).await;
+        browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "sam@example.com")]).await;
         let mail = app.mailbox.wait_for("sam@example.com").await;
         assert!(mail.text_body().contains("expires in 60 minutes"), "{}", mail.text_body());
         assert!(mail.html_body().unwrap().contains("lang=\"en\""));
@@ -273,7 +280,7 @@ both_backends! {
         let app = Setup::new(backend).config(|c| c.sign_in.link_ttl_minutes = 1).start().await;
         let browser = app.browser();
         let page = browser.get("/s/demo/sign-in").await;
-        let sent = browser.submit(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
+        let sent = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         assert!(sent.text().contains("expires in 1 minute."), "{}", sent.text());
         let mail = app.mailbox.wait_for("alex@example.com").await;
         assert!(mail.text_body().contains("expires in 1 minute:"), "{}", mail.text_body());

@@ -215,6 +215,75 @@ async fn walk_through_the_portal(window: Window) {
 }
 
 /// The phone window of the French walk (its own screenshots).
+/// Pay waits on the server for Stripe (up to `stripe_timeout_seconds`): the button says at once
+/// that Checkout is opening, cannot be pressed twice, and a polite live region says the same to
+/// screen readers. Stripe never answers here, so the page stays as it was while it is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_says_at_once_that_checkout_is_opening() {
+    let (chromium, chromedriver) = browser_binaries();
+    let app = Setup::new(Backend::Embedded)
+        .with_stripe()
+        .config(|c| c.stripe_timeout_seconds = 2)
+        .start()
+        .await;
+    app.stripe
+        .as_ref()
+        .expect("the fake Stripe")
+        .set_fault(latchkey_testkit::stripe::Fault::Hang);
+    let driver = Chromedriver::start(&chromedriver);
+    let browser = Browser::open(&driver, &chromium, PHONE).await;
+    let b = &browser;
+
+    let page = "sign-in";
+    b.goto(page, &app.url("/s/demo/sign-in")).await;
+    b.wait_for_h1(page, "Customer portal").await;
+    let field = b
+        .find(page, Locator::Css("input[type=email][name=email]"))
+        .await;
+    b.click(page, &field).await;
+    b.type_keys(page, "alex@example.com").await;
+    b.press(page, Key::Enter).await;
+    b.wait_for_h1("check-email", "Check your email").await;
+    let link = sign_in_link(&app.mailbox.wait_for("alex@example.com").await);
+    b.goto("dashboard", &link).await;
+    b.wait_for_h1("dashboard", "Hi, Alex").await;
+
+    let page = "billing";
+    b.goto(page, &app.url("/s/demo/billing")).await;
+    b.wait_for_h1(page, "Billing").await;
+    // The click and the reading in one script: the submit handler runs during the click, before
+    // the browser leaves for the server's answer.
+    let state = b
+        .js(
+            page,
+            "const button = document.querySelector(\"form[action$='/pay'] button\");
+             const before = [button.disabled, button.textContent];
+             button.click();
+             return [before, button.disabled, button.getAttribute('aria-busy'), button.textContent,
+                     document.getElementById('live-status').textContent];",
+        )
+        .await;
+    let before = &state[0];
+    if before[0] != json!(false) || !before[1].as_str().unwrap_or("").starts_with("Pay ") {
+        b.fail(
+            page,
+            format!("expected an enabled Pay button first, got {before}"),
+        );
+    }
+    let busy = json!([
+        true,
+        "true",
+        "Opening Stripe's secure checkout…",
+        "Opening Stripe's secure checkout…"
+    ]);
+    if state.as_array().map(|a| Value::Array(a[1..].to_vec())) != Some(busy.clone()) {
+        b.fail(
+            page,
+            format!("expected the pressed Pay button disabled and saying so, and the live region too ({busy}); got {state}"),
+        );
+    }
+}
+
 const PHONE_FR: Window = Window {
     name: "phone-fr-CA",
     ..PHONE

@@ -53,6 +53,10 @@ invoice-amount = Amount
 invoice-status = Status
 invoice-action = Action
 billing-pay = Pay { $amount }
+# Said on the button (and to screen readers) the moment Pay or Add a payment method is pressed,
+# while the server waits for Stripe.
+billing-opening-checkout = Opening Stripe's secure checkout…
+billing-removing = Removing…
 billing-on-its-way = Payment on its way
 billing-view-receipt = View receipt
 billing-method = Payment method

@@ -196,9 +196,12 @@ both_backends! {
         let page = browser.get("/s/demo/sign-in").await;
         let sent = browser.submit_followed(&page, "form[action$='/sign-in']", &[("email", "alex@example.com")]).await;
         assert_eq!(sent.h1(), "Consultez vos courriels");
-        // The sign-in code's field and its email text are French too.
+        // The sign-in code's field and its email text are French too, and so are its errors.
         assert!(sent.text().contains("Vous avez un code?"), "{}", sent.text());
         assert!(sent.text().contains("Me connecter avec le code"), "{}", sent.text());
+        let short = browser.submit(&sent, "form[action$='/sign-in/code']", &[("code", "12")]).await;
+        assert!(short.text().contains("Le code compte 6 chiffres"), "{}", short.text());
+        assert!(!short.text().contains("The code has 6 digits"), "{}", short.text());
         let mail = app.mailbox.wait_for("alex@example.com").await;
         assert!(mail.text_body().contains("Bonjour Alex,"), "{}", mail.text_body());
         for part in [mail.text_body(), mail.html_body().unwrap()] {

@@ -13,6 +13,10 @@ portal-form-too-large-heading = That was too much
 portal-form-too-large = The form you sent is far larger than any of ours. Nothing was changed.
 portal-form-unreadable-heading = We could not read that form
 portal-form-broken = The form did not arrive whole. Nothing was changed. Please try again.
+# The sign-in code on Check your email (SPEC §11): a code of the wrong shape, and one that did not
+# sign in (the same words whatever the reason).
+portal-code-malformed = The code has 6 digits: type it as the email shows it.
+portal-code-wrong = That code did not sign you in. It may be mistyped, used or expired, or from a link asked for in another browser; after 5 wrong codes the link stops working. Check the code, or ask for a new link.
 portal-form-unreadable = { $reason } Nothing was changed.
 portal-form-expired-heading = This form has expired
 portal-form-expired = The form was not sent from this page or has expired. Nothing was changed. Go back, reload the page and try again.
@@ -34,6 +38,8 @@ console-form-too-large-heading = That was too much
 console-form-too-large = The form is far larger than any of ours. Nothing was changed.
 console-form-unreadable-heading = We could not read that form
 console-form-broken = Nothing was changed.
+console-code-malformed = The code has 6 digits.
+console-code-wrong = That code did not sign you in.
 console-form-unreadable = { $reason }
 console-form-expired-heading = This form has expired
 console-form-expired = The form was not sent from this page or has expired. Nothing was changed. Reload the page and try again.

@@ -190,7 +190,7 @@ struct CheckEmailPage {
     page: PageCommon,
     email: String,
     minutes: u32,
-    code_error: Option<&'static str>,
+    code_error: Option<String>,
 }
 
 #[derive(Template)]

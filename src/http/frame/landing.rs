@@ -36,7 +36,7 @@ pub struct LinkSent {
     /// The address the link was asked for.
     pub email: String,
     /// Why the code typed did not sign in.
-    pub code_error: Option<&'static str>,
+    pub code_error: Option<String>,
 }
 
 /// The request a "Check your email" page is about, read from its cookie: the address, and
@@ -188,23 +188,21 @@ pub async fn redeem_code<S: Site>(frame: &mut Frame<S>, body: Body) -> Response 
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '-')
         .collect();
-    let retry = |frame: &mut Frame<S>, error: &'static str| {
+    // `word`: `code-malformed` or `code-wrong`, in the page's language.
+    let retry = |frame: &mut Frame<S>, word: &str| {
         let sent = LinkSent {
             email: shown.clone(),
-            code_error: Some(error),
+            code_error: Some(frame.word(word)),
         };
         let page = S::link_sent_page(frame, sent);
         frame.page(StatusCode::BAD_REQUEST, &page)
     };
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return retry(
-            frame,
-            "The code has 6 digits: type it as the email shows it.",
-        );
+        return retry(frame, "code-malformed");
     }
     // Without the cookie of a request made here, nothing is tried (nor counted).
     let Some(pending) = pending else {
-        return retry(frame, WRONG_CODE);
+        return retry(frame, CODE_WRONG);
     };
     let binding = pending.binding.as_bytes().to_vec();
     match S::redeem_code(frame, &pending.email, Some(&binding), &code).await {
@@ -212,13 +210,13 @@ pub async fn redeem_code<S: Site>(frame: &mut Frame<S>, body: Body) -> Response 
             let cleared = frame.cookie(S::LINK_COOKIE, "", 0);
             with_cookie(signed_in(frame, session).await, &cleared)
         }
-        Ok(None) => retry(frame, WRONG_CODE),
+        Ok(None) => retry(frame, CODE_WRONG),
         Err(e) => frame.failed(&e),
     }
 }
 
-/// Why a code of the right shape did not sign in (the same for every reason).
-const WRONG_CODE: &str = "That code did not sign you in. It may be mistyped, used or expired, or from a link asked for in another browser; after 5 wrong codes the link stops working. Check the code, or ask for a new link.";
+/// Why a code of the right shape did not sign in (the same words for every reason).
+const CODE_WRONG: &str = "code-wrong";
 
 /// A link or code was used: ends the session this browser had, sets the session and device
 /// cookies and goes where the link says.

@@ -478,18 +478,10 @@ impl MailWork {
             (DeliveryKind::StaffSignIn | DeliveryKind::WebhookDisabled, _) => {
                 catalog.default_lang().clone()
             }
-            (_, Some(account_id)) => {
-                let account = svc
-                    .store
-                    .account(claimed.storefront_id, account_id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let chosen = account.and_then(|a| a.language);
-                catalog
-                    .for_account(chosen.as_deref(), &sender.language)
-                    .clone()
-            }
-            (_, None) => catalog.for_account(None, &sender.language).clone(),
+            // The account's choice comes with the claimed row.
+            _ => catalog
+                .for_account(claimed.account_language.as_deref(), &sender.language)
+                .clone(),
         };
         let today = svc.now().date_naive();
         let content = EmailContent::new(data, link, to.as_str(), &lang, today)?;

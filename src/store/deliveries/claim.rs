@@ -34,6 +34,9 @@ pub struct ClaimedDelivery {
     /// nothing else publishes it before its relay time. The holder sends and records the
     /// outcome well before then, or claims the row for real first ([`ClaimRules::hold_until`]).
     pub held_until: Option<DateTime<Utc>>,
+    /// The language its account chose (`None`: none chosen, or no account), read with the row
+    /// so that the Mailer needs no query of its own per email.
+    pub account_language: Option<String>,
 }
 
 /// How a claim treats a row another worker may still hold.
@@ -294,7 +297,8 @@ impl Store {
         // The claim's columns, then what tells a fresh row (`fresh`).
         const COLUMNS: &str =
             "d.id, d.storefront_id, d.account_id, d.kind, d.recipient, d.subject, d.attempts,
-             d.payload, d.sealed_token, d.link_expires_at, d.created_at, d.relay_at";
+             d.payload, d.sealed_token, d.link_expires_at, d.created_at, d.relay_at,
+             (SELECT a.language FROM accounts a WHERE a.id = d.account_id)";
         const FRESHNESS: &str = "d.status, d.updated_at";
         let due = rules.now + Duration::seconds(1);
         let mut claimed: HashMap<i64, ClaimedDelivery> = HashMap::new();
@@ -323,7 +327,9 @@ impl Store {
                 Dialect::Sqlite => {
                     let sql = format!(
                         "SELECT {} FROM deliveries WHERE id = $1",
-                        format!("{COLUMNS}, {FRESHNESS}").replace("d.", "")
+                        format!("{COLUMNS}, {FRESHNESS}")
+                            .replace("d.account_id", "deliveries.account_id")
+                            .replace("d.", "")
                     );
                     let mut rows = Vec::new();
                     for id in &first {
@@ -335,9 +341,9 @@ impl Store {
             let fresh: Vec<Row> = rows
                 .into_iter()
                 .filter(|r| {
-                    r.string(12) == DeliveryStatus::Queued.as_str()
+                    r.string(13) == DeliveryStatus::Queued.as_str()
                         && r.i64(6) == 0
-                        && r.ts(13) == r.ts(10)
+                        && r.ts(14) == r.ts(10)
                         && r.opt_ts(11).is_some_and(|relay_at| relay_at >= hold_until)
                 })
                 .collect();
@@ -387,7 +393,9 @@ impl Store {
                         "UPDATE deliveries SET status = 'sending', updated_at = $2, next_attempt_at = $3
                          WHERE id = $1 AND {claimable}
                          RETURNING {}",
-                        COLUMNS.replace("d.", "")
+                        COLUMNS
+                            .replace("d.account_id", "deliveries.account_id")
+                            .replace("d.", "")
                     );
                     let mut tx = self.batches().begin().await?;
                     let mut rows = Vec::new();
@@ -668,6 +676,7 @@ fn take_rows(claimed: &mut HashMap<i64, ClaimedDelivery>, rows: &[Row], held: bo
                 link_expires_at: r.opt_ts(9),
                 created_at: r.ts(10),
                 held_until: if held { r.opt_ts(11) } else { None },
+                account_language: r.opt_string(12),
             },
         );
     }

@@ -714,6 +714,22 @@ async fn a_database_outage_shows_try_again_and_loses_nothing() {
         .await;
     assert_eq!(during.status, 503);
     assert!(during.text().contains("Please try again in a minute"));
+    // A storefront not looked up yet cannot be: the page says so in the visitor's language.
+    let french = Browser::with_accept_language(&app.url(""), "fr-CA");
+    let unknown = french.get("/s/elsewhere/sign-in").await;
+    assert_eq!(unknown.status, 503);
+    assert!(
+        unknown.body.contains("<html lang=\"fr-CA\">"),
+        "{}",
+        unknown.body
+    );
+    assert!(
+        unknown
+            .text()
+            .contains("Veuillez réessayer dans une minute"),
+        "{}",
+        unknown.text()
+    );
     assert_eq!(browser.get_url(&app.ops_url("/readyz")).await.status, 503);
     proxy.set_down(false);
     let deadline = std::time::Instant::now() + WAIT;

@@ -5,12 +5,11 @@
 
 use std::sync::Arc;
 
-use http::StatusCode;
 use warp::Filter;
 use warp::reply::Response;
 
 use super::frame::{
-    FORM_LIMIT, Frame, RequestInfo, body, landing, not_found_page, plain_error, raw_query,
+    FORM_LIMIT, Frame, RequestInfo, body, landing, not_found_page, plain_unavailable, raw_query,
 };
 use super::portal::{PortalRoute, PortalSite, home, switch_language};
 use super::{HttpState, account, billing, rentals};
@@ -162,10 +161,12 @@ pub async fn dispatch(
         Ok(None) => return not_found_page(),
         Err(e) => {
             tracing::warn!(error = %e, "storefront lookup failed");
-            return plain_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Please try again in a minute.",
+            let lang = state.svc.languages.for_visitor(
+                info.cookie(crate::i18n::COOKIE),
+                info.accept_language.as_deref(),
+                crate::i18n::DEFAULT,
             );
+            return plain_unavailable(&lang);
         }
     };
     let base = if info.at_root {

@@ -28,7 +28,7 @@ use warp::reply::Response;
 
 pub use form::{Body, FORM_LIMIT, Form, body};
 pub use landing::{LinkSent, SignInForm};
-pub use pages::{not_found_page, plain_error, render, see_other, with_cookie};
+pub use pages::{not_found_page, plain_error, plain_unavailable, render, see_other, with_cookie};
 pub use ratelimit::IpLimiter;
 pub use request::{ClientSocket, MountedAtRoot, RequestInfo, raw_query, request_info};
 

@@ -42,6 +42,27 @@ pub fn with_cookie(mut resp: Response, cookie: &str) -> Response {
     resp
 }
 
+/// The portal's "try again in a minute" page, outside any layout and in the visitor's language,
+/// for when not even the storefront could be looked up (its language is then unknown too).
+pub fn plain_unavailable(lang: &crate::i18n::Lang) -> Response {
+    let escape = |s: String| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let heading = escape(lang.msg("portal-unavailable-heading"));
+    let message = escape(lang.msg("portal-unavailable"));
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{heading}</title><link rel=\"stylesheet\" href=\"/static/app.css?v={}\"></head><body><main class=\"wrap\"><section class=\"card narrow\"><h1>{heading}</h1><p>{message}</p></section></main></body></html>",
+            lang.tag(),
+            ASSET_VERSION.as_str(),
+        ),
+    )
+}
+
 /// A page with the status's name and a message, outside any site's layout.
 pub fn plain_error(status: StatusCode, message: &str) -> Response {
     html(

@@ -176,7 +176,7 @@ both_backends! {
             .wait_for_stalled(1, WAIT)
             .await
             .expect("the worker reaches DATA");
-        assert_eq!(app.store().delivery(id).await.unwrap().unwrap().status.as_str(), "sending");
+        assert_eq!(app.delivery_status(id).await, "sending");
 
         // Past the relay time of a queued row (60 s), inside the lease (300 s).
         app.clock.advance(Span::minutes(2));
@@ -282,13 +282,13 @@ both_backends! {
         let browser = app.browser();
         let first = app.request_link(&browser, "alex@example.com").await;
         app.smtp().wait_for_stalled(1, WAIT).await.expect("the first email reaches DATA");
-        assert_eq!(app.store().delivery(first).await.unwrap().unwrap().status.as_str(), "queued");
+        assert_eq!(app.delivery_status(first).await, "queued");
         let second = app.request_link(&browser, "alex@example.com").await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         app.clock.advance(Span::seconds(40));
         app.smtp().wait_for_stalled(2, WAIT).await.expect("the second email reaches DATA");
-        assert_eq!(app.store().delivery(second).await.unwrap().unwrap().status.as_str(), "sending");
-        assert_eq!(app.store().delivery(first).await.unwrap().unwrap().status.as_str(), "queued");
+        assert_eq!(app.delivery_status(second).await, "sending");
+        assert_eq!(app.delivery_status(first).await, "queued");
         // The first row's relay time (60 s) has not come, the second is leased: nothing to relay.
         assert_eq!(app.app().relay_once().await.unwrap().published, 0);
 
@@ -437,16 +437,7 @@ async fn the_relay_sends_what_an_embedded_node_left_queued_when_it_stopped() {
         .start()
         .await;
     let id = app.request_link(&app.browser(), "alex@example.com").await;
-    assert_eq!(
-        app.store()
-            .delivery(id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-            .as_str(),
-        "queued"
-    );
+    assert_eq!(app.delivery_status(id).await, "queued");
     let config = app.config.clone();
     app.app.take().unwrap().stop();
 
@@ -489,16 +480,7 @@ async fn the_relay_sends_what_the_broker_never_got() {
     // The customer still gets the page: the row is written; the publish fails.
     let id = app.request_link(&browser, "alex@example.com").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        app.store()
-            .delivery(id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-            .as_str(),
-        "queued"
-    );
+    assert_eq!(app.delivery_status(id).await, "queued");
     assert!(app.mailbox.to("alex@example.com").is_empty());
 
     proxy.set_down(false);
@@ -615,13 +597,7 @@ async fn worker_killed_mid_send(held: bool) {
         .await
         .expect("the worker reaches DATA");
     assert_eq!(
-        app.store()
-            .delivery(id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-            .as_str(),
+        app.delivery_status(id).await,
         if held { "queued" } else { "sending" }
     );
 

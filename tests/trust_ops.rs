@@ -562,16 +562,7 @@ async fn outcome_write_meets_a_database_outage(held: bool) {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(
-            app.store()
-                .delivery(id)
-                .await
-                .unwrap()
-                .unwrap()
-                .status
-                .as_str(),
-            "queued"
-        );
+        assert_eq!(app.delivery_status(id).await, "queued");
     } else {
         app.wait_for_status(id, "sending").await;
     }

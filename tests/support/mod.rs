@@ -477,6 +477,18 @@ impl TestApp {
     }
 
     /// Waits until a delivery reaches `status`.
+    /// The delivery's status now (it must exist).
+    pub async fn delivery_status(&self, delivery_id: i64) -> String {
+        self.store()
+            .delivery(delivery_id)
+            .await
+            .expect("the delivery query")
+            .expect("the delivery")
+            .status
+            .as_str()
+            .to_string()
+    }
+
     pub async fn wait_for_status(
         &self,
         delivery_id: i64,

@@ -77,6 +77,27 @@ fn html_lang(page: &Page) -> String {
         .unwrap_or_default()
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_page_follows_the_visitors_language() {
+    let app = TestApp::start(Backend::Embedded).await;
+    let french = Browser::with_accept_language(&app.url(""), "fr-CA,fr;q=0.9");
+    let page = french.get("/").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(html_lang(&page), "fr-CA");
+    assert!(
+        page.text().contains("Le portail client de chaque vitrine"),
+        "{}",
+        page.text()
+    );
+    let english = app.browser().get("/").await;
+    assert_eq!(html_lang(&english), "en");
+    assert!(
+        english.text().contains("Each storefront's customer portal"),
+        "{}",
+        english.text()
+    );
+}
+
 both_backends! {
     async fn the_portal_reads_in_english_then_in_french_once_the_account_chooses_it(backend: Backend) {
         let app = Setup::new(backend).with_stripe().start().await;

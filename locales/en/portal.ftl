@@ -145,6 +145,8 @@ sign-in-title = Customer portal
 sign-in-intro = Enter the email address you used when you rented with us. We will email you a link that signs you in: no password needed.
 sign-in-send = Send sign-in link
 signed-out = You are signed out.
+# The server's root page, outside any storefront (markup allowed: the text is ours).
+index-intro = Each storefront's customer portal lives at <code>/s/&lt;storefront&gt;/</code>. Use the Customer portal link on your rental company's website.
 check-email-title = Check your email
 check-email-sent = If <strong>{ $email }</strong> belongs to an account, we have sent it a sign-in link. The link works once and expires in { $minutes ->
     [one] { $minutes } minute

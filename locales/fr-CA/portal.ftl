@@ -146,6 +146,7 @@ sign-in-title = Portail client
 sign-in-intro = Entrez l’adresse courriel utilisée lors de votre location. Nous vous enverrons par courriel un lien qui vous connecte : aucun mot de passe requis.
 sign-in-send = Recevoir un lien de connexion
 signed-out = Vous êtes déconnecté.
+index-intro = Le portail client de chaque vitrine se trouve à <code>/s/&lt;vitrine&gt;/</code>. Utilisez le lien « Portail client » du site Web de votre entreprise de location.
 check-email-title = Consultez vos courriels
 check-email-sent = Si <strong>{ $email }</strong> correspond à un compte, nous lui avons envoyé un lien de connexion. Le lien fonctionne une seule fois et expire dans { $minutes ->
     [one] { $minutes } minute

@@ -62,7 +62,11 @@ pub fn routes(state: Arc<HttpState>) -> BoxedFilter<(Response,)> {
         .and(warp::path::end())
         .and(warp::get())
         .map(|name: String| ops::asset(&name));
-    let index = warp::path::end().and(warp::get()).map(ops::index);
+    let index = warp::path::end()
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(frame::request_info())
+        .map(|state: Arc<HttpState>, info: frame::RequestInfo| ops::index(&state.svc, &info));
     let signature_checks = webhooks::SignatureChecks::default();
     let stripe_webhook = warp::path!("webhooks" / "stripe")
         .and(warp::post())

@@ -117,13 +117,21 @@ pub fn asset(name: &str) -> Response {
 #[template(path = "index.html")]
 struct IndexPage {
     asset_version: &'static str,
+    /// No storefront here: the visitor's language cookie, else `Accept-Language`.
+    t: crate::i18n::Lang,
 }
 
-pub fn index() -> Response {
+pub fn index(svc: &Services, info: &super::frame::RequestInfo) -> Response {
+    let t = svc.languages.for_visitor(
+        info.cookie(crate::i18n::COOKIE),
+        info.accept_language.as_deref(),
+        crate::i18n::DEFAULT,
+    );
     render(
         StatusCode::OK,
         &IndexPage {
             asset_version: super::ASSET_VERSION.as_str(),
+            t,
         },
     )
     .unwrap_or_else(|_| plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong."))

@@ -666,7 +666,13 @@ async fn wait_for_console_try(browser: &Browser, path: &str, http_status: &str) 
         let page = browser.get(path).await;
         assert_eq!(page.status, 200);
         let statuses = page.select_text("td[data-label='HTTP status']");
-        if statuses.first().map(String::as_str) == Some(http_status) {
+        // The page reads the deliveries and their tries in two statements: a try may show
+        // while its delivery still reads `sending` (the next statement saw the outcome commit).
+        let settled = page
+            .select_text("td[data-label=Status]")
+            .first()
+            .is_some_and(|s| s != "sending");
+        if statuses.first().map(String::as_str) == Some(http_status) && settled {
             return page;
         }
         assert!(

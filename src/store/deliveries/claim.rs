@@ -563,7 +563,9 @@ impl Store {
     /// `again_at` and returned, to publish again; a row a live worker holds (`sending`, its
     /// lease in `next_attempt_at` not yet over) is left to that worker and looked at again
     /// when its lease ends. Each waiting row so keeps a relay time ahead of the relay's place.
-    /// One node at a time moves the relay (the progress row is locked; a node that finds it
+    /// Every row it touches gets `updated_at = now`: a row published again is no longer fresh,
+    /// so whichever copy of its message comes first claims it with a lease
+    /// ([`ClaimRules::hold_until`]). One node at a time moves the relay (the progress row is locked; a node that finds it
     /// locked looks at nothing).
     pub async fn take_relay_batch(
         &self,

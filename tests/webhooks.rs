@@ -288,6 +288,24 @@ both_backends! {
         assert_eq!(d["event_id"], event["id"]);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(receiver.received().len(), 1, "no second post before the retry is due");
+        // A try that commits between the read of the deliveries and that of their tries is
+        // not shown beside the status read before it (here: a try row its delivery does not
+        // count yet).
+        let delivery_id = d["id"].as_i64().expect("the delivery's id");
+        app.rows(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, http_status, error, response_excerpt, worker)
+             VALUES ($1, 2, $2, 1, 200, NULL, 'ok', 'elsewhere') RETURNING delivery_id",
+            &[delivery_id.into(), latchkey::store::Value::Ts(app.clock_now())],
+        )
+        .await;
+        let (_, listed) = api(&app, &key, "GET", &format!("/webhooks/{id}/deliveries"), None).await;
+        let shown = listed["data"].as_array().and_then(|d| d.first()).cloned().unwrap_or_default();
+        assert_eq!(shown["tries"].as_array().map(Vec::len), Some(1), "{listed}");
+        app.rows(
+            "DELETE FROM webhook_attempts WHERE delivery_id = $1 AND attempt = 2 RETURNING delivery_id",
+            &[delivery_id.into()],
+        )
+        .await;
 
         // A minute later (the product's clock) the relay hands it to a worker again.
         app.clock.advance(Span::minutes(2));

@@ -748,8 +748,14 @@ impl Store {
                 &params![endpoint_id, storefront_id, oldest],
             )
             .await?;
+        // The deliveries and their tries are two statements: a try that committed between them
+        // (its delivery's count read before it) is left for the next read, so that each
+        // delivery's status and its tries tell the same moment.
         for t in &tries {
-            if let Some(d) = out.iter_mut().find(|d| d.id == t.i64(0)) {
+            if let Some(d) = out
+                .iter_mut()
+                .find(|d| d.id == t.i64(0) && t.i64(1) <= d.attempts)
+            {
                 d.tries.push(WebhookAttempt {
                     attempt: t.i64(1),
                     started_at: t.ts(2),

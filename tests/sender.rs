@@ -552,6 +552,10 @@ both_backends! {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["dkim"]["dns_record"]["name"], "api2027._domainkey.harborview.example");
         assert_eq!(body["dkim"]["status"], "active");
+        // The next email is signed under the new selector (the worker keeps no stale signer).
+        let raw = signed_in_email(&app).await;
+        let v = verify_dkim(&raw, public.trim()).unwrap();
+        assert_eq!(v.tag("s"), "api2027");
         // A sender address the DKIM domain does not fit is refused.
         let (status, body) = demo.patch(json!({"from_email": "portal@elsewhere.example"})).await;
         assert_eq!((status, body["fields"]["from_email"].is_string()), (422, true), "{body}");

@@ -3,6 +3,7 @@
 //! retries. Its relay (on a timer, and as a single step for tests) republishes rows the broker
 //! never got or whose worker died.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +22,16 @@ use crate::domain::EmailAddress;
 use crate::error::AppError;
 use crate::links::{self, ConsoleLink, PortalLink};
 use crate::mail::bounce::verp_address;
-use crate::mail::{EmailContent, MagicLink, Transport, build_message, dkim_signer, render};
+use crate::mail::{
+    DkimProblem, DkimSigner, EmailContent, MagicLink, Transport, build_message, dkim_signer, render,
+};
 use crate::metrics::StatusLabel;
 use crate::queue::{MailMessage, MailQueue};
 use crate::services::Services;
-use crate::store::{AttemptRecord, ClaimRules, ClaimedDelivery, DeliveryKind, Finish, FinishItem};
+use crate::store::{
+    AttemptRecord, ClaimRules, ClaimedDelivery, DeliveryKind, DkimSettings, Finish, FinishItem,
+    Storefront,
+};
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
 
@@ -76,6 +82,8 @@ pub struct MailWork {
     /// Claims and outcomes are written in batches (group commit, see [`super::batch`]).
     claims: Batcher<(i64, bool), Option<ClaimedDelivery>>,
     outcomes: Batcher<FinishItem, bool>,
+    /// Storefronts' DKIM signers, opened once per key (see [`MailWork::dkim_for`]).
+    dkim: std::sync::Mutex<HashMap<i64, (DkimSettings, DkimSigner)>>,
 }
 
 impl Mailer {
@@ -122,6 +130,7 @@ impl Mailer {
                 limits,
                 claims,
                 outcomes,
+                dkim: Default::default(),
             }),
             run_relay,
         }
@@ -423,6 +432,27 @@ impl MailWork {
         }
     }
 
+    /// The storefront's DKIM signer. Opening the sealed key and loading an RSA key is far more
+    /// work than signing one email, so a signer is kept per storefront for as long as its DKIM
+    /// settings (domain, selector, sealed key) stay the same; a key that does not open is not
+    /// kept, and is tried again with the next email.
+    fn dkim_for(&self, sender: &Storefront) -> Result<Option<DkimSigner>, DkimProblem> {
+        let Some(settings) = &sender.dkim else {
+            return Ok(None);
+        };
+        let cache = || self.dkim.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((kept, signer)) = cache().get(&sender.id)
+            && kept == settings
+        {
+            return Ok(Some(signer.clone()));
+        }
+        let signer = dkim_signer(&self.svc.keys, sender)?;
+        if let Some(signer) = &signer {
+            cache().insert(sender.id, (settings.clone(), signer.clone()));
+        }
+        Ok(signer)
+    }
+
     /// Renders and builds the message; an `Err` is a permanent failure reason.
     async fn prepare(&self, claimed: &ClaimedDelivery) -> Result<Prepared, String> {
         let svc = &self.svc;
@@ -499,7 +529,7 @@ impl MailWork {
             .map(|domain| verp_address(&svc.keys, claimed.id, domain));
         // A DKIM key that cannot be opened fails the email (with the reason) rather than
         // sending it unsigned: the operator published a record and expects signatures.
-        let dkim = dkim_signer(&svc.keys, &sender).map_err(|e| e.to_string())?;
+        let dkim = self.dkim_for(&sender).map_err(|e| e.to_string())?;
         let message = build_message(
             &sender,
             dkim.as_ref(),

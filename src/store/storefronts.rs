@@ -31,7 +31,7 @@ pub struct Storefront {
 
 /// A storefront's DKIM signing: domain (`d=`), selector (`s=`) and the private key as stored,
 /// sealed with the secret key ([`crate::crypto::Keys::seal_dkim_key`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DkimSettings {
     pub domain: String,
     pub selector: String,
@@ -41,7 +41,7 @@ pub struct DkimSettings {
 /// A sealed DKIM private key, with its algorithm and public key (the DNS record's `k=` and
 /// `p=`; public by nature). Those two are `None` only for a key stored in plaintext by an
 /// earlier version that did not load when it was sealed.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SealedDkimKey {
     pub sealed: Vec<u8>,
     pub algorithm: Option<DkimAlgorithm>,

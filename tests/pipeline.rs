@@ -193,16 +193,7 @@ both_backends! {
         // relay time), so the claim reads the row and writes nothing. Whatever else may already
         // have a copy of the message is claimed with a lease, as before.
         use latchkey::store::{AttemptRecord, ClaimRules, Finish, FinishItem};
-        let app = Setup::new(backend)
-            .without_workers()
-            .config(|c| c.sign_in.per_account_max = 100)
-            .start()
-            .await;
-        let browser = app.browser();
-        let mut ids = Vec::new();
-        for _ in 0..4 {
-            ids.push(app.request_link(&browser, "alex@example.com").await);
-        }
+        let (app, ids) = links_left_queued(backend, 4).await;
         let store = app.store();
         let now = app.clock_now();
         let rules = |now: chrono::DateTime<chrono::Utc>, margin: Span| ClaimRules {
@@ -306,16 +297,7 @@ both_backends! {
         // relay walks the rows whose time has come from where it last looked, passing over the
         // sent and failed ones, in steps, and gives the waiting ones a new time.
         use latchkey::store::{AttemptRecord, ClaimRules, Finish, FinishItem};
-        let app = Setup::new(backend)
-            .without_workers()
-            .config(|c| c.sign_in.per_account_max = 100)
-            .start()
-            .await;
-        let browser = app.browser();
-        let mut ids = Vec::new();
-        for _ in 0..7 {
-            ids.push(app.request_link(&browser, "alex@example.com").await);
-        }
+        let (app, ids) = links_left_queued(backend, 7).await;
         // A worker sends four and fails one; two stay queued (their publish was lost).
         let now = app.clock_now();
         let rules = ClaimRules { now, lease_until: now + Span::minutes(5), hold_until: None };
@@ -565,6 +547,22 @@ async fn wait_for_queue_ready(app: &TestApp, browser: &Browser, what_failed: &st
         assert!(std::time::Instant::now() < deadline, "{what_failed}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// An application without mail workers, and `n` sign-in links Alex asked for: their rows stay
+/// `queued` for the test to claim, finish and relay by hand.
+async fn links_left_queued(backend: Backend, n: usize) -> (TestApp, Vec<i64>) {
+    let app = Setup::new(backend)
+        .without_workers()
+        .config(|c| c.sign_in.per_account_max = 100)
+        .start()
+        .await;
+    let browser = app.browser();
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(app.request_link(&browser, "alex@example.com").await);
+    }
+    (app, ids)
 }
 
 fn spawn_worker(app: &TestApp) -> Child {

@@ -1,5 +1,6 @@
 //! Builds and runs the application: storage, queue, transport, actors, workers and the web
-//! front, inside one actix system on a multi-threaded tokio runtime.
+//! front, inside one actix system on a tokio runtime: by default a single thread for all of
+//! them (`threads = 1`), or a multi-threaded one (`threads = 0` or more than 1).
 //!
 //! [`App::run`] blocks the calling thread (the binary); [`App::start`] runs the same thing on
 //! a thread of its own and returns a handle with the real address (tests bind port 0).
@@ -203,9 +204,11 @@ impl App {
     }
 }
 
-/// The runtime: `threads` worker threads (0: one per CPU core); with 1, everything runs on one
-/// thread, which saves the cross-thread wake-ups of a busy multi-threaded runtime on a small
-/// machine shared with the database and the broker.
+/// The runtime: with `threads` 1 (the default) everything runs on one thread, so handing a
+/// request to an actor and a message to the Mailer wakes no other thread (on a 2-core machine
+/// shared with the database and the broker that took a quarter of the CPU per sign-in link off
+/// the server; BENCHMARKS.md, issue 10 step 9); otherwise that many worker threads (0: one per
+/// CPU core). Blocking work runs on tokio's blocking threads either way.
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     let mut builder = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()

@@ -13,6 +13,36 @@ use latchkey_testkit::SmtpMode;
 use support::*;
 
 both_backends! {
+    // One runtime thread is the default; one per core (`threads = 0`) and a fixed number stay
+    // supported: each serves pages and delivers every email it is asked for.
+    async fn every_email_arrives_on_one_runtime_thread_or_several(backend: Backend) {
+        assert_eq!(latchkey::config::Config::defaults().threads, 1);
+        for threads in [1usize, 0, 3] {
+            let app = Setup::new(backend)
+                .config(move |c| {
+                    c.threads = threads;
+                    c.sign_in.per_account_max = 100;
+                })
+                .start()
+                .await;
+            let browser = app.browser();
+            let mut ids = Vec::new();
+            for _ in 0..6 {
+                ids.push(app.request_link(&browser, "alex@example.com").await);
+            }
+            for id in &ids {
+                app.wait_for_status(*id, "sent").await;
+            }
+            assert_eq!(
+                app.mailbox.wait_for_n("alex@example.com", 6).await.len(),
+                6,
+                "threads = {threads}"
+            );
+            let page = app.sign_in(&browser, "alex@example.com").await;
+            assert_eq!(page.status, 200, "threads = {threads}: {}", page.body);
+        }
+    }
+
     async fn an_smtp_outage_defers_the_email_until_the_server_is_back(backend: Backend) {
         let app = Setup::new(backend)
             .with_smtp()

@@ -1,9 +1,16 @@
-//! SMTP delivery: a pool of lettre connections over sockets with `TCP_NODELAY` set.
+//! SMTP delivery: a pool of lettre connections over sockets with `TCP_NODELAY` set, sending
+//! with command pipelining where the server offers it.
 //!
 //! lettre 0.11.23 never sets `TCP_NODELAY`, so against a Linux server every message waits
 //! ~40 ms for a delayed ACK. We connect the socket ourselves (nodelay on) and hand it to
 //! lettre's `AsyncSmtpConnection::connect_with_transport`; STARTTLS upgrades that same socket,
 //! and implicit TLS (SMTPS) wraps it in tokio-rustls first.
+//!
+//! lettre's `send` also waits for each reply before the next command: MAIL, RCPT, DATA and
+//! the content are four round trips per email. When the server's EHLO reply lists
+//! `PIPELINING` (RFC 2920), [`send_pipelined`] writes MAIL, RCPT and DATA together and reads
+//! their three replies, then sends the content: two round trips. lettre does not keep that
+//! keyword, so the pool asks with an EHLO of its own once per connection.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -15,7 +22,9 @@ use async_trait::async_trait;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -30,8 +39,14 @@ pub struct SmtpPool {
     settings: SmtpSettings,
     hello: ClientId,
     timeout: Duration,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Connection, Instant)>>,
     permits: Semaphore,
+}
+
+/// A pooled connection, and whether its server takes pipelined commands.
+struct Connection {
+    smtp: AsyncSmtpConnection,
+    pipelining: bool,
 }
 
 impl SmtpPool {
@@ -50,18 +65,18 @@ impl SmtpPool {
         }
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    fn take_idle(&self) -> Option<Connection> {
         let mut idle = self.idle.lock().expect("pool lock");
         while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() < MAX_IDLE && !conn.has_broken() {
+            if since.elapsed() < MAX_IDLE && !conn.smtp.has_broken() {
                 return Some(conn);
             }
         }
         None
     }
 
-    fn put_idle(&self, conn: AsyncSmtpConnection) {
-        if !conn.has_broken() {
+    fn put_idle(&self, conn: Connection) {
+        if !conn.smtp.has_broken() {
             self.idle
                 .lock()
                 .expect("pool lock")
@@ -69,7 +84,7 @@ impl SmtpPool {
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendFailure> {
+    async fn connect(&self) -> Result<Connection, SendFailure> {
         let s = &self.settings;
         let io_failure = |e: std::io::Error| {
             SendFailure::temporary(format!("could not connect to {}:{}: {e}", s.host, s.port))
@@ -94,6 +109,12 @@ impl SmtpPool {
                 .await
                 .map_err(|e| failure(&e))?;
         }
+        // lettre read the EHLO reply but keeps only the extensions it uses itself.
+        let ehlo = conn
+            .command(Ehlo::new(self.hello.clone()))
+            .await
+            .map_err(|e| failure(&e))?;
+        let pipelining = offers(&ehlo, "PIPELINING");
         if let (Some(user), Some(password)) = (&s.username, &s.password) {
             conn.auth(
                 &[Mechanism::Plain, Mechanism::Login],
@@ -102,17 +123,90 @@ impl SmtpPool {
             .await
             .map_err(|e| failure(&e))?;
         }
-        Ok(conn)
+        Ok(Connection {
+            smtp: conn,
+            pipelining,
+        })
     }
 
     async fn try_send(
         &self,
-        conn: &mut AsyncSmtpConnection,
+        conn: &mut Connection,
         envelope: &Envelope,
         raw: &[u8],
-    ) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
-        conn.send(envelope, raw).await
+    ) -> Result<Response, lettre::transport::smtp::Error> {
+        match pipelined_parameters(&conn.smtp, envelope, raw) {
+            Some(parameters) if conn.pipelining => {
+                send_pipelined(&mut conn.smtp, envelope, parameters, raw).await
+            }
+            // lettre's one command at a time, and its errors for what the server cannot take.
+            _ => conn.smtp.send(envelope, raw).await,
+        }
     }
+}
+
+/// Whether an EHLO reply lists `keyword` (its lines after the first are the extensions).
+fn offers(ehlo: &Response, keyword: &str) -> bool {
+    ehlo.message().skip(1).any(|line| {
+        line.split_ascii_whitespace()
+            .next()
+            .is_some_and(|k| k.eq_ignore_ascii_case(keyword))
+    })
+}
+
+/// The MAIL parameters lettre's `send` would use, or `None` where it would refuse the
+/// message (non-ASCII addresses or content the server did not say it takes).
+fn pipelined_parameters(
+    smtp: &AsyncSmtpConnection,
+    envelope: &Envelope,
+    raw: &[u8],
+) -> Option<Vec<MailParameter>> {
+    let info = smtp.server_info();
+    let mut parameters = Vec::new();
+    let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
+    let ascii_addresses = envelope.from().is_none_or(ascii) && envelope.to().iter().all(ascii);
+    if !ascii_addresses {
+        info.supports_feature(Extension::SmtpUtfEight)
+            .then_some(())?;
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
+    if !raw.is_ascii() {
+        info.supports_feature(Extension::EightBitMime)
+            .then_some(())?;
+        parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    Some(parameters)
+}
+
+/// MAIL, RCPT and DATA in one write, their replies read in order, then the content.
+///
+/// The first refusal is the answer (a refused MAIL makes the server refuse the RCPT and DATA
+/// behind it too). After any error the connection is closed, as lettre's `send` does, so no
+/// reply still in flight can be read as the next email's.
+async fn send_pipelined(
+    smtp: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    parameters: Vec<MailParameter>,
+    raw: &[u8],
+) -> Result<Response, lettre::transport::smtp::Error> {
+    let mut commands = Mail::new(envelope.from().cloned(), parameters).to_string();
+    for to in envelope.to() {
+        commands.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+    }
+    commands.push_str(&Data.to_string());
+    let result = async {
+        smtp.command(commands).await?; // MAIL's reply
+        for _ in envelope.to() {
+            smtp.read_response().await?;
+        }
+        smtp.read_response().await?; // 354 to DATA
+        smtp.message(raw).await
+    }
+    .await;
+    if result.is_err() {
+        smtp.abort().await;
+    }
+    result
 }
 
 fn failure(e: &lettre::transport::smtp::Error) -> SendFailure {

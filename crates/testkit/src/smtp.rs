@@ -2,7 +2,8 @@
 //! throughput benchmark.
 //!
 //! The sink speaks enough ESMTP for lettre's SMTP client (EHLO/HELO, MAIL, RCPT,
-//! DATA, RSET, NOOP, VRFY, QUIT, with pipelining), stores every accepted
+//! DATA, RSET, NOOP, VRFY, QUIT, with pipelining unless built
+//! [`without_pipelining`](SmtpSinkBuilder::without_pipelining)), stores every accepted
 //! message as a [`ReceivedEmail`], and lets a test wait for messages without
 //! polling. Faults are switched at run time with [`SmtpSink::set_mode`].
 //!
@@ -29,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use mail_parser::{HeaderValue, MessageParser, PartType};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
@@ -114,6 +115,7 @@ pub struct SmtpSinkBuilder {
     addr: SocketAddr,
     store_messages: bool,
     delay: Duration,
+    pipelining: bool,
 }
 
 /// State broadcast to the accept loop and to every connection.
@@ -139,11 +141,17 @@ struct Shared {
     down: AtomicBool,
     shutdown: AtomicBool,
     store_messages: bool,
+    /// Whether EHLO offers `PIPELINING`; without it, commands sent ahead are refused.
+    pipelining: bool,
     delay_nanos: AtomicU64,
     next_id: AtomicU64,
     received_total: AtomicU64,
     stalled: AtomicU64,
     connections: AtomicU64,
+    /// Writes of queued replies, each one the end of a round trip for the client.
+    reply_writes: AtomicU64,
+    /// Commands refused because they came before the reply to the one ahead of them.
+    improper_pipelining: AtomicU64,
     store: Mutex<Store>,
     /// Bumped on every received or stalled message; waiters subscribe to it.
     events: watch::Sender<()>,
@@ -183,6 +191,14 @@ impl SmtpSinkBuilder {
         self
     }
 
+    /// Do not offer `PIPELINING` (RFC 2920), and refuse a command that arrives before the
+    /// reply to the one ahead of it, as Postfix's `reject_unauth_pipelining` does (counted by
+    /// [`SmtpSink::improper_pipelining`]).
+    pub fn without_pipelining(mut self) -> Self {
+        self.pipelining = false;
+        self
+    }
+
     /// Binds the address and starts serving.
     pub async fn start(self) -> io::Result<SmtpSink> {
         let listener = bind_listener(self.addr)?;
@@ -195,11 +211,14 @@ impl SmtpSinkBuilder {
             down: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             store_messages: self.store_messages,
+            pipelining: self.pipelining,
             delay_nanos: AtomicU64::new(duration_nanos(self.delay)),
             next_id: AtomicU64::new(1),
             received_total: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            reply_writes: AtomicU64::new(0),
+            improper_pipelining: AtomicU64::new(0),
             store: Mutex::new(Store::default()),
             events: watch::Sender::new(()),
         });
@@ -218,6 +237,7 @@ impl SmtpSink {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             store_messages: true,
             delay: Duration::ZERO,
+            pipelining: true,
         }
     }
 
@@ -341,6 +361,19 @@ impl SmtpSink {
     /// Connections accepted since start.
     pub fn connections_accepted(&self) -> u64 {
         self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// How many times the sink wrote out its replies since start: each write ends a round trip
+    /// of the client's (the greeting, one per command without pipelining, one per pipelined
+    /// group of commands, one per message content).
+    pub fn reply_writes(&self) -> u64 {
+        self.shared.reply_writes.load(Ordering::Relaxed)
+    }
+
+    /// Commands refused by a sink built [`without_pipelining`](SmtpSinkBuilder::without_pipelining)
+    /// because the client sent them before reading the reply to the one ahead.
+    pub fn improper_pipelining(&self) -> u64 {
+        self.shared.improper_pipelining.load(Ordering::Relaxed)
     }
 
     /// How many messages reached the stall point in [`SmtpMode::StallData`].
@@ -673,22 +706,28 @@ impl Session<'_> {
             // Replies to pipelined commands go out together, but never wait
             // while the client waits for them.
             if !self.out.is_empty() && !reader.buffer().contains(&b'\n') {
-                write.write_all(&self.out).await?;
-                self.out.clear();
+                self.write_out(&mut write).await?;
             }
             line.clear();
             if reader.read_until(b'\n', &mut line).await? == 0 {
                 return Ok(());
             }
+            if !self.shared.pipelining && !(self.out.is_empty() && reader.buffer().is_empty()) {
+                // Sent before the reply to the command ahead of it (or with another behind it).
+                self.shared
+                    .improper_pipelining
+                    .fetch_add(1, Ordering::Relaxed);
+                self.reply(503, "5.5.0 Error: improper use of SMTP command pipelining");
+                continue;
+            }
             match self.command(&line) {
                 Next::Continue => {}
                 Next::Quit => {
-                    write.write_all(&self.out).await?;
+                    self.write_out(&mut write).await?;
                     return write.shutdown().await;
                 }
                 Next::Data => {
-                    write.write_all(&self.out).await?;
-                    self.out.clear();
+                    self.write_out(&mut write).await?;
                     let Some(too_big) = read_data(&mut reader, &mut data).await? else {
                         return Ok(()); // closed in the middle of the content
                     };
@@ -699,6 +738,14 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// Writes the queued replies.
+    async fn write_out<W: AsyncWrite + Unpin>(&mut self, write: &mut W) -> io::Result<()> {
+        write.write_all(&self.out).await?;
+        self.out.clear();
+        self.shared.reply_writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Handles one command line; replies are queued in `self.out`.
@@ -718,7 +765,14 @@ impl Session<'_> {
                 self.greeted = true;
                 self.reply(
                     250,
-                    &format!("{HOSTNAME}\nPIPELINING\nSIZE {MAX_MESSAGE_SIZE}\n8BITMIME\nSMTPUTF8"),
+                    &format!(
+                        "{HOSTNAME}\n{}SIZE {MAX_MESSAGE_SIZE}\n8BITMIME\nSMTPUTF8",
+                        if self.shared.pipelining {
+                            "PIPELINING\n"
+                        } else {
+                            ""
+                        }
+                    ),
                 );
             }
             b"HELO" => {

@@ -712,8 +712,9 @@ impl Session<'_> {
             if reader.read_until(b'\n', &mut line).await? == 0 {
                 return Ok(());
             }
-            if !self.shared.pipelining && !(self.out.is_empty() && reader.buffer().is_empty()) {
-                // Sent before the reply to the command ahead of it (or with another behind it).
+            // Sent before the reply to the command ahead of it, or with another behind it.
+            let sent_ahead = !self.out.is_empty() || !reader.buffer().is_empty();
+            if !self.shared.pipelining && sent_ahead {
                 self.shared
                     .improper_pipelining
                     .fetch_add(1, Ordering::Relaxed);

@@ -33,8 +33,8 @@
 //!    recipients; mostly sent, some sent after a deferral, failed, suppressed, and a few
 //!    deferred in the last two hours), their facility rows (65% Downtown, 40% Marina, some in
 //!    both), one attempt row per try and the spent links of the last 30 days' sign-in emails
-//!    (so the link table's statistics are a running portal's, not an empty table's). Staff (created with `latchkey admin staff`) sign in to
-//!    `/console` by the emailed link; then 1 and 8 clients load: the first page of Downtown's
+//!    (so the link table's statistics are a running portal's, not an empty table's). Staff
+//!    (created with `latchkey admin staff`) sign in to `/console` by the emailed link; then 1 and 8 clients load: the first page of Downtown's
 //!    Emails tab, the page filtered by `status=failed`, filtered by one recipient, a deep page
 //!    (the bench follows the "Older" link `BENCH_DEEP_PAGES` times, then measures that page),
 //!    the page below 90% of the tab's rows (where a client reading every page ends up), and the
@@ -386,8 +386,8 @@ async fn prepare_data(db_url: &str, mail_accounts: usize, deliveries: usize) -> 
 
 /// The delivery history, generated server-side: `n` deliveries over 180 days (ids rise with
 /// time, as in production) to `HISTORY_RECIPIENTS` customer accounts, their facility rows, one
-/// attempt row per try, and the spent links of the last 30 days' sign-in emails. Deterministic (hashes of the row number, not
-/// `random()`), so every run loads the same rows.
+/// attempt row per try, and the spent links of the last 30 days' sign-in emails. Deterministic
+/// (hashes of the row number, not `random()`), so every run loads the same rows.
 fn history_sql(sf: i64, downtown: i64, marina: i64, n: usize) -> String {
     let step = 180.0 * 86400.0 / n as f64;
     format!(
@@ -1576,9 +1576,9 @@ What is measured:
   drain, as a percentage of one core.
 - **The facility Emails tab with a million deliveries.** One `generate_series` load writes the
   history (see below; with it the spent links of the last 30 days' sign-in emails, so the link
-  table is planned for as in a running portal, not as an empty table), then `VACUUM ANALYZE`. Staff users made with `latchkey admin staff` sign
-  in to `/console` by the emailed link (8 browsers, two per staff user); 1 and 8 of them load each
-  page in a loop. The deep page is reached by following the Older link; *cursor 90% down* is the
+  table is planned for as in a running portal, not as an empty table), then `VACUUM ANALYZE`.
+  Staff users made with `latchkey admin staff` sign in to `/console` by the emailed link (8
+  browsers, two per staff user); 1 and 8 of them load each page in a loop. The deep page is reached by following the Older link; *cursor 90% down* is the
   page below 90% of the tab's rows, where a client reading every page ends up (the integration
   API pages the same way); the detail pages are those of the first page's rows.
   `EXPLAIN (ANALYZE, BUFFERS)` runs the page query (a copy of `Store::deliveries_page`'s SQL,

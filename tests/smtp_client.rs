@@ -63,6 +63,7 @@ async fn a_server_that_offers_pipelining_gets_each_email_in_two_round_trips() {
     for (i, email) in received.iter().enumerate() {
         let to = format!("guest{i}@example.com");
         assert_eq!(email.mail_from, "bounces+1@bounces.latchkey.test");
+        assert_eq!(email.mail_parameters, vec!["BODY=8BITMIME"]);
         assert_eq!(email.rcpt_to, vec![to.clone()]);
         // Byte for byte, dot-stuffing undone.
         let sent = message(&to, &format!("Connexion à votre espace n° {i}"));
@@ -91,9 +92,12 @@ async fn a_server_without_pipelining_gets_one_command_at_a_time() {
         let reply = pool.send(&envelope(&to), &raw, i).await.unwrap();
         assert_eq!(reply.code, Some(250), "{}", reply.detail);
     }
-    sink.wait_for_count(emails as usize, Duration::from_secs(5))
+    let received = sink
+        .wait_for_count(emails as usize, Duration::from_secs(5))
         .await
         .unwrap();
+    // ASCII content goes without BODY=8BITMIME.
+    assert!(received.iter().all(|e| e.mail_parameters.is_empty()));
     assert_eq!(sink.improper_pipelining(), 0);
     assert_eq!(sink.connections_accepted(), 1);
     // MAIL, RCPT, DATA and the content, each waited for.

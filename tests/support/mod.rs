@@ -137,6 +137,7 @@ impl Mailbox {
                     .map(|data| {
                         let mut email = ReceivedEmail {
                             mail_from: String::new(),
+                            mail_parameters: Vec::new(),
                             rcpt_to: Vec::new(),
                             data,
                             received_at: Instant::now(),

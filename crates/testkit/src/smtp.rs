@@ -80,6 +80,8 @@ pub enum SmtpMode {
 pub struct ReceivedEmail {
     /// Envelope sender (`MAIL FROM`), without angle brackets; empty for `<>`.
     pub mail_from: String,
+    /// The `MAIL FROM` parameters as sent, e.g. `BODY=8BITMIME`, in order.
+    pub mail_parameters: Vec<String>,
     /// Envelope recipients (`RCPT TO`), without angle brackets, in order.
     pub rcpt_to: Vec<String>,
     /// The raw message as received, dot-stuffing undone.
@@ -532,7 +534,13 @@ impl Shared {
     }
 
     /// Stores (or just counts) an accepted message; returns its queue id.
-    fn deliver(&self, mail_from: &str, rcpt_to: &[String], data: &mut Vec<u8>) -> u64 {
+    fn deliver(
+        &self,
+        mail_from: &str,
+        mail_parameters: &[String],
+        rcpt_to: &[String],
+        data: &mut Vec<u8>,
+    ) -> u64 {
         let now = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
@@ -544,6 +552,7 @@ impl Shared {
             if self.store_messages {
                 store.messages.push(ReceivedEmail {
                     mail_from: mail_from.to_owned(),
+                    mail_parameters: mail_parameters.to_vec(),
                     rcpt_to: rcpt_to.to_vec(),
                     data: std::mem::take(data),
                     received_at: now,
@@ -663,6 +672,7 @@ async fn serve_connection(
         control,
         greeted: false,
         mail_from: None,
+        mail_parameters: Vec::new(),
         rcpt_to: Vec::new(),
         out: Vec::with_capacity(256),
     };
@@ -690,6 +700,7 @@ struct Session<'a> {
     control: watch::Receiver<ServerState>,
     greeted: bool,
     mail_from: Option<String>,
+    mail_parameters: Vec<String>,
     rcpt_to: Vec<String>,
     /// Replies not yet written; flushed before waiting for more input.
     out: Vec<u8>,
@@ -821,7 +832,8 @@ impl Session<'_> {
         let Some((from, params)) = strip_prefix_ci(arg, b"FROM:").and_then(parse_path) else {
             return self.reply(501, "5.5.4 Syntax: MAIL FROM:<address>");
         };
-        // Parameters (BODY=8BITMIME, SMTPUTF8, ...) are ignored, except SIZE.
+        // Parameters (BODY=8BITMIME, SMTPUTF8, ...) are kept with the message; only SIZE
+        // changes the answer.
         let declared_size = params
             .split(|&b| b == b' ')
             .find_map(|p| strip_prefix_ci(p, b"SIZE="))
@@ -829,6 +841,11 @@ impl Session<'_> {
         if declared_size.is_some_and(|n| n > MAX_MESSAGE_SIZE) {
             return self.reply(552, "5.3.4 Message size exceeds fixed limit");
         }
+        self.mail_parameters = params
+            .split(|&b| b == b' ')
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
         self.mail_from = Some(from);
         self.reply(250, "2.1.0 Ok");
     }
@@ -873,7 +890,9 @@ impl Session<'_> {
             SmtpMode::RejectData { code, message } => self.reply(code, &message),
             _ => {
                 let from = self.mail_from.as_deref().unwrap_or_default();
-                let id = self.shared.deliver(from, &self.rcpt_to, data);
+                let id = self
+                    .shared
+                    .deliver(from, &self.mail_parameters, &self.rcpt_to, data);
                 self.reply(250, &format!("2.0.0 Ok: queued as {id:010X}"));
             }
         }
@@ -883,6 +902,7 @@ impl Session<'_> {
 
     fn reset(&mut self) {
         self.mail_from = None;
+        self.mail_parameters.clear();
         self.rcpt_to.clear();
     }
 
